@@ -1,0 +1,81 @@
+//! Signed checkpoints: (origin, tree size, root hash) plus the time, as a c2sp.org/tlog-checkpoint
+//! body inside a c2sp.org/signed-note signed with the ledger key.
+
+use crate::keys::{LedgerKey, verifier};
+use signed_note::{Note, VerifierList};
+use tlog_tiles::{Checkpoint, Hash};
+
+/// A checkpoint as verified: what it commits to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedCheckpoint {
+    pub origin: String,
+    pub tree_size: u64,
+    pub root: Hash,
+    pub time_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint note is malformed")]
+    Malformed,
+    #[error("checkpoint signature does not verify with the ledger's public key")]
+    BadSignature,
+    #[error("checkpoint has no time line")]
+    NoTime,
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+}
+
+const TIME_PREFIX: &str = "time ";
+
+/// Sign a checkpoint for a tree of `tree_size` entries with root `root`, made at `time_ms`.
+pub fn sign_checkpoint(key: &LedgerKey, tree_size: u64, root: Hash, time_ms: i64) -> String {
+    let extension = format!("{TIME_PREFIX}{time_ms}\n");
+    let body = Checkpoint::new(key.name(), tree_size, root, &extension)
+        .expect("key names are valid origins and the extension is one line");
+    let mut note = Note::new(&body.to_bytes(), &[]).expect("checkpoint body is a valid note text");
+    note.add_sigs(&[key.signer()]).expect("key name is valid");
+    String::from_utf8(note.to_bytes()).expect("notes are UTF-8")
+}
+
+/// Check a signed checkpoint against the ledger's public verifier key and return what it says.
+pub fn verify_checkpoint(note_text: &str, verifier_key: &str) -> Result<SignedCheckpoint, CheckpointError> {
+    let note = Note::from_bytes(note_text.as_bytes()).map_err(|_| CheckpointError::Malformed)?;
+    let list = VerifierList::new(vec![Box::new(verifier(verifier_key)?)]);
+    note.verify(&list).map_err(|_| CheckpointError::BadSignature)?;
+    let body = Checkpoint::from_bytes(note.text()).map_err(|_| CheckpointError::Malformed)?;
+    let time_ms = body
+        .extension()
+        .lines()
+        .find_map(|l| l.strip_prefix(TIME_PREFIX))
+        .and_then(|t| t.parse().ok())
+        .ok_or(CheckpointError::NoTime)?;
+    Ok(SignedCheckpoint {
+        origin: body.origin().to_string(),
+        tree_size: body.size(),
+        root: *body.hash(),
+        time_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_checkpoint_verifies_and_tampering_is_caught() {
+        let key = LedgerKey::generate("vaidya.test/ledger");
+        let root = Hash([7; 32]);
+        let note = sign_checkpoint(&key, 42, root, 1_700_000_000_000);
+        let cp = verify_checkpoint(&note, key.verifier_text()).unwrap();
+        assert_eq!(cp.tree_size, 42);
+        assert_eq!(cp.root, root);
+        assert_eq!(cp.time_ms, 1_700_000_000_000);
+        assert_eq!(cp.origin, "vaidya.test/ledger");
+
+        let forged = note.replacen("\n42\n", "\n43\n", 1);
+        assert!(matches!(verify_checkpoint(&forged, key.verifier_text()), Err(CheckpointError::BadSignature)));
+        let other = LedgerKey::generate("vaidya.test/ledger");
+        assert!(verify_checkpoint(&note, other.verifier_text()).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! The HTTP application: shared state, the router, authentication, health and metrics.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use vaidya_store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Counters for `/metrics` (Prometheus text format).
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub responses_4xx: AtomicU64,
+    pub responses_5xx: AtomicU64,
+    pub auth_failures: AtomicU64,
+}
+
+/// Who is calling, as established from their bearer token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: String,
+    pub role: String,
+    pub token_id: String,
+}
+
+impl AppState {
+    /// Run a read on the blocking pool with a reader connection.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&vaidya_store::Connection) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.read(f))
+            .await
+        .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.limits.max_body_bytes;
+    let fhir = crate::fhir::rest::router(state.clone(), max_body);
+    Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .nest("/fhir", fhir)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+async fn count_requests(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let resp = next.run(req).await;
+    if resp.status().is_client_error() {
+        app.metrics.responses_4xx.fetch_add(1, Ordering::Relaxed);
+    } else if resp.status().is_server_error() {
+        app.metrics.responses_5xx.fetch_add(1, Ordering::Relaxed);
+    }
+    resp
+}
+
+/// Bearer-token authentication for the FHIR API.
+pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_string());
+    let Some(token) = presented else {
+        app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+        return ApiError::unauthorized("a bearer token is required (see `vaidya token --help`)").into_response();
+    };
+    match check_token(&app, token).await {
+        Ok(Some(p)) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Ok(None) => {
+            app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            ApiError::unauthorized("the bearer token is not valid (unknown, expired or revoked)").into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check_token(app: &AppState, token: String) -> Result<Option<Principal>, ApiError> {
+    let Some((id, secret)) = vaidya_access::token::parse(&token) else { return Ok(None) };
+    let (id, secret) = (id.to_string(), secret.to_string());
+    app.read(move |conn| {
+        let Some(row) = vaidya_store::tokens::find_token(conn, &id)? else { return Ok(None) };
+        let now = vaidya_store::now_ms();
+        let live = row.revoked_ms.is_none() && row.expires_ms.is_none_or(|e| e > now);
+        if live && vaidya_access::token::matches(&secret, &row.secret_hash) {
+            Ok(Some(Principal { user: row.user, role: row.role, token_id: row.id }))
+        } else {
+            Ok(None)
+        }
+    })
+    .await
+}
+
+async fn home(State(app): State<AppState>) -> Html<String> {
+    // The staff web UI arrives with its own issue; until then this page says where things are.
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Vaidya</title></head>\
+         <body><h1>Vaidya — {}</h1><p>FHIR R4 API: <a href=\"/fhir/metadata\">/fhir</a>. \
+         Health: <a href=\"/healthz\">/healthz</a>. Metrics: <a href=\"/metrics\">/metrics</a>.</p></body></html>",
+        html_escape(&app.config.hospital_name)
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+async fn healthz(State(app): State<AppState>) -> Response {
+    match app.read(|conn| Ok(vaidya_store::read::ledger_size(conn)?)).await {
+        Ok(n) => (StatusCode::OK, format!("ok ledger_entries={n}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response(),
+    }
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let size = app.read(|conn| Ok(vaidya_store::read::ledger_size(conn)?)).await.unwrap_or(0);
+    let m = &app.metrics;
+    let body = format!(
+        "# HELP vaidya_http_requests_total HTTP requests received.\n# TYPE vaidya_http_requests_total counter\nvaidya_http_requests_total {}\n\
+         # HELP vaidya_http_responses_4xx_total Responses with a 4xx status.\n# TYPE vaidya_http_responses_4xx_total counter\nvaidya_http_responses_4xx_total {}\n\
+         # HELP vaidya_http_responses_5xx_total Responses with a 5xx status.\n# TYPE vaidya_http_responses_5xx_total counter\nvaidya_http_responses_5xx_total {}\n\
+         # HELP vaidya_auth_failures_total Requests refused for a missing or invalid token.\n# TYPE vaidya_auth_failures_total counter\nvaidya_auth_failures_total {}\n\
+         # HELP vaidya_ledger_entries Entries in the data ledger.\n# TYPE vaidya_ledger_entries gauge\nvaidya_ledger_entries {}\n",
+        m.requests.load(Ordering::Relaxed),
+        m.responses_4xx.load(Ordering::Relaxed),
+        m.responses_5xx.load(Ordering::Relaxed),
+        m.auth_failures.load(Ordering::Relaxed),
+        size
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}

@@ -1,0 +1,80 @@
+//! The `vaidya` command line.
+
+mod serve;
+mod token;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "vaidya",
+    version,
+    about = "Vaidya hospital information system",
+    long_about = "Vaidya hospital information system.\n\n\
+        Start the server with `vaidya serve` (data in ./vaidya-data, web and FHIR API on\n\
+        http://127.0.0.1:8080). The first start creates the data directory and prints the\n\
+        admin account's one-time password. Get an API token with `vaidya token --user admin`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: web UI, FHIR R4 API at /fhir, /healthz and /metrics.
+    Serve(serve::ServeArgs),
+    /// Make, list or revoke bearer tokens for API clients.
+    Token(token::TokenArgs),
+    /// Check a data directory: hash chain, Merkle tree, signed checkpoints, and projections.
+    Verify(verify::VerifyArgs),
+    /// Load FHIR transaction Bundles (.json) or NDJSON files (.ndjson) into a data directory.
+    Import(crate::import::ImportArgs),
+}
+
+/// Options shared by commands that work on a data directory.
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
+    /// Data directory (database, keys). Overrides `data` in the config file.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Configuration file (TOML); see docs/OPERATIONS.md for every setting.
+    #[arg(long, value_name = "FILE", env = "VAIDYA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub fn load(&self) -> Result<crate::config::Config, String> {
+        let mut config = crate::config::Config::load(self.config.as_deref()).map_err(|e| e.to_string())?;
+        if let Some(d) = &self.data {
+            config.data = d.clone();
+        }
+        Ok(config)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VAIDYA_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Token(a) => token::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Import(a) => crate::import::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

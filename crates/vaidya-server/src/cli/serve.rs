@@ -1,0 +1,76 @@
+//! `vaidya serve`
+
+use super::DataArgs;
+use crate::app::{AppState, Metrics, router};
+use crate::datadir;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Address to listen on. Overrides `listen` in the config file.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
+    let mut config = args.data.load()?;
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    let lock = datadir::lock_or_create(&config.data).map_err(|e| e.to_string())?;
+    let (key, created) = datadir::init(&config).map_err(|e| e.to_string())?;
+    if let Some(c) = created {
+        // Printed once, on the first start only; it is not stored anywhere in clear.
+        println!("Created a new Vaidya data directory at {}", config.data.display());
+        println!("Administrator account: admin");
+        println!("One-time password:     {}", c.admin_password);
+        println!("(change it at first login; it is shown only this once)");
+        println!("API token for scripts: vaidya token --data {} --user admin", config.data.display());
+    }
+    let store = vaidya_store::Store::open(&datadir::db_path(&config.data), key).map_err(|e| e.to_string())?;
+    let store = Arc::new(store);
+    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()) };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!("Vaidya listening on http://{bound}");
+        // Tests and scripts read this line to learn the port when started with port 0.
+        println!("Vaidya is listening on http://{bound} (FHIR API at /fhir)");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    // Sign a last checkpoint and flush before the lock is released.
+    store.shutdown();
+    drop(lock);
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

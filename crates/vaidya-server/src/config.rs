@@ -1,0 +1,112 @@
+//! The configuration file (TOML). Every field has a default, so the file is optional; command
+//! line flags override it. Secrets are never values here: only paths to files that hold them.
+//!
+//! ```toml
+//! # vaidya.toml
+//! listen = "127.0.0.1:8080"      # address for HTTP (web UI, FHIR API, metrics)
+//! data = "./vaidya-data"         # data directory: database, keys
+//! hospital_name = "Demo Hospital"
+//! timezone = "Asia/Kolkata"      # shown on screens; storage is always UTC
+//!
+//! [limits]
+//! max_body_bytes = 16777216      # largest request body accepted (16 MiB)
+//! max_bundle_entries = 10000     # largest transaction/batch Bundle accepted
+//! token_lifetime_hours = 720     # default lifetime of tokens made by `vaidya token`
+//!
+//! [keys]
+//! # ledger_key_file = "/etc/vaidya/ledger.key"  # default: <data>/keys/ledger.key
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub hospital_name: String,
+    pub timezone: String,
+    pub limits: Limits,
+    pub keys: Keys,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_bundle_entries: usize,
+    pub token_lifetime_hours: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keys {
+    /// File holding the ledger's Ed25519 signing key; default `<data>/keys/ledger.key`.
+    pub ledger_key_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            data: PathBuf::from("./vaidya-data"),
+            hospital_name: "Demo Hospital".into(),
+            timezone: "Asia/Kolkata".into(),
+            limits: Limits::default(),
+            keys: Keys::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 16 * 1024 * 1024, max_bundle_entries: 10_000, token_lifetime_hours: 24 * 30 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0} is invalid: {1}")]
+    Parse(PathBuf, toml::de::Error),
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Ok(Config::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.to_path_buf(), e))?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(p.to_path_buf(), e))
+            }
+        }
+    }
+
+    pub fn ledger_key_file(&self) -> PathBuf {
+        self.keys.ledger_key_file.clone().unwrap_or_else(|| self.data.join("keys").join("ledger.key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses_and_unknown_keys_are_refused() {
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start_matches(' '))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: Config = toml::from_str(&example).unwrap();
+        assert_eq!(c.limits.max_bundle_entries, 10_000);
+        assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
+    }
+}

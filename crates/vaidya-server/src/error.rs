@@ -1,0 +1,78 @@
+//! One error type for the HTTP API: every failure leaves as an OperationOutcome with the
+//! status that says what kind of failure it was.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use vaidya_fhir::outcome::{Issue, IssueType, operation_outcome};
+use vaidya_store::StoreError;
+use vaidya_store::search::SearchError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub issues: Vec<Issue>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: IssueType, message: impl Into<String>) -> ApiError {
+        ApiError { status, issues: vec![Issue::error(code, message)] }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, IssueType::NotFound, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, IssueType::Login, message)
+    }
+    pub fn invalid_resource(issues: Vec<Issue>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, issues }
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, message)
+    }
+    /// Prefix every issue's expression, e.g. with `Bundle.entry[3].resource`.
+    pub fn within(mut self, prefix: &str) -> ApiError {
+        for issue in &mut self.issues {
+            issue.diagnostics = format!("{prefix}: {}", issue.diagnostics);
+        }
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!("store error: {e}");
+        match e {
+            StoreError::WriterGone | StoreError::CommitFailed(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, e.to_string())
+            }
+            _ => ApiError::internal("internal storage error; the event was logged"),
+        }
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> ApiError {
+        let code = match &e {
+            SearchError::UnknownParam(..) => IssueType::NotSupported,
+            SearchError::NotSupported { .. } => IssueType::NotSupported,
+            SearchError::BadValue { .. } => IssueType::Invalid,
+            SearchError::TooMuch(_) => IssueType::TooCosts,
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&operation_outcome(&self.issues)).expect("JSON value serialises");
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::fhir::FHIR_JSON));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vaidya\""));
+        }
+        resp
+    }
+}

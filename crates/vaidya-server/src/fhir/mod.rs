@@ -1,0 +1,121 @@
+//! The FHIR R4 REST API at `/fhir`: interactions (this module and [`bundle`]), their HTTP
+//! surface ([`rest`]), and the CapabilityStatement ([`capability`]).
+
+pub mod bundle;
+pub mod ops;
+pub mod capability;
+pub mod rest;
+pub mod wire;
+
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use serde_json::Value;
+use vaidya_fhir::index::IndexValue;
+use vaidya_fhir::model::Model;
+use vaidya_fhir::outcome::IssueType;
+use vaidya_fhir::search_params::SearchParam;
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// A resource checked and indexed outside the writer, ready to be stored.
+pub struct Prepared {
+    pub resource_type: String,
+    pub resource: Value,
+    pub index: Vec<(&'static SearchParam, IndexValue)>,
+}
+
+/// Validate a resource and compute its search index values. Costly work happens here, on the
+/// caller's thread, so that the single writer only writes.
+pub fn prepare(resource: Value) -> Result<Prepared, ApiError> {
+    vaidya_fhir::validate::validate_resource(&resource).map_err(ApiError::invalid_resource)?;
+    let resource_type = resource["resourceType"].as_str().expect("validated resources have a resourceType").to_string();
+    let index = vaidya_fhir::index::extract_all(&resource);
+    Ok(Prepared { resource_type, resource, index })
+}
+
+/// A new server-assigned id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// FHIR ids: 1 to 64 of `A-Z a-z 0-9 - .`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+pub fn check_type(rtype: &str) -> Result<(), ApiError> {
+    if Model::r4().is_resource_type(rtype) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, IssueType::NotSupported, format!("unknown resource type '{rtype}'")))
+    }
+}
+
+pub fn check_id(id: &str) -> Result<(), ApiError> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("'{id}' is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .)")))
+    }
+}
+
+/// Parse a request body as one JSON resource.
+pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, IssueType::Required, "the request has no body"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, IssueType::Structure, format!("the body is not valid JSON: {e}"))
+    })
+}
+
+/// Rewrite every `reference` in `value` through `map` (used for `urn:uuid:` references inside
+/// a transaction). Returns the references that looked like `urn:uuid:` but were not mapped.
+pub fn rewrite_references(value: &mut Value, map: &dyn Fn(&str) -> Option<String>, unresolved: &mut Vec<String>) {
+    match value {
+        Value::Object(obj) => {
+            for (k, v) in obj.iter_mut() {
+                if k == "reference" {
+                    if let Value::String(s) = v {
+                        if let Some(new) = map(s) {
+                            *s = new;
+                        } else if s.starts_with("urn:uuid:") || s.starts_with("urn:oid:") {
+                            unresolved.push(s.clone());
+                        }
+                        continue;
+                    }
+                }
+                rewrite_references(v, map, unresolved);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                rewrite_references(v, map, unresolved);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(is_valid_id("a-b.C9"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("a/b"));
+        assert!(!is_valid_id(&"x".repeat(65)));
+        assert!(is_valid_id(&new_id()));
+    }
+
+    #[test]
+    fn rewrites_nested_references_and_reports_unresolved() {
+        let mut v = serde_json::json!({"subject": {"reference": "urn:uuid:1"}, "x": [{"reference": "urn:uuid:2"}], "reference": 3});
+        let mut unresolved = vec![];
+        rewrite_references(&mut v, &|s| (s == "urn:uuid:1").then(|| "Patient/a".to_string()), &mut unresolved);
+        assert_eq!(v["subject"]["reference"], "Patient/a");
+        assert_eq!(unresolved, vec!["urn:uuid:2"]);
+    }
+}

@@ -1,0 +1,102 @@
+//! The write interactions as they run inside the writer's transaction, shared by the REST
+//! handlers and by transaction/batch Bundles.
+
+use super::Prepared;
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use vaidya_fhir::outcome::IssueType;
+use vaidya_store::WriteTx;
+use vaidya_store::search::Query;
+
+/// What a write interaction did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: StatusCode,
+    pub resource_type: String,
+    pub id: String,
+    pub version: u64,
+    pub time_ms: i64,
+    /// The resource as stored now (none after a delete).
+    pub content: Option<Vec<u8>>,
+}
+
+impl Outcome {
+    pub fn location(&self, base: &str) -> String {
+        format!("{base}/{}/{}/_history/{}", self.resource_type, self.id, self.version)
+    }
+}
+
+/// Create, or with `if_none_exist`, create only if nothing matches (conditional create).
+pub fn create(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_none_exist: Option<&Query>) -> Result<Outcome, ApiError> {
+    if let Some(q) = if_none_exist {
+        let found = vaidya_store::search::run(tx.conn(), q)?;
+        match found.total {
+            0 => {}
+            1 => {
+                let m = &found.matches[0];
+                let cur = vaidya_store::read::current(tx.conn(), &m.resource_type, &m.id)?
+                    .ok_or_else(|| ApiError::internal("matched resource vanished"))?;
+                return Ok(Outcome {
+                    status: StatusCode::OK,
+                    resource_type: m.resource_type.clone(),
+                    id: m.id.clone(),
+                    version: cur.version,
+                    time_ms: cur.time_ms,
+                    content: Some(cur.content),
+                });
+            }
+            n => {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    IssueType::MultipleMatches,
+                    format!("If-None-Exist matches {n} resources; the create was not done"),
+                ));
+            }
+        }
+    }
+    let rtype = p.resource_type.clone();
+    let w = tx.put(author, &rtype, id, &mut p.resource, &p.index)?;
+    Ok(Outcome { status: StatusCode::CREATED, resource_type: rtype, id: id.to_string(), version: w.version, time_ms: w.time_ms, content: Some(w.content) })
+}
+
+/// Update (or create with a client-chosen id), checking `If-Match` when given.
+pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_match: Option<u64>) -> Result<Outcome, ApiError> {
+    let rtype = p.resource_type.clone();
+    let current = tx.current(&rtype, id)?;
+    if let Some(expected) = if_match {
+        let actual = current.as_ref().map(|c| c.version);
+        if actual != Some(expected) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                IssueType::Conflict,
+                format!(
+                    "If-Match expects version {expected} of {rtype}/{id}, the current version is {}",
+                    actual.map_or("none".to_string(), |v| v.to_string())
+                ),
+            ));
+        }
+    }
+    let existed = current.is_some_and(|c| !c.deleted);
+    let w = tx.put(author, &rtype, id, &mut p.resource, &p.index)?;
+    Ok(Outcome {
+        status: if existed { StatusCode::OK } else { StatusCode::CREATED },
+        resource_type: rtype,
+        id: id.to_string(),
+        version: w.version,
+        time_ms: w.time_ms,
+        content: Some(w.content),
+    })
+}
+
+/// Delete; deleting what is absent or already deleted succeeds and changes nothing.
+pub fn delete(tx: &mut WriteTx<'_>, author: &str, rtype: &str, id: &str) -> Result<Outcome, ApiError> {
+    let w = tx.delete(author, rtype, id)?;
+    Ok(Outcome {
+        status: StatusCode::NO_CONTENT,
+        resource_type: rtype.to_string(),
+        id: id.to_string(),
+        version: w.as_ref().map_or(0, |w| w.version),
+        time_ms: w.as_ref().map_or(0, |w| w.time_ms),
+        content: None,
+    })
+}

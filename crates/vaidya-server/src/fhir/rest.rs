@@ -1,0 +1,377 @@
+//! Axum handlers for the FHIR REST interactions.
+
+use super::ops::{self, Outcome};
+use super::wire::{self, BundleWriter, Return};
+use super::{check_id, check_type, new_id, parse_json, prepare};
+use crate::app::{AppState, Principal};
+use crate::error::ApiError;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, middleware};
+use serde_json::json;
+use vaidya_fhir::outcome::{Issue, IssueType, operation_outcome};
+use vaidya_store::read::HistoryScope;
+use vaidya_store::search::{self, Handling, parse_query};
+
+pub fn router(state: AppState, max_body: usize) -> Router<AppState> {
+    let authed = Router::new()
+        .route("/", axum::routing::post(bundle))
+        .route("/_history", get(history_system))
+        .route("/{rtype}", get(search_get).post(create))
+        .route("/{rtype}/_search", axum::routing::post(search_post))
+        .route("/{rtype}/_history", get(history_type))
+        .route("/{rtype}/{id}", get(read).put(update).delete(delete))
+        .route("/{rtype}/{id}/_history", get(history_instance))
+        .route("/{rtype}/{id}/_history/{vid}", get(vread))
+        .route_layer(middleware::from_fn_with_state(state, crate::app::authenticate));
+    Router::new()
+        .route("/metadata", get(super::capability::metadata))
+        .merge(authed)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "this interaction is not supported here")
+}
+
+/// The body, or an OperationOutcome saying why it could not be read (too large, cut off).
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong, "the request body exceeds the size limit")
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+fn format_param(pairs: &[(String, String)]) -> Option<&str> {
+    pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str())
+}
+
+fn write_response(o: Outcome, headers: &HeaderMap, base: &str) -> Response {
+    let location = (o.status == StatusCode::CREATED).then(|| o.location(base));
+    match wire::prefer_return(headers, Return::Representation) {
+        Return::Representation => wire::resource_response(o.status, o.content.unwrap_or_default(), o.version, o.time_ms, location),
+        Return::Minimal => wire::resource_response(o.status, Vec::new(), o.version, o.time_ms, location),
+        Return::OperationOutcome => {
+            let oo = operation_outcome(&[Issue::information(
+                IssueType::Informational,
+                format!("{}/{} version {} stored", o.resource_type, o.id, o.version),
+            )]);
+            wire::resource_response(o.status, serde_json::to_vec(&oo).expect("serialises"), o.version, o.time_ms, location)
+        }
+    }
+}
+
+async fn create(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(rtype): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
+    wire::check_content_type(&headers)?;
+    let mut resource = parse_json(&body_bytes(body)?)?;
+    if resource.get("resourceType").and_then(|v| v.as_str()) != Some(rtype.as_str()) {
+        return Err(ApiError::bad_request(format!("the body's resourceType must be {rtype}")));
+    }
+    // On create the server assigns the id; one sent by the client is ignored, as R4 says.
+    if let Some(obj) = resource.as_object_mut() {
+        obj.remove("id");
+    }
+    let if_none_exist = match headers.get("if-none-exist") {
+        None => None,
+        Some(v) => {
+            let q = v.to_str().map_err(|_| ApiError::bad_request("If-None-Exist is not text"))?;
+            let q = q.split_once('?').map_or(q, |(_, q)| q);
+            let mut parsed = parse_query(&rtype, &query_pairs(Some(q)), Handling::Strict)?;
+            parsed.count = 2; // enough to tell one match from many
+            Some(parsed)
+        }
+    };
+    let base = wire::base_url(&headers);
+    let prepared = tokio::task::spawn_blocking(move || prepare(resource))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let id = new_id();
+    let outcome = app
+        .store
+        .write(move |tx| ops::create(tx, &who.user, prepared, &id, if_none_exist.as_ref()))
+        .await?;
+    Ok(write_response(outcome, &headers, &base))
+}
+
+async fn update(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((rtype, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    check_id(&id)?;
+    wire::check_accept(&headers, None)?;
+    wire::check_content_type(&headers)?;
+    let resource = parse_json(&body_bytes(body)?)?;
+    if resource.get("resourceType").and_then(|v| v.as_str()) != Some(rtype.as_str()) {
+        return Err(ApiError::bad_request(format!("the body's resourceType must be {rtype}")));
+    }
+    match resource.get("id").and_then(|v| v.as_str()) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => return Err(ApiError::bad_request(format!("the body's id '{body_id}' differs from the URL's '{id}'"))),
+        None => return Err(ApiError::bad_request("an update must carry the resource's id in the body")),
+    }
+    let if_match = wire::if_match(&headers)?;
+    let base = wire::base_url(&headers);
+    let prepared = tokio::task::spawn_blocking(move || prepare(resource))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let outcome = app.store.write(move |tx| ops::update(tx, &who.user, prepared, &id, if_match)).await?;
+    Ok(write_response(outcome, &headers, &base))
+}
+
+async fn delete(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((rtype, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    check_id(&id)?;
+    app.store.write(move |tx| ops::delete(tx, &who.user, &rtype, &id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn read(
+    State(app): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    check_id(&id)?;
+    wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
+    let (t, i) = (rtype.clone(), id.clone());
+    let stored = app.read(move |conn| Ok(vaidya_store::read::current(conn, &t, &i)?)).await?;
+    match stored {
+        None => Err(ApiError::not_found(format!("{rtype}/{id} is not known"))),
+        Some(s) if s.deleted => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("{rtype}/{id} was deleted"))),
+        Some(s) => Ok(wire::resource_response(StatusCode::OK, s.content, s.version, s.time_ms, None)),
+    }
+}
+
+async fn vread(
+    State(app): State<AppState>,
+    Path((rtype, id, vid)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    check_id(&id)?;
+    let version: u64 = vid.parse().map_err(|_| ApiError::bad_request(format!("'{vid}' is not a version number")))?;
+    let (t, i) = (rtype.clone(), id.clone());
+    let stored = app.read(move |conn| Ok(vaidya_store::read::version(conn, &t, &i, version)?)).await?;
+    match stored {
+        None => Err(ApiError::not_found(format!("{rtype}/{id} has no version {version}"))),
+        Some(s) if s.deleted => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("version {version} of {rtype}/{id} is a deletion"))),
+        Some(s) => Ok(wire::resource_response(StatusCode::OK, s.content, s.version, s.time_ms, None)),
+    }
+}
+
+async fn search_get(
+    State(app): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    search_common(app, rtype, query_pairs(raw.as_deref()), headers).await
+}
+
+async fn search_post(
+    State(app): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    let body = body_bytes(body)?;
+    let mut pairs = query_pairs(raw.as_deref());
+    pairs.extend(form_urlencoded::parse(&body).into_owned());
+    search_common(app, rtype, pairs, headers).await
+}
+
+async fn search_common(app: AppState, rtype: String, pairs: Vec<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+    wire::check_accept(&headers, format_param(&pairs))?;
+    let handling = if wire::prefer_lenient(&headers) { Handling::Lenient } else { Handling::Strict };
+    let q = parse_query(&rtype, &pairs, handling)?;
+    let base = wire::base_url(&headers);
+    let q2 = q.clone();
+    let found = app.read(move |conn| Ok(search::run(conn, &q2)?)).await?;
+
+    let link = |offset: usize| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &q.applied {
+            if k != "_offset" {
+                s.append_pair(k, v);
+            }
+        }
+        if offset > 0 {
+            s.append_pair("_offset", &offset.to_string());
+        }
+        let qs = s.finish();
+        if qs.is_empty() { format!("{base}/{rtype}") } else { format!("{base}/{rtype}?{qs}") }
+    };
+    let mut links = vec![("self", link(q.offset))];
+    if found.has_more {
+        links.push(("next", link(q.offset + q.count)));
+    }
+    if q.offset > 0 {
+        links.push(("previous", link(q.offset.saturating_sub(q.count))));
+    }
+    let mut w = BundleWriter::new(wire::bundle_head("searchset", Some(found.total), &links));
+    for m in &found.matches {
+        w.entry(json!({"fullUrl": format!("{base}/{}/{}", m.resource_type, m.id), "search": {"mode": "match"}}), Some(&m.content));
+    }
+    for m in &found.included {
+        w.entry(json!({"fullUrl": format!("{base}/{}/{}", m.resource_type, m.id), "search": {"mode": "include"}}), Some(&m.content));
+    }
+    if !q.ignored.is_empty() {
+        let oo = operation_outcome(&[Issue::warning(
+            IssueType::NotSupported,
+            format!("these parameters were ignored: {}", q.ignored.join(", ")),
+        )]);
+        w.entry(json!({"search": {"mode": "outcome"}}), Some(&serde_json::to_vec(&oo).expect("serialises")));
+    }
+    Ok(wire::raw_json_response(StatusCode::OK, w.finish()))
+}
+
+const HISTORY_MAX_COUNT: usize = 1_000;
+
+async fn history_common(app: AppState, scope: (Option<String>, Option<String>), raw: Option<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    wire::check_accept(&headers, format_param(&pairs))?;
+    let mut count = search::DEFAULT_COUNT;
+    let mut offset = 0usize;
+    let mut since = None;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "_count" => {
+                count = v.parse().map_err(|_| ApiError::bad_request(format!("_count '{v}' is not a number")))?;
+                if count > HISTORY_MAX_COUNT {
+                    return Err(ApiError::bad_request(format!("_count may be at most {HISTORY_MAX_COUNT}")));
+                }
+            }
+            "_offset" => {
+                offset = v.parse().map_err(|_| ApiError::bad_request(format!("_offset '{v}' is not a number")))?;
+                if offset > search::MAX_OFFSET {
+                    return Err(ApiError::bad_request(format!("_offset may be at most {}", search::MAX_OFFSET)));
+                }
+            }
+            "_since" => {
+                since = Some(
+                    vaidya_fhir::datetime::parse_date_range(v)
+                        .ok_or_else(|| ApiError::bad_request(format!("_since '{v}' is not an instant")))?
+                        .0,
+                )
+            }
+            "_format" | "_pretty" => {}
+            other => return Err(ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, format!("unknown history parameter '{other}'"))),
+        }
+    }
+    let base = wire::base_url(&headers);
+    let (t, i) = scope.clone();
+    let (items, total) = app
+        .read(move |conn| {
+            let scope = match (&t, &i) {
+                (Some(t), Some(i)) => HistoryScope::Instance(t, i),
+                (Some(t), None) => HistoryScope::Type(t),
+                _ => HistoryScope::System,
+            };
+            Ok(vaidya_store::read::history(conn, scope, since, count, offset)?)
+        })
+        .await?;
+    let path = match &scope {
+        (Some(t), Some(i)) => format!("{base}/{t}/{i}/_history"),
+        (Some(t), None) => format!("{base}/{t}/_history"),
+        _ => format!("{base}/_history"),
+    };
+    let mut links = vec![("self", format!("{path}?_count={count}&_offset={offset}"))];
+    if (offset + items.len()) < total as usize && items.len() == count {
+        links.push(("next", format!("{path}?_count={count}&_offset={}", offset + count)));
+    }
+    let mut w = BundleWriter::new(wire::bundle_head("history", Some(total), &links));
+    for it in &items {
+        let url = format!("{}/{}", it.resource_type, it.id);
+        let (method, status) = if it.stored.deleted {
+            ("DELETE", "204 No Content")
+        } else if it.stored.version == 1 {
+            ("POST", "201 Created")
+        } else {
+            ("PUT", "200 OK")
+        };
+        let request_url = if method == "POST" { it.resource_type.clone() } else { url.clone() };
+        w.entry(
+            json!({
+                "fullUrl": format!("{base}/{url}"),
+                "request": {"method": method, "url": request_url},
+                "response": {"status": status, "etag": wire::etag(it.stored.version), "lastModified": vaidya_fhir::datetime::format_instant(it.stored.time_ms)}
+            }),
+            if it.stored.deleted { None } else { Some(&it.stored.content) },
+        );
+    }
+    Ok(wire::raw_json_response(StatusCode::OK, w.finish()))
+}
+
+async fn history_system(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Result<Response, ApiError> {
+    history_common(app, (None, None), raw, headers).await
+}
+
+async fn history_type(
+    State(app): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    history_common(app, (Some(rtype), None), raw, headers).await
+}
+
+async fn history_instance(
+    State(app): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    check_id(&id)?;
+    history_common(app, (Some(rtype), Some(id)), raw, headers).await
+}
+
+async fn bundle(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    wire::check_accept(&headers, None)?;
+    wire::check_content_type(&headers)?;
+    let value = parse_json(&body_bytes(body)?)?;
+    let base = wire::base_url(&headers);
+    let ret = wire::prefer_return(&headers, Return::Minimal);
+    let max_entries = app.config.limits.max_bundle_entries;
+    let out = super::bundle::process(&app.store, &who.user, value, &base, ret, max_entries).await?;
+    Ok(wire::raw_json_response(StatusCode::OK, out))
+}

@@ -1,0 +1,10 @@
+//! Vaidya's top crate: the HTTP application (FHIR REST API, health, metrics) and the `vaidya`
+//! command line. Only this crate knows HTTP; it wires the lower crates together.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod datadir;
+pub mod error;
+pub mod fhir;
+pub mod import;

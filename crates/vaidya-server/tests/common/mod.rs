@@ -1,0 +1,183 @@
+//! Harness for end-to-end tests: runs the real `vaidya` binary on a fresh data directory and
+//! talks HTTP to it.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vaidya");
+
+pub fn shared_data() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    assert!(p.is_dir(), "shared test data missing at {}", p.display());
+    p
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub base: String,
+    pub token: String,
+    pub admin_password: Option<String>,
+    agent: ureq::Agent,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    /// Assert the body is an OperationOutcome with an error issue.
+    pub fn assert_outcome(&self) -> Value {
+        let v = self.json();
+        assert_eq!(v["resourceType"], "OperationOutcome", "{}", self.body);
+        assert!(v["issue"].as_array().is_some_and(|a| !a.is_empty()));
+        v
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server { dir, child: None, base: String::new(), token: String::new(), admin_password: None, agent: agent() };
+        s.spawn();
+        s.token = s.make_token("admin");
+        s
+    }
+
+    pub fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Start (or restart) the server process on the same data directory.
+    pub fn spawn(&mut self) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--data"])
+            .arg(self.dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .env("VAIDYA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("vaidya runs");
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "server did not start");
+            let line = lines.next().expect("server printed its address").expect("utf-8");
+            if let Some(p) = line.strip_prefix("One-time password:") {
+                self.admin_password = Some(p.trim().to_string());
+            }
+            if let Some(rest) = line.strip_prefix("Vaidya is listening on ") {
+                let url = rest.split_whitespace().next().expect("url");
+                self.base = format!("{url}/fhir");
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL");
+            c.wait().expect("reaped");
+        }
+    }
+
+    /// Stop gracefully (SIGTERM) and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if c.try_wait().expect("wait").is_some() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn vaidya(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN).args(args).env("VAIDYA_LOG", "warn").output().expect("vaidya runs")
+    }
+
+    pub fn make_token(&self, user: &str) -> String {
+        let out = self.vaidya(&["token", "--data", self.dir.path().to_str().unwrap(), "--user", user]);
+        assert!(out.status.success(), "token failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+        let url = if path.starts_with("http") { path.to_string() } else { format!("{}{}", self.base, path) };
+        let auth = format!("Bearer {}", self.token);
+        let mut all: Vec<(&str, &str)> = vec![("Authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        raw_request(&self.agent, method, &url, body, &all)
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, None, &[])
+    }
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.request("POST", path, Some(&body.to_string()), &[("Content-Type", "application/fhir+json")])
+    }
+    pub fn put(&self, path: &str, body: &Value) -> Resp {
+        self.request("PUT", path, Some(&body.to_string()), &[("Content-Type", "application/fhir+json")])
+    }
+    pub fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, None, &[])
+    }
+
+    pub fn ledger_size(&self) -> u64 {
+        let r = raw_request(&self.agent, "GET", &self.base.replace("/fhir", "/healthz"), None, &[]);
+        r.body.trim().strip_prefix("ok ledger_entries=").expect("healthz format").parse().unwrap()
+    }
+}
+
+pub fn raw_request(agent: &ureq::Agent, method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req = builder.body(body.unwrap_or("").to_string()).expect("request builds");
+    let mut resp = agent.run(req).expect("HTTP exchange");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp.body_mut().with_config().limit(256 * 1024 * 1024).read_to_string().unwrap_or_default();
+    Resp { status, headers, body }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,31 @@
+//! Opening SQLite connections with the settings Vaidya relies on.
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+
+/// The writer: WAL, and `synchronous=FULL` so that a commit is on disk (fsync) before the
+/// client hears "created". Group commit spreads that fsync over every job in a batch.
+pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+/// A reader: never blocks the writer, sees the last committed state at the start of each read.
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.pragma_update(None, "cache_size", -16_384)?; // 16 MiB each
+    conn.pragma_update(None, "mmap_size", 268_435_456)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}

@@ -1,0 +1,186 @@
+//! Writing a resource's search index rows.
+
+use crate::StoreError;
+use crate::schema::INDEX_TABLES;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use vaidya_fhir::index::IndexValue;
+use vaidya_fhir::search_params::SearchParam;
+
+/// Interned (resource type, parameter code) -> `sp_param.id`, cached by the writer.
+#[derive(Default)]
+pub(crate) struct ParamIds(HashMap<(String, String), i64>);
+
+impl ParamIds {
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn get_or_insert(&mut self, conn: &Connection, rtype: &str, code: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.0.get(&(rtype.to_string(), code.to_string())) {
+            return Ok(id);
+        }
+        let existing: Option<i64> = conn
+            .prepare_cached("SELECT id FROM sp_param WHERE rtype = ?1 AND code = ?2")?
+            .query_row([rtype, code], |r| r.get(0))
+            .optional()?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                conn.prepare_cached("INSERT INTO sp_param (rtype, code) VALUES (?1, ?2)")?.execute([rtype, code])?;
+                conn.last_insert_rowid()
+            }
+        };
+        self.0.insert((rtype.to_string(), code.to_string()), id);
+        Ok(id)
+    }
+}
+
+/// Look up a parameter's id for searching; `None` if no resource ever had a value for it.
+pub(crate) fn param_id(conn: &Connection, rtype: &str, code: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM sp_param WHERE rtype = ?1 AND code = ?2")?
+        .query_row([rtype, code], |r| r.get(0))
+        .optional()?)
+}
+
+pub(crate) fn clear(conn: &Connection, res: i64) -> Result<(), StoreError> {
+    for table in INDEX_TABLES {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE res = ?1"))?.execute([res])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn insert(
+    conn: &Connection,
+    ids: &mut ParamIds,
+    rtype: &str,
+    res: i64,
+    index: &[(&'static SearchParam, IndexValue)],
+) -> Result<(), StoreError> {
+    for (param, value) in index {
+        let p = ids.get_or_insert(conn, rtype, &param.code)?;
+        insert_one(conn, res, p, value)?;
+    }
+    Ok(())
+}
+
+fn insert_one(conn: &Connection, res: i64, p: i64, value: &IndexValue) -> Result<(), StoreError> {
+    // OR IGNORE: two values that differ only in fields outside the key (a token's display text)
+    // are one index row.
+    match value {
+        IndexValue::String { normalized, exact } => conn
+            .prepare_cached("INSERT OR IGNORE INTO ix_string (res, param, value, exact) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![res, p, normalized, exact])?,
+        IndexValue::Token { system, code, text } => conn
+            .prepare_cached("INSERT OR IGNORE INTO ix_token (res, param, system, code, text) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![res, p, system.as_deref().unwrap_or(""), code.as_deref().unwrap_or(""), text])?,
+        IndexValue::Reference { reference, .. } => conn
+            .prepare_cached("INSERT OR IGNORE INTO ix_ref (res, param, target) VALUES (?1, ?2, ?3)")?
+            .execute(params![res, p, reference])?,
+        IndexValue::Date { start_ms, end_ms } => conn
+            .prepare_cached("INSERT OR IGNORE INTO ix_date (res, param, lo, hi) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![res, p, start_ms, end_ms])?,
+        IndexValue::Number { value } => conn
+            .prepare_cached("INSERT OR IGNORE INTO ix_number (res, param, value) VALUES (?1, ?2, ?3)")?
+            .execute(params![res, p, value])?,
+        IndexValue::Quantity { value, system, code, unit } => conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO ix_quantity (res, param, value, system, code, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                res,
+                p,
+                value,
+                system.as_deref().unwrap_or(""),
+                code.as_deref().unwrap_or(""),
+                unit.as_deref().unwrap_or("")
+            ])?,
+        IndexValue::Uri(value) => conn
+            .prepare_cached("INSERT OR IGNORE INTO ix_uri (res, param, value) VALUES (?1, ?2, ?3)")?
+            .execute(params![res, p, value])?,
+    };
+    Ok(())
+}
+
+/// A row's identity (table, parameter code, key columns) as one comparable string, so that
+/// verification can compare recomputed and stored index rows as sets.
+fn row_key(table: &str, code: &str, cols: &[&str]) -> String {
+    let mut k = String::with_capacity(64);
+    k.push_str(table);
+    k.push('\u{1}');
+    k.push_str(code);
+    for c in cols {
+        k.push('\u{1}');
+        k.push_str(c);
+    }
+    k
+}
+
+fn value_key(code: &str, value: &IndexValue) -> String {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+    match value {
+        IndexValue::String { normalized, exact } => row_key("ix_string", code, &[normalized, exact]),
+        IndexValue::Token { system, code: c, .. } => row_key("ix_token", code, &[&opt(c), &opt(system)]),
+        IndexValue::Reference { reference, .. } => row_key("ix_ref", code, &[reference]),
+        IndexValue::Date { start_ms, end_ms } => row_key("ix_date", code, &[&start_ms.to_string(), &end_ms.to_string()]),
+        IndexValue::Number { value } => row_key("ix_number", code, &[&format!("{value:?}")]),
+        IndexValue::Quantity { value, system, code: c, unit } => {
+            row_key("ix_quantity", code, &[&format!("{value:?}"), &opt(system), &opt(c), &opt(unit)])
+        }
+        IndexValue::Uri(v) => row_key("ix_uri", code, &[v]),
+    }
+}
+
+/// The index rows a resource should have.
+pub(crate) fn expected_rows(_rtype: &str, resource: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    vaidya_fhir::index::extract_all(resource).iter().map(|(p, v)| value_key(&p.code, v)).collect()
+}
+
+/// The index rows a resource has.
+pub(crate) fn stored_rows(
+    conn: &Connection,
+    res: i64,
+    params: &HashMap<i64, String>,
+) -> Result<std::collections::BTreeSet<String>, StoreError> {
+    let mut out = std::collections::BTreeSet::new();
+    let code = |p: i64| params.get(&p).cloned().unwrap_or_else(|| format!("?{p}"));
+    let mut stmt = conn.prepare_cached("SELECT param, value, exact FROM ix_string WHERE res = ?1")?;
+    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
+        let (p, v, e) = r?;
+        out.insert(row_key("ix_string", &code(p), &[&v, &e]));
+    }
+    let mut stmt = conn.prepare_cached("SELECT param, code, system FROM ix_token WHERE res = ?1")?;
+    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
+        let (p, c, s) = r?;
+        out.insert(row_key("ix_token", &code(p), &[&c, &s]));
+    }
+    let mut stmt = conn.prepare_cached("SELECT param, target FROM ix_ref WHERE res = ?1")?;
+    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+        let (p, t) = r?;
+        out.insert(row_key("ix_ref", &code(p), &[&t]));
+    }
+    let mut stmt = conn.prepare_cached("SELECT param, lo, hi FROM ix_date WHERE res = ?1")?;
+    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))? {
+        let (p, lo, hi) = r?;
+        out.insert(row_key("ix_date", &code(p), &[&lo.to_string(), &hi.to_string()]));
+    }
+    let mut stmt = conn.prepare_cached("SELECT param, value FROM ix_number WHERE res = ?1")?;
+    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
+        let (p, v) = r?;
+        out.insert(row_key("ix_number", &code(p), &[&format!("{v:?}")]));
+    }
+    let mut stmt = conn.prepare_cached("SELECT param, value, system, code, unit FROM ix_quantity WHERE res = ?1")?;
+    for r in stmt.query_map([res], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+    })? {
+        let (p, v, s, c, u) = r?;
+        out.insert(row_key("ix_quantity", &code(p), &[&format!("{v:?}"), &s, &c, &u]));
+    }
+    let mut stmt = conn.prepare_cached("SELECT param, value FROM ix_uri WHERE res = ?1")?;
+    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+        let (p, v) = r?;
+        out.insert(row_key("ix_uri", &code(p), &[&v]));
+    }
+    Ok(out)
+}

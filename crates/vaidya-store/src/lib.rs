@@ -1,0 +1,210 @@
+//! Storage: the ledger and its projections in SQLite, with one writer and a pool of readers.
+//!
+//! Architecture invariant: this crate knows nothing of HTTP. It speaks FHIR only as far as it
+//! must to index and search (through `vaidya-fhir`), and it writes the ledger only through
+//! [`WriteTx`], so that no change can reach a projection without an entry.
+
+mod db;
+mod index_rows;
+mod merkle;
+pub mod read;
+pub mod schema;
+pub mod search;
+pub mod tokens;
+pub mod verify;
+mod writer;
+
+pub use read::{HistoryItem, Stored};
+pub use rusqlite::Connection;
+pub use writer::{Current, MAX_JOBS_PER_COMMIT, WriteTx, Written};
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use vaidya_ledger::LedgerKey;
+use writer::{Message, Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store is damaged: {0}")]
+    Corrupt(String),
+    #[error("the commit failed, nothing was written: {0}")]
+    CommitFailed(String),
+    #[error("the writer has stopped")]
+    WriterGone,
+    #[error("the data directory is in use by another Vaidya process ({0})")]
+    Locked(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Current time in milliseconds since the Unix epoch (UTC).
+pub fn now_ms() -> i64 {
+    vaidya_fhir::datetime::now_ms()
+}
+
+/// Number of reader connections.
+pub const READERS: usize = 8;
+
+pub struct Store {
+    path: PathBuf,
+    writer_tx: crossbeam_channel::Sender<Message>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    readers_tx: crossbeam_channel::Sender<Connection>,
+    readers_rx: crossbeam_channel::Receiver<Connection>,
+}
+
+impl Store {
+    /// Open (creating if new) the database at `path`. The caller holds the data directory's
+    /// lock: a second writer process would fork the hash chain.
+    pub fn open(path: &Path, key: LedgerKey) -> Result<Store, StoreError> {
+        let conn = db::open_writer(path)?;
+        init_schema(&conn)?;
+        let writer = Writer::new(conn, key)?;
+        let (writer_tx, rx) = crossbeam_channel::bounded(writer::QUEUE_DEPTH);
+        let handle = std::thread::Builder::new()
+            .name("vaidya-writer".into())
+            .spawn(move || writer.run(rx))?;
+        let (readers_tx, readers_rx) = crossbeam_channel::bounded(READERS);
+        for _ in 0..READERS {
+            readers_tx.send(db::open_reader(path)?).expect("pool has room for every reader");
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer_tx,
+            writer_thread: Mutex::new(Some(handle)),
+            readers_tx,
+            readers_rx,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` on the writer thread inside a write transaction; resolves after the commit.
+    /// If `f` fails, everything it wrote is rolled back and its error returned.
+    pub async fn write<T, E>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.submit(f, reply)?;
+        rx.await.map_err(|_| E::from(StoreError::WriterGone))?
+    }
+
+    /// [`Store::write`] for callers outside an async runtime (import, tools, tests).
+    pub fn write_blocking<T, E>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.submit(f, reply)?;
+        rx.blocking_recv().map_err(|_| E::from(StoreError::WriterGone))?
+    }
+
+    /// Submit without waiting; the result arrives on `reply` after the commit. Lets bulk import
+    /// keep the writer's queue full.
+    pub fn submit<T, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let job: writer::Job = Box::new(move |tx| {
+            let result = f(tx);
+            let ok = result.is_ok();
+            let complete: writer::Completion = Box::new(move |commit| {
+                let out = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(E::from(e)),
+                };
+                let _ = reply.send(out);
+            });
+            (ok, complete)
+        });
+        self.writer_tx.send(Message::Job(job)).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Run `f` with a reader connection (blocking; call from a blocking context).
+    pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+        let conn = self.readers_rx.recv().map_err(|_| E::from(StoreError::WriterGone))?;
+        let guard = ReturnOnDrop { conn: Some(conn), pool: &self.readers_tx };
+        f(guard.conn.as_ref().expect("present until drop"))
+    }
+
+    /// Sign a final checkpoint, flush the WAL and stop the writer. Idempotent.
+    pub fn shutdown(&self) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        if self.writer_tx.send(Message::Shutdown(done_tx)).is_ok() {
+            let _ = done_rx.recv();
+        }
+        if let Some(handle) = self.writer_thread.lock().expect("not poisoned").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct ReturnOnDrop<'p> {
+    conn: Option<Connection>,
+    pool: &'p crossbeam_channel::Sender<Connection>,
+}
+
+impl Drop for ReturnOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = self.pool.send(conn);
+        }
+    }
+}
+
+fn init_schema(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match version {
+        0 => {
+            conn.execute_batch(&format!(
+                "BEGIN; {} PRAGMA user_version = {}; COMMIT;",
+                schema::SCHEMA,
+                schema::SCHEMA_VERSION
+            ))?;
+            Ok(())
+        }
+        schema::SCHEMA_VERSION => Ok(()),
+        other => Err(StoreError::Corrupt(format!(
+            "database schema version {other} is not one this Vaidya knows ({})",
+            schema::SCHEMA_VERSION
+        ))),
+    }
+}
+
+/// Open a read-only connection for offline tools (verify) without starting a writer.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no database at {}", path.display()),
+        )));
+    }
+    Ok(db::open_reader(path)?)
+}
+
+/// Open a write connection for account administration (users, tokens) beside a running
+/// server: these tables are not ledgered, and SQLite serialises the two writers.
+pub fn open_admin(path: &Path) -> Result<Connection, StoreError> {
+    let conn = db::open_writer(path)?;
+    init_schema(&conn)?;
+    Ok(conn)
+}

@@ -1,0 +1,34 @@
+//! The Merkle tree's stored hashes, read from the `tree_hash` table.
+
+use rusqlite::{Connection, OptionalExtension};
+use vaidya_ledger::{Hash, HashReader, TlogError};
+
+/// Reads stored tree hashes through one connection (inside the writer's open transaction it
+/// also sees the hashes written earlier in that transaction).
+pub struct SqliteHashReader<'c>(pub &'c Connection);
+
+impl HashReader for SqliteHashReader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT hash FROM tree_hash WHERE idx = ?1")
+            .map_err(|_| TlogError::IndexesNotInTree)?;
+        let mut out = Vec::with_capacity(indexes.len());
+        for &idx in indexes {
+            let blob: Option<Vec<u8>> = stmt
+                .query_row([idx as i64], |r| r.get(0))
+                .optional()
+                .map_err(|_| TlogError::IndexesNotInTree)?;
+            let bytes: [u8; 32] = blob
+                .and_then(|b| b.try_into().ok())
+                .ok_or(TlogError::IndexesNotInTree)?;
+            out.push(Hash(bytes));
+        }
+        Ok(out)
+    }
+}
+
+/// Root hash of the first `size` entries.
+pub fn root(conn: &Connection, size: u64) -> Result<Hash, TlogError> {
+    vaidya_ledger::tree_hash(size, &SqliteHashReader(conn))
+}

@@ -1,0 +1,132 @@
+//! Reads of current and past versions, and of history, from the ledger and its projections.
+
+use crate::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+use vaidya_ledger::{Entry, Op};
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub version: u64,
+    pub seq: u64,
+    pub time_ms: i64,
+    pub deleted: bool,
+    /// The resource JSON as stored (empty for a deletion).
+    pub content: Vec<u8>,
+}
+
+/// One entry of a `_history` listing.
+#[derive(Debug, Clone)]
+pub struct HistoryItem {
+    pub resource_type: String,
+    pub id: String,
+    pub stored: Stored,
+}
+
+pub fn entry(conn: &Connection, seq: u64) -> Result<Entry, StoreError> {
+    let bytes: Vec<u8> = conn
+        .prepare_cached("SELECT entry FROM ledger WHERE seq = ?1")?
+        .query_row([seq as i64], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("ledger entry {seq} is missing")))?;
+    Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("ledger entry {seq}: {e}")))
+}
+
+fn stored_from(entry: Entry) -> Stored {
+    Stored {
+        version: entry.version,
+        seq: entry.seq,
+        time_ms: entry.time_ms,
+        deleted: entry.op == Op::Delete,
+        content: entry.content,
+    }
+}
+
+/// The current version (which may be a deletion), or `None` if the resource never existed.
+pub fn current(conn: &Connection, rtype: &str, rid: &str) -> Result<Option<Stored>, StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM resource WHERE rtype = ?1 AND rid = ?2")?
+        .query_row([rtype, rid], |r| r.get(0))
+        .optional()?;
+    seq.map(|s| entry(conn, s as u64).map(stored_from)).transpose()
+}
+
+pub fn version(conn: &Connection, rtype: &str, rid: &str, version: u64) -> Result<Option<Stored>, StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 AND version = ?3")?
+        .query_row(params![rtype, rid, version as i64], |r| r.get(0))
+        .optional()?;
+    seq.map(|s| entry(conn, s as u64).map(stored_from)).transpose()
+}
+
+/// Which history to list.
+pub enum HistoryScope<'a> {
+    System,
+    Type(&'a str),
+    Instance(&'a str, &'a str),
+}
+
+/// History newest first, `count` items after skipping `offset`, entries at or after `since_ms`.
+pub fn history(
+    conn: &Connection,
+    scope: HistoryScope<'_>,
+    since_ms: Option<i64>,
+    count: usize,
+    offset: usize,
+) -> Result<(Vec<HistoryItem>, u64), StoreError> {
+    let since = since_ms.unwrap_or(i64::MIN);
+    let (seqs, total): (Vec<i64>, u64) = match scope {
+        HistoryScope::System => {
+            let seqs = collect(
+                conn,
+                "SELECT seq FROM ledger ORDER BY seq DESC LIMIT ?1 OFFSET ?2",
+                params![count as i64, offset as i64],
+            )?;
+            let total: i64 = conn.query_row("SELECT count(*) FROM ledger", [], |r| r.get(0))?;
+            (seqs, total as u64)
+        }
+        HistoryScope::Type(t) => {
+            let seqs = collect(
+                conn,
+                "SELECT seq FROM history WHERE rtype = ?1 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
+                params![t, count as i64, offset as i64],
+            )?;
+            let total: i64 = conn.query_row("SELECT count(*) FROM history WHERE rtype = ?1", [t], |r| r.get(0))?;
+            (seqs, total as u64)
+        }
+        HistoryScope::Instance(t, id) => {
+            let seqs = collect(
+                conn,
+                "SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 ORDER BY version DESC LIMIT ?3 OFFSET ?4",
+                params![t, id, count as i64, offset as i64],
+            )?;
+            let total: i64 = conn.query_row(
+                "SELECT count(*) FROM history WHERE rtype = ?1 AND rid = ?2",
+                [t, id],
+                |r| r.get(0),
+            )?;
+            (seqs, total as u64)
+        }
+    };
+    let mut items = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let e = entry(conn, seq as u64)?;
+        if e.time_ms < since {
+            continue;
+        }
+        items.push(HistoryItem { resource_type: e.resource_type.clone(), id: e.resource_id.clone(), stored: stored_from(e) });
+    }
+    Ok((items, total))
+}
+
+fn collect(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(p, |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Number of entries in the ledger.
+pub fn ledger_size(conn: &Connection) -> Result<u64, StoreError> {
+    let n: Option<i64> = conn.query_row("SELECT max(seq) FROM ledger", [], |r| r.get(0))?;
+    Ok(n.unwrap_or(0) as u64)
+}

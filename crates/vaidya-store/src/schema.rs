@@ -1,0 +1,114 @@
+//! The SQLite schema. Every table except `ledger`, `tree_hash` and `checkpoint` is a projection
+//! of the ledger, written in the same transaction as the entry, and can be rebuilt from it.
+//!
+//! Layout (see docs/ARCHITECTURE.md for worked examples):
+//! - `ledger(seq, entry)`: the canonical entry bytes (vaidya_ledger::Entry::encode), seq from 1.
+//! - `tree_hash(idx, hash)`: the RFC 6962 tree's stored hashes in tlog order
+//!   (tlog_tiles::stored_hash_index); record n of the tree is the entry with seq n+1.
+//! - `checkpoint(tree_size, time_ms, note)`: signed tree heads.
+//! - `resource(rowid, rtype, rid, version, seq, updated_ms, deleted)`: current version of each
+//!   resource; `rowid` is the `res` key of every index table.
+//! - `history(rtype, rid, version, seq)`: every version, for vread and `_history`.
+//! - `sp_param(id, rtype, code)`: interned search parameter names.
+//! - `ix_*`: search indexes, keyed by (res, param, value...) so that a resource's rows are
+//!   replaced in one range delete, with a second index (param, value, res) for searching.
+//! - `api_user`, `api_token`: accounts and bearer tokens (not ledgered: access state).
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+pub const SCHEMA: &str = r#"
+CREATE TABLE ledger (
+    seq INTEGER PRIMARY KEY,
+    entry BLOB NOT NULL
+);
+CREATE TABLE tree_hash (
+    idx INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
+CREATE TABLE checkpoint (
+    tree_size INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE TABLE resource (
+    rowid INTEGER PRIMARY KEY,
+    rtype TEXT NOT NULL,
+    rid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    UNIQUE (rtype, rid)
+);
+CREATE INDEX resource_type_updated ON resource (rtype, updated_ms);
+CREATE TABLE history (
+    rtype TEXT NOT NULL,
+    rid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (rtype, rid, version)
+) WITHOUT ROWID;
+CREATE INDEX history_type_seq ON history (rtype, seq);
+CREATE TABLE sp_param (
+    id INTEGER PRIMARY KEY,
+    rtype TEXT NOT NULL,
+    code TEXT NOT NULL,
+    UNIQUE (rtype, code)
+);
+CREATE TABLE ix_string (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, value TEXT NOT NULL, exact TEXT NOT NULL,
+    PRIMARY KEY (res, param, value, exact)
+) WITHOUT ROWID;
+CREATE INDEX ix_string_search ON ix_string (param, value, res);
+CREATE TABLE ix_token (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
+    text TEXT,
+    PRIMARY KEY (res, param, code, system)
+) WITHOUT ROWID;
+CREATE INDEX ix_token_search ON ix_token (param, code, system, res);
+CREATE TABLE ix_ref (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, target TEXT NOT NULL,
+    PRIMARY KEY (res, param, target)
+) WITHOUT ROWID;
+CREATE INDEX ix_ref_search ON ix_ref (param, target, res);
+CREATE TABLE ix_date (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+    PRIMARY KEY (res, param, lo, hi)
+) WITHOUT ROWID;
+CREATE INDEX ix_date_search ON ix_date (param, lo, hi, res);
+CREATE TABLE ix_number (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (res, param, value)
+) WITHOUT ROWID;
+CREATE INDEX ix_number_search ON ix_number (param, value, res);
+CREATE TABLE ix_quantity (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, value REAL NOT NULL,
+    system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL,
+    PRIMARY KEY (res, param, value, system, code, unit)
+) WITHOUT ROWID;
+CREATE INDEX ix_quantity_search ON ix_quantity (param, value, res);
+CREATE TABLE ix_uri (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (res, param, value)
+) WITHOUT ROWID;
+CREATE INDEX ix_uri_search ON ix_uri (param, value, res);
+CREATE TABLE api_user (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT,
+    must_change_password INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE api_token (
+    id TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL,
+    user_name TEXT NOT NULL REFERENCES api_user (name),
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    revoked_ms INTEGER
+);
+"#;
+
+/// Index tables in a fixed order, for clearing a resource's rows and for verification.
+pub const INDEX_TABLES: [&str; 7] =
+    ["ix_string", "ix_token", "ix_ref", "ix_date", "ix_number", "ix_quantity", "ix_uri"];

@@ -1,0 +1,392 @@
+//! The single writer: one thread owns the write connection and commits jobs in groups.
+//!
+//! Jobs arrive on a bounded channel. The writer takes every job that is waiting (up to
+//! [`MAX_JOBS_PER_COMMIT`]), runs each inside its own SAVEPOINT so that a failing job rolls back
+//! alone, and commits the group with one fsync. Only after the commit does any job's caller hear
+//! its result: an acknowledged write is a durable write.
+
+use crate::index_rows::{self, ParamIds};
+use crate::merkle::SqliteHashReader;
+use crate::{StoreError, now_ms};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+use vaidya_fhir::index::IndexValue;
+use vaidya_fhir::search_params::SearchParam;
+use vaidya_ledger::{Entry, EntryHash, LedgerKey, Op, hash_encoded, stored_hash_index, stored_hashes_for_record_hash};
+
+/// Jobs committed together at most; bounds the latency a large group adds to its first job.
+pub const MAX_JOBS_PER_COMMIT: usize = 256;
+/// Jobs waiting for the writer at most; further writers wait to enqueue (back-pressure).
+pub const QUEUE_DEPTH: usize = 4096;
+/// A checkpoint is signed at the end of a commit when this much time passed since the last one.
+pub const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
+
+/// A job's completion, called after the commit with the commit's outcome.
+pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A unit of work run on the writer thread.
+pub(crate) type Job = Box<dyn FnOnce(&mut WriteTx<'_>) -> (bool, Completion) + Send>;
+
+pub(crate) enum Message {
+    Job(Job),
+    /// Sign a checkpoint now (if anything is unsigned) and stop.
+    Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+/// The ledger's head, kept in memory by the writer and rolled back with a failed job.
+#[derive(Debug, Clone)]
+struct Tip {
+    /// Number of entries in the ledger (the next entry gets `size + 1`).
+    size: u64,
+    prev_hash: EntryHash,
+    last_time_ms: i64,
+    checkpoint_size: u64,
+    checkpoint_time_ms: i64,
+}
+
+/// The state of a resource as the writer sees it inside its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub rowid: i64,
+    pub version: u64,
+    pub deleted: bool,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub resource_type: String,
+    pub id: String,
+    pub version: u64,
+    pub seq: u64,
+    pub time_ms: i64,
+    /// The resource's JSON as stored (empty for a delete).
+    pub content: Vec<u8>,
+}
+
+/// A write transaction as seen by a job.
+pub struct WriteTx<'a> {
+    conn: &'a Connection,
+    tip: &'a mut Tip,
+    params: &'a mut ParamIds,
+    key: &'a LedgerKey,
+}
+
+impl WriteTx<'_> {
+    /// The connection, for reads inside the transaction (conditional interactions).
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    pub fn current(&self, rtype: &str, rid: &str) -> Result<Option<Current>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT rowid, version, deleted FROM resource WHERE rtype = ?1 AND rid = ?2")?;
+        Ok(stmt
+            .query_row([rtype, rid], |r| {
+                Ok(Current { rowid: r.get(0)?, version: r.get::<_, i64>(1)? as u64, deleted: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    /// Store a new version of a resource. Sets `id`, `meta.versionId` and `meta.lastUpdated`
+    /// on `resource`, appends the ledger entry and replaces its index rows.
+    pub fn put(
+        &mut self,
+        author: &str,
+        rtype: &str,
+        rid: &str,
+        resource: &mut Value,
+        index: &[(&'static SearchParam, IndexValue)],
+    ) -> Result<Written, StoreError> {
+        let current = self.current(rtype, rid)?;
+        let version = current.as_ref().map_or(1, |c| c.version + 1);
+        let time_ms = self.next_time();
+        set_meta(resource, rid, version, time_ms);
+        let content = serde_json::to_vec(resource).expect("a JSON value always serialises");
+        let seq = self.append(author, Op::Put, rtype, rid, version, content.clone(), time_ms)?;
+        let rowid = match current {
+            Some(c) => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = 0 WHERE rowid = ?1",
+                    )?
+                    .execute(params![c.rowid, version as i64, seq as i64, time_ms])?;
+                index_rows::clear(self.conn, c.rowid)?;
+                c.rowid
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                    )?
+                    .execute(params![rtype, rid, version as i64, seq as i64, time_ms])?;
+                self.conn.last_insert_rowid()
+            }
+        };
+        index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
+        Ok(Written { resource_type: rtype.to_string(), id: rid.to_string(), version, seq, time_ms, content })
+    }
+
+    /// Delete a resource. `None` when there is nothing to delete (absent or already deleted):
+    /// FHIR deletes are idempotent.
+    pub fn delete(&mut self, author: &str, rtype: &str, rid: &str) -> Result<Option<Written>, StoreError> {
+        let Some(c) = self.current(rtype, rid)?.filter(|c| !c.deleted) else {
+            return Ok(None);
+        };
+        let version = c.version + 1;
+        let time_ms = self.next_time();
+        let seq = self.append(author, Op::Delete, rtype, rid, version, Vec::new(), time_ms)?;
+        self.conn
+            .prepare_cached("UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = 1 WHERE rowid = ?1")?
+            .execute(params![c.rowid, version as i64, seq as i64, time_ms])?;
+        index_rows::clear(self.conn, c.rowid)?;
+        Ok(Some(Written { resource_type: rtype.to_string(), id: rid.to_string(), version, seq, time_ms, content: Vec::new() }))
+    }
+
+    /// Entries in the ledger so far, including this transaction's.
+    pub fn ledger_size(&self) -> u64 {
+        self.tip.size
+    }
+
+    fn next_time(&mut self) -> i64 {
+        // Monotonic even if the wall clock steps back: the ledger's times never decrease.
+        let t = now_ms().max(self.tip.last_time_ms);
+        self.tip.last_time_ms = t;
+        t
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &mut self,
+        author: &str,
+        op: Op,
+        rtype: &str,
+        rid: &str,
+        version: u64,
+        content: Vec<u8>,
+        time_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let seq = self.tip.size + 1;
+        let entry = Entry {
+            seq,
+            time_ms,
+            author: author.to_string(),
+            op,
+            resource_type: rtype.to_string(),
+            resource_id: rid.to_string(),
+            version,
+            content,
+            prev_hash: self.tip.prev_hash,
+        };
+        let bytes = entry.encode();
+        let leaf = hash_encoded(&bytes);
+        self.conn.prepare_cached("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)")?.execute(params![seq as i64, bytes])?;
+        // Record n of the tree (0-based) is entry seq n+1.
+        let n = seq - 1;
+        let hashes = stored_hashes_for_record_hash(n, vaidya_ledger::Hash(leaf.0), &SqliteHashReader(self.conn))
+            .map_err(|e| StoreError::Corrupt(format!("Merkle tree hashes unreadable at entry {seq}: {e}")))?;
+        let first = stored_hash_index(0, n);
+        let mut stmt = self.conn.prepare_cached("INSERT INTO tree_hash (idx, hash) VALUES (?1, ?2)")?;
+        for (i, h) in hashes.iter().enumerate() {
+            stmt.execute(params![(first + i as u64) as i64, &h.0[..]])?;
+        }
+        self.conn
+            .prepare_cached("INSERT INTO history (rtype, rid, version, seq) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![rtype, rid, version as i64, seq as i64])?;
+        self.tip.size = seq;
+        self.tip.prev_hash = leaf;
+        Ok(seq)
+    }
+
+    fn checkpoint_if_due(&mut self, force: bool) -> Result<(), StoreError> {
+        let now = now_ms();
+        let unsigned = self.tip.size > self.tip.checkpoint_size;
+        if !unsigned || !(force || now - self.tip.checkpoint_time_ms >= CHECKPOINT_INTERVAL_MS) {
+            return Ok(());
+        }
+        let root = crate::merkle::root(self.conn, self.tip.size)
+            .map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
+        let time_ms = now.max(self.tip.last_time_ms);
+        let note = vaidya_ledger::sign_checkpoint(self.key, self.tip.size, root, time_ms);
+        self.conn
+            .prepare_cached("INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
+            .execute(params![self.tip.size as i64, time_ms, note])?;
+        self.tip.checkpoint_size = self.tip.size;
+        self.tip.checkpoint_time_ms = time_ms;
+        Ok(())
+    }
+}
+
+fn set_meta(resource: &mut Value, rid: &str, version: u64, time_ms: i64) {
+    let Value::Object(obj) = resource else { unreachable!("validated resources are JSON objects") };
+    // Rebuild with resourceType, id and meta first, the order FHIR's own examples use.
+    let mut rest = std::mem::take(obj);
+    let rtype = rest.remove("resourceType").unwrap_or(Value::Null);
+    rest.remove("id");
+    let mut meta = match rest.remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Default::default(),
+    };
+    meta.insert("versionId".into(), Value::String(version.to_string()));
+    meta.insert("lastUpdated".into(), Value::String(vaidya_fhir::datetime::format_instant(time_ms)));
+    obj.insert("resourceType".into(), rtype);
+    obj.insert("id".into(), Value::String(rid.to_string()));
+    obj.insert("meta".into(), Value::Object(meta));
+    obj.extend(rest);
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    conn: Connection,
+    tip: Tip,
+    params: ParamIds,
+    key: LedgerKey,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, key: LedgerKey) -> Result<Writer, StoreError> {
+        let tip = load_tip(&conn)?;
+        Ok(Writer { conn, tip, params: ParamIds::default(), key })
+    }
+
+    /// Run until the channel closes or a shutdown message arrives.
+    pub(crate) fn run(mut self, rx: crossbeam_channel::Receiver<Message>) {
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+        loop {
+            let first = match rx.recv() {
+                Ok(Message::Job(job)) => job,
+                Ok(Message::Shutdown(done)) => {
+                    self.shutdown();
+                    let _ = done.send(());
+                    return;
+                }
+                Err(_) => {
+                    self.shutdown();
+                    return;
+                }
+            };
+            batch.push(first);
+            let mut shutdown = None;
+            while batch.len() < MAX_JOBS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(Message::Job(job)) => batch.push(job),
+                    Ok(Message::Shutdown(done)) => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch);
+            if let Some(done) = shutdown {
+                self.shutdown();
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Job>) {
+        let started = Instant::now();
+        let jobs = batch.len();
+        let mut completions: Vec<(bool, Completion)> = Vec::with_capacity(jobs);
+        let tip_before_batch = self.tip.clone();
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            // The jobs never ran; dropping them drops their reply channels, so each caller
+            // hears that its write did not happen.
+            tracing::error!("cannot begin a write transaction for {jobs} jobs: {e}");
+            batch.clear();
+            return;
+        }
+        for job in batch.drain(..) {
+            completions.push(self.run_job(job));
+        }
+        let committed = {
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key };
+            tx.checkpoint_if_due(false).and_then(|()| Ok(self.conn.execute_batch("COMMIT")?))
+        };
+        if let Err(e) = &committed {
+            tracing::error!("commit of {jobs} jobs failed: {e}");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.tip = tip_before_batch;
+            self.params.clear();
+        }
+        for (_ran_ok, complete) in completions {
+            // A job that failed already carries its own error; the commit outcome matters to
+            // the ones that succeeded.
+            complete(match &committed {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::CommitFailed(e.to_string())),
+            });
+        }
+        tracing::trace!(jobs, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+    }
+
+    fn run_job(&mut self, job: Job) -> (bool, Completion) {
+        self.conn.execute_batch("SAVEPOINT job").expect("savepoint inside an open transaction");
+        let tip_before = self.tip.clone();
+        let outcome = {
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key };
+            std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
+        };
+        match outcome {
+            Ok((true, complete)) => {
+                self.conn.execute_batch("RELEASE job").expect("release of an open savepoint");
+                (true, complete)
+            }
+            Ok((false, complete)) => {
+                self.rollback_job(tip_before);
+                (false, complete)
+            }
+            Err(panic) => {
+                self.rollback_job(tip_before);
+                tracing::error!("a write job panicked: {:?}", panic.downcast_ref::<&str>());
+                // The job's reply channel was dropped with it: its caller sees the writer as gone.
+                (false, Box::new(|_| {}))
+            }
+        }
+    }
+
+    fn rollback_job(&mut self, tip_before: Tip) {
+        self.conn.execute_batch("ROLLBACK TO job; RELEASE job").expect("rollback of an open savepoint");
+        self.tip = tip_before;
+        // Parameter ids interned by the failed job are gone with it.
+        self.params.clear();
+    }
+
+    fn shutdown(&mut self) {
+        let result = (|| -> Result<(), StoreError> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key };
+            tx.checkpoint_if_due(true)?;
+            self.conn.execute_batch("COMMIT")?;
+            self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!("final checkpoint failed: {e}");
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn load_tip(conn: &Connection) -> Result<Tip, StoreError> {
+    let last: Option<(i64, Vec<u8>)> =
+        conn.query_row("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let (size, prev_hash, last_time_ms) = match last {
+        None => (0, vaidya_ledger::GENESIS_PREV, 0),
+        Some((seq, bytes)) => {
+            let entry = Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+            (seq as u64, hash_encoded(&bytes), entry.time_ms)
+        }
+    };
+    let (checkpoint_size, checkpoint_time_ms): (i64, i64) = conn
+        .query_row("SELECT tree_size, time_ms FROM checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, 0));
+    Ok(Tip { size, prev_hash, last_time_ms, checkpoint_size: checkpoint_size as u64, checkpoint_time_ms })
+}
