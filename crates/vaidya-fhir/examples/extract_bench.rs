@@ -11,7 +11,10 @@ use std::time::Instant;
 use vaidya_fhir::index::extract_all;
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-r4");
     let resources = load_resources(&dir);
     println!("{} resources from {}", resources.len(), dir.display());
@@ -19,7 +22,10 @@ fn main() {
     // First use parses the embedded definitions and compiles every expression: time it apart.
     let start = Instant::now();
     let values = extract_all(&resources[0]).len();
-    println!("first call (loads and compiles the definitions): {:.1} ms, {values} values", ms(start));
+    println!(
+        "first call (loads and compiles the definitions): {:.1} ms, {values} values",
+        ms(start)
+    );
 
     let mut total_values = 0;
     let start = Instant::now();
@@ -53,7 +59,10 @@ fn per_type(resources: &[serde_json::Value]) {
     let mut rows: Vec<_> = by_type.into_iter().collect();
     rows.sort_by(|a, b| (b.1.1 / b.1.0 as f64).total_cmp(&(a.1.1 / a.1.0 as f64)));
     for (t, (count, seconds)) in rows {
-        println!("  {t:<20} {count:>6} resources  {:>7.2} µs each", seconds * 1e6 / count as f64);
+        println!(
+            "  {t:<20} {count:>6} resources  {:>7.2} µs each",
+            seconds * 1e6 / count as f64
+        );
     }
 }
 
@@ -63,17 +72,28 @@ fn ms(start: Instant) -> f64 {
 
 fn load_resources(dir: &Path) -> Vec<serde_json::Value> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (the Synthea sample data is required)", dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the Synthea sample data is required)",
+                dir.display()
+            )
+        })
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     paths.sort();
     let mut out = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut bundle: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut bundle: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if let Some(entries) = bundle.get_mut("entry").and_then(|e| e.as_array_mut()) {
-            out.extend(entries.iter_mut().filter_map(|e| e.get_mut("resource").map(serde_json::Value::take)));
+            out.extend(
+                entries
+                    .iter_mut()
+                    .filter_map(|e| e.get_mut("resource").map(serde_json::Value::take)),
+            );
         }
     }
     out

@@ -43,8 +43,15 @@ pub fn parse_date_range(s: &str) -> Option<(i64, i64)> {
         return None;
     }
     if p.at_end() {
-        let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
-        return Some((day_start_ms(year, month, 1), day_start_ms(next_year, next_month, 1) - 1));
+        let (next_year, next_month) = if month == 12 {
+            (year + 1, 1)
+        } else {
+            (year, month + 1)
+        };
+        return Some((
+            day_start_ms(year, month, 1),
+            day_start_ms(next_year, next_month, 1) - 1,
+        ));
     }
     p.expect(b'-')?;
     let day = p.digits(2)?;
@@ -131,7 +138,8 @@ fn parse_zone(p: &mut Cursor) -> Option<i64> {
 }
 
 /// `2024-01-02T03:04:05.678Z`: the RFC 3339 / FHIR `instant` form used for `meta.lastUpdated`.
-/// Always UTC with exactly three fractional digits, so such strings sort chronologically.
+/// Always UTC with exactly three fractional digits, so such strings sort chronologically (for
+/// the FHIR years 0001-9999; other years are printed but are not valid FHIR instants).
 pub fn format_instant(ms: i64) -> String {
     let days = ms.div_euclid(MS_PER_DAY);
     let in_day = ms.rem_euclid(MS_PER_DAY);
@@ -187,7 +195,8 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097; // [0, 146096]
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153; // March = 0
     let day = day_of_year - (153 * mp + 2) / 5 + 1;
@@ -204,7 +213,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(s: &'a str) -> Self {
-        Cursor { bytes: s.as_bytes(), pos: 0 }
+        Cursor {
+            bytes: s.as_bytes(),
+            pos: 0,
+        }
     }
 
     fn at_end(&self) -> bool {
@@ -226,7 +238,11 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.pos += n;
-        Some(chunk.iter().fold(0, |acc, d| acc * 10 + i64::from(d - b'0')))
+        Some(
+            chunk
+                .iter()
+                .fold(0, |acc, d| acc * 10 + i64::from(d - b'0')),
+        )
     }
 
     /// One or more digits.
@@ -265,20 +281,77 @@ mod tests {
 
     #[test]
     fn partial_dates_cover_their_whole_period() {
-        assert_eq!(range("2020"), (ms("2020-01-01T00:00:00.000Z"), ms("2020-12-31T23:59:59.999Z")));
-        assert_eq!(range("2021-02"), (ms("2021-02-01T00:00:00.000Z"), ms("2021-02-28T23:59:59.999Z")));
-        assert_eq!(range("2020-02"), (ms("2020-02-01T00:00:00.000Z"), ms("2020-02-29T23:59:59.999Z")));
-        assert_eq!(range("2020-12"), (ms("2020-12-01T00:00:00.000Z"), ms("2020-12-31T23:59:59.999Z")));
-        assert_eq!(range("2020-04-30"), (ms("2020-04-30T00:00:00.000Z"), ms("2020-04-30T23:59:59.999Z")));
-        assert_eq!(range("2020-04-30T10:15Z"), (ms("2020-04-30T10:15:00.000Z"), ms("2020-04-30T10:15:59.999Z")));
-        assert_eq!(range("2020-04-30T10:15:07Z"), (ms("2020-04-30T10:15:07.000Z"), ms("2020-04-30T10:15:07.999Z")));
+        assert_eq!(
+            range("2020"),
+            (
+                ms("2020-01-01T00:00:00.000Z"),
+                ms("2020-12-31T23:59:59.999Z")
+            )
+        );
+        assert_eq!(
+            range("2021-02"),
+            (
+                ms("2021-02-01T00:00:00.000Z"),
+                ms("2021-02-28T23:59:59.999Z")
+            )
+        );
+        assert_eq!(
+            range("2020-02"),
+            (
+                ms("2020-02-01T00:00:00.000Z"),
+                ms("2020-02-29T23:59:59.999Z")
+            )
+        );
+        assert_eq!(
+            range("2020-12"),
+            (
+                ms("2020-12-01T00:00:00.000Z"),
+                ms("2020-12-31T23:59:59.999Z")
+            )
+        );
+        assert_eq!(
+            range("2020-04-30"),
+            (
+                ms("2020-04-30T00:00:00.000Z"),
+                ms("2020-04-30T23:59:59.999Z")
+            )
+        );
+        assert_eq!(
+            range("2020-04-30T10:15Z"),
+            (
+                ms("2020-04-30T10:15:00.000Z"),
+                ms("2020-04-30T10:15:59.999Z")
+            )
+        );
+        assert_eq!(
+            range("2020-04-30T10:15:07Z"),
+            (
+                ms("2020-04-30T10:15:07.000Z"),
+                ms("2020-04-30T10:15:07.999Z")
+            )
+        );
     }
 
     #[test]
     fn fractional_seconds_set_the_precision() {
-        assert_eq!(range("2020-01-01T00:00:00.5Z"), (ms("2020-01-01T00:00:00.500Z"), ms("2020-01-01T00:00:00.599Z")));
-        assert_eq!(range("2020-01-01T00:00:00.25Z"), (ms("2020-01-01T00:00:00.250Z"), ms("2020-01-01T00:00:00.259Z")));
-        assert_eq!(ms("2020-01-01T00:00:00.123456789Z"), ms("2020-01-01T00:00:00.123Z"));
+        assert_eq!(
+            range("2020-01-01T00:00:00.5Z"),
+            (
+                ms("2020-01-01T00:00:00.500Z"),
+                ms("2020-01-01T00:00:00.599Z")
+            )
+        );
+        assert_eq!(
+            range("2020-01-01T00:00:00.25Z"),
+            (
+                ms("2020-01-01T00:00:00.250Z"),
+                ms("2020-01-01T00:00:00.259Z")
+            )
+        );
+        assert_eq!(
+            ms("2020-01-01T00:00:00.123456789Z"),
+            ms("2020-01-01T00:00:00.123Z")
+        );
         assert_eq!(parse_date_range("2020-01-01T00:00:00.Z"), None);
     }
 
@@ -286,7 +359,10 @@ mod tests {
     fn leap_years() {
         assert!(parse_date_range("2024-02-29").is_some());
         assert!(parse_date_range("2000-02-29").is_some(), "divisible by 400");
-        assert!(parse_date_range("1900-02-29").is_none(), "divisible by 100 only");
+        assert!(
+            parse_date_range("1900-02-29").is_none(),
+            "divisible by 100 only"
+        );
         assert!(parse_date_range("2023-02-29").is_none());
         assert!(parse_date_range("2024-02-30").is_none());
         assert_eq!(range("2024").1 - range("2024").0 + 1, 366 * MS_PER_DAY);
@@ -296,9 +372,28 @@ mod tests {
 
     #[test]
     fn month_ends() {
-        for (month, last) in [(1, 31), (3, 31), (4, 30), (5, 31), (6, 30), (7, 31), (8, 31), (9, 30), (10, 31), (11, 30), (12, 31)] {
-            assert!(parse_date_range(&format!("2023-{month:02}-{last:02}")).is_some(), "{month}-{last}");
-            assert!(parse_date_range(&format!("2023-{month:02}-{:02}", last + 1)).is_none(), "{month}-{}", last + 1);
+        for (month, last) in [
+            (1, 31),
+            (3, 31),
+            (4, 30),
+            (5, 31),
+            (6, 30),
+            (7, 31),
+            (8, 31),
+            (9, 30),
+            (10, 31),
+            (11, 30),
+            (12, 31),
+        ] {
+            assert!(
+                parse_date_range(&format!("2023-{month:02}-{last:02}")).is_some(),
+                "{month}-{last}"
+            );
+            assert!(
+                parse_date_range(&format!("2023-{month:02}-{:02}", last + 1)).is_none(),
+                "{month}-{}",
+                last + 1
+            );
         }
         assert!(parse_date_range("2023-01-00").is_none());
         assert!(parse_date_range("2023-00").is_none());
@@ -307,10 +402,22 @@ mod tests {
 
     #[test]
     fn zones_shift_to_utc() {
-        assert_eq!(ms("2020-01-01T05:30:00.000+05:30"), ms("2020-01-01T00:00:00.000Z"));
-        assert_eq!(ms("2019-12-31T19:00:00.000-05:00"), ms("2020-01-01T00:00:00.000Z"));
-        assert_eq!(ms("2020-01-01T00:00:00.000-00:00"), ms("2020-01-01T00:00:00.000Z"));
-        assert_eq!(ms("2020-01-01T00:00:00.000+14:00"), ms("2019-12-31T10:00:00.000Z"));
+        assert_eq!(
+            ms("2020-01-01T05:30:00.000+05:30"),
+            ms("2020-01-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            ms("2019-12-31T19:00:00.000-05:00"),
+            ms("2020-01-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            ms("2020-01-01T00:00:00.000-00:00"),
+            ms("2020-01-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            ms("2020-01-01T00:00:00.000+14:00"),
+            ms("2019-12-31T10:00:00.000Z")
+        );
         assert!(parse_date_range("2020-01-01T00:00:00+14:01").is_none());
         assert!(parse_date_range("2020-01-01T00:00:00+05:60").is_none());
         assert!(parse_date_range("2020-01-01T00:00:00+0530").is_none());
@@ -332,10 +439,28 @@ mod tests {
     #[test]
     fn invalid_inputs() {
         for bad in [
-            "", "0000", "202", "20200", "2020-1", "2020-01-1", "2020/01/01", "2020-01-01T", "2020-01-01T10",
-            "2020-01-01T24:00:00Z", "2020-01-01T10:60Z", "2020-01-01 10:00:00Z", "2020-01-01T10:00:00z",
-            "2020-01-01T10:00:00ZZ", "2020-01-01T10:00:00.123Zx", "+2020", "-2020", "2020-01-01Z", "２０２０",
-            "2020-01-01T1:00:00Z", "abcd", "2020-0a",
+            "",
+            "0000",
+            "202",
+            "20200",
+            "2020-1",
+            "2020-01-1",
+            "2020/01/01",
+            "2020-01-01T",
+            "2020-01-01T10",
+            "2020-01-01T24:00:00Z",
+            "2020-01-01T10:60Z",
+            "2020-01-01 10:00:00Z",
+            "2020-01-01T10:00:00z",
+            "2020-01-01T10:00:00ZZ",
+            "2020-01-01T10:00:00.123Zx",
+            "+2020",
+            "-2020",
+            "2020-01-01Z",
+            "２０２０",
+            "2020-01-01T1:00:00Z",
+            "abcd",
+            "2020-0a",
         ] {
             assert_eq!(parse_date_range(bad), None, "{bad:?} should be rejected");
         }
@@ -345,7 +470,10 @@ mod tests {
     fn format_instant_examples() {
         assert_eq!(format_instant(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_instant(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(format_instant(1_704_164_645_678), "2024-01-02T03:04:05.678Z");
+        assert_eq!(
+            format_instant(1_704_164_645_678),
+            "2024-01-02T03:04:05.678Z"
+        );
         assert_eq!(format_instant(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
@@ -359,13 +487,19 @@ mod tests {
         let mut state: u64 = 0x2545_F491_4F6C_DD1D;
         let mut samples = vec![min, max, -1, 0, 1];
         for _ in 0..200_000 {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             samples.push(min + ((state >> 11) % span) as i64);
         }
         for year in [1, 4, 100, 1600, 1900, 1970, 2000, 2023, 2024, 2100, 9999] {
             for month in 1..=12 {
                 let start = day_start_ms(year, month, 1);
-                samples.extend([start, start - 1, start + days_in_month(year, month) * MS_PER_DAY - 1]);
+                samples.extend([
+                    start,
+                    start - 1,
+                    start + days_in_month(year, month) * MS_PER_DAY - 1,
+                ]);
             }
         }
         for t in samples.into_iter().filter(|t| (min..=max).contains(t)) {

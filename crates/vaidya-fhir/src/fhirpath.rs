@@ -34,6 +34,8 @@ use std::fmt;
 #[derive(Debug, Default)]
 pub struct TypeModel {
     types: HashMap<String, TypeDef>,
+    /// The types deriving directly from each type, for `is`/`as` tests that accept subtypes.
+    derived: HashMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -71,12 +73,29 @@ impl TypeModel {
                     let parsed = match ty {
                         Value::String(s) => ElementDef::Single(s.clone()),
                         Value::Array(a) => ElementDef::Choice(
-                            a.iter().map(|t| t.as_str().map(str::to_owned).ok_or("choice type is not a string")).collect::<Result<_, _>>()?,
+                            a.iter()
+                                .map(|t| {
+                                    t.as_str()
+                                        .map(str::to_owned)
+                                        .ok_or("choice type is not a string")
+                                })
+                                .collect::<Result<_, _>>()?,
                         ),
-                        _ => return Err(format!("{name}.{element}: type is neither a string nor a list")),
+                        _ => {
+                            return Err(format!(
+                                "{name}.{element}: type is neither a string nor a list"
+                            ));
+                        }
                     };
                     elements.insert(element.clone(), parsed);
                 }
+            }
+            if let Some(b) = &base {
+                model
+                    .derived
+                    .entry(b.clone())
+                    .or_default()
+                    .push(name.clone());
             }
             model.types.insert(name.clone(), TypeDef { base, elements });
         }
@@ -121,7 +140,12 @@ impl TypeModel {
             .types
             .keys()
             .map(String::as_str)
-            .filter(|t| !t.contains('.') && *t != "Resource" && *t != "DomainResource" && self.is_subtype(t, "Resource"))
+            .filter(|t| {
+                !t.contains('.')
+                    && *t != "Resource"
+                    && *t != "DomainResource"
+                    && self.is_subtype(t, "Resource")
+            })
             .collect();
         out.sort_unstable();
         out
@@ -129,10 +153,14 @@ impl TypeModel {
 
     /// `type_name` and every type deriving from it, sorted.
     fn subtypes(&self, type_name: &str) -> Vec<String> {
-        let mut out: Vec<String> =
-            self.types.keys().filter(|t| self.is_subtype(t, type_name)).cloned().collect();
-        if out.is_empty() {
-            out.push(type_name.to_owned());
+        let mut out = vec![type_name.to_owned()];
+        let mut i = 0;
+        // The bound only guards against a (malformed) cycle in the base chains.
+        while i < out.len() && i <= self.types.len() {
+            if let Some(children) = self.derived.get(&out[i]) {
+                out.extend(children.iter().cloned());
+            }
+            i += 1;
         }
         out.sort_unstable();
         out
@@ -142,7 +170,10 @@ impl TypeModel {
     /// FHIRPath system types to the FHIR primitives (`DateTime` -> `dateTime`), as the R4
     /// expressions mix them (`value.as(DateTime)`).
     fn resolve_type_name(&self, spec: &str) -> Option<String> {
-        let bare = spec.strip_prefix("FHIR.").or_else(|| spec.strip_prefix("System.")).unwrap_or(spec);
+        let bare = spec
+            .strip_prefix("FHIR.")
+            .or_else(|| spec.strip_prefix("System."))
+            .unwrap_or(spec);
         if self.contains(bare) {
             return Some(bare.to_owned());
         }
@@ -153,12 +184,18 @@ impl TypeModel {
 
 fn lower_first(s: &str) -> String {
     let mut chars = s.chars();
-    chars.next().map(|c| c.to_ascii_lowercase().to_string() + chars.as_str()).unwrap_or_default()
+    chars
+        .next()
+        .map(|c| c.to_ascii_lowercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 fn upper_first(s: &str) -> String {
     let mut chars = s.chars();
-    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 // =============================================================================================
@@ -170,9 +207,14 @@ pub enum Item<'a> {
     /// A node of the resource (array elements come one by one), with its FHIR type when the
     /// model knows it: from the element definition, from a choice element's key suffix
     /// (`valueQuantity` gives `Quantity`), or from `resourceType` for resources.
-    Node { value: &'a Value, ty: Option<&'a str> },
+    Node {
+        value: &'a Value,
+        ty: Option<&'a str>,
+    },
     /// What `resolve()` gives: the referenced resource's type, if the reference reveals it.
-    Resolved { resource_type: Option<&'a str> },
+    Resolved {
+        resource_type: Option<&'a str>,
+    },
     Bool(bool),
     Str(&'a str),
     Int(i64),
@@ -200,7 +242,10 @@ impl<'a> Item<'a> {
     /// A resource as an item, typed by its `resourceType`: the focus for evaluating a
     /// parameter's expression. Build it once when evaluating many expressions on one resource.
     pub fn resource(value: &'a Value) -> Self {
-        Item::Node { value, ty: get(value, "resourceType").and_then(Value::as_str) }
+        Item::Node {
+            value,
+            ty: get(value, "resourceType").and_then(Value::as_str),
+        }
     }
 }
 
@@ -210,11 +255,17 @@ const LINEAR_LOOKUP_MAX: usize = 16;
 
 /// `object[key]`: the lookup every navigation step and index value does.
 #[inline]
-pub(crate) fn get_field<'a>(object: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub(crate) fn get_field<'a>(
+    object: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> Option<&'a Value> {
     if object.len() > LINEAR_LOOKUP_MAX {
         return object.get(key);
     }
-    object.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    object
+        .iter()
+        .find(|(k, _)| k.as_str() == key)
+        .map(|(_, v)| v)
 }
 
 /// `value[key]` if `value` is an object.
@@ -231,9 +282,17 @@ pub(crate) fn get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
 pub fn extension_value(extension: &Value) -> Option<Item<'_>> {
     let object = extension.as_object()?;
     object.iter().find_map(|(key, value)| {
-        let suffix = key.strip_prefix("value").filter(|s| s.starts_with(|c: char| c.is_ascii_uppercase()))?;
-        let ty = PRIMITIVE_SUFFIXES.iter().find(|(cap, _)| *cap == suffix).map_or(suffix, |(_, t)| *t);
-        Some(Item::Node { value, ty: Some(ty) })
+        let suffix = key
+            .strip_prefix("value")
+            .filter(|s| s.starts_with(|c: char| c.is_ascii_uppercase()))?;
+        let ty = PRIMITIVE_SUFFIXES
+            .iter()
+            .find(|(cap, _)| *cap == suffix)
+            .map_or(suffix, |(_, t)| *t);
+        Some(Item::Node {
+            value,
+            ty: Some(ty),
+        })
     })
 }
 
@@ -276,7 +335,12 @@ pub struct ReferenceParts<'a> {
 /// anything else that does not end in `Type/id`.
 pub fn parse_reference(reference: &str) -> Option<ReferenceParts<'_>> {
     if let Some((ty, _query)) = reference.split_once('?') {
-        return is_type_name(ty).then_some(ReferenceParts { resource_type: ty, id: None, version: None, absolute: false });
+        return is_type_name(ty).then_some(ReferenceParts {
+            resource_type: ty,
+            id: None,
+            version: None,
+            absolute: false,
+        });
     }
     let (path, version) = match reference.rsplit_once("/_history/") {
         Some((p, v)) if is_id(v) => (p, Some(v)),
@@ -297,7 +361,12 @@ pub fn parse_reference(reference: &str) -> Option<ReferenceParts<'_>> {
         Some(b) if b.contains("://") => true,
         Some(_) => return None,
     };
-    Some(ReferenceParts { resource_type: ty, id: Some(id), version, absolute })
+    Some(ReferenceParts {
+        resource_type: ty,
+        id: Some(id),
+        version,
+        absolute,
+    })
 }
 
 fn is_type_name(s: &str) -> bool {
@@ -306,7 +375,9 @@ fn is_type_name(s: &str) -> bool {
 
 /// FHIR ids: 1 to 64 of `[A-Za-z0-9-.]`.
 fn is_id(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 // =============================================================================================
@@ -346,7 +417,11 @@ impl Expression {
 
     /// Compiles an expression evaluated on a resource of type `resource_type` (or on any
     /// resource, for `Resource`).
-    pub fn compile(source: &str, model: &TypeModel, resource_type: &str) -> Result<Expression, CompileError> {
+    pub fn compile(
+        source: &str,
+        model: &TypeModel,
+        resource_type: &str,
+    ) -> Result<Expression, CompileError> {
         Self::compile_relative(source, model, Some(resource_type), Some(resource_type))
     }
 
@@ -360,9 +435,18 @@ impl Expression {
         focus_type: Option<&str>,
     ) -> Result<Expression, CompileError> {
         let syntax = Parser::new(source)?.parse_all()?;
-        let mut compiler = Compiler { model, resource_type: resource_type.map(str::to_owned), warnings: Vec::new() };
+        let mut compiler = Compiler {
+            model,
+            resource_type: resource_type.map(str::to_owned),
+            warnings: Vec::new(),
+        };
         let (root, output_type) = compiler.compile(&syntax, &focus_type.map(str::to_owned))?;
-        Ok(Expression { source: source.to_owned(), root, output_type, warnings: compiler.warnings })
+        Ok(Expression {
+            source: source.to_owned(),
+            root,
+            output_type,
+            warnings: compiler.warnings,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -394,7 +478,12 @@ impl Expression {
     }
 
     /// Evaluates with `focus` as the context item inside `resource` (for composite components).
-    pub fn evaluate_on<'a>(&'a self, resource: &'a Value, focus: Item<'a>, out: &mut Vec<Item<'a>>) {
+    pub fn evaluate_on<'a>(
+        &'a self,
+        resource: &'a Value,
+        focus: Item<'a>,
+        out: &mut Vec<Item<'a>>,
+    ) {
         self.root.eval(&Env { resource }, focus, out);
     }
 }
@@ -404,7 +493,11 @@ enum Expr {
     Literal(Literal),
     Path(Path),
     Union(Vec<Expr>),
-    Equality { left: Box<Expr>, right: Box<Expr>, negated: bool },
+    Equality {
+        left: Box<Expr>,
+        right: Box<Expr>,
+        negated: bool,
+    },
     And(Box<Expr>, Box<Expr>),
 }
 
@@ -501,8 +594,12 @@ impl TypeTest {
         match item {
             Item::Node { ty: Some(ty), .. } => self.accepts_type(ty),
             Item::Node { value, ty: None } => self.shape_matches(value),
-            Item::Resolved { resource_type: Some(t) } => self.accepts_type(t),
-            Item::Resolved { resource_type: None } => false,
+            Item::Resolved {
+                resource_type: Some(t),
+            } => self.accepts_type(t),
+            Item::Resolved {
+                resource_type: None,
+            } => false,
             Item::Bool(_) => self.accepts_type("boolean"),
             Item::Str(_) => self.accepts_type("string"),
             Item::Int(_) => self.accepts_type("integer"),
@@ -514,7 +611,10 @@ impl TypeTest {
         let first = self.name.chars().next().unwrap_or('a');
         match value {
             Value::Bool(_) => self.name == "boolean",
-            Value::Number(_) => matches!(self.name.as_str(), "decimal" | "integer" | "positiveInt" | "unsignedInt"),
+            Value::Number(_) => matches!(
+                self.name.as_str(),
+                "decimal" | "integer" | "positiveInt" | "unsignedInt"
+            ),
             Value::String(_) => first.is_ascii_lowercase(),
             Value::Object(_) => first.is_ascii_uppercase(),
             _ => false,
@@ -552,7 +652,11 @@ impl Expr {
                 (Some(true), Some(true)) => Some(true),
                 _ => None,
             },
-            Expr::Equality { left, right, negated } => {
+            Expr::Equality {
+                left,
+                right,
+                negated,
+            } => {
                 let mut l = Vec::new();
                 let mut r = Vec::new();
                 left.eval(env, focus, &mut l);
@@ -586,7 +690,13 @@ impl Literal {
 fn singleton_bool(items: &[Item<'_>]) -> Option<bool> {
     match items {
         [] => None,
-        [Item::Bool(b)] | [Item::Node { value: Value::Bool(b), .. }] => Some(*b),
+        [Item::Bool(b)]
+        | [
+            Item::Node {
+                value: Value::Bool(b),
+                ..
+            },
+        ] => Some(*b),
         [_] => Some(true),
         _ => None,
     }
@@ -604,9 +714,18 @@ fn scalar<'a>(item: &Item<'a>) -> Option<Scalar<'a>> {
         Item::Str(s) => Some(Scalar::Str(s)),
         Item::Bool(b) => Some(Scalar::Bool(*b)),
         Item::Int(i) => Some(Scalar::Num(*i as f64)),
-        Item::Node { value: Value::String(s), .. } => Some(Scalar::Str(s)),
-        Item::Node { value: Value::Bool(b), .. } => Some(Scalar::Bool(*b)),
-        Item::Node { value: Value::Number(n), .. } => n.as_f64().map(Scalar::Num),
+        Item::Node {
+            value: Value::String(s),
+            ..
+        } => Some(Scalar::Str(s)),
+        Item::Node {
+            value: Value::Bool(b),
+            ..
+        } => Some(Scalar::Bool(*b)),
+        Item::Node {
+            value: Value::Number(n),
+            ..
+        } => n.as_f64().map(Scalar::Num),
         _ => None,
     }
 }
@@ -636,7 +755,9 @@ impl Path {
                 None => {}
                 Some(CollectionOp::Exists) => next = vec![Item::Bool(!next.is_empty())],
                 Some(CollectionOp::First) => next.truncate(1),
-                Some(CollectionOp::Index(i)) => next = next.get(i).map(|item| vec![*item]).unwrap_or_default(),
+                Some(CollectionOp::Index(i)) => {
+                    next = next.get(i).map(|item| vec![*item]).unwrap_or_default()
+                }
             }
             current = next;
         }
@@ -669,7 +790,11 @@ fn walk<'a>(steps: &'a [Step], env: &Env<'a>, item: Item<'a>, out: &mut Vec<Item
     };
     match step {
         Step::Child(child) => {
-            if let Item::Node { value: Value::Object(object), .. } = item {
+            if let Item::Node {
+                value: Value::Object(object),
+                ..
+            } = item
+            {
                 child.for_each(object, |next| walk(rest, env, next, out));
             }
         }
@@ -686,7 +811,15 @@ fn walk<'a>(steps: &'a [Step], env: &Env<'a>, item: Item<'a>, out: &mut Vec<Item
         Step::Is(test) => walk(rest, env, Item::Bool(test.matches(&item)), out),
         Step::Extension(url) => {
             for extension in extensions(item, url) {
-                walk(rest, env, Item::Node { value: extension, ty: Some("Extension") }, out);
+                walk(
+                    rest,
+                    env,
+                    Item::Node {
+                        value: extension,
+                        ty: Some("Extension"),
+                    },
+                    out,
+                );
             }
         }
         Step::HasExtension(url) => {
@@ -703,13 +836,21 @@ fn walk<'a>(steps: &'a [Step], env: &Env<'a>, item: Item<'a>, out: &mut Vec<Item
 
 impl Child {
     /// Calls `each` for every node of this element in `object`, arrays flattened.
-    fn for_each<'a>(&'a self, object: &'a serde_json::Map<String, Value>, mut each: impl FnMut(Item<'a>)) {
+    fn for_each<'a>(
+        &'a self,
+        object: &'a serde_json::Map<String, Value>,
+        mut each: impl FnMut(Item<'a>),
+    ) {
         match &self.kind {
             ChildKind::Plain { ty, dynamic } => {
                 if let Some(value) = get_field(object, &self.name) {
                     let ty = ty.as_deref();
                     flatten(value, |v| {
-                        let ty = if *dynamic { get(v, "resourceType").and_then(Value::as_str) } else { ty };
+                        let ty = if *dynamic {
+                            get(v, "resourceType").and_then(Value::as_str)
+                        } else {
+                            ty
+                        };
                         each(Item::Node { value: v, ty })
                     });
                 }
@@ -722,7 +863,12 @@ impl Child {
                         continue;
                     }
                     if let Some(choice) = keys.iter().find(|c| c.key == *key) {
-                        flatten(value, |v| each(Item::Node { value: v, ty: choice.ty.as_deref() }));
+                        flatten(value, |v| {
+                            each(Item::Node {
+                                value: v,
+                                ty: choice.ty.as_deref(),
+                            })
+                        });
                     }
                 }
             }
@@ -803,22 +949,41 @@ struct PathBuilder {
 
 impl PathBuilder {
     fn new(head: Head, ty: StaticType) -> Self {
-        PathBuilder { head, segments: vec![Segment { steps: Vec::new(), then: None }], ty }
+        PathBuilder {
+            head,
+            segments: vec![Segment {
+                steps: Vec::new(),
+                then: None,
+            }],
+            ty,
+        }
     }
 
     fn push(&mut self, step: Step) {
-        let last = self.segments.last_mut().expect("a path has at least one segment");
+        let last = self
+            .segments
+            .last_mut()
+            .expect("a path has at least one segment");
         if last.then.is_some() {
-            self.segments.push(Segment { steps: vec![step], then: None });
+            self.segments.push(Segment {
+                steps: vec![step],
+                then: None,
+            });
         } else {
             last.steps.push(step);
         }
     }
 
     fn push_collection_op(&mut self, op: CollectionOp) {
-        let last = self.segments.last_mut().expect("a path has at least one segment");
+        let last = self
+            .segments
+            .last_mut()
+            .expect("a path has at least one segment");
         if last.then.is_some() {
-            self.segments.push(Segment { steps: Vec::new(), then: Some(op) });
+            self.segments.push(Segment {
+                steps: Vec::new(),
+                then: Some(op),
+            });
         } else {
             last.then = Some(op);
         }
@@ -826,16 +991,30 @@ impl PathBuilder {
 
     fn last_step_mut(&mut self) -> Option<&mut Step> {
         let last = self.segments.last_mut()?;
-        if last.then.is_some() { None } else { last.steps.last_mut() }
+        if last.then.is_some() {
+            None
+        } else {
+            last.steps.last_mut()
+        }
     }
 
     fn finish(self) -> (Expr, StaticType) {
-        (Expr::Path(Path { head: self.head, segments: self.segments }), self.ty)
+        (
+            Expr::Path(Path {
+                head: self.head,
+                segments: self.segments,
+            }),
+            self.ty,
+        )
     }
 }
 
 impl Compiler<'_> {
-    fn compile(&mut self, syntax: &Syntax, focus: &StaticType) -> Result<(Expr, StaticType), CompileError> {
+    fn compile(
+        &mut self,
+        syntax: &Syntax,
+        focus: &StaticType,
+    ) -> Result<(Expr, StaticType), CompileError> {
         match syntax {
             Syntax::Literal(l) => {
                 let ty = match l {
@@ -845,7 +1024,11 @@ impl Compiler<'_> {
                 };
                 Ok((Expr::Literal(l.clone()), Some(ty.to_owned())))
             }
-            Syntax::Binary { op: BinaryOp::Union, left, right } => {
+            Syntax::Binary {
+                op: BinaryOp::Union,
+                left,
+                right,
+            } => {
                 let (l, lt) = self.compile(left, focus)?;
                 let (r, rt) = self.compile(right, focus)?;
                 let mut branches = match l {
@@ -879,8 +1062,13 @@ impl Compiler<'_> {
         match syntax {
             Syntax::This => Ok(PathBuilder::new(Head::Focus, focus.clone())),
             Syntax::EnvVar(name, pos) => match name.as_str() {
-                "resource" | "rootResource" => Ok(PathBuilder::new(Head::Resource, self.resource_type.clone())),
-                _ => Err(error(format!("unsupported environment variable %{name}"), *pos)),
+                "resource" | "rootResource" => {
+                    Ok(PathBuilder::new(Head::Resource, self.resource_type.clone()))
+                }
+                _ => Err(error(
+                    format!("unsupported environment variable %{name}"),
+                    *pos,
+                )),
             },
             Syntax::Member { input: None, name } if self.is_type_head(name, focus) => {
                 let test = self.type_test(name);
@@ -892,7 +1080,12 @@ impl Compiler<'_> {
                 self.push_child(&mut path, name);
                 Ok(path)
             }
-            Syntax::Call { input, name, args, pos } => {
+            Syntax::Call {
+                input,
+                name,
+                args,
+                pos,
+            } => {
                 let mut path = self.input_path(input.as_deref(), focus)?;
                 self.push_call(&mut path, name, args, *pos)?;
                 Ok(path)
@@ -901,12 +1094,21 @@ impl Compiler<'_> {
                 let mut path = self.path(input, focus)?;
                 let i = match index.as_ref() {
                     Syntax::Literal(Literal::Int(i)) if *i >= 0 => *i as usize,
-                    _ => return Err(error("only non-negative integer indexes are supported", *pos)),
+                    _ => {
+                        return Err(error(
+                            "only non-negative integer indexes are supported",
+                            *pos,
+                        ));
+                    }
                 };
                 path.push_collection_op(CollectionOp::Index(i));
                 Ok(path)
             }
-            Syntax::TypeOp { input, is, type_name } => {
+            Syntax::TypeOp {
+                input,
+                is,
+                type_name,
+            } => {
                 let mut path = self.path(input, focus)?;
                 if *is {
                     let test = self.type_test(type_name);
@@ -925,7 +1127,11 @@ impl Compiler<'_> {
         }
     }
 
-    fn input_path(&mut self, input: Option<&Syntax>, focus: &StaticType) -> Result<PathBuilder, CompileError> {
+    fn input_path(
+        &mut self,
+        input: Option<&Syntax>,
+        focus: &StaticType,
+    ) -> Result<PathBuilder, CompileError> {
         match input {
             Some(syntax) => self.path(syntax, focus),
             None => Ok(PathBuilder::new(Head::Focus, focus.clone())),
@@ -939,34 +1145,53 @@ impl Compiler<'_> {
             return false;
         }
         // A capitalised element name would be unusual; prefer it when the focus has one.
-        let is_element = focus.as_deref().is_some_and(|f| self.model.element(f, name).is_some());
+        let is_element = focus
+            .as_deref()
+            .is_some_and(|f| self.model.element(f, name).is_some());
         !is_element
     }
 
     fn push_child(&mut self, path: &mut PathBuilder, name: &str) {
         let kind = match path.ty.as_deref() {
             Some(ty) => match self.model.element(ty, name) {
-                Some(ElementDef::Single(t)) => {
-                    ChildKind::Plain { ty: Some(t.clone()), dynamic: self.model.is_subtype(t, "Resource") && !t.contains('.') }
-                }
+                Some(ElementDef::Single(t)) => ChildKind::Plain {
+                    ty: Some(t.clone()),
+                    dynamic: self.model.is_subtype(t, "Resource") && !t.contains('.'),
+                },
                 Some(ElementDef::Choice(types)) => ChildKind::Choice(
-                    types.iter().map(|t| ChoiceKey { key: format!("{name}{}", upper_first(t)), ty: Some(t.clone()) }).collect(),
+                    types
+                        .iter()
+                        .map(|t| ChoiceKey {
+                            key: format!("{name}{}", upper_first(t)),
+                            ty: Some(t.clone()),
+                        })
+                        .collect(),
                 ),
                 None => {
                     if self.model.contains(ty) {
-                        self.warnings.push(format!("`{ty}` has no element `{name}`"));
+                        self.warnings
+                            .push(format!("`{ty}` has no element `{name}`"));
                     }
-                    ChildKind::Plain { ty: None, dynamic: false }
+                    ChildKind::Plain {
+                        ty: None,
+                        dynamic: false,
+                    }
                 }
             },
-            None => ChildKind::Plain { ty: None, dynamic: false },
+            None => ChildKind::Plain {
+                ty: None,
+                dynamic: false,
+            },
         };
         path.ty = match &kind {
             ChildKind::Plain { ty, dynamic: false } => ty.clone(),
             ChildKind::Plain { dynamic: true, .. } => Some("Resource".to_owned()),
             ChildKind::Choice(_) => None,
         };
-        path.push(Step::Child(Child { name: name.to_owned(), kind }));
+        path.push(Step::Child(Child {
+            name: name.to_owned(),
+            kind,
+        }));
     }
 
     /// `as T` / `.as(T)` / `.ofType(T)`. Directly after a child step the cast folds into the
@@ -982,7 +1207,10 @@ impl Compiler<'_> {
                     true
                 }
                 ChildKind::Plain { ty: None, .. } => {
-                    let mut keys = vec![ChoiceKey { key: child.name.clone(), ty: None }];
+                    let mut keys = vec![ChoiceKey {
+                        key: child.name.clone(),
+                        ty: None,
+                    }];
                     keys.extend(test.accepted.iter().map(|t| ChoiceKey {
                         key: format!("{}{}", child.name, upper_first(t)),
                         ty: Some(t.clone()),
@@ -1001,9 +1229,22 @@ impl Compiler<'_> {
         }
     }
 
-    fn push_call(&mut self, path: &mut PathBuilder, name: &str, args: &[Syntax], pos: usize) -> Result<(), CompileError> {
+    fn push_call(
+        &mut self,
+        path: &mut PathBuilder,
+        name: &str,
+        args: &[Syntax],
+        pos: usize,
+    ) -> Result<(), CompileError> {
         let arity = |n: usize| {
-            if args.len() == n { Ok(()) } else { Err(error(format!("{name}() takes {n} argument(s), got {}", args.len()), pos)) }
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(error(
+                    format!("{name}() takes {n} argument(s), got {}", args.len()),
+                    pos,
+                ))
+            }
         };
         match name {
             "where" => {
@@ -1033,7 +1274,8 @@ impl Compiler<'_> {
             }
             "as" | "ofType" | "is" => {
                 arity(1)?;
-                let type_name = type_argument(&args[0]).ok_or_else(|| error(format!("{name}() needs a type name"), pos))?;
+                let type_name = type_argument(&args[0])
+                    .ok_or_else(|| error(format!("{name}() needs a type name"), pos))?;
                 if name == "is" {
                     let test = self.type_test(&type_name);
                     path.push(Step::Is(test));
@@ -1071,8 +1313,16 @@ impl Compiler<'_> {
             }
         };
         let any = name == "Resource" || name == "Element";
-        let accepted = if any { Vec::new() } else { self.model.subtypes(&name) };
-        TypeTest { name, accepted, any }
+        let accepted = if any {
+            Vec::new()
+        } else {
+            self.model.subtypes(&name)
+        };
+        TypeTest {
+            name,
+            accepted,
+            any,
+        }
     }
 }
 
@@ -1080,8 +1330,14 @@ impl Compiler<'_> {
 fn type_argument(syntax: &Syntax) -> Option<String> {
     match syntax {
         Syntax::Member { input: None, name } => Some(name.clone()),
-        Syntax::Member { input: Some(ns), name } => match ns.as_ref() {
-            Syntax::Member { input: None, name: namespace } => Some(format!("{namespace}.{name}")),
+        Syntax::Member {
+            input: Some(ns),
+            name,
+        } => match ns.as_ref() {
+            Syntax::Member {
+                input: None,
+                name: namespace,
+            } => Some(format!("{namespace}.{name}")),
             _ => None,
         },
         _ => None,
@@ -1089,7 +1345,10 @@ fn type_argument(syntax: &Syntax) -> Option<String> {
 }
 
 fn error(message: impl Into<String>, position: usize) -> CompileError {
-    CompileError { message: message.into(), position }
+    CompileError {
+        message: message.into(),
+        position,
+    }
 }
 
 // =============================================================================================
@@ -1100,11 +1359,31 @@ enum Syntax {
     Literal(Literal),
     This,
     EnvVar(String, usize),
-    Member { input: Option<Box<Syntax>>, name: String },
-    Call { input: Option<Box<Syntax>>, name: String, args: Vec<Syntax>, pos: usize },
-    Index { input: Box<Syntax>, index: Box<Syntax>, pos: usize },
-    TypeOp { input: Box<Syntax>, is: bool, type_name: String },
-    Binary { op: BinaryOp, left: Box<Syntax>, right: Box<Syntax> },
+    Member {
+        input: Option<Box<Syntax>>,
+        name: String,
+    },
+    Call {
+        input: Option<Box<Syntax>>,
+        name: String,
+        args: Vec<Syntax>,
+        pos: usize,
+    },
+    Index {
+        input: Box<Syntax>,
+        index: Box<Syntax>,
+        pos: usize,
+    },
+    TypeOp {
+        input: Box<Syntax>,
+        is: bool,
+        type_name: String,
+    },
+    Binary {
+        op: BinaryOp,
+        left: Box<Syntax>,
+        right: Box<Syntax>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1166,7 +1445,11 @@ fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, CompileError> {
                 Token::Str(s)
             }
             b'`' => {
-                let end = source[i + 1..].find('`').ok_or_else(|| error("unterminated `identifier`", start))? + i + 1;
+                let end = source[i + 1..]
+                    .find('`')
+                    .ok_or_else(|| error("unterminated `identifier`", start))?
+                    + i
+                    + 1;
                 let name = source[i + 1..end].to_owned();
                 i = end + 1;
                 Token::QuotedIdent(name)
@@ -1187,12 +1470,21 @@ fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, CompileError> {
                 if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
                     return Err(error("decimal literals are not supported", start));
                 }
-                Token::Int(source[start..i].parse().map_err(|_| error("integer literal too large", start))?)
+                Token::Int(
+                    source[start..i]
+                        .parse()
+                        .map_err(|_| error("integer literal too large", start))?,
+                )
             }
-            _ if b.is_ascii_alphabetic() || b == b'_' => Token::Ident(identifier(bytes, &mut i).unwrap_or_default()),
+            _ if b.is_ascii_alphabetic() || b == b'_' => {
+                Token::Ident(identifier(bytes, &mut i).unwrap_or_default())
+            }
             _ => {
                 let c = source[i..].chars().next().unwrap_or('?');
-                return Err(error(format!("unsupported character or operator `{c}`"), start));
+                return Err(error(
+                    format!("unsupported character or operator `{c}`"),
+                    start,
+                ));
             }
         };
         tokens.push((token, start));
@@ -1222,7 +1514,9 @@ fn string_literal(source: &str, start: usize) -> Result<(String, usize), Compile
         match c {
             '\'' => return Ok((out, start + 1 + offset + 1)),
             '\\' => {
-                let (_, escaped) = chars.next().ok_or_else(|| error("unterminated string", start))?;
+                let (_, escaped) = chars
+                    .next()
+                    .ok_or_else(|| error("unterminated string", start))?;
                 out.push(match escaped {
                     '\'' | '"' | '`' | '\\' | '/' => escaped,
                     'n' => '\n',
@@ -1230,7 +1524,9 @@ fn string_literal(source: &str, start: usize) -> Result<(String, usize), Compile
                     't' => '\t',
                     'f' => '\u{c}',
                     'u' => {
-                        let hex: String = (0..4).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
+                        let hex: String = (0..4)
+                            .filter_map(|_| chars.next().map(|(_, h)| h))
+                            .collect();
                         u32::from_str_radix(&hex, 16)
                             .ok()
                             .and_then(char::from_u32)
@@ -1254,7 +1550,10 @@ struct Parser {
 
 impl Parser {
     fn new(source: &str) -> Result<Self, CompileError> {
-        Ok(Parser { tokens: tokenize(source)?, pos: 0 })
+        Ok(Parser {
+            tokens: tokenize(source)?,
+            pos: 0,
+        })
     }
 
     fn peek(&self) -> &Token {
@@ -1278,7 +1577,10 @@ impl Parser {
             self.next();
             Ok(())
         } else {
-            Err(error(format!("expected {token:?}, found {:?}", self.peek()), self.offset()))
+            Err(error(
+                format!("expected {token:?}, found {:?}", self.peek()),
+                self.offset(),
+            ))
         }
     }
 
@@ -1293,7 +1595,10 @@ impl Parser {
         let expr = self.parse_and()?;
         if *self.peek() != Token::End {
             let what = match self.peek() {
-                Token::Ident(k) if ["or", "xor", "implies", "in", "contains", "div", "mod"].contains(&k.as_str()) => {
+                Token::Ident(k)
+                    if ["or", "xor", "implies", "in", "contains", "div", "mod"]
+                        .contains(&k.as_str()) =>
+                {
                     format!("unsupported operator `{k}`")
                 }
                 t => format!("unexpected {t:?}"),
@@ -1308,7 +1613,11 @@ impl Parser {
         while self.at_keyword("and") {
             self.next();
             let right = self.parse_equality()?;
-            left = Syntax::Binary { op: BinaryOp::And, left: Box::new(left), right: Box::new(right) };
+            left = Syntax::Binary {
+                op: BinaryOp::And,
+                left: Box::new(left),
+                right: Box::new(right),
+            };
         }
         Ok(left)
     }
@@ -1323,7 +1632,11 @@ impl Parser {
             };
             self.next();
             let right = self.parse_union()?;
-            left = Syntax::Binary { op, left: Box::new(left), right: Box::new(right) };
+            left = Syntax::Binary {
+                op,
+                left: Box::new(left),
+                right: Box::new(right),
+            };
         }
     }
 
@@ -1332,7 +1645,11 @@ impl Parser {
         while *self.peek() == Token::Pipe {
             self.next();
             let right = self.parse_type_op()?;
-            left = Syntax::Binary { op: BinaryOp::Union, left: Box::new(left), right: Box::new(right) };
+            left = Syntax::Binary {
+                op: BinaryOp::Union,
+                left: Box::new(left),
+                right: Box::new(right),
+            };
         }
         Ok(left)
     }
@@ -1343,7 +1660,11 @@ impl Parser {
             let is = self.at_keyword("is");
             self.next();
             let type_name = self.parse_type_specifier()?;
-            left = Syntax::TypeOp { input: Box::new(left), is, type_name };
+            left = Syntax::TypeOp {
+                input: Box::new(left),
+                is,
+                type_name,
+            };
         }
         Ok(left)
     }
@@ -1361,7 +1682,10 @@ impl Parser {
     fn identifier(&mut self) -> Result<String, CompileError> {
         match self.next() {
             Token::Ident(s) | Token::QuotedIdent(s) => Ok(s),
-            t => Err(error(format!("expected an identifier, found {t:?}"), self.tokens[self.pos.saturating_sub(1)].1)),
+            t => Err(error(
+                format!("expected an identifier, found {t:?}"),
+                self.tokens[self.pos.saturating_sub(1)].1,
+            )),
         }
     }
 
@@ -1380,14 +1704,23 @@ impl Parser {
                     self.next();
                     let index = self.parse_and()?;
                     self.expect(Token::RBracket)?;
-                    expr = Syntax::Index { input: Box::new(expr), index: Box::new(index), pos };
+                    expr = Syntax::Index {
+                        input: Box::new(expr),
+                        index: Box::new(index),
+                        pos,
+                    };
                 }
                 _ => return Ok(expr),
             }
         }
     }
 
-    fn member_or_call(&mut self, input: Option<Syntax>, name: String, pos: usize) -> Result<Syntax, CompileError> {
+    fn member_or_call(
+        &mut self,
+        input: Option<Syntax>,
+        name: String,
+        pos: usize,
+    ) -> Result<Syntax, CompileError> {
         let input = input.map(Box::new);
         if *self.peek() != Token::LParen {
             return Ok(Syntax::Member { input, name });
@@ -1404,7 +1737,12 @@ impl Parser {
             }
         }
         self.expect(Token::RParen)?;
-        Ok(Syntax::Call { input, name, args, pos })
+        Ok(Syntax::Call {
+            input,
+            name,
+            args,
+            pos,
+        })
     }
 
     fn parse_term(&mut self) -> Result<Syntax, CompileError> {
@@ -1412,7 +1750,9 @@ impl Parser {
         match self.next() {
             Token::Str(s) => Ok(Syntax::Literal(Literal::Str(s))),
             Token::Int(i) => Ok(Syntax::Literal(Literal::Int(i))),
-            Token::Ident(s) if s == "true" || s == "false" => Ok(Syntax::Literal(Literal::Bool(s == "true"))),
+            Token::Ident(s) if s == "true" || s == "false" => {
+                Ok(Syntax::Literal(Literal::Bool(s == "true")))
+            }
             Token::Ident(s) | Token::QuotedIdent(s) => self.member_or_call(None, s, pos),
             Token::EnvVar(name) => Ok(Syntax::EnvVar(name, pos)),
             Token::This => Ok(Syntax::This),
@@ -1486,7 +1826,10 @@ mod tests {
     fn types(source: &str, on: &str, resource: &Value) -> Vec<Option<String>> {
         let m = model();
         let e = Expression::compile(source, &m, on).unwrap();
-        e.evaluate(resource).iter().map(|i| i.type_name().map(str::to_owned)).collect()
+        e.evaluate(resource)
+            .iter()
+            .map(|i| i.type_name().map(str::to_owned))
+            .collect()
     }
 
     fn patient() -> Value {
@@ -1506,34 +1849,71 @@ mod tests {
     #[test]
     fn navigation_flattens_arrays() {
         let p = patient();
-        assert_eq!(eval("Patient.name.family", "Patient", &p), vec![json!("Sharma"), json!("Verma")]);
-        assert_eq!(eval("Patient.name.given", "Patient", &p), vec![json!("Asha"), json!("K")]);
+        assert_eq!(
+            eval("Patient.name.family", "Patient", &p),
+            vec![json!("Sharma"), json!("Verma")]
+        );
+        assert_eq!(
+            eval("Patient.name.given", "Patient", &p),
+            vec![json!("Asha"), json!("K")]
+        );
         assert_eq!(eval("Patient.link.other.reference", "Patient", &p).len(), 1);
-        assert_eq!(types("Patient.name", "Patient", &p), vec![Some("HumanName".into()); 2]);
-        assert_eq!(types("Patient.link", "Patient", &p), vec![Some("Patient.link".into())]);
+        assert_eq!(
+            types("Patient.name", "Patient", &p),
+            vec![Some("HumanName".into()); 2]
+        );
+        assert_eq!(
+            types("Patient.link", "Patient", &p),
+            vec![Some("Patient.link".into())]
+        );
     }
 
     #[test]
     fn type_head_filters_the_resource_type() {
         let p = patient();
         assert!(eval("Observation.code", "Observation", &p).is_empty());
-        assert_eq!(eval("Resource.meta.tag.code", "Resource", &p), vec![json!("c")]);
+        assert_eq!(
+            eval("Resource.meta.tag.code", "Resource", &p),
+            vec![json!("c")]
+        );
         assert_eq!(eval("Resource.id", "Patient", &p), vec![json!("p1")]);
     }
 
     #[test]
     fn choice_elements_carry_their_type() {
         let p = patient();
-        assert_eq!(eval("Patient.deceased", "Patient", &p), vec![json!("2020-01-01")]);
-        assert_eq!(types("Patient.deceased", "Patient", &p), vec![Some("dateTime".into())]);
-        let obs = json!({"resourceType": "Observation", "valueQuantity": {"value": 5}, "valueless": 1});
-        assert_eq!(types("Observation.value", "Observation", &obs), vec![Some("Quantity".into())]);
-        assert_eq!(eval("(Observation.value as Quantity).value", "Observation", &obs), vec![json!(5)]);
-        assert_eq!(eval("Observation.value.as(Quantity)", "Observation", &obs).len(), 1);
+        assert_eq!(
+            eval("Patient.deceased", "Patient", &p),
+            vec![json!("2020-01-01")]
+        );
+        assert_eq!(
+            types("Patient.deceased", "Patient", &p),
+            vec![Some("dateTime".into())]
+        );
+        let obs =
+            json!({"resourceType": "Observation", "valueQuantity": {"value": 5}, "valueless": 1});
+        assert_eq!(
+            types("Observation.value", "Observation", &obs),
+            vec![Some("Quantity".into())]
+        );
+        assert_eq!(
+            eval("(Observation.value as Quantity).value", "Observation", &obs),
+            vec![json!(5)]
+        );
+        assert_eq!(
+            eval("Observation.value.as(Quantity)", "Observation", &obs).len(),
+            1
+        );
         assert!(eval("Observation.value.as(CodeableConcept)", "Observation", &obs).is_empty());
         assert!(eval("Observation.value as string", "Observation", &obs).is_empty());
-        assert_eq!(eval("Observation.value.is(Quantity)", "Observation", &obs), vec![json!(true)]);
-        assert_eq!(eval("Observation.value is Period", "Observation", &obs), vec![json!(false)]);
+        assert_eq!(
+            eval("Observation.value.is(Quantity)", "Observation", &obs),
+            vec![json!(true)]
+        );
+        assert_eq!(
+            eval("Observation.value is Period", "Observation", &obs),
+            vec![json!(false)]
+        );
     }
 
     #[test]
@@ -1554,43 +1934,114 @@ mod tests {
         let e = Expression::compile("Condition.onset.as(Quantity)", &m, "Condition").unwrap();
         assert_eq!(e.evaluate(&c).len(), 1);
         let e = Expression::compile("Condition.onset.as(DateTime)", &m, "Condition").unwrap();
-        assert!(e.warnings().is_empty(), "DateTime is the system name of dateTime");
+        assert!(
+            e.warnings().is_empty(),
+            "DateTime is the system name of dateTime"
+        );
         assert!(e.evaluate(&c).is_empty());
     }
 
     #[test]
     fn where_with_equality() {
         let p = patient();
-        assert_eq!(eval("Patient.telecom.where(system='email').value", "Patient", &p), vec![json!("a@b")]);
+        assert_eq!(
+            eval("Patient.telecom.where(system='email').value", "Patient", &p),
+            vec![json!("a@b")]
+        );
         assert!(eval("Patient.telecom.where(system='fax')", "Patient", &p).is_empty());
-        assert_eq!(eval("Patient.name.where(given = 'K')", "Patient", &p).len(), 0, "two givens != one literal");
-        assert_eq!(eval("Patient.name.where(family = 'Verma' and family != 'X').family", "Patient", &p), vec![json!("Verma")]);
+        assert_eq!(
+            eval("Patient.name.where(given = 'K')", "Patient", &p).len(),
+            0,
+            "two givens != one literal"
+        );
+        assert_eq!(
+            eval(
+                "Patient.name.where(family = 'Verma' and family != 'X').family",
+                "Patient",
+                &p
+            ),
+            vec![json!("Verma")]
+        );
     }
 
     #[test]
     fn resolve_is_type_uses_the_reference() {
         let p = patient();
         assert_eq!(
-            eval("Patient.generalPractitioner.where(resolve() is Practitioner).reference", "Patient", &p),
+            eval(
+                "Patient.generalPractitioner.where(resolve() is Practitioner).reference",
+                "Patient",
+                &p
+            ),
             vec![json!("Practitioner/9"), json!("#c1")],
             "relative and contained references"
         );
-        assert_eq!(eval("Patient.link.other.where(resolve() is RelatedPerson)", "Patient", &p).len(), 1);
+        assert_eq!(
+            eval(
+                "Patient.link.other.where(resolve() is RelatedPerson)",
+                "Patient",
+                &p
+            )
+            .len(),
+            1
+        );
         let typed = json!({"resourceType": "Observation", "subject": {"reference": "urn:uuid:1", "type": "Patient"}});
-        assert_eq!(eval("Observation.subject.where(resolve() is Patient)", "Observation", &typed).len(), 1);
-        let untyped = json!({"resourceType": "Observation", "subject": {"reference": "urn:uuid:1"}});
-        assert!(eval("Observation.subject.where(resolve() is Patient)", "Observation", &untyped).is_empty());
+        assert_eq!(
+            eval(
+                "Observation.subject.where(resolve() is Patient)",
+                "Observation",
+                &typed
+            )
+            .len(),
+            1
+        );
+        let untyped =
+            json!({"resourceType": "Observation", "subject": {"reference": "urn:uuid:1"}});
+        assert!(
+            eval(
+                "Observation.subject.where(resolve() is Patient)",
+                "Observation",
+                &untyped
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn extensions() {
         let p = patient();
         let found = eval("Patient.extension('http://x/ext')", "Patient", &p);
-        assert_eq!(found, vec![json!({"url": "http://x/ext", "valueString": "hello"})]);
-        assert_eq!(extension_value(&found[0]), Some(Item::Node { value: &json!("hello"), ty: Some("string") }));
-        assert_eq!(eval("Patient.extension.where(url = 'http://y').value.as(Coding).code", "Patient", &p), vec![json!("z")]);
-        assert_eq!(eval("Patient.where(hasExtension('http://y')).id", "Patient", &p), vec![json!("p1")]);
-        assert!(eval("Patient.where(hasExtension('http://none')).id", "Patient", &p).is_empty());
+        assert_eq!(
+            found,
+            vec![json!({"url": "http://x/ext", "valueString": "hello"})]
+        );
+        assert_eq!(
+            extension_value(&found[0]),
+            Some(Item::Node {
+                value: &json!("hello"),
+                ty: Some("string")
+            })
+        );
+        assert_eq!(
+            eval(
+                "Patient.extension.where(url = 'http://y').value.as(Coding).code",
+                "Patient",
+                &p
+            ),
+            vec![json!("z")]
+        );
+        assert_eq!(
+            eval("Patient.where(hasExtension('http://y')).id", "Patient", &p),
+            vec![json!("p1")]
+        );
+        assert!(
+            eval(
+                "Patient.where(hasExtension('http://none')).id",
+                "Patient",
+                &p
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -1600,7 +2051,11 @@ mod tests {
         let alive = json!({"resourceType": "Patient", "deceasedBoolean": false});
         assert_eq!(eval(source, "Patient", &alive), vec![json!(false)]);
         let unknown = json!({"resourceType": "Patient"});
-        assert_eq!(eval(source, "Patient", &unknown), vec![json!(false)], "false and empty is false");
+        assert_eq!(
+            eval(source, "Patient", &unknown),
+            vec![json!(false)],
+            "false and empty is false"
+        );
     }
 
     #[test]
@@ -1608,20 +2063,46 @@ mod tests {
         let bundle = json!({"resourceType": "Bundle", "entry": [
             {"resource": {"resourceType": "Composition", "id": "c"}},
             {"resource": {"resourceType": "Patient", "id": "p"}}]});
-        assert_eq!(eval("Bundle.entry[0].resource.id", "Bundle", &bundle), vec![json!("c")]);
-        assert_eq!(types("Bundle.entry[1].resource", "Bundle", &bundle), vec![Some("Patient".into())]);
+        assert_eq!(
+            eval("Bundle.entry[0].resource.id", "Bundle", &bundle),
+            vec![json!("c")]
+        );
+        assert_eq!(
+            types("Bundle.entry[1].resource", "Bundle", &bundle),
+            vec![Some("Patient".into())]
+        );
         assert!(eval("Bundle.entry[2].resource", "Bundle", &bundle).is_empty());
-        assert_eq!(eval("Bundle.entry.resource.first().id", "Bundle", &bundle), vec![json!("c")]);
+        assert_eq!(
+            eval("Bundle.entry.resource.first().id", "Bundle", &bundle),
+            vec![json!("c")]
+        );
         let p = patient();
-        assert_eq!(eval("Patient.name[1].family | Patient.id", "Patient", &p), vec![json!("Verma"), json!("p1")]);
+        assert_eq!(
+            eval("Patient.name[1].family | Patient.id", "Patient", &p),
+            vec![json!("Verma"), json!("p1")]
+        );
         let obs = json!({"resourceType": "Observation", "code": {"text": "t"},
             "component": [{"code": {"text": "c1"}, "valueQuantity": {"value": 1}}]});
         let m = model();
-        let comp = Expression::compile_relative("%resource.code.text | code.text", &m, Some("Observation"), Some("Observation.component")).unwrap();
-        let component = Item::Node { value: &obs["component"][0], ty: Some("Observation.component") };
+        let comp = Expression::compile_relative(
+            "%resource.code.text | code.text",
+            &m,
+            Some("Observation"),
+            Some("Observation.component"),
+        )
+        .unwrap();
+        let component = Item::Node {
+            value: &obs["component"][0],
+            ty: Some("Observation.component"),
+        };
         let mut out = Vec::new();
         comp.evaluate_on(&obs, component, &mut out);
-        assert_eq!(out.iter().map(|i| i.value().unwrap().clone()).collect::<Vec<_>>(), vec![json!("t"), json!("c1")]);
+        assert_eq!(
+            out.iter()
+                .map(|i| i.value().unwrap().clone())
+                .collect::<Vec<_>>(),
+            vec![json!("t"), json!("c1")]
+        );
     }
 
     #[test]
@@ -1629,10 +2110,18 @@ mod tests {
         // Observation | Observation.component has no single static type: the cast still finds
         // the choice key.
         let m = model();
-        let e = Expression::compile_relative("value.as(Quantity)", &m, Some("Observation"), None).unwrap();
+        let e = Expression::compile_relative("value.as(Quantity)", &m, Some("Observation"), None)
+            .unwrap();
         let obs = json!({"valueQuantity": {"value": 2}});
         let mut out = Vec::new();
-        e.evaluate_on(&obs, Item::Node { value: &obs, ty: None }, &mut out);
+        e.evaluate_on(
+            &obs,
+            Item::Node {
+                value: &obs,
+                ty: None,
+            },
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].type_name(), Some("Quantity"));
     }
@@ -1674,13 +2163,38 @@ mod tests {
     #[test]
     fn reference_parsing() {
         let p = |s| parse_reference(s);
-        assert_eq!(p("Patient/123"), Some(ReferenceParts { resource_type: "Patient", id: Some("123"), version: None, absolute: false }));
+        assert_eq!(
+            p("Patient/123"),
+            Some(ReferenceParts {
+                resource_type: "Patient",
+                id: Some("123"),
+                version: None,
+                absolute: false
+            })
+        );
         assert_eq!(
             p("https://h/fhir/Patient/1/_history/3"),
-            Some(ReferenceParts { resource_type: "Patient", id: Some("1"), version: Some("3"), absolute: true })
+            Some(ReferenceParts {
+                resource_type: "Patient",
+                id: Some("1"),
+                version: Some("3"),
+                absolute: true
+            })
         );
-        assert_eq!(p("Patient?identifier=x|1").map(|r| (r.resource_type, r.id)), Some(("Patient", None)));
-        for bad in ["urn:uuid:1234", "#c1", "Patient", "patient/1", "a/Patient/1", "Patient/", "Patient/a b", "Patient/1/_history/"] {
+        assert_eq!(
+            p("Patient?identifier=x|1").map(|r| (r.resource_type, r.id)),
+            Some(("Patient", None))
+        );
+        for bad in [
+            "urn:uuid:1234",
+            "#c1",
+            "Patient",
+            "patient/1",
+            "a/Patient/1",
+            "Patient/",
+            "Patient/a b",
+            "Patient/1/_history/",
+        ] {
             assert_eq!(p(bad), None, "{bad}");
         }
     }

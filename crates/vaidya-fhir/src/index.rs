@@ -30,18 +30,39 @@ pub enum IndexValue {
     /// string params: `normalized` is lower-cased with Latin accents removed and whitespace
     /// collapsed ([`normalize_string`]), for the default starts-with and `:contains` matching;
     /// `exact` is the original, for `:exact`.
-    String { normalized: String, exact: String },
+    String {
+        normalized: String,
+        exact: String,
+    },
     /// token params. `text` is the display or text (for `:text`), already normalized with
     /// [`normalize_string`].
-    Token { system: Option<String>, code: Option<String>, text: Option<String> },
+    Token {
+        system: Option<String>,
+        code: Option<String>,
+        text: Option<String>,
+    },
     /// reference params: the reference as written (`Patient/123`; absolute URLs and `urn:`
     /// references whole), plus the type and id of relative `Type/id` references.
-    Reference { reference: String, target_type: Option<String>, target_id: Option<String> },
+    Reference {
+        reference: String,
+        target_type: Option<String>,
+        target_id: Option<String>,
+    },
     /// date params: the inclusive range covered, in Unix ms; an open end of a Period is
     /// `i64::MIN` / `i64::MAX`.
-    Date { start_ms: i64, end_ms: i64 },
-    Number { value: f64 },
-    Quantity { value: f64, system: Option<String>, code: Option<String>, unit: Option<String> },
+    Date {
+        start_ms: i64,
+        end_ms: i64,
+    },
+    Number {
+        value: f64,
+    },
+    Quantity {
+        value: f64,
+        system: Option<String>,
+        code: Option<String>,
+        unit: Option<String>,
+    },
     Uri(String),
 }
 
@@ -54,7 +75,13 @@ const STORE_MANAGED: [&str; 2] = ["_id", "_lastUpdated"];
 pub fn extract(resource: &Value, param: &SearchParam) -> Vec<IndexValue> {
     let mut items = Vec::new();
     let mut out = Vec::new();
-    extract_with(resource, Item::resource(resource), param, &mut items, &mut out);
+    extract_with(
+        resource,
+        Item::resource(resource),
+        param,
+        &mut items,
+        &mut out,
+    );
     out
 }
 
@@ -90,7 +117,9 @@ fn extract_with<'a>(
     if !param.is_indexable() {
         return;
     }
-    let Some(expression) = param.compiled() else { return };
+    let Some(expression) = param.compiled() else {
+        return;
+    };
     items.clear();
     expression.evaluate_on(resource, root, items);
     for item in items.iter() {
@@ -142,7 +171,10 @@ fn index_item(kind: ParamType, item: Item<'_>, out: &mut Vec<IndexValue>) {
 /// An Extension node stands for its `value[x]`.
 fn unwrap_extension(item: Item<'_>) -> Item<'_> {
     match item {
-        Item::Node { value, ty: Some("Extension") } => extension_value(value).unwrap_or(item),
+        Item::Node {
+            value,
+            ty: Some("Extension"),
+        } => extension_value(value).unwrap_or(item),
         _ => item,
     }
 }
@@ -158,7 +190,7 @@ fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// The strings of an element that may be a string or an array of strings.
-fn strings_of<'a>(value: Option<&'a Value>) -> impl Iterator<Item = &'a str> {
+fn strings_of(value: Option<&Value>) -> impl Iterator<Item = &str> {
     let (single, many) = match value {
         Some(Value::String(s)) => (Some(s.as_str()), None),
         Some(Value::Array(a)) => (None, Some(a.iter().filter_map(Value::as_str))),
@@ -171,16 +203,28 @@ fn strings_of<'a>(value: Option<&'a Value>) -> impl Iterator<Item = &'a str> {
 // string
 
 const HUMAN_NAME_PARTS: [&str; 5] = ["family", "given", "prefix", "suffix", "text"];
-const ADDRESS_PARTS: [&str; 7] = ["line", "city", "district", "state", "postalCode", "country", "text"];
+const ADDRESS_PARTS: [&str; 7] = [
+    "line",
+    "city",
+    "district",
+    "state",
+    "postalCode",
+    "country",
+    "text",
+];
 
 fn index_string(item: Item<'_>, out: &mut Vec<IndexValue>) {
-    let Item::Node { value, ty } = item else { return };
+    let Item::Node { value, ty } = item else {
+        return;
+    };
     let parts: &[&str] = match (value, ty) {
         (Value::String(s), _) => return push_string(s, out),
         (Value::Object(_), Some("HumanName")) => &HUMAN_NAME_PARTS,
         (Value::Object(_), Some("Address")) => &ADDRESS_PARTS,
         // Untyped (no model): HumanName and Address are told apart by their parts.
-        (Value::Object(o), None) if o.contains_key("line") || o.contains_key("city") => &ADDRESS_PARTS,
+        (Value::Object(o), None) if o.contains_key("line") || o.contains_key("city") => {
+            &ADDRESS_PARTS
+        }
         (Value::Object(_), None) => &HUMAN_NAME_PARTS,
         _ => return,
     };
@@ -194,7 +238,13 @@ fn index_string(item: Item<'_>, out: &mut Vec<IndexValue>) {
 fn push_string(s: &str, out: &mut Vec<IndexValue>) {
     let normalized = normalize_string(s);
     if !normalized.is_empty() {
-        push_unique(out, IndexValue::String { normalized, exact: s.to_owned() });
+        push_unique(
+            out,
+            IndexValue::String {
+                normalized,
+                exact: s.to_owned(),
+            },
+        );
     }
 }
 
@@ -204,7 +254,11 @@ fn push_string(s: &str, out: &mut Vec<IndexValue>) {
 /// keep their combining marks: Devanagari vowel signs, viramas and nuktas change the word, not
 /// its spelling style, and so must not be stripped.
 pub fn normalize_string(s: &str) -> String {
-    if s.is_ascii() { normalize_ascii(s) } else { normalize_unicode(s) }
+    if s.is_ascii() {
+        normalize_ascii(s)
+    } else {
+        normalize_unicode(s)
+    }
 }
 
 fn normalize_unicode(s: &str) -> String {
@@ -234,7 +288,10 @@ fn normalize_unicode(s: &str) -> String {
 /// The same for ASCII-only text (most values), byte by byte.
 fn normalize_ascii(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for word in s.split(|c: char| c.is_whitespace()).filter(|w| !w.is_empty()) {
+    for word in s
+        .split(|c: char| c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -326,19 +383,33 @@ fn push_code(code: &str, out: &mut Vec<IndexValue>) {
     push_token(None, Some(code), None, out);
 }
 
-fn push_token(system: Option<&str>, code: Option<&str>, text: Option<&str>, out: &mut Vec<IndexValue>) {
+fn push_token(
+    system: Option<&str>,
+    code: Option<&str>,
+    text: Option<&str>,
+    out: &mut Vec<IndexValue>,
+) {
     let text = text.map(normalize_string).filter(|t| !t.is_empty());
     if system.is_none() && code.is_none() && text.is_none() {
         return;
     }
     push_unique(
         out,
-        IndexValue::Token { system: system.map(str::to_owned), code: code.map(str::to_owned), text },
+        IndexValue::Token {
+            system: system.map(str::to_owned),
+            code: code.map(str::to_owned),
+            text,
+        },
     );
 }
 
 fn index_coding(coding: &Value, out: &mut Vec<IndexValue>) {
-    push_token(str_of(coding, "system"), str_of(coding, "code"), str_of(coding, "display"), out);
+    push_token(
+        str_of(coding, "system"),
+        str_of(coding, "code"),
+        str_of(coding, "display"),
+        out,
+    );
 }
 
 /// Every coding, plus the concept's text on its own (for `:text`).
@@ -354,25 +425,38 @@ fn index_codeable_concept(concept: &Value, out: &mut Vec<IndexValue>) {
 /// system|value; the text is the identifier type's text, which R4's `:text` matches.
 fn index_identifier(identifier: &Value, out: &mut Vec<IndexValue>) {
     let type_text = get(identifier, "type").and_then(|t| str_of(t, "text"));
-    push_token(str_of(identifier, "system"), str_of(identifier, "value"), type_text, out);
+    push_token(
+        str_of(identifier, "system"),
+        str_of(identifier, "value"),
+        type_text,
+        out,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // reference
 
 fn index_reference(item: Item<'_>, out: &mut Vec<IndexValue>) {
-    let Item::Node { value, .. } = item else { return };
+    let Item::Node { value, .. } = item else {
+        return;
+    };
     match value {
         // canonical and uri: the URL is the reference.
         Value::String(s) => push_reference(s, out),
         Value::Object(_) => {
             if let Some(reference) = str_of(value, "reference") {
                 push_reference(reference, out);
-            } else if let (Some(ty), Some(id)) = (str_of(value, "resourceType"), str_of(value, "id")) {
+            } else if let (Some(ty), Some(id)) =
+                (str_of(value, "resourceType"), str_of(value, "id"))
+            {
                 // A resource itself (Bundle.entry[0].resource for Bundle's `composition`).
                 push_unique(
                     out,
-                    IndexValue::Reference { reference: format!("{ty}/{id}"), target_type: Some(ty.to_owned()), target_id: Some(id.to_owned()) },
+                    IndexValue::Reference {
+                        reference: format!("{ty}/{id}"),
+                        target_type: Some(ty.to_owned()),
+                        target_id: Some(id.to_owned()),
+                    },
                 );
             }
             // A Reference with only an identifier or display gives nothing to match on.
@@ -389,14 +473,23 @@ fn push_reference(reference: &str, out: &mut Vec<IndexValue>) {
         Some(p) if !p.absolute => (Some(p.resource_type.to_owned()), p.id.map(str::to_owned)),
         _ => (None, None),
     };
-    push_unique(out, IndexValue::Reference { reference: reference.to_owned(), target_type, target_id });
+    push_unique(
+        out,
+        IndexValue::Reference {
+            reference: reference.to_owned(),
+            target_type,
+            target_id,
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // date
 
 fn index_date(item: Item<'_>, out: &mut Vec<IndexValue>) {
-    let Item::Node { value, ty } = item else { return };
+    let Item::Node { value, ty } = item else {
+        return;
+    };
     let range = match value {
         Value::String(s) => parse_date_range(s),
         Value::Object(o) => match ty {
@@ -436,15 +529,22 @@ fn period_range(period: &Value) -> Option<(i64, i64)> {
 /// itself (the R4 search page: "only the outer limits matter").
 fn timing_range(timing: &Value) -> Option<(i64, i64)> {
     let events = strings_of(get(timing, "event")).filter_map(parse_date_range);
-    let bounds = get(timing, "repeat").and_then(|r| get(r, "boundsPeriod")).and_then(period_range);
-    events.chain(bounds).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+    let bounds = get(timing, "repeat")
+        .and_then(|r| get(r, "boundsPeriod"))
+        .and_then(period_range);
+    events
+        .chain(bounds)
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
 }
 
 // ---------------------------------------------------------------------------------------------
 // number, quantity, uri
 
 fn index_number(item: Item<'_>, out: &mut Vec<IndexValue>) {
-    if let Item::Node { value: Value::Number(n), .. } = item
+    if let Item::Node {
+        value: Value::Number(n),
+        ..
+    } = item
         && let Some(value) = n.as_f64()
     {
         push_unique(out, IndexValue::Number { value });
@@ -455,20 +555,41 @@ fn index_number(item: Item<'_>, out: &mut Vec<IndexValue>) {
 const ISO_4217: &str = "urn:iso:std:iso:4217";
 
 fn index_quantity(item: Item<'_>, out: &mut Vec<IndexValue>) {
-    let Item::Node { value: quantity, ty } = item else { return };
-    let Some(value) = get(quantity, "value").and_then(Value::as_f64) else { return };
+    let Item::Node {
+        value: quantity,
+        ty,
+    } = item
+    else {
+        return;
+    };
+    let Some(value) = get(quantity, "value").and_then(Value::as_f64) else {
+        return;
+    };
     let owned = |key: &str| str_of(quantity, key).map(str::to_owned);
     let is_money = ty == Some("Money") || (ty.is_none() && get(quantity, "currency").is_some());
     let indexed = if is_money {
-        IndexValue::Quantity { value, system: Some(ISO_4217.to_owned()), code: owned("currency"), unit: None }
+        IndexValue::Quantity {
+            value,
+            system: Some(ISO_4217.to_owned()),
+            code: owned("currency"),
+            unit: None,
+        }
     } else {
-        IndexValue::Quantity { value, system: owned("system"), code: owned("code"), unit: owned("unit") }
+        IndexValue::Quantity {
+            value,
+            system: owned("system"),
+            code: owned("code"),
+            unit: owned("unit"),
+        }
     };
     push_unique(out, indexed);
 }
 
 fn index_uri(item: Item<'_>, out: &mut Vec<IndexValue>) {
-    if let Item::Node { value: Value::String(s), .. } = item
+    if let Item::Node {
+        value: Value::String(s),
+        ..
+    } = item
         && !s.is_empty()
     {
         push_unique(out, IndexValue::Uri(s.clone()));
@@ -481,18 +602,39 @@ mod tests {
 
     #[test]
     fn ascii_fast_path_matches_the_general_path() {
-        for s in ["  Hello \t World\n", "ABC def", "", "   ", "a\u{b}b", "x\u{c}y\r\nz", "Mc-Donald's  #12"] {
+        for s in [
+            "  Hello \t World\n",
+            "ABC def",
+            "",
+            "   ",
+            "a\u{b}b",
+            "x\u{c}y\r\nz",
+            "Mc-Donald's  #12",
+        ] {
             assert_eq!(normalize_ascii(s), normalize_unicode(s), "{s:?}");
         }
     }
 
     #[test]
     fn normalize_latin() {
-        assert_eq!(normalize_string("  José   María\tÑúñez "), "jose maria nunez");
+        assert_eq!(
+            normalize_string("  José   María\tÑúñez "),
+            "jose maria nunez"
+        );
         assert_eq!(normalize_string("ÀÉÎÕÜ Çç Ÿÿ"), "aeiou cc yy");
-        assert_eq!(normalize_string("Nguyễn Văn Đức"), "nguyen van đuc", "Đ has no decomposition");
-        assert_eq!(normalize_string("Łukasz Øster Straße"), "łukasz øster straße");
-        assert_eq!(normalize_string("Ștefan Ţepeş Dvořák"), "stefan tepes dvorak");
+        assert_eq!(
+            normalize_string("Nguyễn Văn Đức"),
+            "nguyen van đuc",
+            "Đ has no decomposition"
+        );
+        assert_eq!(
+            normalize_string("Łukasz Øster Straße"),
+            "łukasz øster straße"
+        );
+        assert_eq!(
+            normalize_string("Ștefan Ţepeş Dvořák"),
+            "stefan tepes dvorak"
+        );
         // Decomposed input: letter + combining acute.
         assert_eq!(normalize_string("Jose\u{301}"), "jose");
         assert_eq!(normalize_string("MIXED case"), "mixed case");
@@ -513,7 +655,19 @@ mod tests {
 
     #[test]
     fn fold_table_spot_checks() {
-        for (c, base) in [('À', 'A'), ('ÿ', 'y'), ('Ā', 'A'), ('ž', 'z'), ('ǎ', 'a'), ('ȳ', 'y'), ('Ḁ', 'A'), ('ỹ', 'y'), ('ẞ', 'ẞ'), ('×', '×'), ('Æ', 'Æ')] {
+        for (c, base) in [
+            ('À', 'A'),
+            ('ÿ', 'y'),
+            ('Ā', 'A'),
+            ('ž', 'z'),
+            ('ǎ', 'a'),
+            ('ȳ', 'y'),
+            ('Ḁ', 'A'),
+            ('ỹ', 'y'),
+            ('ẞ', 'ẞ'),
+            ('×', '×'),
+            ('Æ', 'Æ'),
+        ] {
             assert_eq!(fold_latin(c), base, "{c}");
         }
     }
@@ -522,7 +676,13 @@ mod tests {
     fn period_and_timing_ranges() {
         use serde_json::json;
         let (s, e) = period_range(&json!({"start": "2020-01-01", "end": "2020-01-31"})).unwrap();
-        assert_eq!((s, e), (parse_date_range("2020-01-01").unwrap().0, parse_date_range("2020-01-31").unwrap().1));
+        assert_eq!(
+            (s, e),
+            (
+                parse_date_range("2020-01-01").unwrap().0,
+                parse_date_range("2020-01-31").unwrap().1
+            )
+        );
         assert_eq!(period_range(&json!({"start": "2020"})).unwrap().1, i64::MAX);
         assert_eq!(period_range(&json!({"end": "2020"})).unwrap().0, i64::MIN);
         assert_eq!(period_range(&json!({})), None);
@@ -531,7 +691,13 @@ mod tests {
         let t = timing_range(&json!({"event": ["2020-05-01", "2020-03-01"], "repeat": {"boundsPeriod": {"end": "2020-06"}}})).unwrap();
         assert_eq!(t, (i64::MIN, parse_date_range("2020-06").unwrap().1));
         let t = timing_range(&json!({"event": ["2020-05-01", "2020-03-01"]})).unwrap();
-        assert_eq!(t, (parse_date_range("2020-03-01").unwrap().0, parse_date_range("2020-05-01").unwrap().1));
+        assert_eq!(
+            t,
+            (
+                parse_date_range("2020-03-01").unwrap().0,
+                parse_date_range("2020-05-01").unwrap().1
+            )
+        );
         assert_eq!(timing_range(&json!({"code": {"text": "BID"}})), None);
     }
 }

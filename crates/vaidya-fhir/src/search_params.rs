@@ -109,6 +109,21 @@ impl SearchParam {
     }
 }
 
+/// Parameters are identified by (base, code): the registry holds one of each.
+impl PartialEq for SearchParam {
+    fn eq(&self, other: &Self) -> bool {
+        self.base == other.base && self.code == other.code
+    }
+}
+
+impl Eq for SearchParam {}
+
+impl std::hash::Hash for SearchParam {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.base, &self.code).hash(state);
+    }
+}
+
 impl Component {
     pub fn compiled(&self) -> &Expression {
         &self.compiled
@@ -129,13 +144,20 @@ pub struct Unsupported {
 /// `None` for unknown codes and for names that are not R4 resource types.
 pub fn search_param(resource_type: &str, code: &str) -> Option<&'static SearchParam> {
     let r = registry();
-    r.by_type.get(resource_type)?.by_code.get(code).map(|&i| &r.params[i])
+    r.by_type
+        .get(resource_type)?
+        .by_code
+        .get(code)
+        .map(|&i| &r.params[i])
 }
 
 /// Every parameter of `resource_type`, its own and the common ones, ordered by code.
 pub fn search_params(resource_type: &str) -> impl Iterator<Item = &'static SearchParam> {
     let r = registry();
-    r.by_type.get(resource_type).into_iter().flat_map(move |t| t.ordered.iter().map(move |&i| &r.params[i]))
+    r.by_type
+        .get(resource_type)
+        .into_iter()
+        .flat_map(move |t| t.ordered.iter().map(move |&i| &r.params[i]))
 }
 
 /// The R4 resource types, sorted.
@@ -173,7 +195,9 @@ fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     // The data is generated and embedded at build time: failing to read it is a build defect,
     // caught by the tests, not a runtime condition to recover from.
-    REGISTRY.get_or_init(|| Registry::load(DATA).unwrap_or_else(|e| panic!("data/r4-search-params.json: {e}")))
+    REGISTRY.get_or_init(|| {
+        Registry::load(DATA).unwrap_or_else(|e| panic!("data/r4-search-params.json: {e}"))
+    })
 }
 
 /// The raw JSON of one parameter, before compilation.
@@ -188,10 +212,16 @@ impl Registry {
     fn load(text: &str) -> Result<Registry, String> {
         let data: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let model = TypeModel::from_json(data.get("types").ok_or("no `types`")?)?;
-        let resource_types: Vec<String> = model.resource_types().into_iter().map(str::to_owned).collect();
+        let resource_types: Vec<String> = model
+            .resource_types()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let raw = raw_params(&data)?;
-        let kinds_by_url: HashMap<&str, ParamType> =
-            raw.iter().filter_map(|p| Some((p.json.get("url")?.as_str()?, p.kind))).collect();
+        let kinds_by_url: HashMap<&str, ParamType> = raw
+            .iter()
+            .filter_map(|p| Some((p.json.get("url")?.as_str()?, p.kind)))
+            .collect();
 
         let mut unsupported = Vec::new();
         let mut params = Vec::with_capacity(raw.len());
@@ -201,18 +231,37 @@ impl Registry {
             params.push(param);
         }
         let by_type = index_by_type(&params, &model, &resource_types);
-        Ok(Registry { params, by_type, resource_types, model, unsupported })
+        Ok(Registry {
+            params,
+            by_type,
+            resource_types,
+            model,
+            unsupported,
+        })
     }
 }
 
 fn raw_params(data: &Value) -> Result<Vec<RawParam<'_>>, String> {
-    let list = data.get("params").and_then(Value::as_array).ok_or("no `params` list")?;
+    let list = data
+        .get("params")
+        .and_then(Value::as_array)
+        .ok_or("no `params` list")?;
     list.iter()
         .map(|json| {
-            let field = |k: &str| json.get(k).and_then(Value::as_str).ok_or_else(|| format!("parameter without `{k}`: {json}"));
+            let field = |k: &str| {
+                json.get(k)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("parameter without `{k}`: {json}"))
+            };
             let kind_name = field("type")?;
-            let kind = ParamType::parse(kind_name).ok_or_else(|| format!("unknown parameter type `{kind_name}`"))?;
-            Ok(RawParam { json, base: field("base")?, code: field("code")?, kind })
+            let kind = ParamType::parse(kind_name)
+                .ok_or_else(|| format!("unknown parameter type `{kind_name}`"))?;
+            Ok(RawParam {
+                json,
+                base: field("base")?,
+                code: field("code")?,
+                kind,
+            })
         })
         .collect()
 }
@@ -220,7 +269,12 @@ fn raw_params(data: &Value) -> Result<Vec<RawParam<'_>>, String> {
 fn strings(json: &Value, key: &str) -> Vec<String> {
     json.get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -233,8 +287,16 @@ fn build_param(
     resource_types: &[String],
 ) -> Result<(SearchParam, Option<Unsupported>), String> {
     let json = p.json;
-    let expression = json.get("expression").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let url = json.get("url").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let expression = json
+        .get("expression")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let url = json
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let mut targets = strings(json, "target");
     if targets == ["*"] {
         targets = resource_types.to_vec();
@@ -296,11 +358,24 @@ fn build_components(
     };
     let mut out = Vec::with_capacity(list.len());
     for c in list {
-        let definition = c.get("definition").and_then(Value::as_str).ok_or("component without definition")?;
-        let expression = c.get("expression").and_then(Value::as_str).ok_or("component without expression")?;
-        let kind = *kinds_by_url.get(definition).ok_or_else(|| format!("component definition {definition} not found"))?;
+        let definition = c
+            .get("definition")
+            .and_then(Value::as_str)
+            .ok_or("component without definition")?;
+        let expression = c
+            .get("expression")
+            .and_then(Value::as_str)
+            .ok_or("component without expression")?;
+        let kind = *kinds_by_url
+            .get(definition)
+            .ok_or_else(|| format!("component definition {definition} not found"))?;
         match Expression::compile_relative(expression, model, Some(base), composite.output_type()) {
-            Ok(compiled) => out.push(Component { definition: definition.to_owned(), expression: expression.to_owned(), kind, compiled }),
+            Ok(compiled) => out.push(Component {
+                definition: definition.to_owned(),
+                expression: expression.to_owned(),
+                kind,
+                compiled,
+            }),
             Err(e) => return Ok(Err(e)),
         }
     }
@@ -308,12 +383,21 @@ fn build_components(
 }
 
 /// For each resource type: its own parameters plus the applicable common ones, by code.
-fn index_by_type(params: &[SearchParam], model: &TypeModel, resource_types: &[String]) -> HashMap<String, TypeParams> {
-    let mut by_type: HashMap<String, TypeParams> =
-        resource_types.iter().map(|t| (t.clone(), TypeParams::default())).collect();
+fn index_by_type(
+    params: &[SearchParam],
+    model: &TypeModel,
+    resource_types: &[String],
+) -> HashMap<String, TypeParams> {
+    let mut by_type: HashMap<String, TypeParams> = resource_types
+        .iter()
+        .map(|t| (t.clone(), TypeParams::default()))
+        .collect();
     for (i, p) in params.iter().enumerate() {
         if p.common {
-            for t in resource_types.iter().filter(|t| model.is_subtype(t, &p.base)) {
+            for t in resource_types
+                .iter()
+                .filter(|t| model.is_subtype(t, &p.base))
+            {
                 add(by_type.get_mut(t.as_str()), p, i);
             }
         } else {
@@ -321,7 +405,8 @@ fn index_by_type(params: &[SearchParam], model: &TypeModel, resource_types: &[St
         }
     }
     for t in by_type.values_mut() {
-        t.ordered.sort_by(|&a, &b| params[a].code.cmp(&params[b].code));
+        t.ordered
+            .sort_by(|&a, &b| params[a].code.cmp(&params[b].code));
     }
     by_type
 }
@@ -352,15 +437,27 @@ mod tests {
     #[test]
     fn lookups() {
         let p = search_param("Patient", "family").unwrap();
-        assert_eq!((p.kind, p.expression.as_str(), p.base.as_str()), (ParamType::String, "Patient.name.family", "Patient"));
+        assert_eq!(
+            (p.kind, p.expression.as_str(), p.base.as_str()),
+            (ParamType::String, "Patient.name.family", "Patient")
+        );
         let p = search_param("Observation", "patient").unwrap();
-        assert_eq!(p.expression, "Observation.subject.where(resolve() is Patient)");
+        assert_eq!(
+            p.expression,
+            "Observation.subject.where(resolve() is Patient)"
+        );
         assert_eq!(p.targets, ["Group", "Patient"]);
-        assert_eq!(p.url, "http://hl7.org/fhir/SearchParameter/clinical-patient");
+        assert_eq!(
+            p.url,
+            "http://hl7.org/fhir/SearchParameter/clinical-patient"
+        );
         let tag = search_param("Observation", "_tag").unwrap();
         assert!(tag.common && tag.kind == ParamType::Token);
         assert!(search_param("Bundle", "_id").is_some());
-        assert!(search_param("Bundle", "_text").is_none(), "Bundle is not a DomainResource");
+        assert!(
+            search_param("Bundle", "_text").is_none(),
+            "Bundle is not a DomainResource"
+        );
         assert!(search_param("Patient", "_text").is_some());
         assert!(search_param("Patient", "nonsense").is_none());
         assert!(search_param("NotAType", "_id").is_none());
@@ -374,7 +471,19 @@ mod tests {
         let mut sorted = codes.clone();
         sorted.sort_unstable();
         assert_eq!(codes, sorted);
-        for code in ["_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_text", "_has", "family", "birthdate", "identifier"] {
+        for code in [
+            "_id",
+            "_lastUpdated",
+            "_tag",
+            "_profile",
+            "_security",
+            "_source",
+            "_text",
+            "_has",
+            "family",
+            "birthdate",
+            "identifier",
+        ] {
             assert!(codes.contains(&code), "{code}");
         }
         assert_eq!(search_params("NotAType").count(), 0);
@@ -386,7 +495,10 @@ mod tests {
         assert_eq!(p.kind, ParamType::Composite);
         let kinds: Vec<ParamType> = p.components.iter().map(|c| c.kind).collect();
         assert_eq!(kinds, [ParamType::Token, ParamType::Quantity]);
-        assert_eq!(p.compiled().unwrap().output_type(), Some("Observation.component"));
+        assert_eq!(
+            p.compiled().unwrap().output_type(),
+            Some("Observation.component")
+        );
         assert!(!p.is_indexable());
     }
 }

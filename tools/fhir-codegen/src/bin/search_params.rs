@@ -25,9 +25,15 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let core = PathBuf::from(args.first().map(String::as_str).unwrap_or("../shared/data/fhir-r4-core"));
+    let core = PathBuf::from(
+        args.first()
+            .map(String::as_str)
+            .unwrap_or("../shared/data/fhir-r4-core"),
+    );
     let out = PathBuf::from(
-        args.get(1).map(String::as_str).unwrap_or("crates/vaidya-fhir/data/r4-search-params.json"),
+        args.get(1)
+            .map(String::as_str)
+            .unwrap_or("crates/vaidya-fhir/data/r4-search-params.json"),
     );
     match run(&core, &out) {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,7 +51,7 @@ fn run(core: &Path, out: &Path) -> Result<(), String> {
     let mut report = Report::default();
     let mut params = collect_params(&definitions, &mut report)?;
     params.extend(synthetic_common_params());
-    params.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+    params.sort_by_key(key_of);
     check_unique(&params)?;
 
     let types = collect_types(&structures)?;
@@ -100,12 +106,22 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 fn string_list(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn key_of(p: &Map<String, Value>) -> (String, String) {
-    let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let s = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     (s("base"), s("code"))
 }
 
@@ -115,7 +131,10 @@ const COMMON_BASES: [&str; 2] = ["Resource", "DomainResource"];
 const ANY_TARGET_THRESHOLD: usize = 140;
 
 /// One output entry per (base, code) of every usable SearchParameter.
-fn collect_params(definitions: &[Value], report: &mut Report) -> Result<Vec<Map<String, Value>>, String> {
+fn collect_params(
+    definitions: &[Value],
+    report: &mut Report,
+) -> Result<Vec<Map<String, Value>>, String> {
     let mut out = Vec::new();
     for def in definitions {
         if str_field(def, "resourceType") != Some("SearchParameter") {
@@ -125,7 +144,9 @@ fn collect_params(definitions: &[Value], report: &mut Report) -> Result<Vec<Map<
         // The `example*` SearchParameters illustrate the resource itself (one redefines `_id` as
         // `id`, one puts a DocumentReference expression on Patient); they are not definitions.
         if id.starts_with("example") {
-            report.skipped.push(format!("{id}: an example of the SearchParameter resource, not a definition"));
+            report.skipped.push(format!(
+                "{id}: an example of the SearchParameter resource, not a definition"
+            ));
             continue;
         }
         let bases = string_list(def, "base");
@@ -145,7 +166,9 @@ fn collect_params(definitions: &[Value], report: &mut Report) -> Result<Vec<Map<
                 Some(e) => {
                     let own = branches_for_base(e, base);
                     if own.is_empty() {
-                        report.skipped.push(format!("{id}: no branch of `{e}` applies to {base}"));
+                        report
+                            .skipped
+                            .push(format!("{id}: no branch of `{e}` applies to {base}"));
                         continue;
                     }
                     Some(own.join(" | "))
@@ -158,8 +181,14 @@ fn collect_params(definitions: &[Value], report: &mut Report) -> Result<Vec<Map<
     Ok(out)
 }
 
-fn param_entry(def: &Value, base: &str, expression: Option<String>, common: bool) -> Result<Map<String, Value>, String> {
-    let field = |k: &str| str_field(def, k).ok_or_else(|| format!("{base}: SearchParameter without `{k}`"));
+fn param_entry(
+    def: &Value,
+    base: &str,
+    expression: Option<String>,
+    common: bool,
+) -> Result<Map<String, Value>, String> {
+    let field =
+        |k: &str| str_field(def, k).ok_or_else(|| format!("{base}: SearchParameter without `{k}`"));
     let mut m = Map::new();
     m.insert("base".into(), json!(base));
     m.insert("code".into(), json!(field("code")?));
@@ -178,7 +207,11 @@ fn param_entry(def: &Value, base: &str, expression: Option<String>, common: bool
         // but Parameters; `*` says "any resource" in one character instead of 2 KB.
         targets = vec!["*".to_owned()];
     }
-    for (key, list) in [("target", targets), ("modifier", string_list(def, "modifier")), ("comparator", string_list(def, "comparator"))] {
+    for (key, list) in [
+        ("target", targets),
+        ("modifier", string_list(def, "modifier")),
+        ("comparator", string_list(def, "comparator")),
+    ] {
         if !list.is_empty() {
             m.insert(key.into(), json!(list));
         }
@@ -206,22 +239,26 @@ fn param_entry(def: &Value, base: &str, expression: Option<String>, common: bool
 /// Parameters every server understands but that have no SearchParameter resource in R4: they are
 /// described only in the search page of the specification.
 fn synthetic_common_params() -> Vec<Map<String, Value>> {
-    [("_has", "special", "has"), ("_list", "special", "list"), ("_type", "token", "type")]
-        .into_iter()
-        .map(|(code, kind, anchor)| {
-            let v = json!({
-                "base": "Resource",
-                "code": code,
-                "type": kind,
-                "url": format!("http://hl7.org/fhir/R4/search.html#{anchor}"),
-                "common": true,
-            });
-            match v {
-                Value::Object(m) => m,
-                _ => unreachable!("json! of an object literal"),
-            }
-        })
-        .collect()
+    [
+        ("_has", "special", "has"),
+        ("_list", "special", "list"),
+        ("_type", "token", "type"),
+    ]
+    .into_iter()
+    .map(|(code, kind, anchor)| {
+        let v = json!({
+            "base": "Resource",
+            "code": code,
+            "type": kind,
+            "url": format!("http://hl7.org/fhir/R4/search.html#{anchor}"),
+            "common": true,
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("json! of an object literal"),
+        }
+    })
+    .collect()
 }
 
 fn check_unique(params: &[Map<String, Value>]) -> Result<(), String> {
@@ -241,7 +278,9 @@ fn branches_for_base(expression: &str, base: &str) -> Vec<String> {
     split_top_level_union(expression)
         .into_iter()
         .filter(|branch| {
-            let head = leading_identifier(branch.trim_start_matches(|c: char| c == '(' || c.is_whitespace()));
+            let head = leading_identifier(
+                branch.trim_start_matches(|c: char| c == '(' || c.is_whitespace()),
+            );
             let relative = head.starts_with(|c: char| c.is_ascii_lowercase());
             head == base || relative || COMMON_BASES.contains(&head)
         })
@@ -285,7 +324,9 @@ fn split_top_level_union(expression: &str) -> Vec<String> {
 }
 
 fn leading_identifier(s: &str) -> &str {
-    let end = s.find(|c: char| !c.is_ascii_alphanumeric() && c != '_').unwrap_or(s.len());
+    let end = s
+        .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .unwrap_or(s.len());
     &s[..end]
 }
 
@@ -313,7 +354,8 @@ fn collect_types(structures: &[Value]) -> Result<BTreeMap<String, TypeEntry>, St
             continue;
         }
         let name = str_field(sd, "type").ok_or("StructureDefinition without type")?;
-        let base = str_field(sd, "baseDefinition").map(|u| u.rsplit('/').next().unwrap_or(u).to_owned());
+        let base =
+            str_field(sd, "baseDefinition").map(|u| u.rsplit('/').next().unwrap_or(u).to_owned());
         types.entry(name.to_owned()).or_default().base = base;
         // A primitive's snapshot only describes its `value` (a System type) and inherited `id`
         // and `extension`; nothing a search expression navigates.
@@ -336,11 +378,17 @@ fn collect_types(structures: &[Value]) -> Result<BTreeMap<String, TypeEntry>, St
 /// inherited from `Resource` or `Element` are recorded there, since those have no definition.
 fn add_element(types: &mut BTreeMap<String, TypeEntry>, element: &Value) -> Result<(), String> {
     let path = str_field(element, "path").ok_or("element without path")?;
-    let defined_at = element.pointer("/base/path").and_then(Value::as_str).unwrap_or(path);
+    let defined_at = element
+        .pointer("/base/path")
+        .and_then(Value::as_str)
+        .unwrap_or(path);
     let (owner_path, raw_name) = if defined_at == path {
-        path.rsplit_once('.').ok_or_else(|| format!("{path}: not a child path"))?
+        path.rsplit_once('.')
+            .ok_or_else(|| format!("{path}: not a child path"))?
     } else {
-        let (owner, name) = defined_at.rsplit_once('.').ok_or_else(|| format!("{defined_at}: bad base path"))?;
+        let (owner, name) = defined_at
+            .rsplit_once('.')
+            .ok_or_else(|| format!("{defined_at}: bad base path"))?;
         if !IMPLICIT_ROOTS.contains(&owner) {
             return Ok(());
         }
@@ -355,10 +403,17 @@ fn add_element(types: &mut BTreeMap<String, TypeEntry>, element: &Value) -> Resu
         && t == path
     {
         // A backbone element: a type of its own, named by its path.
-        let code = element_type_codes(element).into_iter().next().unwrap_or_else(|| "BackboneElement".into());
+        let code = element_type_codes(element)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "BackboneElement".into());
         types.entry(path.to_owned()).or_default().base = Some(code);
     }
-    types.entry(owner_path.to_owned()).or_default().elements.insert(name.to_owned(), type_value);
+    types
+        .entry(owner_path.to_owned())
+        .or_default()
+        .elements
+        .insert(name.to_owned(), type_value);
     Ok(())
 }
 
@@ -375,7 +430,10 @@ fn element_type(element: &Value, path: &str, is_choice: bool) -> Result<Value, S
     match codes.as_slice() {
         [single] if single == "BackboneElement" || single == "Element" => Ok(json!(path)),
         [single] => Ok(json!(single)),
-        _ => Err(format!("{path}: {} types but not a choice element", codes.len())),
+        _ => Err(format!(
+            "{path}: {} types but not a choice element",
+            codes.len()
+        )),
     }
 }
 
@@ -408,7 +466,10 @@ fn element_type_codes(element: &Value) -> Vec<String> {
 /// One parameter or type per line: small diffs when the definitions change, still plain JSON.
 fn render(params: &[Map<String, Value>], types: &BTreeMap<String, TypeEntry>) -> String {
     let mut s = String::from("{\"fhirVersion\":\"4.0.1\",\n\"params\":[\n");
-    let lines: Vec<String> = params.iter().map(|p| Value::Object(p.clone()).to_string()).collect();
+    let lines: Vec<String> = params
+        .iter()
+        .map(|p| Value::Object(p.clone()).to_string())
+        .collect();
     s.push_str(&lines.join(",\n"));
     s.push_str("\n],\n\"types\":{\n");
     let lines: Vec<String> = types
@@ -418,7 +479,11 @@ fn render(params: &[Map<String, Value>], types: &BTreeMap<String, TypeEntry>) ->
             if let Some(b) = &t.base {
                 m.insert("base".into(), json!(b));
             }
-            let elements: Map<String, Value> = t.elements.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let elements: Map<String, Value> = t
+                .elements
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             if !elements.is_empty() {
                 m.insert("elements".into(), Value::Object(elements));
             }

@@ -1,0 +1,133 @@
+//! The store's contract: group commit, per-job rollback, verification of every projection.
+//! (The same suite will run against PostgreSQL when that engine arrives.)
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use vaidya_ledger::LedgerKey;
+use vaidya_store::{Store, StoreError, WriteTx};
+
+fn open(dir: &tempfile::TempDir) -> (Arc<Store>, String) {
+    let key = LedgerKey::generate("vaidya.test/ledger");
+    let vkey = key.verifier_text().to_string();
+    (Arc::new(Store::open(&dir.path().join("db"), key).unwrap()), vkey)
+}
+
+fn put(tx: &mut WriteTx<'_>, id: &str, family: &str) -> Result<u64, StoreError> {
+    let mut r = json!({"resourceType": "Patient", "name": [{"family": family}]});
+    let index = vaidya_fhir::index::extract_all(&r);
+    Ok(tx.put("test", "Patient", id, &mut r, &index)?.seq)
+}
+
+fn verify(store: &Store, vkey: &str) -> vaidya_store::verify::VerifyReport {
+    store.read(|c| vaidya_store::verify::verify(c, vkey)).unwrap()
+}
+
+#[test]
+fn concurrent_writers_are_all_committed_in_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, vkey) = open(&dir);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let id = format!("t{t}-{i}");
+                    store.write_blocking(move |tx| put(tx, &id, "Kumar")).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let report = verify(&store, &vkey);
+    assert_eq!(report.entries, 400);
+    assert_eq!(report.resources, 400);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_failing_or_panicking_job_rolls_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, vkey) = open(&dir);
+    // Submit without waiting so that the jobs land in one group commit.
+    let (r1, rx1) = tokio::sync::oneshot::channel();
+    let (r2, rx2) = tokio::sync::oneshot::channel();
+    let (r3, rx3) = tokio::sync::oneshot::channel();
+    let (r4, rx4) = tokio::sync::oneshot::channel::<Result<u64, StoreError>>();
+    store.submit(|tx| put(tx, "a", "One"), r1).unwrap();
+    store
+        .submit(
+            |tx| {
+                put(tx, "b", "Two")?;
+                Err::<u64, _>(StoreError::Corrupt("deliberate failure after a write".into()))
+            },
+            r2,
+        )
+        .unwrap();
+    store
+        .submit(
+            |tx| {
+                put(tx, "c", "Three").unwrap();
+                panic!("deliberate panic after a write");
+            },
+            r4,
+        )
+        .unwrap();
+    store.submit(|tx| put(tx, "d", "Four"), r3).unwrap();
+    assert_eq!(rx1.blocking_recv().unwrap().unwrap(), 1);
+    assert!(rx2.blocking_recv().unwrap().is_err());
+    assert!(rx4.blocking_recv().is_err(), "a panicking job's caller hears that it failed");
+    assert_eq!(rx3.blocking_recv().unwrap().unwrap(), 2, "the chain continues right after the rolled-back jobs");
+    let report = verify(&store, &vkey);
+    assert_eq!(report.entries, 2);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let current = store.read(|c| vaidya_store::read::current(c, "Patient", "b")).unwrap();
+    assert!(current.is_none());
+}
+
+#[test]
+fn verify_catches_a_tampered_projection_and_names_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, vkey) = open(&dir);
+    for (i, name) in ["Ali", "Bose", "Chandra"].iter().enumerate() {
+        let id = format!("p{i}");
+        let name = name.to_string();
+        store.write_blocking(move |tx| put(tx, &id, &name)).unwrap();
+    }
+    store.shutdown();
+    let conn = rusqlite::Connection::open(dir.path().join("db")).unwrap();
+    conn.execute("UPDATE ix_string SET value = 'mallory' WHERE value = 'bose'", []).unwrap();
+    let report = vaidya_store::verify::verify(&conn, &vkey).unwrap();
+    let first = report.problems.first().expect("a problem is reported");
+    assert_eq!(first.seq, Some(2), "{:?}", report.problems);
+    assert!(first.what.contains("search index"), "{first}");
+
+    // Deleting the last entry outright is caught by the signed checkpoint that covers it.
+    conn.execute("UPDATE ix_string SET value = 'bose' WHERE value = 'mallory'", []).unwrap();
+    conn.execute("DELETE FROM ledger WHERE seq = 3", []).unwrap();
+    let report = vaidya_store::verify::verify(&conn, &vkey).unwrap();
+    assert!(report.problems.iter().any(|p| p.what.contains("checkpoint")), "{:?}", report.problems);
+}
+
+#[test]
+fn history_and_versions_follow_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    store.write_blocking(|tx| put(tx, "x", "First")).unwrap();
+    store.write_blocking(|tx| put(tx, "x", "Second")).unwrap();
+    store.write_blocking(|tx| Ok::<_, StoreError>(tx.delete("test", "Patient", "x")?.is_some())).unwrap();
+    let again = store.write_blocking(|tx| Ok::<_, StoreError>(tx.delete("test", "Patient", "x")?.is_some())).unwrap();
+    assert!(!again, "deleting twice writes nothing the second time");
+    let (items, total) = store
+        .read(|c| vaidya_store::read::history(c, vaidya_store::read::HistoryScope::Instance("Patient", "x"), None, 10, 0))
+        .unwrap();
+    assert_eq!(total, 3);
+    let versions: Vec<u64> = items.iter().map(|i| i.stored.version).collect();
+    assert_eq!(versions, vec![3, 2, 1]);
+    assert!(items[0].stored.deleted);
+    let v1 = store.read(|c| vaidya_store::read::version(c, "Patient", "x", 1)).unwrap().unwrap();
+    let v1: Value = serde_json::from_slice(&v1.content).unwrap();
+    assert_eq!(v1["name"][0]["family"], "First");
+    assert_eq!(v1["meta"]["versionId"], "1");
+}
