@@ -31,8 +31,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNTHEA_DIR = REPO_ROOT.parent / "shared" / "data" / "synthea-r4"
 
 FHIR_JSON = "application/fhir+json"
+MRN_SYSTEM = "urn:oid:2.16.356.1.vaidya-interop.mrn"  # identifier system of the test patients
+LOINC = "http://loinc.org"
 STARTUP_TIMEOUT_S = 60
 REQUEST_TIMEOUT_S = 60
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 LISTENING_RE = re.compile(
     r"Vaidya is listening on (?P<origin>http://127\.0\.0\.1:\d+) \(FHIR API at (?P<path>/\S+)\)"
 )
@@ -44,10 +47,11 @@ def vaidya_binary() -> Path:
     binary = Path(configured) if configured else REPO_ROOT / "target" / "release" / "vaidya"
     if not binary.is_file() or not os.access(binary, os.X_OK):
         how = "$VAIDYA_BIN" if configured else "the default (VAIDYA_BIN is unset)"
-        pytest.fail(
-            f"the vaidya binary was not found at {binary} ({how}). Build it with "
+        # Not a skip: without the binary nothing here is tested, and that must not pass quietly.
+        pytest.exit(
+            f"error: the vaidya binary was not found at {binary} ({how}). Build it with "
             "`cargo build --release --bin vaidya`, or point VAIDYA_BIN at a built binary.",
-            pytrace=False,
+            returncode=1,
         )
     return binary
 
@@ -111,9 +115,10 @@ class VaidyaServer:
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-chars:]
+            log = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        return ANSI_ESCAPE.sub("", log)[-chars:]
 
     def token(self, user: str = "admin") -> str:
         """A new bearer token from `vaidya token --data DIR --user USER` (one line on stdout)."""
@@ -193,7 +198,7 @@ def next_link(bundle: dict) -> str | None:
     return None
 
 
-def location_path(base: str, location: str) -> str:
+def location_url(base: str, location: str) -> str:
     """A Location header or Bundle.entry.response.location as an absolute URL."""
     return urljoin(base.rstrip("/") + "/", location)
 
@@ -277,8 +282,9 @@ def smart(vaidya: VaidyaServer, token: str):
     """fhirclient's FHIRServer, sending the admin's bearer token with every request.
 
     fhirclient 4.4.0's FHIRServer sends every request through one `requests.Session`
-    (`FHIRServer.session`) and only adds headers of its own when its FHIRAuth can sign them; the
-    auth it derives from a CapabilityStatement without SMART OAuth URIs ("none") cannot, so a
+    (`FHIRServer.session`) and adds an Authorization header of its own only when its FHIRAuth can
+    sign headers. Its auth is None until it has read the CapabilityStatement, and then the plain
+    FHIRAuth (type "none", as Vaidya advertises no SMART OAuth endpoints), which cannot sign; so a
     default header on that session is how the token reaches Vaidya.
     """
     client = fhirclient_client.FHIRClient(

@@ -1,7 +1,7 @@
 """What Vaidya returns, validated with fhir.resources 8.3.0's pydantic models (R4B subpackage).
 
 fhir.resources.R4B is FHIR 4.3.0; for the resource types used here it is the same as R4 (4.0.1)
-except where a comment says otherwise. Its models forbid unknown elements, check every primitive
+(see the Synthea section for the one place where many types meet). Its models forbid unknown elements, check every primitive
 against its regular expression, check cardinalities and required elements, and validate the
 resources inside a Bundle by their own resourceType.
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import uuid
-from collections import Counter
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle, BundleEntry, BundleEntryRequest
@@ -27,20 +27,19 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.reference import Reference
-from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
 from conftest import (
+    LOINC,
+    MRN_SYSTEM,
     SYNTHEA_DIR,
     FhirApi,
     assert_operation_outcome,
-    location_path,
+    location_url,
     r4b_validate,
     type_and_id,
     unique,
 )
 
-MRN_SYSTEM = "urn:oid:2.16.356.1.vaidya-interop.mrn"
-LOINC = "http://loinc.org"
 # One Synthea patient of middling size (about 150 resources of 14 types, 79 Observations).
 SYNTHEA_BUNDLE = "Cameron_Greenfelder_9b55212c-8024-4b8b-bc82-fa605435f63b.json"
 
@@ -56,6 +55,10 @@ def patient_model(family: str, mrn: str) -> Patient:
 
 def body(model) -> str:
     return model.model_dump_json(exclude_none=True)
+
+
+def body_dict(model) -> dict:
+    return model.model_dump(mode="json", exclude_none=True)
 
 
 def create(api: FhirApi, model) -> dict:
@@ -196,13 +199,13 @@ def test_transaction_built_with_models(api: FhirApi):
     assert [type_and_id(location)[0] for location in locations] == ["Observation", "Patient"]
     patient_id = type_and_id(locations[1])[1]
 
-    read_observation = api.get(location_path(api.base, locations[0]))
+    read_observation = api.get(location_url(api.base, locations[0]))
     assert read_observation.status_code == 200, read_observation.text
     stored = Observation.model_validate(read_observation.json())
     assert stored.subject.reference == f"Patient/{patient_id}"
     assert stored.valueQuantity.value == 68.5 and stored.valueQuantity.code == "kg"
 
-    read_patient = api.get(location_path(api.base, locations[1]))
+    read_patient = api.get(location_url(api.base, locations[1]))
     assert read_patient.status_code == 200, read_patient.text
     assert Patient.model_validate(read_patient.json()).name[0].family == family
 
@@ -246,6 +249,77 @@ def test_paging_with_sort(api: FhirApi):
     assert dates == sorted(dates), "_sort=date did not sort across pages"
 
 
+def test_transaction_is_refused_whole(api: FhirApi):
+    mrn = unique("MRN-")
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": body_dict(patient_model(unique("Atomic"), mrn)),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {"resourceType": "Observation", "status": "not-a-status", "code": {"text": "x"}},
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    outcome = assert_operation_outcome(api.post("", transaction), 400)
+    assert issue_names(outcome, "status"), outcome
+    found = api.get("Patient", params={"identifier": f"{MRN_SYSTEM}|{mrn}"}).json()
+    assert not found.get("entry"), f"the valid part of a refused transaction was written: {found}"
+
+
+def test_batch_reports_each_entry(api: FhirApi):
+    mrn = unique("MRN-")
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": body_dict(patient_model(unique("Batch"), mrn)), "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Patient", "birthDate": "1980-13-45"}, "request": {"method": "POST", "url": "Patient"}},
+            {"request": {"method": "GET", "url": f"Patient?identifier={MRN_SYSTEM}|{mrn}"}},
+        ],
+    }
+    resp = api.post("", batch)
+    assert resp.status_code == 200, resp.text
+    response = Bundle.model_validate(resp.json())
+    assert response.type == "batch-response"
+    assert [e.response.status.split()[0] for e in response.entry] == ["201", "400", "200"]
+    outcome = response.entry[1].response.outcome
+    assert outcome is not None and outcome.get_resource_type() == "OperationOutcome"
+    assert issue_names(outcome.model_dump(mode="json"), "birthDate"), outcome
+    found = response.entry[2].resource
+    assert found.get_resource_type() == "Bundle" and found.type == "searchset"
+    assert [e.resource.id for e in found.entry] == [type_and_id(response.entry[0].response.location)[1]]
+
+
+@pytest.mark.parametrize(
+    "decimal",
+    [
+        # from the Synthea data (Observation.component.valueQuantity.value, mm[Hg])
+        "95.50269737015817",
+        # FHIR R4 datatypes, decimal: precision is significant, 72.50 is not the same as 72.5
+        "72.50",
+    ],
+    ids=["17-significant-digits", "trailing-zero"],
+)
+def test_decimal_values_are_returned_as_sent(api: FhirApi, decimal: str):
+    observation = (
+        '{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"%s","code":"8867-4"}]},'
+        '"valueQuantity":{"value":%s,"unit":"beats/minute","system":"http://unitsofmeasure.org","code":"/min"}}'
+    ) % (LOINC, decimal)
+    created = api.post("Observation", observation)
+    assert created.status_code == 201, created.text
+    read = api.get(f"Observation/{created.json()['id']}")
+    assert read.status_code == 200, read.text
+    returned = re.search(r'"valueQuantity"\s*:\s*\{[^}]*"value"\s*:\s*([-+0-9.eE]+)', read.text)
+    assert returned is not None, read.text
+    assert returned.group(1) == decimal, f"sent value {decimal}, read back {returned.group(1)}"
+
+
 @pytest.mark.parametrize(
     "resource, element",
     [
@@ -279,33 +353,11 @@ def test_unknown_resource_gets_404_operation_outcome(api: FhirApi):
 
 
 # --- Synthea ---------------------------------------------------------------------------------
-
-# Resource types whose R4 content fhir.resources' R4B models cannot represent, with the reason.
-# Resources of these types are validated with fhirclient's R4 models instead.
-R4B_CANNOT_VALIDATE: dict[str, str] = {}
-
-
-def validate_r4(resource: dict) -> None:
-    """Validates with the R4B models, or, for the types listed in R4B_CANNOT_VALIDATE, with
-    fhirclient's R4 models (strict: unknown elements and wrong types raise)."""
-    if resource["resourceType"] in R4B_CANNOT_VALIDATE:
-        FHIRElementFactory.instantiate(resource["resourceType"], resource)
-    else:
-        r4b_validate(resource)
-
-
-def validate_bundle_r4(bundle: dict) -> None:
-    """Validates a Bundle: its own elements with the R4B models, each resource in it with
-    validate_r4."""
-    entries = bundle.get("entry", [])
-    envelope = dict(bundle, entry=[{k: v for k, v in e.items() if k != "resource"} for e in entries])
-    if not entries:
-        del envelope["entry"]
-    Bundle.model_validate(envelope)
-    for entry in entries:
-        if "resource" in entry:
-            validate_r4(entry["resource"])
-
+# The chosen bundle has Patient, Organization, Practitioner, Encounter, Condition,
+# MedicationRequest, Claim, ExplanationOfBenefit, Observation, Procedure, Immunization, Goal,
+# CarePlan and DiagnosticReport resources. R4B changed none of the elements Synthea uses in them,
+# and the R4B models accept every one of them, so all are validated with the R4B models: no type
+# needs fhirclient's R4 models as a fallback.
 
 @pytest.fixture(scope="module")
 def synthea(api: FhirApi):
@@ -319,32 +371,47 @@ def synthea(api: FhirApi):
     resp = api.post("", request)
     assert resp.status_code == 200, f"POST {SYNTHEA_BUNDLE}: {resp.status_code} {resp.text[:2000]}"
     response = resp.json()
-    validate_bundle_r4(response)
+    Bundle.model_validate(response)
     assert response["type"] == "transaction-response"
     assert len(response["entry"]) == len(request["entry"])
     return request, response
 
 
-def test_synthea_observations_validate(api: FhirApi, synthea):
+def synthea_observations(api: FhirApi, synthea) -> tuple[str, dict[str, dict], list[dict]]:
+    """(patient id, {id: Observation as sent}, [Observations found by Observation?patient=])."""
     request, response = synthea
-    [patient_index] = [
-        i for i, e in enumerate(request["entry"]) if e["resource"]["resourceType"] == "Patient"
-    ]
-    patient_id = type_and_id(response["entry"][patient_index]["response"]["location"])[1]
-    sent = Counter(
-        e["resource"]["id"] for e in request["entry"] if e["resource"]["resourceType"] == "Observation"
-    )
-
+    ids = [type_and_id(entry["response"]["location"]) for entry in response["entry"]]
+    [patient_id] = [id_ for type_, id_ in ids if type_ == "Patient"]
+    sent = {
+        id_: entry["resource"]
+        for (type_, id_), entry in zip(ids, request["entry"])
+        if type_ == "Observation"
+    }
     pages, entries = api.search_all(f"Observation?patient={patient_id}&_count=1000")
     for page in pages:
         assert page["type"] == "searchset"
-        validate_bundle_r4(page)
-    assert len(entries) == sum(sent.values()), "not every Observation of the bundle was found"
-    for entry in entries:
-        resource = entry["resource"]
+        Bundle.model_validate(page)  # the page and every Observation in it
+    return patient_id, sent, [entry["resource"] for entry in entries]
+
+
+def test_synthea_observations_validate(api: FhirApi, synthea):
+    patient_id, sent, found = synthea_observations(api, synthea)
+    assert sorted(o["id"] for o in found) == sorted(sent), "the search did not find exactly the bundle's Observations"
+    for resource in found:
         assert resource["resourceType"] == "Observation"
         assert resource["subject"]["reference"] == f"Patient/{patient_id}"
-        validate_r4(resource)
+        r4b_validate(resource)
+
+
+def test_synthea_observations_keep_their_values(api: FhirApi, synthea):
+    _, sent, found = synthea_observations(api, synthea)
+    changed = []
+    for resource in found:
+        for element in ("code", "effectiveDateTime", "valueQuantity", "valueCodeableConcept", "component"):
+            before, after = sent[resource["id"]].get(element), resource.get(element)
+            if before != after:
+                changed.append(f"Observation/{resource['id']}.{element}: sent {json.dumps(before)}, got {json.dumps(after)}")
+    assert not changed, f"{len(changed)} elements changed, e.g.:\n" + "\n".join(changed[:3])
 
 
 def test_synthea_resources_read_back_and_validate(api: FhirApi, synthea):
@@ -353,9 +420,9 @@ def test_synthea_resources_read_back_and_validate(api: FhirApi, synthea):
         location = answer["response"]["location"]
         resource_type, _ = type_and_id(location)
         assert resource_type == sent["resource"]["resourceType"], location
-        resp = api.get(location_path(api.base, location))
+        resp = api.get(location_url(api.base, location))
         assert resp.status_code == 200, f"GET {location}: {resp.status_code} {resp.text}"
         resource = resp.json()
         # no urn:uuid reference may survive the transaction
         assert "urn:uuid:" not in json.dumps(resource), f"unresolved reference in {location}"
-        validate_r4(resource)
+        r4b_validate(resource)

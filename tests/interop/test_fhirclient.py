@@ -7,6 +7,8 @@ sent is R4 as fhirclient's generated models understand it.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.capabilitystatement import CapabilityStatement
@@ -23,11 +25,9 @@ from fhirclient.models.patient import Patient
 from fhirclient.models.quantity import Quantity
 from fhirclient.server import FHIRNotFoundException, FHIRUnauthorizedException
 
-from conftest import FhirApi, unique
+from conftest import LOINC, MRN_SYSTEM, FhirApi, assert_operation_outcome, unique
 
-MRN_SYSTEM = "urn:oid:2.16.356.1.vaidya-interop.mrn"
 LOCAL_CODES = "urn:vaidya-interop:codes"
-LOINC = "http://loinc.org"
 
 
 def search(server, resource_class, struct: dict) -> list:
@@ -141,6 +141,16 @@ def test_search_patient_by_name(smart, created_patient):
     assert search(smart, Patient, {"name": unique("Nobody")}) == []
 
 
+def test_devanagari_name_round_trips_and_is_found(smart):
+    family = "शर्मा" + unique("-")
+    patient = new_patient(family, unique("MRN-"))
+    patient.name[0].given = ["आशा"]
+    patient_id = patient.create(smart)["id"]
+    read = Patient.read(patient_id, smart)
+    assert (read.name[0].family, read.name[0].given) == (family, ["आशा"])
+    assert [p.id for p in search(smart, Patient, {"family": family})] == [patient_id]
+
+
 def test_search_patient_by_identifier(smart, created_patient):
     patient_id, _, mrn = created_patient
     # fhirclient percent-encodes the `|` between system and value
@@ -192,13 +202,25 @@ def test_search_observation_chained_on_patient_name(smart, created_patient, crea
 
 
 def test_search_observation_with_include(smart, created_patient, created_observation):
-    search_ = Observation.where(struct={"_id": created_observation[0]}).include("subject")
-    assert search_.construct().endswith("_include=Observation:subject")
-    [bundle] = list(search_.perform_iter(smart))
+    query = Observation.where(struct={"_id": created_observation[0]}).include("subject")
+    assert query.construct().endswith("_include=Observation:subject")
+    [bundle] = list(query.perform_iter(smart))
+    assert bundle.total == 1  # counts the matches only
     modes = sorted((e.search.mode, e.resource.resource_type, e.resource.id) for e in bundle.entry)
     assert modes == [
         ("include", "Patient", created_patient[0]),
         ("match", "Observation", created_observation[0]),
+    ]
+
+
+def test_search_patient_with_revinclude(smart, created_patient, created_observation):
+    query = Patient.where(struct={"_id": created_patient[0]}).include("subject", Observation, reverse=True)
+    assert query.construct().endswith("_revinclude=Observation:subject")
+    [bundle] = list(query.perform_iter(smart))
+    modes = sorted((e.search.mode, e.resource.resource_type, e.resource.id) for e in bundle.entry)
+    assert modes == [
+        ("include", "Observation", created_observation[0]),
+        ("match", "Patient", created_patient[0]),
     ]
 
 
@@ -221,6 +243,23 @@ def test_paging_follows_next_links(smart, api: FhirApi):
     assert not any(link.relation == "next" for link in pages[-1].link or [])
 
 
+def test_count_zero_gives_the_total_without_an_endless_next_link(smart, api: FhirApi):
+    family = unique("Count")
+    for _ in range(3):
+        new_patient(family, unique("MRN-")).create(smart)
+
+    # `_count=0` asks for the number of matches only (FHIR R4 search, 3.1.1.5.4/_count); a
+    # client that follows `next` links, as fhirclient's iterators do, must come to an end.
+    pages = list(itertools.islice(
+        Patient.where(struct={"name": family, "_count": "0"}).perform_iter(smart), 3
+    ))
+    assert pages[0].total == 3
+    assert not pages[0].entry
+    assert len(pages) == 1, "fhirclient kept following `next` links: " + ", ".join(
+        link.url for page in pages for link in page.link or [] if link.relation == "next"
+    )
+
+
 def test_capability_statement_with_fhirclient(smart):
     capability = smart.capabilityStatement  # fetched by fhirclient itself, without a token
     assert isinstance(capability, CapabilityStatement)
@@ -239,6 +278,13 @@ def test_capability_statement_with_fhirclient(smart):
     assert {"read", "create", "update", "search-type"} <= {
         i.code for i in resources["Patient"].interaction
     }
+
+
+def test_delete_then_read_is_gone(smart, api: FhirApi):
+    patient_id = new_patient(unique("Delete"), unique("MRN-")).create(smart)["id"]
+    Patient.read(patient_id, smart).delete()
+    assert_operation_outcome(api.get(f"Patient/{patient_id}"), 410)
+    assert list(Patient.where(struct={"_id": patient_id}).perform_resources_iter(smart)) == []
 
 
 def test_errors_raise_fhirclient_exceptions(vaidya, smart):

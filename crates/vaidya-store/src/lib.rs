@@ -4,6 +4,7 @@
 //! must to index and search (through `vaidya-fhir`), and it writes the ledger only through
 //! [`WriteTx`], so that no change can reach a projection without an entry.
 
+pub mod content;
 mod db;
 mod index_rows;
 mod merkle;
@@ -14,6 +15,7 @@ pub mod tokens;
 pub mod verify;
 mod writer;
 
+pub use content::Body;
 pub use read::{HistoryItem, Stored};
 pub use rusqlite::Connection;
 pub use writer::{Current, MAX_JOBS_PER_COMMIT, WriteTx, Written};

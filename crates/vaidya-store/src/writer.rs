@@ -9,7 +9,7 @@ use crate::index_rows::{self, ParamIds};
 use crate::merkle::SqliteHashReader;
 use crate::{StoreError, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
+use crate::content::Body;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use vaidya_fhir::index::IndexValue;
@@ -71,6 +71,7 @@ pub struct WriteTx<'a> {
     tip: &'a mut Tip,
     params: &'a mut ParamIds,
     key: &'a LedgerKey,
+    garbage: &'a mut Vec<Box<dyn Send>>,
 }
 
 impl WriteTx<'_> {
@@ -90,21 +91,20 @@ impl WriteTx<'_> {
             .optional()?)
     }
 
-    /// Store a new version of a resource. Sets `id`, `meta.versionId` and `meta.lastUpdated`
-    /// on `resource`, appends the ledger entry and replaces its index rows.
+    /// Store a new version of a resource, stamped with `id`, `meta.versionId` and
+    /// `meta.lastUpdated`; appends the ledger entry and replaces its index rows.
     pub fn put(
         &mut self,
         author: &str,
         rtype: &str,
         rid: &str,
-        resource: &mut Value,
+        body: &Body,
         index: &[(&'static SearchParam, IndexValue)],
     ) -> Result<Written, StoreError> {
         let current = self.current(rtype, rid)?;
         let version = current.as_ref().map_or(1, |c| c.version + 1);
         let time_ms = self.next_time();
-        set_meta(resource, rid, version, time_ms);
-        let content = serde_json::to_vec(resource).expect("a JSON value always serialises");
+        let content = body.assemble(rtype, rid, version, &vaidya_fhir::datetime::format_instant(time_ms));
         let seq = self.append(author, Op::Put, rtype, rid, version, content.clone(), time_ms)?;
         let rowid = match current {
             Some(c) => {
@@ -143,6 +143,13 @@ impl WriteTx<'_> {
             .execute(params![c.rowid, version as i64, seq as i64, time_ms])?;
         index_rows::clear(self.conn, c.rowid)?;
         Ok(Some(Written { resource_type: rtype.to_string(), id: rid.to_string(), version, seq, time_ms, content: Vec::new() }))
+    }
+
+    /// Hand over something to be freed off the writer thread. Freeing a large JSON tree or
+    /// index vector costs the single writer measurable time on bulk loads; a helper thread
+    /// does it instead, after the commit.
+    pub fn dispose(&mut self, value: impl Send + 'static) {
+        self.garbage.push(Box::new(value));
     }
 
     /// Entries in the ledger so far, including this transaction's.
@@ -219,36 +226,25 @@ impl WriteTx<'_> {
     }
 }
 
-fn set_meta(resource: &mut Value, rid: &str, version: u64, time_ms: i64) {
-    let Value::Object(obj) = resource else { unreachable!("validated resources are JSON objects") };
-    // Rebuild with resourceType, id and meta first, the order FHIR's own examples use.
-    let mut rest = std::mem::take(obj);
-    let rtype = rest.remove("resourceType").unwrap_or(Value::Null);
-    rest.remove("id");
-    let mut meta = match rest.remove("meta") {
-        Some(Value::Object(m)) => m,
-        _ => Default::default(),
-    };
-    meta.insert("versionId".into(), Value::String(version.to_string()));
-    meta.insert("lastUpdated".into(), Value::String(vaidya_fhir::datetime::format_instant(time_ms)));
-    obj.insert("resourceType".into(), rtype);
-    obj.insert("id".into(), Value::String(rid.to_string()));
-    obj.insert("meta".into(), Value::Object(meta));
-    obj.extend(rest);
-}
-
 /// The writer thread's state.
 pub(crate) struct Writer {
     conn: Connection,
     tip: Tip,
     params: ParamIds,
     key: LedgerKey,
+    garbage: Vec<Box<dyn Send>>,
+    dropper: crossbeam_channel::Sender<Vec<Box<dyn Send>>>,
 }
 
 impl Writer {
     pub(crate) fn new(conn: Connection, key: LedgerKey) -> Result<Writer, StoreError> {
         let tip = load_tip(&conn)?;
-        Ok(Writer { conn, tip, params: ParamIds::default(), key })
+        // Bounded: if freeing falls behind, the writer waits rather than memory growing.
+        let (dropper, garbage_rx) = crossbeam_channel::bounded::<Vec<Box<dyn Send>>>(64);
+        std::thread::Builder::new().name("vaidya-dropper".into()).spawn(move || for batch in garbage_rx {
+            drop(batch);
+        })?;
+        Ok(Writer { conn, tip, params: ParamIds::default(), key, garbage: Vec::new(), dropper })
     }
 
     /// Run until the channel closes or a shutdown message arrives.
@@ -304,7 +300,7 @@ impl Writer {
             completions.push(self.run_job(job));
         }
         let committed = {
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
             tx.checkpoint_if_due(false).and_then(|()| Ok(self.conn.execute_batch("COMMIT")?))
         };
         if let Err(e) = &committed {
@@ -322,13 +318,16 @@ impl Writer {
             });
         }
         tracing::trace!(jobs, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+        if !self.garbage.is_empty() {
+            let _ = self.dropper.send(std::mem::take(&mut self.garbage));
+        }
     }
 
     fn run_job(&mut self, job: Job) -> (bool, Completion) {
         self.conn.execute_batch("SAVEPOINT job").expect("savepoint inside an open transaction");
         let tip_before = self.tip.clone();
         let outcome = {
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
             std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
         };
         match outcome {
@@ -359,7 +358,7 @@ impl Writer {
     fn shutdown(&mut self) {
         let result = (|| -> Result<(), StoreError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
             tx.checkpoint_if_due(true)?;
             self.conn.execute_batch("COMMIT")?;
             self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;

@@ -13,9 +13,9 @@ fn open(dir: &tempfile::TempDir) -> (Arc<Store>, String) {
 }
 
 fn put(tx: &mut WriteTx<'_>, id: &str, family: &str) -> Result<u64, StoreError> {
-    let mut r = json!({"resourceType": "Patient", "name": [{"family": family}]});
+    let r = json!({"resourceType": "Patient", "name": [{"family": family}]});
     let index = vaidya_fhir::index::extract_all(&r);
-    Ok(tx.put("test", "Patient", id, &mut r, &index)?.seq)
+    Ok(tx.put("test", "Patient", id, &vaidya_store::Body::from_resource(&r), &index)?.seq)
 }
 
 fn verify(store: &Store, vkey: &str) -> vaidya_store::verify::VerifyReport {

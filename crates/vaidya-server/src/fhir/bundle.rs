@@ -6,7 +6,7 @@
 
 use super::ops::{self, Outcome};
 use super::wire::{self, BundleWriter, Return};
-use super::{Prepared, check_id, check_type, new_id, prepare, rewrite_references};
+use super::{Prepared, check_id, check_type, new_id, prepare, prepare_with, rewrite_references};
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -184,6 +184,9 @@ fn prepare_transaction(mut entries: Vec<Entry>) -> Result<(Vec<Entry>, HashMap<u
             }
         }
     }
+    // Only a conditional create can change references after preparation; keep the parsed
+    // resources for that case alone.
+    let keep = entries.iter().any(|e| e.if_none_exist.is_some());
     let mut prepared = HashMap::new();
     for e in &mut entries {
         let Some(mut resource) = e.resource.take() else { continue };
@@ -195,7 +198,7 @@ fn prepare_transaction(mut entries: Vec<Entry>) -> Result<(Vec<Entry>, HashMap<u
         if let Some(r) = unresolved.first() {
             return Err(entry_error(e.index, format!("reference '{r}' does not resolve to any entry of this Bundle")));
         }
-        let p = prepare(resource).map_err(|err| err.within(&format!("Bundle.entry[{}].resource", e.index)))?;
+        let p = prepare_with(resource, keep).map_err(|err| err.within(&format!("Bundle.entry[{}].resource", e.index)))?;
         prepared.insert(e.index, p);
     }
     Ok((entries, prepared))
@@ -250,9 +253,7 @@ fn run_transaction(
     }
     if !redirect.is_empty() {
         for p in prepared.values_mut() {
-            let mut unresolved = vec![];
-            rewrite_references(&mut p.resource, &|r| redirect.get(r).cloned(), &mut unresolved);
-            p.index = vaidya_fhir::index::extract_all(&p.resource);
+            p.redirect_references(&|r| redirect.get(r).cloned());
         }
     }
     entries.sort_by_key(|e| (e.method, e.index));

@@ -14,23 +14,44 @@ use vaidya_fhir::index::IndexValue;
 use vaidya_fhir::model::Model;
 use vaidya_fhir::outcome::IssueType;
 use vaidya_fhir::search_params::SearchParam;
+use vaidya_store::Body;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
-/// A resource checked and indexed outside the writer, ready to be stored.
+/// A resource checked, serialised and indexed outside the writer, ready to be stored.
 pub struct Prepared {
     pub resource_type: String,
-    pub resource: Value,
+    pub body: Body,
     pub index: Vec<(&'static SearchParam, IndexValue)>,
+    /// The parsed resource, kept only where it may still change inside the writer (references
+    /// to a conditional create that found an existing resource).
+    pub resource: Option<Value>,
 }
 
-/// Validate a resource and compute its search index values. Costly work happens here, on the
-/// caller's thread, so that the single writer only writes.
+impl Prepared {
+    /// Rewrite references in the kept resource and recompute what depends on them.
+    pub fn redirect_references(&mut self, map: &dyn Fn(&str) -> Option<String>) {
+        if let Some(resource) = &mut self.resource {
+            let mut unresolved = vec![];
+            rewrite_references(resource, map, &mut unresolved);
+            self.body = Body::from_resource(resource);
+            self.index = vaidya_fhir::index::extract_all(resource);
+        }
+    }
+}
+
+/// Validate a resource, serialise it and compute its search index values. Costly work happens
+/// here, on the caller's thread, so that the single writer only writes.
 pub fn prepare(resource: Value) -> Result<Prepared, ApiError> {
+    prepare_with(resource, false)
+}
+
+pub fn prepare_with(resource: Value, keep_resource: bool) -> Result<Prepared, ApiError> {
     vaidya_fhir::validate::validate_resource(&resource).map_err(ApiError::invalid_resource)?;
     let resource_type = resource["resourceType"].as_str().expect("validated resources have a resourceType").to_string();
     let index = vaidya_fhir::index::extract_all(&resource);
-    Ok(Prepared { resource_type, resource, index })
+    let body = Body::from_resource(&resource);
+    Ok(Prepared { resource_type, body, index, resource: keep_resource.then_some(resource) })
 }
 
 /// A new server-assigned id.

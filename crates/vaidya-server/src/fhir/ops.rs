@@ -27,7 +27,7 @@ impl Outcome {
 }
 
 /// Create, or with `if_none_exist`, create only if nothing matches (conditional create).
-pub fn create(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_none_exist: Option<&Query>) -> Result<Outcome, ApiError> {
+pub fn create(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_none_exist: Option<&Query>) -> Result<Outcome, ApiError> {
     if let Some(q) = if_none_exist {
         let found = vaidya_store::search::run(tx.conn(), q)?;
         match found.total {
@@ -55,12 +55,13 @@ pub fn create(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
         }
     }
     let rtype = p.resource_type.clone();
-    let w = tx.put(author, &rtype, id, &mut p.resource, &p.index)?;
+    let w = tx.put(author, &rtype, id, &p.body, &p.index)?;
+    tx.dispose(p);
     Ok(Outcome { status: StatusCode::CREATED, resource_type: rtype, id: id.to_string(), version: w.version, time_ms: w.time_ms, content: Some(w.content) })
 }
 
 /// Update (or create with a client-chosen id), checking `If-Match` when given.
-pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_match: Option<u64>) -> Result<Outcome, ApiError> {
+pub fn update(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_match: Option<u64>) -> Result<Outcome, ApiError> {
     let rtype = p.resource_type.clone();
     let current = tx.current(&rtype, id)?;
     if let Some(expected) = if_match {
@@ -77,7 +78,8 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
         }
     }
     let existed = current.is_some_and(|c| !c.deleted);
-    let w = tx.put(author, &rtype, id, &mut p.resource, &p.index)?;
+    let w = tx.put(author, &rtype, id, &p.body, &p.index)?;
+    tx.dispose(p);
     Ok(Outcome {
         status: if existed { StatusCode::OK } else { StatusCode::CREATED },
         resource_type: rtype,

@@ -57,7 +57,8 @@ pub fn run(conn: &Connection, q: &Query) -> Result<SearchOutcome, StoreError> {
         conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(filter.args.iter()), |r| r.get(0))?
     };
     let mut out = SearchOutcome { total: total as u64, ..Default::default() };
-    if q.summary_count {
+    // `_count=0` asks for the total alone, like `_summary=count`: no entries, no next page.
+    if q.summary_count || q.count == 0 {
         return Ok(out);
     }
 
