@@ -37,6 +37,13 @@ pub struct Principal {
 }
 
 impl AppState {
+    /// Run a short point read (a primary-key lookup) right here on the async worker. Cheaper
+    /// than a hop to the blocking pool for reads that take microseconds; never use it for
+    /// searches or scans, which go through [`AppState::read`].
+    pub fn read_now<T>(&self, f: impl FnOnce(&vaidya_store::Connection) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        self.store.read(f)
+    }
+
     /// Run a read on the blocking pool with a reader connection.
     pub async fn read<T: Send + 'static>(
         &self,
@@ -85,7 +92,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
         app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
         return ApiError::unauthorized("a bearer token is required (see `vaidya token --help`)").into_response();
     };
-    match check_token(&app, token).await {
+    match check_token(&app, &token) {
         Ok(Some(p)) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -98,20 +105,19 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
     }
 }
 
-async fn check_token(app: &AppState, token: String) -> Result<Option<Principal>, ApiError> {
-    let Some((id, secret)) = vaidya_access::token::parse(&token) else { return Ok(None) };
-    let (id, secret) = (id.to_string(), secret.to_string());
-    app.read(move |conn| {
-        let Some(row) = vaidya_store::tokens::find_token(conn, &id)? else { return Ok(None) };
+/// Look the token up (a primary-key read, done in place: it takes microseconds).
+fn check_token(app: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    let Some((id, secret)) = vaidya_access::token::parse(token) else { return Ok(None) };
+    app.read_now(|conn| {
+        let Some(row) = vaidya_store::tokens::find_token(conn, id)? else { return Ok(None) };
         let now = vaidya_store::now_ms();
         let live = row.revoked_ms.is_none() && row.expires_ms.is_none_or(|e| e > now);
-        if live && vaidya_access::token::matches(&secret, &row.secret_hash) {
+        if live && vaidya_access::token::matches(secret, &row.secret_hash) {
             Ok(Some(Principal { user: row.user, role: row.role, token_id: row.id }))
         } else {
             Ok(None)
         }
     })
-    .await
 }
 
 async fn home(State(app): State<AppState>) -> Html<String> {

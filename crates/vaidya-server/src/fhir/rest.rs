@@ -165,7 +165,7 @@ async fn read(
     check_id(&id)?;
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let (t, i) = (rtype.clone(), id.clone());
-    let stored = app.read(move |conn| Ok(vaidya_store::read::current(conn, &t, &i)?)).await?;
+    let stored = app.read_now(|conn| Ok(vaidya_store::read::current(conn, &t, &i)?))?;
     match stored {
         None => Err(ApiError::not_found(format!("{rtype}/{id} is not known"))),
         Some(s) if s.deleted => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("{rtype}/{id} was deleted"))),
@@ -181,7 +181,7 @@ async fn vread(
     check_id(&id)?;
     let version: u64 = vid.parse().map_err(|_| ApiError::bad_request(format!("'{vid}' is not a version number")))?;
     let (t, i) = (rtype.clone(), id.clone());
-    let stored = app.read(move |conn| Ok(vaidya_store::read::version(conn, &t, &i, version)?)).await?;
+    let stored = app.read_now(|conn| Ok(vaidya_store::read::version(conn, &t, &i, version)?))?;
     match stored {
         None => Err(ApiError::not_found(format!("{rtype}/{id} has no version {version}"))),
         Some(s) if s.deleted => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("version {version} of {rtype}/{id} is a deletion"))),
