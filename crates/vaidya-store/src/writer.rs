@@ -234,6 +234,9 @@ pub(crate) struct Writer {
     key: LedgerKey,
     garbage: Vec<Box<dyn Send>>,
     dropper: crossbeam_channel::Sender<Vec<Box<dyn Send>>>,
+    /// Time spent committing since start, and commits made: how busy the single writer is.
+    busy: std::time::Duration,
+    commits: u64,
 }
 
 impl Writer {
@@ -244,7 +247,7 @@ impl Writer {
         std::thread::Builder::new().name("vaidya-dropper".into()).spawn(move || for batch in garbage_rx {
             drop(batch);
         })?;
-        Ok(Writer { conn, tip, params: ParamIds::default(), key, garbage: Vec::new(), dropper })
+        Ok(Writer { conn, tip, params: ParamIds::default(), key, garbage: Vec::new(), dropper, busy: Default::default(), commits: 0 })
     }
 
     /// Run until the channel closes or a shutdown message arrives.
@@ -317,6 +320,8 @@ impl Writer {
                 Err(e) => Err(StoreError::CommitFailed(e.to_string())),
             });
         }
+        self.busy += started.elapsed();
+        self.commits += 1;
         tracing::trace!(jobs, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
         if !self.garbage.is_empty() {
             let _ = self.dropper.send(std::mem::take(&mut self.garbage));
@@ -356,6 +361,13 @@ impl Writer {
     }
 
     fn shutdown(&mut self) {
+        tracing::debug!(
+            commits = self.commits,
+            busy_ms = self.busy.as_millis() as u64,
+            cpu_ms = thread_cpu_ms().unwrap_or(-1),
+            entries = self.tip.size,
+            "writer stopping"
+        );
         let result = (|| -> Result<(), StoreError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
@@ -369,6 +381,16 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
+}
+
+/// CPU time of the calling thread (Linux; for diagnostics only), in milliseconds.
+fn thread_cpu_ms() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: i64 = fields.get(11)?.parse::<i64>().ok()? + fields.get(12)?.parse::<i64>().ok()?;
+    Some(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 fn load_tip(conn: &Connection) -> Result<Tip, StoreError> {
