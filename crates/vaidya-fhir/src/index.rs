@@ -12,13 +12,21 @@
 //! | number | integer, decimal | the number |
 //! | quantity | Quantity (Age, Duration, ...); Money | value, system, code, unit; value with the currency as code in system `urn:iso:std:iso:4217` |
 //! | uri | uri, url, canonical | the URI |
+//! | composite | the nodes its expression selects (an Observation, each `Observation.component`, each `useContext`, ...) | per node, one [`IndexValue::Composite`] per combination of the values its two components have on that node |
+//! | special (Location `near`) | `Location.position` | the latitude and longitude |
 //!
-//! An Extension (parameters defined as `X.extension('url')`) indexes its `value[x]`. Composite
-//! and special parameters are not indexed by [`extract`]; [`extract_composite`] gives a
-//! composite's component values. Not indexed (yet): Range values of quantity and number
-//! parameters (Condition `onset-age` given as a range, RiskAssessment `probability` ranges,
-//! `context-quantity` ranges) and SampledData (`Observation` `value-quantity`), whose search
-//! semantics need range matching rather than a value.
+//! An Extension (parameters defined as `X.extension('url')`) indexes its `value[x]`.
+//!
+//! Composite parameters are indexed when they have two components and the first is a token
+//! ([`composite_indexable`]): every R4 composite but MolecularSequence's three-part coordinates
+//! (`chromosome-variant-coordinate` and the like), which are not indexed. The component types are
+//! those of the components' definitions, except where R4 gets them wrong ([`component_kinds`]).
+//! [`extract_composite`] gives a composite's raw component values per node.
+//!
+//! Not indexed (yet): Range values of quantity and number parameters (Condition `onset-age`
+//! given as a range, RiskAssessment `probability` ranges, `context-quantity` ranges) and
+//! SampledData (`Observation` `value-quantity`), whose search semantics need range matching
+//! rather than a value.
 
 use crate::datetime::parse_date_range;
 use crate::fhirpath::{Item, extension_value, get, parse_reference};
@@ -64,14 +72,29 @@ pub enum IndexValue {
         unit: Option<String>,
     },
     Uri(String),
+    /// composite params (see [`composite_indexable`]): the values of the components on one node,
+    /// in component order; `parts[0]` is a `Token` with a system or code (its text dropped: a
+    /// composite's token part is matched on system and code only) and `parts[1]` a value of the
+    /// second component's type. A node gives one such value per combination of its components'
+    /// values, so `code-value-quantity` on an Observation with two codings gives two.
+    Composite {
+        parts: Vec<IndexValue>,
+    },
+    /// special params with an expression (in R4 only Location `near`, on `Location.position`): a
+    /// WGS84 position in decimal degrees. Positions with a latitude outside [-90, 90] or a
+    /// longitude outside [-180, 180] are not indexed.
+    Position {
+        latitude: f64,
+        longitude: f64,
+    },
 }
 
 /// The parameters the store indexes by itself (ids, and `meta.lastUpdated` which it sets), left
 /// out of [`extract_all`].
 const STORE_MANAGED: [&str; 2] = ["_id", "_lastUpdated"];
 
-/// The index values of one parameter for `resource`, without duplicates. Empty for composite and
-/// special parameters and parameters without an expression.
+/// The index values of one parameter for `resource`, without duplicates. Empty for parameters
+/// without an expression and composites that are not [`composite_indexable`].
 pub fn extract(resource: &Value, param: &SearchParam) -> Vec<IndexValue> {
     let mut items = Vec::new();
     let mut out = Vec::new();
@@ -87,7 +110,8 @@ pub fn extract(resource: &Value, param: &SearchParam) -> Vec<IndexValue> {
 
 /// The index values of every indexable parameter of the resource's type, including the common
 /// `_tag`, `_profile`, `_security` and `_source` (not `_id` and `_lastUpdated`, which the store
-/// indexes itself). Empty if `resourceType` is missing or unknown.
+/// indexes itself), and the composite and position values of the composite and special
+/// parameters. Empty if `resourceType` is missing or unknown.
 pub fn extract_all(resource: &Value) -> Vec<(&'static SearchParam, IndexValue)> {
     let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
         return Vec::new();
@@ -114,36 +138,76 @@ fn extract_with<'a>(
     items: &mut Vec<Item<'a>>,
     out: &mut Vec<IndexValue>,
 ) {
-    if !param.is_indexable() {
-        return;
-    }
     let Some(expression) = param.compiled() else {
         return;
     };
+    if param.kind == ParamType::Composite {
+        return composite_values(resource, param, out);
+    }
     items.clear();
     expression.evaluate_on(resource, root, items);
     for item in items.iter() {
-        index_item(param.kind, *item, out);
+        match param.kind {
+            ParamType::Special => index_position(*item, out),
+            kind => index_item(kind, *item, out),
+        }
     }
 }
 
+/// Composite parameters whose R4 definition gives a component the type of another parameter
+/// than the one its expression selects: DocumentReference `relationship` points its `code`
+/// component (`relatesTo.code`, a code) at the reference parameter `relatesto` and its `target`
+/// component (`relatesTo.target`, a Reference) at the token parameter `relation`. By URL, with
+/// the types the elements have.
+const COMPONENT_KIND_ERRATA: [(&str, [ParamType; 2]); 1] = [(
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-relationship",
+    [ParamType::Token, ParamType::Reference],
+)];
+
+/// The type of each component of a composite parameter, as indexed and searched: the type of
+/// its definition, corrected for the R4 errata in [`COMPONENT_KIND_ERRATA`].
+pub fn component_kinds(param: &SearchParam) -> Vec<ParamType> {
+    if let Some((_, kinds)) = COMPONENT_KIND_ERRATA
+        .iter()
+        .find(|(url, _)| *url == param.url)
+        && kinds.len() == param.components.len()
+    {
+        return kinds.to_vec();
+    }
+    param.components.iter().map(|c| c.kind).collect()
+}
+
+/// Whether a composite parameter is indexed (as [`IndexValue::Composite`]) and searchable: it
+/// has an expression and two components, a token then a string, token, reference, date, number,
+/// quantity or uri.
+pub fn composite_indexable(param: &SearchParam) -> bool {
+    param.kind == ParamType::Composite
+        && param.compiled().is_some()
+        && matches!(
+            component_kinds(param).as_slice(),
+            [ParamType::Token, second] if !matches!(second, ParamType::Composite | ParamType::Special)
+        )
+}
+
 /// For a composite parameter: one entry per node its expression selects (e.g. per
-/// `Observation.component`), holding for each component the values found on that node. A node
-/// where some component has no value is left out, since it cannot match a composite search.
+/// `Observation.component`), holding for each component the values found on that node (typed by
+/// [`component_kinds`]). A node where some component has no value is left out, since it cannot
+/// match a composite search.
 pub fn extract_composite(resource: &Value, param: &SearchParam) -> Vec<Vec<Vec<IndexValue>>> {
     let (ParamType::Composite, Some(expression)) = (param.kind, param.compiled()) else {
         return Vec::new();
     };
+    let kinds = component_kinds(param);
     let mut out = Vec::new();
     let mut items = Vec::new();
     for node in expression.evaluate(resource) {
         let mut parts = Vec::with_capacity(param.components.len());
-        for component in &param.components {
+        for (component, kind) in param.components.iter().zip(&kinds) {
             items.clear();
             component.compiled().evaluate_on(resource, node, &mut items);
             let mut values = Vec::new();
             for item in &items {
-                index_item(component.kind, *item, &mut values);
+                index_item(*kind, *item, &mut values);
             }
             parts.push(values);
         }
@@ -152,6 +216,41 @@ pub fn extract_composite(resource: &Value, param: &SearchParam) -> Vec<Vec<Vec<I
         }
     }
     out
+}
+
+/// The [`IndexValue::Composite`] values of an indexable composite: per node, every pair of a
+/// token with a system or code (text-only tokens cannot match `system|code`) and a value of the
+/// second component.
+fn composite_values(resource: &Value, param: &SearchParam, out: &mut Vec<IndexValue>) {
+    if !composite_indexable(param) {
+        return;
+    }
+    for node in extract_composite(resource, param) {
+        let [tokens, values] = node.as_slice() else {
+            continue;
+        };
+        for token in tokens {
+            let IndexValue::Token { system, code, .. } = token else {
+                continue;
+            };
+            if system.is_none() && code.is_none() {
+                continue;
+            }
+            let token = IndexValue::Token {
+                system: system.clone(),
+                code: code.clone(),
+                text: None,
+            };
+            for value in values {
+                push_unique(
+                    out,
+                    IndexValue::Composite {
+                        parts: vec![token.clone(), value.clone()],
+                    },
+                );
+            }
+        }
+    }
 }
 
 fn index_item(kind: ParamType, item: Item<'_>, out: &mut Vec<IndexValue>) {
@@ -535,6 +634,28 @@ fn timing_range(timing: &Value) -> Option<(i64, i64)> {
     events
         .chain(bounds)
         .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// position (Location `near`)
+
+fn index_position(item: Item<'_>, out: &mut Vec<IndexValue>) {
+    let Item::Node { value, .. } = item else {
+        return;
+    };
+    let number = |key: &str| get(value, key).and_then(Value::as_f64);
+    if let (Some(latitude), Some(longitude)) = (number("latitude"), number("longitude"))
+        && (-90.0..=90.0).contains(&latitude)
+        && (-180.0..=180.0).contains(&longitude)
+    {
+        push_unique(
+            out,
+            IndexValue::Position {
+                latitude,
+                longitude,
+            },
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

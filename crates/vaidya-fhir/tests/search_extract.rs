@@ -758,6 +758,14 @@ fn check_invariants(resource: &Value) -> usize {
                 value.is_finite() && param.kind == ParamType::Quantity
             }
             IndexValue::Uri(u) => !u.is_empty() && param.kind == ParamType::Uri,
+            IndexValue::Composite { parts } => {
+                assert_eq!(parts.len(), 2, "{resource_type}.{}", param.code);
+                assert!(matches!(parts[0], IndexValue::Token { .. }));
+                param.kind == ParamType::Composite
+            }
+            IndexValue::Position { latitude, longitude } => {
+                latitude.abs() <= 90.0 && longitude.abs() <= 180.0 && param.kind == ParamType::Special
+            }
         };
         assert!(
             kind_matches,

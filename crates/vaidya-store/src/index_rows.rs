@@ -9,7 +9,7 @@ use vaidya_fhir::search_params::SearchParam;
 
 /// Interned (resource type, parameter code) -> `sp_param.id`, cached by the writer.
 #[derive(Default)]
-pub(crate) struct ParamIds(HashMap<(String, String), i64>);
+pub(crate) struct ParamIds(HashMap<String, HashMap<String, i64>>);
 
 impl ParamIds {
     pub(crate) fn clear(&mut self) {
@@ -17,7 +17,8 @@ impl ParamIds {
     }
 
     fn get_or_insert(&mut self, conn: &Connection, rtype: &str, code: &str) -> Result<i64, StoreError> {
-        if let Some(&id) = self.0.get(&(rtype.to_string(), code.to_string())) {
+        // Nested maps so that a hit allocates nothing (this runs for every index row).
+        if let Some(&id) = self.0.get(rtype).and_then(|m| m.get(code)) {
             return Ok(id);
         }
         let existing: Option<i64> = conn
@@ -31,7 +32,7 @@ impl ParamIds {
                 conn.last_insert_rowid()
             }
         };
-        self.0.insert((rtype.to_string(), code.to_string()), id);
+        self.0.entry(rtype.to_string()).or_default().insert(code.to_string(), id);
         Ok(id)
     }
 }
@@ -99,8 +100,112 @@ fn insert_one(conn: &Connection, res: i64, p: i64, value: &IndexValue) -> Result
         IndexValue::Uri(value) => conn
             .prepare_cached("INSERT OR IGNORE INTO ix_uri (res, param, value) VALUES (?1, ?2, ?3)")?
             .execute(params![res, p, value])?,
+        IndexValue::Composite { parts } => {
+            // Shapes the store has no columns for are not indexed, and `value_key` agrees.
+            let Some(row) = CompositeRow::of(parts) else { return Ok(()) };
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO ix_composite (res, param, system, code, v_system, v_code, v_text, v_num, v_lo, v_hi, v_target)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                res, p, row.system, row.code, row.v_system, row.v_code, row.v_text, row.v_num, row.v_lo, row.v_hi, row.v_target
+            ])?
+        }
+        IndexValue::Position { latitude, longitude } => {
+            let (lat, lon) = (real(*latitude), real(*longitude));
+            let (x, y, z) = unit_vector(lat, lon);
+            conn.prepare_cached("INSERT OR IGNORE INTO ix_geo (res, param, lat, lon, x, y, z) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+                .execute(params![res, p, lat, lon, x, y, z])?
+        }
     };
     Ok(())
+}
+
+/// A REAL as SQLite gives it back: `-0.0` is stored as the integer 0 and read as `0.0`.
+fn real(v: f64) -> f64 {
+    if v == 0.0 { 0.0 } else { v }
+}
+
+/// The point on the unit sphere at a latitude and longitude in degrees. Stored beside each
+/// position so that searches measure great-circle distances as chord lengths, with arithmetic
+/// only (see `search::exec`).
+pub(crate) fn unit_vector(lat: f64, lon: f64) -> (f64, f64, f64) {
+    let (lat, lon) = (lat.to_radians(), lon.to_radians());
+    (lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin())
+}
+
+/// How far a stored unit vector may be from the one recomputed from its latitude and longitude
+/// (the last bits of `sin`/`cos` may differ between C libraries; a tampered row is far off).
+const UNIT_VECTOR_TOLERANCE: f64 = 1e-12;
+
+/// The `ix_composite` columns of a composite value: a token, then the columns of the second
+/// part's type ('' and 0 elsewhere). `None` for shapes without columns (never extracted).
+struct CompositeRow<'a> {
+    system: &'a str,
+    code: &'a str,
+    v_system: &'a str,
+    v_code: &'a str,
+    v_text: &'a str,
+    v_num: f64,
+    v_lo: i64,
+    v_hi: i64,
+    v_target: &'a str,
+}
+
+impl<'a> CompositeRow<'a> {
+    fn of(parts: &'a [IndexValue]) -> Option<Self> {
+        let [IndexValue::Token { system, code, .. }, second] = parts else { return None };
+        let s = |o: &'a Option<String>| o.as_deref().unwrap_or("");
+        let mut row = CompositeRow {
+            system: s(system),
+            code: s(code),
+            v_system: "",
+            v_code: "",
+            v_text: "",
+            v_num: 0.0,
+            v_lo: 0,
+            v_hi: 0,
+            v_target: "",
+        };
+        match second {
+            IndexValue::Token { system, code, .. } => {
+                row.v_system = s(system);
+                row.v_code = s(code);
+            }
+            IndexValue::Quantity { value, system, code, unit } => {
+                row.v_num = real(*value);
+                row.v_system = s(system);
+                row.v_code = s(code);
+                row.v_text = s(unit);
+            }
+            IndexValue::String { normalized, .. } => row.v_text = normalized,
+            IndexValue::Date { start_ms, end_ms } => {
+                row.v_lo = *start_ms;
+                row.v_hi = *end_ms;
+            }
+            IndexValue::Number { value } => row.v_num = real(*value),
+            IndexValue::Reference { reference, .. } => row.v_target = reference,
+            IndexValue::Uri(u) => row.v_target = u,
+            IndexValue::Composite { .. } | IndexValue::Position { .. } => return None,
+        }
+        Some(row)
+    }
+
+    fn key(&self, code: &str) -> String {
+        composite_key(
+            code,
+            [self.code, self.system, self.v_code, self.v_system, self.v_text],
+            self.v_num,
+            self.v_lo,
+            self.v_hi,
+            self.v_target,
+        )
+    }
+}
+
+fn composite_key(code: &str, text: [&str; 5], num: f64, lo: i64, hi: i64, target: &str) -> String {
+    let [c, s, vc, vs, vt] = text;
+    row_key("ix_composite", code, &[c, s, vc, vs, vt, &format!("{num:?}"), &lo.to_string(), &hi.to_string(), target])
 }
 
 /// A row's identity (table, parameter code, key columns) as one comparable string, so that
@@ -117,24 +222,28 @@ fn row_key(table: &str, code: &str, cols: &[&str]) -> String {
     k
 }
 
-fn value_key(code: &str, value: &IndexValue) -> String {
+fn value_key(code: &str, value: &IndexValue) -> Option<String> {
     let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-    match value {
+    Some(match value {
         IndexValue::String { normalized, exact } => row_key("ix_string", code, &[normalized, exact]),
         IndexValue::Token { system, code: c, .. } => row_key("ix_token", code, &[&opt(c), &opt(system)]),
         IndexValue::Reference { reference, .. } => row_key("ix_ref", code, &[reference]),
         IndexValue::Date { start_ms, end_ms } => row_key("ix_date", code, &[&start_ms.to_string(), &end_ms.to_string()]),
-        IndexValue::Number { value } => row_key("ix_number", code, &[&format!("{value:?}")]),
+        IndexValue::Number { value } => row_key("ix_number", code, &[&format!("{:?}", real(*value))]),
         IndexValue::Quantity { value, system, code: c, unit } => {
-            row_key("ix_quantity", code, &[&format!("{value:?}"), &opt(system), &opt(c), &opt(unit)])
+            row_key("ix_quantity", code, &[&format!("{:?}", real(*value)), &opt(system), &opt(c), &opt(unit)])
         }
         IndexValue::Uri(v) => row_key("ix_uri", code, &[v]),
-    }
+        IndexValue::Composite { parts } => CompositeRow::of(parts)?.key(code),
+        IndexValue::Position { latitude, longitude } => {
+            row_key("ix_geo", code, &[&format!("{:?}", real(*latitude)), &format!("{:?}", real(*longitude))])
+        }
+    })
 }
 
 /// The index rows a resource should have.
 pub(crate) fn expected_rows(_rtype: &str, resource: &serde_json::Value) -> std::collections::BTreeSet<String> {
-    vaidya_fhir::index::extract_all(resource).iter().map(|(p, v)| value_key(&p.code, v)).collect()
+    vaidya_fhir::index::extract_all(resource).iter().filter_map(|(p, v)| value_key(&p.code, v)).collect()
 }
 
 /// The index rows a resource has.
@@ -181,6 +290,28 @@ pub(crate) fn stored_rows(
     for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
         let (p, v) = r?;
         out.insert(row_key("ix_uri", &code(p), &[&v]));
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT param, code, system, v_code, v_system, v_text, v_num, v_lo, v_hi, v_target FROM ix_composite WHERE res = ?1",
+    )?;
+    for r in stmt.query_map([res], |r| {
+        let text = [r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?];
+        Ok((r.get::<_, i64>(0)?, text, r.get::<_, f64>(6)?, r.get::<_, i64>(7)?, r.get::<_, i64>(8)?, r.get::<_, String>(9)?))
+    })? {
+        let (p, [c, s, vc, vs, vt], num, lo, hi, target) = r?;
+        out.insert(composite_key(&code(p), [&c, &s, &vc, &vs, &vt], num, lo, hi, &target));
+    }
+    let mut stmt = conn.prepare_cached("SELECT param, lat, lon, x, y, z FROM ix_geo WHERE res = ?1")?;
+    for r in stmt.query_map([res], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?, r.get::<_, f64>(2)?, [r.get::<_, f64>(3)?, r.get(4)?, r.get(5)?]))
+    })? {
+        let (p, lat, lon, stored) = r?;
+        let (x, y, z) = unit_vector(lat, lon);
+        let consistent = stored.iter().zip([x, y, z]).all(|(a, b)| (a - b).abs() <= UNIT_VECTOR_TOLERANCE);
+        let (lat, lon) = (format!("{lat:?}"), format!("{lon:?}"));
+        // A unit vector that is not the position's own makes the row differ from the expected one.
+        let cols: &[&str] = if consistent { &[&lat, &lon] } else { &[&lat, &lon, "unit vector does not match"] };
+        out.insert(row_key("ix_geo", &code(p), cols));
     }
     Ok(out)
 }

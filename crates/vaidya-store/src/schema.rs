@@ -12,6 +12,15 @@
 //! - `sp_param(id, rtype, code)`: interned search parameter names.
 //! - `ix_*`: search indexes, keyed by (res, param, value...) so that a resource's rows are
 //!   replaced in one range delete, with a second index (param, value, res) for searching.
+//! - `ix_composite(res, param, system, code, v_system, v_code, v_text, v_num, v_lo, v_hi,
+//!   v_target)`: composite parameters (two components, a token first): one row per node and
+//!   combination of component values. `system`/`code` are the token part; the second part uses
+//!   the columns of its type, the others hold '' or 0: token `v_system`, `v_code`; quantity
+//!   `v_num`, `v_system`, `v_code`, `v_text` (the unit as written); string `v_text` (normalized);
+//!   date `v_lo`, `v_hi`; number `v_num`; reference and uri `v_target`.
+//! - `ix_geo(res, param, lat, lon, x, y, z)`: positions (Location `near`) in degrees, with the
+//!   unit vector (x, y, z) on the sphere so that a search can compute great-circle distances with
+//!   arithmetic alone (SQLite may lack trigonometry); x, y, z are derived from lat, lon.
 //! - `api_user`, `api_token`: accounts and bearer tokens (not ledgered: access state).
 
 pub const SCHEMA_VERSION: i64 = 1;
@@ -92,6 +101,19 @@ CREATE TABLE ix_uri (
     PRIMARY KEY (res, param, value)
 ) WITHOUT ROWID;
 CREATE INDEX ix_uri_search ON ix_uri (param, value, res);
+CREATE TABLE ix_composite (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
+    v_system TEXT NOT NULL, v_code TEXT NOT NULL, v_text TEXT NOT NULL, v_num REAL NOT NULL,
+    v_lo INTEGER NOT NULL, v_hi INTEGER NOT NULL, v_target TEXT NOT NULL,
+    PRIMARY KEY (res, param, code, system, v_code, v_system, v_text, v_num, v_lo, v_hi, v_target)
+) WITHOUT ROWID;
+CREATE INDEX ix_composite_search ON ix_composite (param, code, system, res);
+CREATE TABLE ix_geo (
+    res INTEGER NOT NULL, param INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+    x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL,
+    PRIMARY KEY (res, param, lat, lon)
+) WITHOUT ROWID;
+CREATE INDEX ix_geo_search ON ix_geo (param, lat, lon, x, y, z, res);
 CREATE TABLE api_user (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
@@ -110,5 +132,14 @@ CREATE TABLE api_token (
 "#;
 
 /// Index tables in a fixed order, for clearing a resource's rows and for verification.
-pub const INDEX_TABLES: [&str; 7] =
-    ["ix_string", "ix_token", "ix_ref", "ix_date", "ix_number", "ix_quantity", "ix_uri"];
+pub const INDEX_TABLES: [&str; 9] = [
+    "ix_string",
+    "ix_token",
+    "ix_ref",
+    "ix_date",
+    "ix_number",
+    "ix_quantity",
+    "ix_uri",
+    "ix_composite",
+    "ix_geo",
+];

@@ -26,8 +26,10 @@ pub fn capability_statement(base: &str) -> Value {
     let resources: Vec<Value> = Model::r4()
         .resource_types()
         .map(|t| {
+            // Exactly the parameters the search engine can run (composites of two parts with a
+            // token first, and `near`; not the few R4 parameters without an expression).
             let params: Vec<Value> = search_params(t)
-                .filter(|p| !matches!(p.kind, ParamType::Composite | ParamType::Special))
+                .filter(|p| vaidya_store::search::parse::table_of(p).is_some())
                 .map(|p| json!({"name": p.code, "definition": p.url, "type": param_type(p.kind)}))
                 .collect();
             let ref_params: Vec<String> = search_params(t)

@@ -54,9 +54,12 @@ pub fn prepare_with(resource: Value, keep_resource: bool) -> Result<Prepared, Ap
     Ok(Prepared { resource_type, body, index, resource: keep_resource.then_some(resource) })
 }
 
-/// A new server-assigned id.
+/// A new server-assigned id: a UUIDv7 (RFC 9562), which starts with the creation time. New
+/// resources then land at the end of every id-keyed index instead of at random places in it,
+/// which keeps writes fast as the database grows to tens of millions of resources. (It tells
+/// no more than `meta.lastUpdated` of version 1 already does.)
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// FHIR ids: 1 to 64 of `A-Z a-z 0-9 - .`.

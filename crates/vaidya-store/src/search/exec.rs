@@ -4,7 +4,7 @@
 use super::parse::{Include, Pred, Prefix, Query, SortKey, Table, Value};
 use super::MAX_INCLUDED_RESOURCES;
 use crate::StoreError;
-use crate::index_rows::param_id;
+use crate::index_rows::{param_id, unit_vector};
 use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 use std::collections::HashSet;
@@ -105,6 +105,7 @@ fn pid(conn: &Connection, rtype: &str, code: &str) -> Result<Option<i64>, StoreE
 
 fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -> Result<(), StoreError> {
     match pred {
+        Pred::Constant(all) => sql.push(if *all { "1" } else { "0" }),
         Pred::Id(ids) => {
             sql.push(&format!("{alias}.rid IN ("));
             for (i, id) in ids.iter().enumerate() {
@@ -148,7 +149,7 @@ fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -
                 if i > 0 {
                     sql.push(" OR ");
                 }
-                value_sql(sql, v);
+                value_sql(sql, v, &OWN_COLUMNS);
             }
             sql.push("))");
         }
@@ -227,21 +228,21 @@ fn range_sql(sql: &mut SqlBuilder, prefix: Prefix, lo_col: &str, hi_col: &str, l
     }
 }
 
-/// Number semantics: `value` against the search value `v` with implicit range [lo, hi).
-fn number_sql(sql: &mut SqlBuilder, prefix: Prefix, v: f64, lo: f64, hi: f64) {
+/// Number semantics: column `col` against the search value `v` with implicit range [lo, hi).
+fn number_sql(sql: &mut SqlBuilder, col: &str, prefix: Prefix, v: f64, lo: f64, hi: f64) {
     let (op, x) = match prefix {
         Prefix::Eq => {
-            sql.push("(value >= ");
+            sql.push(&format!("({col} >= "));
             sql.arg(lo);
-            sql.push(" AND value < ");
+            sql.push(&format!(" AND {col} < "));
             sql.arg(hi);
             sql.push(")");
             return;
         }
         Prefix::Ne => {
-            sql.push("(value < ");
+            sql.push(&format!("({col} < "));
             sql.arg(lo);
-            sql.push(" OR value >= ");
+            sql.push(&format!(" OR {col} >= "));
             sql.arg(hi);
             sql.push(")");
             return;
@@ -249,9 +250,9 @@ fn number_sql(sql: &mut SqlBuilder, prefix: Prefix, v: f64, lo: f64, hi: f64) {
         Prefix::Ap => {
             // "Approximately": within 10% of the value, as the spec suggests.
             let d = (v * 0.1).abs();
-            sql.push("(value >= ");
+            sql.push(&format!("({col} >= "));
             sql.arg(v - d);
-            sql.push(" AND value <= ");
+            sql.push(&format!(" AND {col} <= "));
             sql.arg(v + d);
             sql.push(")");
             return;
@@ -261,48 +262,100 @@ fn number_sql(sql: &mut SqlBuilder, prefix: Prefix, v: f64, lo: f64, hi: f64) {
         Prefix::Ge => (">=", v),
         Prefix::Le => ("<=", v),
     };
-    sql.push(&format!("value {op} "));
+    sql.push(&format!("{col} {op} "));
     sql.arg(x);
 }
 
-fn value_sql(sql: &mut SqlBuilder, v: &Value) {
+/// The columns a value is matched against: its own table's, or, for the second part of a
+/// composite, those of `ix_composite` (see `schema.rs`).
+struct Columns {
+    /// The normalized string of a string parameter.
+    string: &'static str,
+    uri: &'static str,
+    number: &'static str,
+    exact: &'static str,
+    system: &'static str,
+    code: &'static str,
+    text: &'static str,
+    unit: &'static str,
+    lo: &'static str,
+    hi: &'static str,
+    target: &'static str,
+}
+
+const OWN_COLUMNS: Columns = Columns {
+    string: "value",
+    uri: "value",
+    number: "value",
+    exact: "exact",
+    system: "system",
+    code: "code",
+    text: "text",
+    unit: "unit",
+    lo: "lo",
+    hi: "hi",
+    target: "target",
+};
+
+/// The second part of a composite; no `exact` or token `text` there (a composite takes no
+/// modifiers), so those name columns that a value never matches.
+const COMPOSITE_SECOND_COLUMNS: Columns = Columns {
+    string: "v_text",
+    uri: "v_target",
+    number: "v_num",
+    exact: "v_text",
+    system: "v_system",
+    code: "v_code",
+    text: "v_text",
+    unit: "v_text",
+    lo: "v_lo",
+    hi: "v_hi",
+    target: "v_target",
+};
+
+/// Earth's mean radius (IUGG), for great-circle distances on a sphere.
+const EARTH_RADIUS_KM: f64 = 6_371.008_8;
+
+fn token_sql(sql: &mut SqlBuilder, cols: &Columns, system: &Option<String>, code: &Option<String>) {
+    sql.push("(1");
+    if let Some(c) = code {
+        sql.push(&format!(" AND {} = ", cols.code));
+        sql.arg(c.clone());
+    }
+    if let Some(s) = system {
+        sql.push(&format!(" AND {} = ", cols.system));
+        sql.arg(s.clone());
+    }
+    sql.push(")");
+}
+
+fn value_sql(sql: &mut SqlBuilder, v: &Value, cols: &Columns) {
     match v {
         Value::StrPrefix(s) => {
             // Starts-with as a range on the normalised value, so the index is used.
-            sql.push("(value >= ");
+            sql.push(&format!("({} >= ", cols.string));
             sql.arg(s.clone());
-            sql.push(" AND value < ");
+            sql.push(&format!(" AND {} < ", cols.string));
             sql.arg(format!("{s}\u{10FFFF}"));
             sql.push(")");
         }
         Value::StrContains(s) => {
-            sql.push("instr(value, ");
+            sql.push(&format!("instr({}, ", cols.string));
             sql.arg(s.clone());
             sql.push(") > 0");
         }
         Value::StrExact(s) => {
-            sql.push("exact = ");
+            sql.push(&format!("{} = ", cols.exact));
             sql.arg(s.clone());
         }
-        Value::Token { system, code } => {
-            sql.push("(1");
-            if let Some(c) = code {
-                sql.push(" AND code = ");
-                sql.arg(c.clone());
-            }
-            if let Some(s) = system {
-                sql.push(" AND system = ");
-                sql.arg(s.clone());
-            }
-            sql.push(")");
-        }
+        Value::Token { system, code } => token_sql(sql, cols, system, code),
         Value::TokenText(s) => {
-            sql.push("instr(lower(text), ");
+            sql.push(&format!("instr(lower({}), ", cols.text));
             sql.arg(s.clone());
             sql.push(") > 0");
         }
         Value::Ref(candidates) => {
-            sql.push("target IN (");
+            sql.push(&format!("{} IN (", cols.target));
             for (i, c) in candidates.iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
@@ -311,24 +364,24 @@ fn value_sql(sql: &mut SqlBuilder, v: &Value) {
             }
             sql.push(")");
         }
-        Value::Date { prefix, lo, hi } => range_sql(sql, *prefix, "lo", "hi", *lo, *hi),
-        Value::Number { prefix, value, lo, hi } => number_sql(sql, *prefix, *value, *lo, *hi),
+        Value::Date { prefix, lo, hi } => range_sql(sql, *prefix, cols.lo, cols.hi, *lo, *hi),
+        Value::Number { prefix, value, lo, hi } => number_sql(sql, cols.number, *prefix, *value, *lo, *hi),
         Value::Quantity { prefix, value, lo, hi, system, code } => {
             sql.push("(");
-            number_sql(sql, *prefix, *value, *lo, *hi);
+            number_sql(sql, cols.number, *prefix, *value, *lo, *hi);
             if let Some(s) = system {
-                sql.push(" AND system = ");
+                sql.push(&format!(" AND {} = ", cols.system));
                 sql.arg(s.clone());
             }
             if let Some(c) = code {
                 // Without a system the code may be a UCUM code or the unit as written.
                 if system.is_some() {
-                    sql.push(" AND code = ");
+                    sql.push(&format!(" AND {} = ", cols.code));
                     sql.arg(c.clone());
                 } else {
-                    sql.push(" AND (code = ");
+                    sql.push(&format!(" AND ({} = ", cols.code));
                     sql.arg(c.clone());
-                    sql.push(" OR unit = ");
+                    sql.push(&format!(" OR {} = ", cols.unit));
                     sql.arg(c.clone());
                     sql.push(")");
                 }
@@ -336,17 +389,98 @@ fn value_sql(sql: &mut SqlBuilder, v: &Value) {
             sql.push(")");
         }
         Value::Uri(u) => {
-            sql.push("value = ");
+            sql.push(&format!("{} = ", cols.uri));
             sql.arg(u.clone());
         }
         Value::UriBelow(u) => {
-            sql.push("(value >= ");
+            sql.push(&format!("({} >= ", cols.uri));
             sql.arg(u.clone());
-            sql.push(" AND value < ");
+            sql.push(&format!(" AND {} < ", cols.uri));
             sql.arg(format!("{u}\u{10FFFF}"));
             sql.push(")");
         }
+        Value::Composite { system, code, second } => {
+            // Both parts in one row: the same node (component, context, ...) of the resource.
+            sql.push("(");
+            token_sql(sql, &OWN_COLUMNS, system, code);
+            sql.push(" AND ");
+            value_sql(sql, second, &COMPOSITE_SECOND_COLUMNS);
+            sql.push(")");
+        }
+        Value::Near { lat, lon, distance_km } => near_sql(sql, *lat, *lon, *distance_km),
     }
+}
+
+/// Positions within `distance_km` of (`lat`, `lon`) along the great circle, on a sphere of
+/// Earth's mean radius (the haversine distance; WGS84's ellipsoid differs by up to 0.5%).
+///
+/// The bounding box of the circle in degrees (latitude ± d/R; longitude ± asin(sin(d/R) /
+/// cos(lat)), split at the antimeridian, unbounded when the circle holds a pole) selects
+/// candidates through `ix_geo_search`. The exact test compares chord lengths, which only needs
+/// arithmetic: with the unit vectors p (stored) and q (of the search point), the central angle
+/// θ ≤ d/R exactly when |p − q|² ≤ (2 sin(d/2R))². Differences of nearby unit vectors keep their
+/// precision, so this holds to well under a metre at any distance.
+fn near_sql(sql: &mut SqlBuilder, lat: f64, lon: f64, distance_km: f64) {
+    let angle = distance_km / EARTH_RADIUS_KM;
+    if angle >= std::f64::consts::PI {
+        sql.push("1"); // the whole sphere
+        return;
+    }
+    // A hair of slack so that rounding cannot drop a point on the boundary.
+    const SLACK_DEGREES: f64 = 1e-9;
+    let dlat = angle.to_degrees() + SLACK_DEGREES;
+    let (lat_lo, lat_hi) = (lat - dlat, lat + dlat);
+    sql.push("(");
+    let mut lon_ranges: Vec<(f64, f64)> = vec![];
+    if lat_lo > -90.0 && lat_hi < 90.0 {
+        // No pole inside, so sin(angle) < cos(lat) and the asin is defined.
+        let ratio = (angle.sin() / lat.to_radians().cos()).min(1.0);
+        let dlon = ratio.asin().to_degrees() + SLACK_DEGREES;
+        let (lon_lo, lon_hi) = (lon - dlon, lon + dlon);
+        if dlon < 180.0 {
+            if lon_lo < -180.0 {
+                lon_ranges.extend([(lon_lo + 360.0, 180.0), (-180.0, lon_hi)]);
+            } else if lon_hi > 180.0 {
+                lon_ranges.extend([(lon_lo, 180.0), (-180.0, lon_hi - 360.0)]);
+            } else {
+                lon_ranges.push((lon_lo, lon_hi));
+            }
+        }
+    }
+    sql.push("lat >= ");
+    sql.arg(lat_lo.max(-90.0));
+    sql.push(" AND lat <= ");
+    sql.arg(lat_hi.min(90.0));
+    if !lon_ranges.is_empty() {
+        sql.push(" AND (");
+        for (i, (lo, hi)) in lon_ranges.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push("(lon >= ");
+            sql.arg(*lo);
+            sql.push(" AND lon <= ");
+            sql.arg(*hi);
+            sql.push(")");
+        }
+        sql.push(")");
+    }
+    let (x, y, z) = unit_vector(lat, lon);
+    let chord = 2.0 * (angle / 2.0).sin();
+    sql.push(" AND ");
+    for (i, (col, q)) in [("x", x), ("y", y), ("z", z)].into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" + ");
+        }
+        sql.push(&format!("({col} - "));
+        sql.arg(q);
+        sql.push(&format!(") * ({col} - "));
+        sql.arg(q);
+        sql.push(")");
+    }
+    sql.push(" <= ");
+    sql.arg(chord * chord * (1.0 + 1e-12));
+    sql.push(")");
 }
 
 fn sort_sql(conn: &Connection, sql: &mut SqlBuilder, key: &SortKey, desc: bool) -> Result<(), StoreError> {
@@ -364,6 +498,11 @@ fn sort_sql(conn: &Connection, sql: &mut SqlBuilder, key: &SortKey, desc: bool) 
                 (Table::Date, true) => ("max", "hi"),
                 (Table::Token, _) => (if desc { "max" } else { "min" }, "code"),
                 (Table::Ref, _) => (if desc { "max" } else { "min" }, "target"),
+                // Refused by the parser: no single value to sort by.
+                (Table::Composite | Table::Geo, _) => {
+                    sql.push("NULL");
+                    return Ok(());
+                }
                 (_, _) => (if desc { "max" } else { "min" }, "value"),
             };
             // Resources without a value sort last either way.
