@@ -30,6 +30,18 @@ pub struct ImportArgs {
     /// Worker threads for parsing and validation (default: all cores).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// How to maintain the search indexes: `rebuild` drops them and rebuilds them once at the
+    /// end (fast for large loads), `live` updates them row by row (better for a small import
+    /// into a large database), `auto` rebuilds when the input is larger than the database.
+    #[arg(long, value_enum, default_value_t = IndexMode::Auto)]
+    index_mode: IndexMode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IndexMode {
+    Auto,
+    Rebuild,
+    Live,
 }
 
 /// Resources per writer job when importing NDJSON.
@@ -75,10 +87,24 @@ pub fn run(args: ImportArgs) -> Result<ExitCode, String> {
         println!("Created a new data directory at {}; admin one-time password: {}", config.data.display(), c.admin_password);
     }
     let files = collect_files(&args.paths)?;
-    let store = Arc::new(Store::open(&datadir::db_path(&config.data), key).map_err(|e| e.to_string())?);
+    let db = datadir::db_path(&config.data);
+    let rebuild = match args.index_mode {
+        IndexMode::Rebuild => true,
+        IndexMode::Live => false,
+        IndexMode::Auto => input_bytes(&files) > db_bytes(&db),
+    };
+    let store = Arc::new(Store::open(&db, key).map_err(|e| e.to_string())?);
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
     let started = Instant::now();
+    if rebuild {
+        store.begin_bulk_load().map_err(|e| e.to_string())?;
+    }
     let totals = import_files(&store, files, workers, config.limits.max_bundle_entries);
+    if rebuild {
+        let t = Instant::now();
+        store.end_bulk_load().map_err(|e| format!("rebuilding the search indexes failed: {e} (they are rebuilt at the next start)"))?;
+        tracing::info!(seconds = t.elapsed().as_secs_f64(), "search indexes rebuilt");
+    }
     store.shutdown();
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -96,6 +122,14 @@ pub fn run(args: ImportArgs) -> Result<ExitCode, String> {
         eprintln!("{} item(s) were refused; nothing of a refused Bundle or chunk was written", totals.failures.len());
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn input_bytes(files: &[PathBuf]) -> u64 {
+    files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+}
+
+fn db_bytes(db: &Path) -> u64 {
+    std::fs::metadata(db).map_or(0, |m| m.len())
 }
 
 fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {

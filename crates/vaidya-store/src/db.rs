@@ -7,9 +7,9 @@ use std::path::Path;
 /// client hears "created". Group commit spreads that fsync over every job in a batch.
 pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    // 16 KiB pages (takes effect only when the database is created): fewer b-tree splits and
-    // page reads per insert; measured ~8% less writer CPU on bulk import than 4 KiB.
-    conn.pragma_update(None, "page_size", 16_384)?;
+    // Page size stays SQLite's 4 KiB: 16 KiB pages cut bulk-import writer CPU by ~8%, but a
+    // small transaction then writes four times the bytes to the WAL for each page it dirties,
+    // which is what limits many small concurrent transactions.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -262_144)?; // 256 MiB

@@ -64,6 +64,7 @@ impl Store {
     pub fn open(path: &Path, key: LedgerKey) -> Result<Store, StoreError> {
         let conn = db::open_writer(path)?;
         init_schema(&conn)?;
+        create_secondary_indexes(&conn)?;
         let writer = Writer::new(conn, key)?;
         let (writer_tx, rx) = crossbeam_channel::bounded(writer::QUEUE_DEPTH);
         let handle = std::thread::Builder::new()
@@ -142,6 +143,27 @@ impl Store {
         f(guard.conn.as_ref().expect("present until drop"))
     }
 
+    /// Drop the secondary indexes before loading much data at once; [`Store::end_bulk_load`]
+    /// rebuilds them with one sorted pass each, which costs far less than keeping them up to
+    /// date row by row at random places. Searches still work meanwhile, by scanning.
+    pub fn begin_bulk_load(&self) -> Result<(), StoreError> {
+        self.write_blocking(|tx| {
+            for sql in schema::SECONDARY_INDEXES {
+                let name = sql
+                    .strip_prefix("CREATE INDEX IF NOT EXISTS ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .expect("secondary index statements name their index");
+                tx.conn().execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Rebuild the secondary indexes after a bulk load.
+    pub fn end_bulk_load(&self) -> Result<(), StoreError> {
+        self.write_blocking(|tx| create_secondary_indexes(tx.conn()))
+    }
+
     /// Sign a final checkpoint, flush the WAL and stop the writer. Idempotent.
     pub fn shutdown(&self) {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -190,6 +212,15 @@ fn init_schema(conn: &Connection) -> Result<(), StoreError> {
             schema::SCHEMA_VERSION
         ))),
     }
+}
+
+/// Create the secondary indexes that are missing (all of them for a new database; those an
+/// interrupted bulk load dropped).
+fn create_secondary_indexes(conn: &Connection) -> Result<(), StoreError> {
+    for sql in schema::SECONDARY_INDEXES {
+        conn.execute_batch(sql)?;
+    }
+    Ok(())
 }
 
 /// Open a read-only connection for offline tools (verify) without starting a writer.

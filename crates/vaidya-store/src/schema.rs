@@ -49,7 +49,6 @@ CREATE TABLE resource (
     deleted INTEGER NOT NULL,
     UNIQUE (rtype, rid)
 );
-CREATE INDEX resource_type_updated ON resource (rtype, updated_ms);
 CREATE TABLE history (
     rtype TEXT NOT NULL,
     rid TEXT NOT NULL,
@@ -57,7 +56,6 @@ CREATE TABLE history (
     seq INTEGER NOT NULL,
     PRIMARY KEY (rtype, rid, version)
 ) WITHOUT ROWID;
-CREATE INDEX history_type_seq ON history (rtype, seq);
 CREATE TABLE sp_param (
     id INTEGER PRIMARY KEY,
     rtype TEXT NOT NULL,
@@ -68,52 +66,43 @@ CREATE TABLE ix_string (
     res INTEGER NOT NULL, param INTEGER NOT NULL, value TEXT NOT NULL, exact TEXT NOT NULL,
     PRIMARY KEY (res, param, value, exact)
 ) WITHOUT ROWID;
-CREATE INDEX ix_string_search ON ix_string (param, value, res);
 CREATE TABLE ix_token (
     res INTEGER NOT NULL, param INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
     text TEXT,
     PRIMARY KEY (res, param, code, system)
 ) WITHOUT ROWID;
-CREATE INDEX ix_token_search ON ix_token (param, code, system, res);
 CREATE TABLE ix_ref (
     res INTEGER NOT NULL, param INTEGER NOT NULL, target TEXT NOT NULL,
     PRIMARY KEY (res, param, target)
 ) WITHOUT ROWID;
-CREATE INDEX ix_ref_search ON ix_ref (param, target, res);
 CREATE TABLE ix_date (
     res INTEGER NOT NULL, param INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
     PRIMARY KEY (res, param, lo, hi)
 ) WITHOUT ROWID;
-CREATE INDEX ix_date_search ON ix_date (param, lo, hi, res);
 CREATE TABLE ix_number (
     res INTEGER NOT NULL, param INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (res, param, value)
 ) WITHOUT ROWID;
-CREATE INDEX ix_number_search ON ix_number (param, value, res);
 CREATE TABLE ix_quantity (
     res INTEGER NOT NULL, param INTEGER NOT NULL, value REAL NOT NULL,
     system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL,
     PRIMARY KEY (res, param, value, system, code, unit)
 ) WITHOUT ROWID;
-CREATE INDEX ix_quantity_search ON ix_quantity (param, value, res);
 CREATE TABLE ix_uri (
     res INTEGER NOT NULL, param INTEGER NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (res, param, value)
 ) WITHOUT ROWID;
-CREATE INDEX ix_uri_search ON ix_uri (param, value, res);
 CREATE TABLE ix_composite (
     res INTEGER NOT NULL, param INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
     v_system TEXT NOT NULL, v_code TEXT NOT NULL, v_text TEXT NOT NULL, v_num REAL NOT NULL,
     v_lo INTEGER NOT NULL, v_hi INTEGER NOT NULL, v_target TEXT NOT NULL,
     PRIMARY KEY (res, param, code, system, v_code, v_system, v_text, v_num, v_lo, v_hi, v_target)
 ) WITHOUT ROWID;
-CREATE INDEX ix_composite_search ON ix_composite (param, code, system, res);
 CREATE TABLE ix_geo (
     res INTEGER NOT NULL, param INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
     x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL,
     PRIMARY KEY (res, param, lat, lon)
 ) WITHOUT ROWID;
-CREATE INDEX ix_geo_search ON ix_geo (param, lat, lon, x, y, z, res);
 CREATE TABLE api_user (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
@@ -130,6 +119,24 @@ CREATE TABLE api_token (
     revoked_ms INTEGER
 );
 "#;
+
+/// Secondary indexes: everything a search or listing needs beyond the tables' own keys. They
+/// are kept apart so that a bulk load can drop them and rebuild them once, sorted, at the end
+/// (`Store::begin_bulk_load`); opening the store recreates any that are missing, so an
+/// interrupted bulk load heals itself.
+pub const SECONDARY_INDEXES: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS resource_type_updated ON resource (rtype, updated_ms)",
+    "CREATE INDEX IF NOT EXISTS history_type_seq ON history (rtype, seq)",
+    "CREATE INDEX IF NOT EXISTS ix_string_search ON ix_string (param, value, res)",
+    "CREATE INDEX IF NOT EXISTS ix_token_search ON ix_token (param, code, system, res)",
+    "CREATE INDEX IF NOT EXISTS ix_ref_search ON ix_ref (param, target, res)",
+    "CREATE INDEX IF NOT EXISTS ix_date_search ON ix_date (param, lo, hi, res)",
+    "CREATE INDEX IF NOT EXISTS ix_number_search ON ix_number (param, value, res)",
+    "CREATE INDEX IF NOT EXISTS ix_quantity_search ON ix_quantity (param, value, res)",
+    "CREATE INDEX IF NOT EXISTS ix_uri_search ON ix_uri (param, value, res)",
+    "CREATE INDEX IF NOT EXISTS ix_composite_search ON ix_composite (param, code, system, res)",
+    "CREATE INDEX IF NOT EXISTS ix_geo_search ON ix_geo (param, lat, lon, x, y, z, res)",
+];
 
 /// Index tables in a fixed order, for clearing a resource's rows and for verification.
 pub const INDEX_TABLES: [&str; 9] = [

@@ -131,3 +131,37 @@ fn history_and_versions_follow_the_ledger() {
     assert_eq!(v1["name"][0]["family"], "First");
     assert_eq!(v1["meta"]["versionId"], "1");
 }
+
+#[test]
+fn an_interrupted_bulk_load_gets_its_indexes_back_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let count_indexes = |dir: &tempfile::TempDir| -> i64 {
+        let c = rusqlite::Connection::open(dir.path().join("db")).unwrap();
+        c.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE '%_search'", [], |r| r.get(0))
+            .unwrap()
+    };
+    let key = LedgerKey::generate("vaidya.test/ledger");
+    let (skey, vkey) = (key.private_text().to_string(), key.verifier_text().to_string());
+    let store = Store::open(&dir.path().join("db"), key).unwrap();
+    store.write_blocking(|tx| put(tx, "a", "Before")).unwrap();
+    let full = count_indexes(&dir);
+    assert!(full >= 9, "{full}");
+    store.begin_bulk_load().unwrap();
+    assert_eq!(count_indexes(&dir), 0);
+    store.write_blocking(|tx| put(tx, "b", "During")).unwrap();
+    // Searching still works without the indexes (by scanning).
+    let q = vaidya_store::search::parse_query(
+        "Patient",
+        &[("family".to_string(), "dur".to_string())],
+        vaidya_store::search::Handling::Strict,
+    )
+    .unwrap();
+    assert_eq!(store.read(|c| vaidya_store::search::run(c, &q)).unwrap().total, 1);
+    // The process stops here without end_bulk_load.
+    drop(store);
+    let store = Store::open(&dir.path().join("db"), LedgerKey::from_private(&skey).unwrap()).unwrap();
+    assert_eq!(count_indexes(&dir), full);
+    let report = verify(&store, &vkey);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.entries, 2);
+}
