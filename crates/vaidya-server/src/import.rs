@@ -70,6 +70,14 @@ impl Work {
             Work::Resources(r) => r.len(),
         }
     }
+
+    fn cannot_fail_midway(&self) -> bool {
+        match self {
+            Work::Transaction(t) => t.only_plain_creates(),
+            // Creates, and updates without preconditions.
+            Work::Resources(_) => true,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -211,7 +219,13 @@ fn import_files(store: &Arc<Store>, files: Vec<PathBuf>, workers: usize, max_ent
             };
             let n = work.resources();
             let (reply, rx) = tokio::sync::oneshot::channel();
-            let submitted = store.submit(move |tx| run_work(tx, work), reply);
+            // Plain creates cannot fail half-way except through a fault: they skip the
+            // per-job savepoint (see Store::submit_unguarded).
+            let submitted = if work.cannot_fail_midway() {
+                store.submit_unguarded(move |tx| run_work(tx, work), reply)
+            } else {
+                store.submit(move |tx| run_work(tx, work), reply)
+            };
             if let Err(e) = submitted {
                 totals.failures.push(format!("{label}: {e}"));
                 continue;

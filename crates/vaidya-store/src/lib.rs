@@ -121,7 +121,35 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let job: writer::Job = Box::new(move |tx| {
+        self.submit_job(f, reply, true)
+    }
+
+    /// [`Store::submit`] for a job that cannot fail after it has written, except through a
+    /// fault (plain creates in a bulk load): it runs without a savepoint, and should it fail
+    /// after all, its whole commit group is rolled back and every job in it hears so.
+    pub fn submit_unguarded<T, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.submit_job(f, reply, false)
+    }
+
+    fn submit_job<T, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+        guarded: bool,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let run: writer::JobFn = Box::new(move |tx| {
             let result = f(tx);
             let ok = result.is_ok();
             let complete: writer::Completion = Box::new(move |commit| {
@@ -133,7 +161,7 @@ impl Store {
             });
             (ok, complete)
         });
-        self.writer_tx.send(Message::Job(job)).map_err(|_| StoreError::WriterGone)
+        self.writer_tx.send(Message::Job(writer::Job { run, guarded })).map_err(|_| StoreError::WriterGone)
     }
 
     /// Run `f` with a reader connection (blocking; call from a blocking context).

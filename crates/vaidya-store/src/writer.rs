@@ -26,7 +26,17 @@ pub const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
 /// A job's completion, called after the commit with the commit's outcome.
 pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A unit of work run on the writer thread.
-pub(crate) type Job = Box<dyn FnOnce(&mut WriteTx<'_>) -> (bool, Completion) + Send>;
+pub(crate) type JobFn = Box<dyn FnOnce(&mut WriteTx<'_>) -> (bool, Completion) + Send>;
+
+/// A unit of work run on the writer thread.
+pub(crate) struct Job {
+    pub(crate) run: JobFn,
+    /// Run inside its own SAVEPOINT, so that its failure rolls back only itself. An unguarded
+    /// job saves the savepoint's cost (copying every page it touches first), for jobs that
+    /// can only fail through a fault; if one does fail, its whole group is rolled back and
+    /// every job in it is told that nothing was written.
+    pub(crate) guarded: bool,
+}
 
 pub(crate) enum Message {
     Job(Job),
@@ -299,8 +309,35 @@ impl Writer {
             batch.clear();
             return;
         }
+        let mut tip_before_batch = tip_before_batch;
         for job in batch.drain(..) {
-            completions.push(self.run_job(job));
+            if job.guarded {
+                completions.push(self.run_job(job.run));
+                continue;
+            }
+            match self.run_unguarded(job.run) {
+                Ok(done) => completions.push(done),
+                Err(failed) => {
+                    // Undo the whole group so far and start a new transaction for the rest.
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    self.tip = tip_before_batch.clone();
+                    self.params.clear();
+                    for (_, complete) in completions.drain(..) {
+                        complete(Err(StoreError::CommitFailed(
+                            "another job in the same group failed, so the group was rolled back".into(),
+                        )));
+                    }
+                    // The failing job carries its own error.
+                    failed(Ok(()));
+                    if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                        // The remaining jobs are dropped with the drain, and their callers hear
+                        // that nothing was written.
+                        tracing::error!("cannot begin a write transaction after a rollback: {e}");
+                        return;
+                    }
+                    tip_before_batch = self.tip.clone();
+                }
+            }
         }
         let committed = {
             let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
@@ -328,7 +365,23 @@ impl Writer {
         }
     }
 
-    fn run_job(&mut self, job: Job) -> (bool, Completion) {
+    /// Run a job without a savepoint; `Err` hands back the failed job's completion.
+    fn run_unguarded(&mut self, job: JobFn) -> Result<(bool, Completion), Completion> {
+        let outcome = {
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
+            std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
+        };
+        match outcome {
+            Ok((true, complete)) => Ok((true, complete)),
+            Ok((false, complete)) => Err(complete),
+            Err(panic) => {
+                tracing::error!("a write job panicked: {:?}", panic.downcast_ref::<&str>());
+                Err(Box::new(|_| {}))
+            }
+        }
+    }
+
+    fn run_job(&mut self, job: JobFn) -> (bool, Completion) {
         // Cached statements: parsing SAVEPOINT/RELEASE for every job showed up in profiles.
         self.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])).expect("savepoint inside an open transaction");
         let tip_before = self.tip.clone();

@@ -165,3 +165,59 @@ fn an_interrupted_bulk_load_gets_its_indexes_back_at_the_next_open() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.entries, 2);
 }
+
+#[test]
+fn a_failing_unguarded_job_rolls_back_its_whole_group_and_everyone_hears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, vkey) = open(&dir);
+    store.write_blocking(|tx| put(tx, "before", "Zero")).unwrap();
+    // A job that waits for a signal holds the writer, so that the jobs submitted meanwhile
+    // are taken as one group when it lets go (no timing involved).
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (r0, rx0) = tokio::sync::oneshot::channel();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    store
+        .submit(
+            move |tx| {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                put(tx, "blocker", "Blocker")
+            },
+            r0,
+        )
+        .unwrap();
+    started_rx.recv().unwrap();
+    let (rg, rxg) = tokio::sync::oneshot::channel();
+    let (r1, rx1) = tokio::sync::oneshot::channel();
+    let (r2, rx2) = tokio::sync::oneshot::channel();
+    let (r3, rx3) = tokio::sync::oneshot::channel();
+    store.submit(|tx| put(tx, "g", "Guarded"), rg).unwrap();
+    store.submit_unguarded(|tx| put(tx, "a", "One"), r1).unwrap();
+    store
+        .submit_unguarded(
+            |tx| {
+                put(tx, "b", "Two")?;
+                Err::<u64, _>(StoreError::Corrupt("deliberate fault after a write".into()))
+            },
+            r2,
+        )
+        .unwrap();
+    store.submit_unguarded(|tx| put(tx, "c", "Three"), r3).unwrap();
+    go_tx.send(()).unwrap();
+    assert!(rx0.blocking_recv().unwrap().is_ok());
+    let (g, a, b, c) =
+        (rxg.blocking_recv().unwrap(), rx1.blocking_recv().unwrap(), rx2.blocking_recv().unwrap(), rx3.blocking_recv().unwrap());
+    assert!(matches!(b, Err(StoreError::Corrupt(_))), "{b:?}");
+    // Everything of the group up to the failure was rolled back and told so; what came after
+    // ran in a fresh transaction.
+    assert!(matches!(g, Err(StoreError::CommitFailed(_))), "{g:?}");
+    assert!(matches!(a, Err(StoreError::CommitFailed(_))), "{a:?}");
+    assert!(c.is_ok(), "{c:?}");
+    for (id, present) in [("before", true), ("blocker", true), ("g", false), ("a", false), ("b", false), ("c", true)] {
+        let found = store.read(|conn| vaidya_store::read::current(conn, "Patient", id)).unwrap().is_some();
+        assert_eq!(found, present, "{id}");
+    }
+    let report = verify(&store, &vkey);
+    assert_eq!(report.entries, 3);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

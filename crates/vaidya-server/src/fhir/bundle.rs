@@ -395,6 +395,12 @@ impl PreparedTransaction {
         self.prepared.len()
     }
 
+    /// Only unconditional creates: the transaction cannot fail once it has started writing,
+    /// except through a fault, so it needs no savepoint of its own.
+    pub fn only_plain_creates(&self) -> bool {
+        self.entries.iter().all(|e| e.method == Method::Post && e.if_none_exist.is_none())
+    }
+
     /// Run inside a writer job; returns the number of entries written.
     pub fn run(self, tx: &mut WriteTx<'_>, author: &str) -> Result<usize, ApiError> {
         Ok(run_transaction(tx, author, self.entries, self.prepared)?.len())
