@@ -7,6 +7,28 @@ use vaidya_ledger::{Hash, HashReader, TlogError};
 /// also sees the hashes written earlier in that transaction).
 pub struct SqliteHashReader<'c>(pub &'c Connection);
 
+/// The writer's reader: appending entry n needs the latest stored hash of a few tree levels
+/// (the tree's right edge), which the writer keeps in memory, one per level; anything else
+/// comes from the table.
+pub struct FrontierHashReader<'a> {
+    pub conn: &'a Connection,
+    pub frontier: &'a [Option<(u64, Hash)>],
+}
+
+impl HashReader for FrontierHashReader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
+        let mut out = Vec::with_capacity(indexes.len());
+        for &idx in indexes {
+            let cached = self.frontier.iter().flatten().find(|(i, _)| *i == idx).map(|(_, h)| *h);
+            match cached {
+                Some(h) => out.push(h),
+                None => out.extend(SqliteHashReader(self.conn).read_hashes(&[idx])?),
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl HashReader for SqliteHashReader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
         let mut stmt = self

@@ -6,7 +6,7 @@
 //! its result: an acknowledged write is a durable write.
 
 use crate::index_rows::{self, ParamIds};
-use crate::merkle::SqliteHashReader;
+use crate::merkle::FrontierHashReader;
 use crate::{StoreError, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use crate::content::Body;
@@ -53,6 +53,8 @@ struct Tip {
     last_time_ms: i64,
     checkpoint_size: u64,
     checkpoint_time_ms: i64,
+    /// Latest stored tree hash of each level (index, hash), filled as entries are appended.
+    frontier: Vec<Option<(u64, vaidya_ledger::Hash)>>,
 }
 
 /// The state of a resource as the writer sees it inside its transaction.
@@ -139,6 +141,30 @@ impl WriteTx<'_> {
         Ok(Written { resource_type: rtype.to_string(), id: rid.to_string(), version, seq, time_ms, content })
     }
 
+    /// Store the first version of a resource whose id the server has just made (so it cannot
+    /// exist yet): skips the lookup [`WriteTx::put`] makes. Should the id exist after all, the
+    /// uniqueness constraint refuses the write.
+    pub fn create(
+        &mut self,
+        author: &str,
+        rtype: &str,
+        rid: &str,
+        body: &Body,
+        index: &[(&'static SearchParam, IndexValue)],
+    ) -> Result<Written, StoreError> {
+        let time_ms = self.next_time();
+        let content = body.assemble(rtype, rid, 1, &vaidya_fhir::datetime::format_instant(time_ms));
+        let seq = self.append(author, Op::Put, rtype, rid, 1, content.clone(), time_ms)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, 1, ?3, ?4, 0)",
+            )?
+            .execute(params![rtype, rid, seq as i64, time_ms])?;
+        let rowid = self.conn.last_insert_rowid();
+        index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
+        Ok(Written { resource_type: rtype.to_string(), id: rid.to_string(), version: 1, seq, time_ms, content })
+    }
+
     /// Delete a resource. `None` when there is nothing to delete (absent or already deleted):
     /// FHIR deletes are idempotent.
     pub fn delete(&mut self, author: &str, rtype: &str, rid: &str) -> Result<Option<Written>, StoreError> {
@@ -202,12 +228,20 @@ impl WriteTx<'_> {
         self.conn.prepare_cached("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)")?.execute(params![seq as i64, bytes])?;
         // Record n of the tree (0-based) is entry seq n+1.
         let n = seq - 1;
-        let hashes = stored_hashes_for_record_hash(n, vaidya_ledger::Hash(leaf.0), &SqliteHashReader(self.conn))
+        let reader = FrontierHashReader { conn: self.conn, frontier: &self.tip.frontier };
+        let hashes = stored_hashes_for_record_hash(n, vaidya_ledger::Hash(leaf.0), &reader)
             .map_err(|e| StoreError::Corrupt(format!("Merkle tree hashes unreadable at entry {seq}: {e}")))?;
         let first = stored_hash_index(0, n);
         let mut stmt = self.conn.prepare_cached("INSERT INTO tree_hash (idx, hash) VALUES (?1, ?2)")?;
-        for (i, h) in hashes.iter().enumerate() {
-            stmt.execute(params![(first + i as u64) as i64, &h.0[..]])?;
+        // Appending record n stores its leaf (level 0) and then one hash per subtree it
+        // completes, at levels 1, 2, ... in that order.
+        for (level, h) in hashes.iter().enumerate() {
+            let idx = first + level as u64;
+            stmt.execute(params![idx as i64, &h.0[..]])?;
+            if self.tip.frontier.len() <= level {
+                self.tip.frontier.resize(level + 1, None);
+            }
+            self.tip.frontier[level] = Some((idx, *h));
         }
         self.conn
             .prepare_cached("INSERT INTO history (rtype, rid, version, seq) VALUES (?1, ?2, ?3, ?4)")?
@@ -463,5 +497,5 @@ fn load_tip(conn: &Connection) -> Result<Tip, StoreError> {
         })
         .optional()?
         .unwrap_or((0, 0));
-    Ok(Tip { size, prev_hash, last_time_ms, checkpoint_size: checkpoint_size as u64, checkpoint_time_ms })
+    Ok(Tip { size, prev_hash, last_time_ms, checkpoint_size: checkpoint_size as u64, checkpoint_time_ms, frontier: Vec::new() })
 }

@@ -55,7 +55,8 @@ pub fn create(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_none
         }
     }
     let rtype = p.resource_type.clone();
-    let w = tx.put(author, &rtype, id, &p.body, &p.index)?;
+    // `id` was just made by the server (UUIDv7): no need to look for an existing resource.
+    let w = tx.create(author, &rtype, id, &p.body, &p.index)?;
     tx.dispose(p);
     Ok(Outcome { status: StatusCode::CREATED, resource_type: rtype, id: id.to_string(), version: w.version, time_ms: w.time_ms, content: Some(w.content) })
 }
