@@ -66,7 +66,8 @@ pub enum HistoryScope<'a> {
     Instance(&'a str, &'a str),
 }
 
-/// History newest first, `count` items after skipping `offset`, entries at or after `since_ms`.
+/// History newest first, `count` items after skipping `offset`, of entries at or after
+/// `since_ms` (with the total of such entries).
 pub fn history(
     conn: &Connection,
     scope: HistoryScope<'_>,
@@ -74,49 +75,61 @@ pub fn history(
     count: usize,
     offset: usize,
 ) -> Result<(Vec<HistoryItem>, u64), StoreError> {
-    let since = since_ms.unwrap_or(i64::MIN);
-    let (seqs, total): (Vec<i64>, u64) = match scope {
-        HistoryScope::System => {
-            let seqs = collect(
+    let from_seq = match since_ms {
+        Some(ms) => first_seq_at_or_after(conn, ms)? as i64,
+        None => 0,
+    };
+    let (seqs, total): (Vec<i64>, i64) = match scope {
+        HistoryScope::System => (
+            collect(
                 conn,
-                "SELECT seq FROM ledger ORDER BY seq DESC LIMIT ?1 OFFSET ?2",
-                params![count as i64, offset as i64],
-            )?;
-            let total: i64 = conn.query_row("SELECT count(*) FROM ledger", [], |r| r.get(0))?;
-            (seqs, total as u64)
-        }
-        HistoryScope::Type(t) => {
-            let seqs = collect(
+                "SELECT seq FROM ledger WHERE seq >= ?1 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
+                params![from_seq, count as i64, offset as i64],
+            )?,
+            conn.query_row("SELECT count(*) FROM ledger WHERE seq >= ?1", [from_seq], |r| r.get(0))?,
+        ),
+        HistoryScope::Type(t) => (
+            collect(
                 conn,
-                "SELECT seq FROM history WHERE rtype = ?1 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
-                params![t, count as i64, offset as i64],
-            )?;
-            let total: i64 = conn.query_row("SELECT count(*) FROM history WHERE rtype = ?1", [t], |r| r.get(0))?;
-            (seqs, total as u64)
-        }
-        HistoryScope::Instance(t, id) => {
-            let seqs = collect(
+                "SELECT seq FROM history WHERE rtype = ?1 AND seq >= ?2 ORDER BY seq DESC LIMIT ?3 OFFSET ?4",
+                params![t, from_seq, count as i64, offset as i64],
+            )?,
+            conn.query_row("SELECT count(*) FROM history WHERE rtype = ?1 AND seq >= ?2", params![t, from_seq], |r| r.get(0))?,
+        ),
+        HistoryScope::Instance(t, id) => (
+            collect(
                 conn,
-                "SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 ORDER BY version DESC LIMIT ?3 OFFSET ?4",
-                params![t, id, count as i64, offset as i64],
-            )?;
-            let total: i64 = conn.query_row(
-                "SELECT count(*) FROM history WHERE rtype = ?1 AND rid = ?2",
-                [t, id],
+                "SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 AND seq >= ?3 ORDER BY version DESC LIMIT ?4 OFFSET ?5",
+                params![t, id, from_seq, count as i64, offset as i64],
+            )?,
+            conn.query_row(
+                "SELECT count(*) FROM history WHERE rtype = ?1 AND rid = ?2 AND seq >= ?3",
+                params![t, id, from_seq],
                 |r| r.get(0),
-            )?;
-            (seqs, total as u64)
-        }
+            )?,
+        ),
     };
     let mut items = Vec::with_capacity(seqs.len());
     for seq in seqs {
         let e = entry(conn, seq as u64)?;
-        if e.time_ms < since {
-            continue;
-        }
         items.push(HistoryItem { resource_type: e.resource_type.clone(), id: e.resource_id.clone(), stored: stored_from(e) });
     }
-    Ok((items, total))
+    Ok((items, total as u64))
+}
+
+/// The first entry committed at or after `ms`. Entry times never decrease along the ledger
+/// (the writer keeps them monotonic), so a binary search over sequence numbers finds it.
+pub fn first_seq_at_or_after(conn: &Connection, ms: i64) -> Result<u64, StoreError> {
+    let (mut lo, mut hi) = (1u64, ledger_size(conn)? + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if entry(conn, mid)?.time_ms < ms {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 fn collect(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<i64>, StoreError> {

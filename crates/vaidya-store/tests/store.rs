@@ -221,3 +221,28 @@ fn a_failing_unguarded_job_rolls_back_its_whole_group_and_everyone_hears_it() {
     assert_eq!(report.entries, 3);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+#[test]
+fn history_since_counts_and_pages_only_later_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    for i in 0..3 {
+        let id = format!("early{i}");
+        store.write_blocking(move |tx| put(tx, &id, "Early")).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let since = vaidya_fhir::datetime::now_ms();
+    for i in 0..4 {
+        let id = format!("late{i}");
+        store.write_blocking(move |tx| put(tx, &id, "Late")).unwrap();
+    }
+    use vaidya_store::read::{HistoryScope, history};
+    let (items, total) = store.read(|c| history(c, HistoryScope::System, Some(since), 2, 0)).unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i.id.starts_with("late")));
+    let (items, _) = store.read(|c| history(c, HistoryScope::Type("Patient"), Some(since), 10, 2)).unwrap();
+    assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["late1", "late0"]);
+    let (_, total) = store.read(|c| history(c, HistoryScope::Instance("Patient", "early0"), Some(since), 10, 0)).unwrap();
+    assert_eq!(total, 0);
+}

@@ -38,7 +38,8 @@ enum Command {
 /// Options shared by commands that work on a data directory.
 #[derive(clap::Args, Clone)]
 pub struct DataArgs {
-    /// Data directory (database, keys). Overrides `data` in the config file.
+    /// Data directory (database, keys) [default: ./vaidya-data]. Overrides `data` in the
+    /// config file.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Configuration file (TOML); see docs/OPERATIONS.md for every setting.
@@ -63,6 +64,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("VAIDYA_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),

@@ -8,10 +8,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
+#[command(after_help = "The first start creates the data directory (database, ledger signing key in keys/, an `admin`\n\
+account) and prints the admin's one-time password once. Stop with Ctrl-C or SIGTERM: a final\n\
+checkpoint is signed. Logs go to stderr; set VAIDYA_LOG=debug for more.\n\n\
+Examples:\n  vaidya serve                                   # ./vaidya-data, http://127.0.0.1:8080\n  vaidya serve --data /srv/vaidya --listen 0.0.0.0:8080\n  vaidya serve --config /etc/vaidya/vaidya.toml")]
 pub struct ServeArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Address to listen on. Overrides `listen` in the config file.
+    /// Address to listen on [default: 127.0.0.1:8080]. Overrides `listen` in the config file.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
 }

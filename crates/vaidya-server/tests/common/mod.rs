@@ -57,7 +57,11 @@ fn agent() -> ureq::Agent {
 
 impl Server {
     pub fn start() -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Server::start_in(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// Start on an existing (or empty) data directory.
+    pub fn start_in(dir: tempfile::TempDir) -> Server {
         let mut s = Server { dir, child: None, base: String::new(), token: String::new(), admin_password: None, agent: agent() };
         s.spawn();
         s.token = s.make_token("admin");
