@@ -51,6 +51,9 @@ const IN_FLIGHT: usize = 32;
 /// Largest single import file accepted.
 const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
 
+/// A submitted job: its label, its resource count, and where its result will arrive.
+type Pending = (String, usize, tokio::sync::oneshot::Receiver<Result<usize, ApiError>>);
+
 /// What workers send to the submitting thread.
 enum Msg {
     Work(String, Result<Work, String>),
@@ -192,9 +195,8 @@ fn import_files(store: &Arc<Store>, files: Vec<PathBuf>, workers: usize, max_ent
         drop(work_tx);
         // Submit jobs as they come; collect replies without waiting for each commit, so the
         // writer always has a group to commit.
-        let mut pending: std::collections::VecDeque<(String, usize, tokio::sync::oneshot::Receiver<Result<usize, ApiError>>)> =
-            Default::default();
-        let finish = |totals: &mut Totals, (label, n, rx): (String, usize, tokio::sync::oneshot::Receiver<Result<usize, ApiError>>)| {
+        let mut pending: std::collections::VecDeque<Pending> = Default::default();
+        let finish = |totals: &mut Totals, (label, n, rx): Pending| {
             match rx.blocking_recv() {
                 Ok(Ok(_)) => totals.resources += n as u64,
                 Ok(Err(e)) => totals.failures.push(format!("{label}: {}", describe(&e))),

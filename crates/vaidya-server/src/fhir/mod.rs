@@ -99,8 +99,8 @@ pub fn rewrite_references(value: &mut Value, map: &dyn Fn(&str) -> Option<String
     match value {
         Value::Object(obj) => {
             for (k, v) in obj.iter_mut() {
-                if k == "reference" {
-                    if let Value::String(s) = v {
+                if k == "reference"
+                    && let Value::String(s) = v {
                         if let Some(new) = map(s) {
                             *s = new;
                         } else if s.starts_with("urn:uuid:") || s.starts_with("urn:oid:") {
@@ -108,7 +108,6 @@ pub fn rewrite_references(value: &mut Value, map: &dyn Fn(&str) -> Option<String
                         }
                         continue;
                     }
-                }
                 rewrite_references(v, map, unresolved);
             }
         }

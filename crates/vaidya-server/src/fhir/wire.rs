@@ -15,16 +15,14 @@ pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), Api
         let s = s.trim().to_ascii_lowercase();
         s.is_empty() || s.contains("json") || s.starts_with("*/*") || s.starts_with("application/*") || s == "json"
     };
-    if let Some(f) = format {
-        if !json_like(f) {
+    if let Some(f) = format
+        && !json_like(f) {
             return Err(ApiError::new(StatusCode::NOT_ACCEPTABLE, IssueType::NotSupported, "only JSON is supported (_format)"));
         }
-    }
-    if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
-        if !accept.split(',').any(|a| json_like(a.split(';').next().unwrap_or(""))) {
+    if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+        && !accept.split(',').any(|a| json_like(a.split(';').next().unwrap_or(""))) {
             return Err(ApiError::new(StatusCode::NOT_ACCEPTABLE, IssueType::NotSupported, "only application/fhir+json is supported"));
         }
-    }
     Ok(())
 }
 
