@@ -8,20 +8,6 @@ use serde_json::{Value, json};
 use vaidya_fhir::model::Model;
 use vaidya_fhir::search_params::{ParamType, search_params};
 
-fn param_type(t: ParamType) -> &'static str {
-    match t {
-        ParamType::String => "string",
-        ParamType::Token => "token",
-        ParamType::Reference => "reference",
-        ParamType::Date => "date",
-        ParamType::Number => "number",
-        ParamType::Quantity => "quantity",
-        ParamType::Uri => "uri",
-        ParamType::Composite => "composite",
-        ParamType::Special => "special",
-    }
-}
-
 pub fn capability_statement(base: &str) -> Value {
     let resources: Vec<Value> = Model::r4()
         .resource_types()
@@ -30,7 +16,7 @@ pub fn capability_statement(base: &str) -> Value {
             // token first, and `near`; not the few R4 parameters without an expression).
             let params: Vec<Value> = search_params(t)
                 .filter(|p| vaidya_store::search::parse::table_of(p).is_some())
-                .map(|p| json!({"name": p.code, "definition": p.url, "type": param_type(p.kind)}))
+                .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.as_str()}))
                 .collect();
             let ref_params: Vec<String> = search_params(t)
                 .filter(|p| p.kind == ParamType::Reference)

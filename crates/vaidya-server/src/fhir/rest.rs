@@ -164,11 +164,15 @@ async fn read(
     check_type(&rtype)?;
     check_id(&id)?;
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
-    let (t, i) = (rtype.clone(), id.clone());
-    let stored = app.read_now(|conn| Ok(vaidya_store::read::current(conn, &t, &i)?))?;
+    let stored = app.read_now(|conn| Ok(vaidya_store::read::current(conn, &rtype, &id)?))?;
+    stored_response(stored, &format!("{rtype}/{id}"))
+}
+
+/// A stored version as a response: 404 if there is none, 410 if it is a deletion.
+fn stored_response(stored: Option<vaidya_store::Stored>, what: &str) -> Result<Response, ApiError> {
     match stored {
-        None => Err(ApiError::not_found(format!("{rtype}/{id} is not known"))),
-        Some(s) if s.deleted => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("{rtype}/{id} was deleted"))),
+        None => Err(ApiError::not_found(format!("{what} is not known"))),
+        Some(s) if s.deleted => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("{what} is deleted"))),
         Some(s) => Ok(wire::resource_response(StatusCode::OK, s.content, s.version, s.time_ms, None)),
     }
 }
@@ -176,17 +180,15 @@ async fn read(
 async fn vread(
     State(app): State<AppState>,
     Path((rtype, id, vid)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_type(&rtype)?;
     check_id(&id)?;
+    wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let version: u64 = vid.parse().map_err(|_| ApiError::bad_request(format!("'{vid}' is not a version number")))?;
-    let (t, i) = (rtype.clone(), id.clone());
-    let stored = app.read_now(|conn| Ok(vaidya_store::read::version(conn, &t, &i, version)?))?;
-    match stored {
-        None => Err(ApiError::not_found(format!("{rtype}/{id} has no version {version}"))),
-        Some(s) if s.deleted => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("version {version} of {rtype}/{id} is a deletion"))),
-        Some(s) => Ok(wire::resource_response(StatusCode::OK, s.content, s.version, s.time_ms, None)),
-    }
+    let stored = app.read_now(|conn| Ok(vaidya_store::read::version(conn, &rtype, &id, version)?))?;
+    stored_response(stored, &format!("version {version} of {rtype}/{id}"))
 }
 
 async fn search_get(
