@@ -77,8 +77,8 @@ impl Work {
     fn cannot_fail_midway(&self) -> bool {
         match self {
             Work::Transaction(t) => t.only_plain_creates(),
-            // Creates, and updates without preconditions.
-            Work::Resources(_) => true,
+            // Creates, and updates without preconditions; but a booking can be refused.
+            Work::Resources(items) => items.iter().all(|(_, p)| p.resource_type != "Appointment"),
         }
     }
 }

@@ -398,7 +398,9 @@ impl PreparedTransaction {
     /// Only unconditional creates: the transaction cannot fail once it has started writing,
     /// except through a fault, so it needs no savepoint of its own.
     pub fn only_plain_creates(&self) -> bool {
-        self.entries.iter().all(|e| e.method == Method::Post && e.if_none_exist.is_none())
+        // Appointments are excluded: a booking can be refused (slot full) after earlier
+        // entries were written.
+        self.entries.iter().all(|e| e.method == Method::Post && e.if_none_exist.is_none() && e.rtype != "Appointment")
     }
 
     /// Run inside a writer job; returns the number of entries written.

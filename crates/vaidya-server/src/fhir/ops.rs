@@ -1,7 +1,7 @@
 //! The write interactions as they run inside the writer's transaction, shared by the REST
 //! handlers and by transaction/batch Bundles.
 
-use super::Prepared;
+use super::{Prepared, booking};
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use vaidya_fhir::outcome::IssueType;
@@ -55,9 +55,11 @@ pub fn create(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_none
         }
     }
     let rtype = p.resource_type.clone();
+    let slots = if rtype == "Appointment" { booking::before_write(tx, id, Some(&p))? } else { Default::default() };
     // `id` was just made by the server (UUIDv7): no need to look for an existing resource.
     let w = tx.create(author, &rtype, id, &p.body, &p.index)?;
     tx.dispose(p);
+    booking::refresh_slots(tx, author, &slots)?;
     Ok(Outcome { status: StatusCode::CREATED, resource_type: rtype, id: id.to_string(), version: w.version, time_ms: w.time_ms, content: Some(w.content) })
 }
 
@@ -79,8 +81,10 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_matc
         }
     }
     let existed = current.is_some_and(|c| !c.deleted);
+    let slots = if rtype == "Appointment" { booking::before_write(tx, id, Some(&p))? } else { Default::default() };
     let w = tx.put(author, &rtype, id, &p.body, &p.index)?;
     tx.dispose(p);
+    booking::refresh_slots(tx, author, &slots)?;
     Ok(Outcome {
         status: if existed { StatusCode::OK } else { StatusCode::CREATED },
         resource_type: rtype,
@@ -93,7 +97,9 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_matc
 
 /// Delete; deleting what is absent or already deleted succeeds and changes nothing.
 pub fn delete(tx: &mut WriteTx<'_>, author: &str, rtype: &str, id: &str) -> Result<Outcome, ApiError> {
+    let slots = if rtype == "Appointment" { booking::before_write(tx, id, None)? } else { Default::default() };
     let w = tx.delete(author, rtype, id)?;
+    booking::refresh_slots(tx, author, &slots)?;
     Ok(Outcome {
         status: StatusCode::NO_CONTENT,
         resource_type: rtype.to_string(),

@@ -1,0 +1,164 @@
+//! OPD booking through plain FHIR: an Appointment whose status holds a place (booked, arrived,
+//! checked-in, fulfilled) takes one place in every Slot it names. It runs inside the writer's
+//! job, so two bookings can never both take the last place: the count and the write are one
+//! transaction, and transactions are serial.
+//!
+//! A Slot's capacity is the extension [`SLOT_CAPACITY_URL`] (valueUnsignedInt, default 1).
+//! The Slot's status follows its bookings: `busy` when full, `free` otherwise.
+
+use super::Prepared;
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use vaidya_fhir::index::IndexValue;
+use vaidya_fhir::outcome::IssueType;
+use vaidya_fhir::search_params::SearchParam;
+use vaidya_store::WriteTx;
+use vaidya_store::search::{Handling, parse_query};
+
+pub const SLOT_CAPACITY_URL: &str = "https://vaidya.dev/fhir/StructureDefinition/slot-capacity";
+
+/// Appointment statuses that hold a place in their slots.
+const HOLDING: [&str; 4] = ["booked", "arrived", "checked-in", "fulfilled"];
+
+/// What one version of an Appointment holds: its slots, if its status holds places.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Holds {
+    slots: BTreeSet<String>,
+}
+
+fn holds_from_index(index: &[(&'static SearchParam, IndexValue)]) -> Holds {
+    let holding = index.iter().any(|(p, v)| {
+        p.code == "status" && matches!(v, IndexValue::Token { code: Some(c), .. } if HOLDING.contains(&c.as_str()))
+    });
+    if !holding {
+        return Holds::default();
+    }
+    let slots = index
+        .iter()
+        .filter(|(p, _)| p.code == "slot")
+        .filter_map(|(_, v)| match v {
+            IndexValue::Reference { target_type: Some(t), target_id: Some(id), .. } if t == "Slot" => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    Holds { slots }
+}
+
+/// What the stored (current) version of an appointment holds.
+fn current_holds(tx: &WriteTx<'_>, id: &str) -> Result<Holds, ApiError> {
+    let Some(stored) = vaidya_store::read::current(tx.conn(), "Appointment", id)? else { return Ok(Holds::default()) };
+    if stored.deleted {
+        return Ok(Holds::default());
+    }
+    let v: Value = serde_json::from_slice(&stored.content).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(holds_from_index(&vaidya_fhir::index::extract_all(&v)))
+}
+
+/// A Slot as booking sees it.
+struct SlotView {
+    resource: Value,
+    capacity: u64,
+    status: String,
+    end_ms: Option<i64>,
+}
+
+fn load_slot(tx: &WriteTx<'_>, id: &str) -> Result<Option<SlotView>, ApiError> {
+    let Some(stored) = vaidya_store::read::current(tx.conn(), "Slot", id)? else { return Ok(None) };
+    if stored.deleted {
+        return Ok(None);
+    }
+    let resource: Value = serde_json::from_slice(&stored.content).map_err(|e| ApiError::internal(e.to_string()))?;
+    let capacity = resource["extension"]
+        .as_array()
+        .and_then(|exts| exts.iter().find(|e| e["url"] == SLOT_CAPACITY_URL))
+        .and_then(|e| e["valueUnsignedInt"].as_u64())
+        .unwrap_or(1);
+    let status = resource["status"].as_str().unwrap_or_default().to_string();
+    let end_ms = resource["end"].as_str().and_then(vaidya_fhir::datetime::parse_date_range).map(|(_, hi)| hi);
+    Ok(Some(SlotView { resource, capacity, status, end_ms }))
+}
+
+/// Appointments currently holding a place in a slot (as committed so far in this transaction).
+fn holders(tx: &WriteTx<'_>, slot_id: &str) -> Result<u64, ApiError> {
+    let pairs = vec![
+        ("slot".to_string(), format!("Slot/{slot_id}")),
+        ("status".to_string(), HOLDING.join(",")),
+        ("_summary".to_string(), "count".to_string()),
+    ];
+    let q = parse_query("Appointment", &pairs, Handling::Strict)?;
+    Ok(vaidya_store::search::run(tx.conn(), &q)?.total)
+}
+
+fn refuse(status: StatusCode, code: IssueType, message: String) -> ApiError {
+    ApiError::new(status, code, message)
+}
+
+/// Check that the new version of appointment `id` may take the places it asks for, before it
+/// is written. Returns the slots whose status must be refreshed after the write.
+pub fn before_write(tx: &WriteTx<'_>, id: &str, new: Option<&Prepared>) -> Result<BTreeSet<String>, ApiError> {
+    let old = current_holds(tx, id)?;
+    let new = new.map(|p| holds_from_index(&p.index)).unwrap_or_default();
+    let now = vaidya_store::now_ms();
+    for slot_id in new.slots.difference(&old.slots) {
+        let Some(slot) = load_slot(tx, slot_id)? else {
+            return Err(refuse(StatusCode::UNPROCESSABLE_ENTITY, IssueType::NotFound, format!("Slot/{slot_id} does not exist")));
+        };
+        if slot.status != "free" && slot.status != "busy" {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                IssueType::BusinessRule,
+                format!("Slot/{slot_id} is {} and cannot be booked", slot.status),
+            ));
+        }
+        if slot.end_ms.is_some_and(|end| end < now) {
+            return Err(refuse(StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule, format!("Slot/{slot_id} is in the past")));
+        }
+        let taken = holders(tx, slot_id)?;
+        if taken >= slot.capacity {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                IssueType::Conflict,
+                format!("Slot/{slot_id} is full ({taken} of {} places taken)", slot.capacity),
+            ));
+        }
+    }
+    Ok(old.slots.union(&new.slots).cloned().collect())
+}
+
+/// After the appointment's write: set each affected slot `busy` when full, `free` otherwise.
+pub fn refresh_slots(tx: &mut WriteTx<'_>, author: &str, slots: &BTreeSet<String>) -> Result<(), ApiError> {
+    for slot_id in slots {
+        let Some(mut slot) = load_slot(tx, slot_id)? else { continue };
+        if slot.status != "free" && slot.status != "busy" {
+            continue; // blocked or entered-in-error slots keep what staff set
+        }
+        let wanted = if holders(tx, slot_id)? >= slot.capacity { "busy" } else { "free" };
+        if slot.status != wanted {
+            slot.resource["status"] = Value::String(wanted.to_string());
+            let index = vaidya_fhir::index::extract_all(&slot.resource);
+            tx.put(author, "Slot", slot_id, &vaidya_store::Body::from_resource(&slot.resource), &index)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_holding_statuses_hold_their_slots() {
+        let appt = |status: &str| {
+            json!({"resourceType": "Appointment", "status": status, "slot": [{"reference": "Slot/s1"}, {"reference": "Slot/s2"}],
+                   "participant": [{"actor": {"reference": "Patient/p"}, "status": "accepted"}]})
+        };
+        let booked = holds_from_index(&vaidya_fhir::index::extract_all(&appt("booked")));
+        assert_eq!(booked.slots.into_iter().collect::<Vec<_>>(), vec!["s1", "s2"]);
+        for s in ["cancelled", "noshow", "proposed", "entered-in-error"] {
+            assert!(holds_from_index(&vaidya_fhir::index::extract_all(&appt(s))).slots.is_empty(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! OPD booking through plain FHIR: capacity holds under concurrent load, cancel frees, bad
+//! bookings are refused and change nothing.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const CAPACITY: &str = "https://vaidya.dev/fhir/StructureDefinition/slot-capacity";
+
+fn slot(id: &str, capacity: u64, start: &str, end: &str) -> Value {
+    json!({"resourceType": "Slot", "id": id, "schedule": {"reference": "Schedule/opd-med"}, "status": "free",
+           "start": start, "end": end, "extension": [{"url": CAPACITY, "valueUnsignedInt": capacity}]})
+}
+
+fn appointment(slot: &str, patient: &str) -> Value {
+    json!({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": format!("Slot/{slot}")}],
+           "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}]})
+}
+
+#[test]
+fn concurrent_bookings_never_overbook_and_cancel_frees_the_place() {
+    let s = Server::start();
+    assert_eq!(s.put("/Schedule/opd-med", &json!({"resourceType": "Schedule", "id": "opd-med", "actor": [{"reference": "Practitioner/dr-rao"}]})).status, 201);
+    for i in 0..3 {
+        let id = format!("s{i}");
+        let r = s.put(&format!("/Slot/{id}"), &slot(&id, 2, "2099-01-05T09:00:00+05:30", "2099-01-05T09:10:00+05:30"));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    // 240 bookings from 16 threads at 3 slots of 2 places: exactly 6 may succeed.
+    let (base, token) = (Arc::new(s.base.clone()), Arc::new(s.token.clone()));
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let (base, token) = (base.clone(), token.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let mut statuses = vec![];
+                for i in 0..15 {
+                    let body = appointment(&format!("s{}", (t + i) % 3), &format!("p{t}-{i}")).to_string();
+                    let auth = format!("Bearer {token}");
+                    let r = raw_request(&agent, "POST", &format!("{base}/Appointment"), Some(&body), &[("Authorization", &auth), ("Content-Type", "application/fhir+json")]);
+                    if r.status != 201 {
+                        assert_eq!(r.status, 409, "{}", r.body);
+                        assert!(r.assert_outcome().to_string().contains("full"), "{}", r.body);
+                    }
+                    statuses.push(r.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses.len(), 240);
+    assert_eq!(statuses.iter().filter(|&&c| c == 201).count(), 6, "exactly capacity x slots bookings succeed");
+    for i in 0..3 {
+        let b = s.get(&format!("/Appointment?slot=Slot/s{i}&status=booked")).json();
+        assert_eq!(b["total"], 2, "slot s{i}");
+        assert_eq!(s.get(&format!("/Slot/s{i}")).json()["status"], "busy");
+    }
+
+    // Cancelling frees the place and the slot; booking it again works.
+    let b = s.get("/Appointment?slot=Slot/s0&status=booked").json();
+    let mut appt = b["entry"][0]["resource"].clone();
+    appt["status"] = json!("cancelled");
+    let id = appt["id"].as_str().unwrap().to_string();
+    assert_eq!(s.put(&format!("/Appointment/{id}"), &appt).status, 200);
+    assert_eq!(s.get("/Slot/s0").json()["status"], "free");
+    assert_eq!(s.post("/Appointment", &appointment("s0", "late")).status, 201);
+    assert_eq!(s.get("/Slot/s0").json()["status"], "busy");
+    assert_eq!(s.post("/Appointment", &appointment("s0", "later")).status, 409);
+}
+
+#[test]
+fn past_missing_and_blocked_slots_are_refused_and_nothing_changes() {
+    let s = Server::start();
+    assert_eq!(s.put("/Slot/past", &slot("past", 5, "2020-01-01T09:00:00+05:30", "2020-01-01T09:10:00+05:30")).status, 201);
+    let mut blocked = slot("blocked", 5, "2099-01-01T09:00:00+05:30", "2099-01-01T09:10:00+05:30");
+    blocked["status"] = json!("busy-unavailable");
+    assert_eq!(s.put("/Slot/blocked", &blocked).status, 201);
+    let before = s.ledger_size();
+    for (slot_id, status) in [("past", 422), ("nowhere", 422), ("blocked", 409)] {
+        let r = s.post("/Appointment", &appointment(slot_id, "p1"));
+        assert_eq!(r.status, status, "{slot_id}: {}", r.body);
+        r.assert_outcome();
+    }
+    assert_eq!(s.ledger_size(), before);
+    // A proposed appointment holds no place and may name any slot.
+    let mut proposed = appointment("past", "p1");
+    proposed["status"] = json!("proposed");
+    assert_eq!(s.post("/Appointment", &proposed).status, 201);
+}
