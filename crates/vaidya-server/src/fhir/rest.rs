@@ -34,6 +34,28 @@ pub fn router(state: AppState, max_body: usize) -> Router<AppState> {
         .merge(authed)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(move |req: axum::extract::Request, next: middleware::Next| {
+            refuse_announced_oversize(req, next, max_body)
+        }))
+}
+
+/// Refuse a body whose Content-Length already exceeds the limit, before reading any of it
+/// (bodies without a length are cut off at the limit as they are read).
+async fn refuse_announced_oversize(req: axum::extract::Request, next: middleware::Next, max_body: usize) -> Response {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max_body as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            IssueType::TooLong,
+            format!("the request body exceeds the size limit of {max_body} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn method_not_allowed() -> ApiError {
