@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod demo;
 pub mod error;
 pub mod fhir;
 pub mod import;

@@ -18,6 +18,10 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]. Overrides `listen` in the config file.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Load a demo hospital (departments, doctors and their OPD slots for the coming week, a
+    /// tariff, patients, appointments, a lab report) if the data directory is empty.
+    #[arg(long)]
+    demo: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
@@ -39,7 +43,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let store = Arc::new(store);
     let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let demo = args.demo;
+    let demo_store = store.clone();
     let result = runtime.block_on(async move {
+        if demo {
+            load_demo(&demo_store).await?;
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -58,6 +67,31 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     store.shutdown();
     drop(lock);
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Load the demo hospital into an empty ledger (a second start with --demo changes nothing).
+async fn load_demo(store: &Arc<vaidya_store::Store>) -> Result<(), String> {
+    let entries = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.read(|c| vaidya_store::read::ledger_size(c)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+    };
+    if entries > 0 {
+        println!("Demo: the data directory already holds {entries} ledger entries; nothing loaded");
+        return Ok(());
+    }
+    let bundle = crate::demo::hospital(vaidya_store::now_ms());
+    let out = crate::fhir::bundle::process(store, "demo", bundle, "http://localhost/fhir", crate::fhir::wire::Return::Minimal, 100_000)
+        .await
+        .map_err(|e| format!("the demo hospital did not load: {:?}", e.issues))?;
+    let n = serde_json::from_slice::<serde_json::Value>(&out)
+        .ok()
+        .and_then(|v| v["entry"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    println!("Demo hospital loaded: {n} resources (departments, doctors, OPD slots for the coming week, tariff, patients)");
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use vaidya_fhir::index::IndexValue;
 use vaidya_fhir::outcome::IssueType;
 use vaidya_fhir::search_params::SearchParam;
+use vaidya_domain::booking::{BookingError, SlotLoad, SlotStatus};
 use vaidya_store::WriteTx;
 use vaidya_store::search::{Handling, parse_query};
 
@@ -59,9 +60,18 @@ fn current_holds(tx: &WriteTx<'_>, id: &str) -> Result<Holds, ApiError> {
 /// A Slot as booking sees it.
 struct SlotView {
     resource: Value,
-    capacity: u64,
+    capacity: u16,
     status: String,
-    end_ms: Option<i64>,
+    start_ms: Option<i64>,
+}
+
+impl SlotView {
+    /// The domain's view of this slot's places, given how many are taken. A slot holding
+    /// more than its capacity (capacity lowered after bookings) counts as full.
+    fn load(&self, taken: u64) -> Result<SlotLoad, BookingError> {
+        let taken = u16::try_from(taken).unwrap_or(u16::MAX);
+        SlotLoad::with_booked(self.capacity, taken.min(self.capacity))
+    }
 }
 
 fn load_slot(tx: &WriteTx<'_>, id: &str) -> Result<Option<SlotView>, ApiError> {
@@ -74,10 +84,10 @@ fn load_slot(tx: &WriteTx<'_>, id: &str) -> Result<Option<SlotView>, ApiError> {
         .as_array()
         .and_then(|exts| exts.iter().find(|e| e["url"] == SLOT_CAPACITY_URL))
         .and_then(|e| e["valueUnsignedInt"].as_u64())
-        .unwrap_or(1);
+        .map_or(1, |c| u16::try_from(c).unwrap_or(u16::MAX));
     let status = resource["status"].as_str().unwrap_or_default().to_string();
-    let end_ms = resource["end"].as_str().and_then(vaidya_fhir::datetime::parse_date_range).map(|(_, hi)| hi);
-    Ok(Some(SlotView { resource, capacity, status, end_ms }))
+    let start_ms = resource["start"].as_str().and_then(vaidya_fhir::datetime::parse_date_range).map(|(lo, _)| lo);
+    Ok(Some(SlotView { resource, capacity, status, start_ms }))
 }
 
 /// Appointments currently holding a place in a slot (as committed so far in this transaction).
@@ -112,16 +122,23 @@ pub fn before_write(tx: &WriteTx<'_>, id: &str, new: Option<&Prepared>) -> Resul
                 format!("Slot/{slot_id} is {} and cannot be booked", slot.status),
             ));
         }
-        if slot.end_ms.is_some_and(|end| end < now) {
-            return Err(refuse(StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule, format!("Slot/{slot_id} is in the past")));
-        }
         let taken = holders(tx, slot_id)?;
-        if taken >= slot.capacity {
-            return Err(refuse(
-                StatusCode::CONFLICT,
-                IssueType::Conflict,
-                format!("Slot/{slot_id} is full ({taken} of {} places taken)", slot.capacity),
-            ));
+        let booked = slot.load(taken).and_then(|mut load| match slot.start_ms {
+            Some(start) => load.book_at(start, now),
+            None => load.book(),
+        });
+        match booked {
+            Ok(()) => {}
+            Err(BookingError::InThePast) => {
+                return Err(refuse(StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule, format!("Slot/{slot_id} is in the past")));
+            }
+            Err(e) => {
+                return Err(refuse(
+                    StatusCode::CONFLICT,
+                    IssueType::Conflict,
+                    format!("Slot/{slot_id} is full ({taken} of {} places taken): {e}", slot.capacity),
+                ));
+            }
         }
     }
     Ok(old.slots.union(&new.slots).cloned().collect())
@@ -134,7 +151,10 @@ pub fn refresh_slots(tx: &mut WriteTx<'_>, author: &str, slots: &BTreeSet<String
         if slot.status != "free" && slot.status != "busy" {
             continue; // blocked or entered-in-error slots keep what staff set
         }
-        let wanted = if holders(tx, slot_id)? >= slot.capacity { "busy" } else { "free" };
+        let wanted = match slot.load(holders(tx, slot_id)?).map(|l| l.status()) {
+            Ok(SlotStatus::Free) => "free",
+            Ok(SlotStatus::Busy) | Err(_) => "busy",
+        };
         if slot.status != wanted {
             slot.resource["status"] = Value::String(wanted.to_string());
             let index = vaidya_fhir::index::extract_all(&slot.resource);

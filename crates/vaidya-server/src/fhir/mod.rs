@@ -19,6 +19,9 @@ use vaidya_store::Body;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
+/// Identifier system of the hospital's UHID (see `vaidya_domain::uhid` for the format).
+pub const UHID_SYSTEM: &str = "https://vaidya.dev/fhir/sid/uhid";
+
 /// A resource checked, serialised and indexed outside the writer, ready to be stored.
 pub struct Prepared {
     pub resource_type: String,

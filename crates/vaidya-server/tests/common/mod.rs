@@ -22,6 +22,8 @@ pub struct Server {
     pub base: String,
     pub token: String,
     pub admin_password: Option<String>,
+    /// Extra arguments to `vaidya serve` (e.g. `--demo`).
+    pub serve_args: Vec<String>,
     agent: ureq::Agent,
 }
 
@@ -62,7 +64,20 @@ impl Server {
 
     /// Start on an existing (or empty) data directory.
     pub fn start_in(dir: tempfile::TempDir) -> Server {
-        let mut s = Server { dir, child: None, base: String::new(), token: String::new(), admin_password: None, agent: agent() };
+        Server::start_with(dir, &[])
+    }
+
+    /// Start with extra `vaidya serve` arguments.
+    pub fn start_with(dir: tempfile::TempDir, serve_args: &[&str]) -> Server {
+        let mut s = Server {
+            dir,
+            child: None,
+            base: String::new(),
+            token: String::new(),
+            admin_password: None,
+            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
+            agent: agent(),
+        };
         s.spawn();
         s.token = s.make_token("admin");
         s
@@ -78,6 +93,7 @@ impl Server {
             .args(["serve", "--data"])
             .arg(self.dir.path())
             .args(["--listen", "127.0.0.1:0"])
+            .args(&self.serve_args)
             .env("VAIDYA_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
