@@ -24,8 +24,10 @@ const DEPARTMENTS: [(&str, &str, &str, &str); 7] = [
     ("radio", "Radiology", "रेडियोलॉजी", "394914008"),
 ];
 
-/// Doctors: (id, given, family, Hindi name, department id, OPD weekdays (0 = Monday)).
-const DOCTORS: [(&str, &str, &str, &str, &str, &[u8]); 8] = [
+/// A demo doctor: (id, given, family, Hindi name, department id, OPD weekdays (0 = Monday)).
+type Doctor = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static [u8]);
+
+const DOCTORS: [Doctor; 8] = [
     ("dr-sharma", "Anjali", "Sharma", "डॉ. अंजलि शर्मा", "gen-med", &[0, 3]),
     ("dr-khan", "Imran", "Khan", "डॉ. इमरान ख़ान", "gen-med", &[1, 4]),
     ("dr-iyer", "Lakshmi", "Iyer", "डॉ. लक्ष्मी अय्यर", "paeds", &[0, 2, 4]),

@@ -148,7 +148,9 @@ fn bad_input_of_every_kind_gets_an_outcome_and_changes_nothing() {
     s.post("/Patient", &patient("Base"));
     let before = s.ledger_size();
     let json_ct = ("Content-Type", "application/fhir+json");
-    let cases: Vec<(&str, &str, Option<String>, Vec<(&str, &str)>)> = vec![
+    // (method, path, body, headers)
+    type Case<'a> = (&'a str, &'a str, Option<String>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         ("POST", "/Patient", Some("{not json".into()), vec![json_ct]),
         ("POST", "/Patient", Some("[1,2,3]".into()), vec![json_ct]),
         ("POST", "/Patient", Some("".into()), vec![json_ct]),

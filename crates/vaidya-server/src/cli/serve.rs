@@ -73,7 +73,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
 async fn load_demo(store: &Arc<vaidya_store::Store>) -> Result<(), String> {
     let entries = {
         let s = store.clone();
-        tokio::task::spawn_blocking(move || s.read(|c| vaidya_store::read::ledger_size(c)))
+        tokio::task::spawn_blocking(move || s.read(vaidya_store::read::ledger_size))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?
