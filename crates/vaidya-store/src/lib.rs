@@ -245,7 +245,7 @@ fn init_schema(conn: &Connection) -> Result<(), StoreError> {
 /// Create the secondary indexes that are missing (all of them for a new database; those an
 /// interrupted bulk load dropped).
 fn create_secondary_indexes(conn: &Connection) -> Result<(), StoreError> {
-    for sql in schema::SECONDARY_INDEXES {
+    for sql in schema::ADDED_TABLES.iter().chain(schema::SECONDARY_INDEXES) {
         conn.execute_batch(sql)?;
     }
     Ok(())

@@ -120,6 +120,13 @@ CREATE TABLE api_token (
 );
 "#;
 
+/// Tables added after schema version 1, created if missing when the store opens.
+pub const ADDED_TABLES: &[&str] = &[
+    // Named counters (e.g. the last UHID serial issued), written in the same transaction as
+    // the resources that use them.
+    "CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+];
+
 /// Secondary indexes: everything a search or listing needs beyond the tables' own keys. They
 /// are kept apart so that a bulk load can drop them and rebuild them once, sorted, at the end
 /// (`Store::begin_bulk_load`); opening the store recreates any that are missing, so an

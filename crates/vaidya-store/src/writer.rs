@@ -188,6 +188,24 @@ impl WriteTx<'_> {
         self.garbage.push(Box::new(value));
     }
 
+    /// A named counter's value (`None` if it was never set).
+    pub fn sequence(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM sequence WHERE name = ?1")?
+            .query_row([name], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|v| v as u64))
+    }
+
+    /// Set a named counter, in this transaction.
+    pub fn set_sequence(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO sequence (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2")?
+            .execute(params![name, value as i64])?;
+        Ok(())
+    }
+
     /// Entries in the ledger so far, including this transaction's.
     pub fn ledger_size(&self) -> u64 {
         self.tip.size

@@ -4,6 +4,7 @@
 pub mod booking;
 pub mod bundle;
 pub mod ops;
+pub mod registration;
 pub mod capability;
 pub mod rest;
 pub mod wire;
@@ -50,8 +51,11 @@ pub fn prepare(resource: Value) -> Result<Prepared, ApiError> {
     prepare_with(resource, false)
 }
 
-pub fn prepare_with(resource: Value, keep_resource: bool) -> Result<Prepared, ApiError> {
+pub fn prepare_with(mut resource: Value, keep_resource: bool) -> Result<Prepared, ApiError> {
     vaidya_fhir::validate::validate_resource(&resource).map_err(ApiError::invalid_resource)?;
+    // A Patient without a UHID is kept parsed: the writer gives it one if it is a create.
+    let keep_resource = keep_resource
+        || (resource["resourceType"] == "Patient" && !registration::normalise_uhids(&mut resource)?);
     let resource_type = resource["resourceType"].as_str().expect("validated resources have a resourceType").to_string();
     let index = vaidya_fhir::index::extract_all(&resource);
     let body = Body::from_resource(&resource);

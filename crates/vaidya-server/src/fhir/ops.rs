@@ -1,7 +1,7 @@
 //! The write interactions as they run inside the writer's transaction, shared by the REST
 //! handlers and by transaction/batch Bundles.
 
-use super::{Prepared, booking};
+use super::{Prepared, booking, registration};
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use vaidya_fhir::outcome::IssueType;
@@ -27,7 +27,7 @@ impl Outcome {
 }
 
 /// Create, or with `if_none_exist`, create only if nothing matches (conditional create).
-pub fn create(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_none_exist: Option<&Query>) -> Result<Outcome, ApiError> {
+pub fn create(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_none_exist: Option<&Query>) -> Result<Outcome, ApiError> {
     if let Some(q) = if_none_exist {
         let found = vaidya_store::search::run(tx.conn(), q)?;
         match found.total {
@@ -55,6 +55,9 @@ pub fn create(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_none
         }
     }
     let rtype = p.resource_type.clone();
+    if rtype == "Patient" {
+        registration::before_write(tx, &mut p, true)?;
+    }
     let slots = if rtype == "Appointment" { booking::before_write(tx, id, Some(&p))? } else { Default::default() };
     // `id` was just made by the server (UUIDv7): no need to look for an existing resource.
     let w = tx.create(author, &rtype, id, &p.body, &p.index)?;
@@ -64,7 +67,7 @@ pub fn create(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_none
 }
 
 /// Update (or create with a client-chosen id), checking `If-Match` when given.
-pub fn update(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_match: Option<u64>) -> Result<Outcome, ApiError> {
+pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_match: Option<u64>) -> Result<Outcome, ApiError> {
     let rtype = p.resource_type.clone();
     let current = tx.current(&rtype, id)?;
     if let Some(expected) = if_match {
@@ -81,6 +84,9 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, p: Prepared, id: &str, if_matc
         }
     }
     let existed = current.is_some_and(|c| !c.deleted);
+    if rtype == "Patient" {
+        registration::before_write(tx, &mut p, false)?;
+    }
     let slots = if rtype == "Appointment" { booking::before_write(tx, id, Some(&p))? } else { Default::default() };
     let w = tx.put(author, &rtype, id, &p.body, &p.index)?;
     tx.dispose(p);

@@ -605,3 +605,17 @@ fn revinclude(
     }
     Ok(())
 }
+
+/// The greatest token code in `[lo, hi]` that resources of `rtype` have under parameter
+/// `code` with `system` (e.g. the last UHID issued). Uses the search index's order.
+pub fn max_token_code(conn: &Connection, rtype: &str, code: &str, system: &str, lo: &str, hi: &str) -> Result<Option<String>, StoreError> {
+    let Some(p) = pid(conn, rtype, code)? else { return Ok(None) };
+    let mut stmt = conn.prepare_cached(
+        "SELECT code FROM ix_token WHERE param = ?1 AND code >= ?2 AND code <= ?3 AND system = ?4 ORDER BY code DESC LIMIT 1",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![p, lo, hi, system])?;
+    Ok(match rows.next()? {
+        Some(row) => Some(row.get(0)?),
+        None => None,
+    })
+}

@@ -1,0 +1,125 @@
+//! Registration: every Patient's UHIDs are checked and written in their canonical form
+//! (`NNNN-NNNN-NNNN`), and a Patient created without one gets the next UHID of the central
+//! issuer, inside the writer's transaction so that two registrations never get the same one.
+
+use super::{Prepared, UHID_SYSTEM};
+use crate::error::ApiError;
+use serde_json::Value;
+use vaidya_domain::Uhid;
+use vaidya_domain::uhid::{CENTRAL_ISSUER, SERIAL_LIMIT};
+use vaidya_fhir::outcome::{Issue, IssueType};
+use vaidya_store::{Body, WriteTx};
+
+/// Check and normalise the UHIDs of a Patient; `true` if it carries at least one.
+pub fn normalise_uhids(patient: &mut Value) -> Result<bool, ApiError> {
+    let mut found = false;
+    let Some(identifiers) = patient.get_mut("identifier").and_then(Value::as_array_mut) else { return Ok(false) };
+    for (i, identifier) in identifiers.iter_mut().enumerate() {
+        if identifier.get("system").and_then(Value::as_str) != Some(UHID_SYSTEM) {
+            continue;
+        }
+        let Some(value) = identifier.get("value").and_then(Value::as_str) else { continue };
+        let uhid: Uhid = value.parse().map_err(|e| {
+            ApiError::invalid_resource(vec![
+                Issue::error(IssueType::Value, format!("'{value}' is not a valid UHID: {e}")).at(format!("Patient.identifier[{i}].value")),
+            ])
+        })?;
+        identifier["value"] = Value::String(uhid.to_string());
+        found = true;
+    }
+    Ok(found)
+}
+
+/// Name of the counter holding the last central UHID serial issued.
+const UHID_SEQUENCE: &str = "uhid-central";
+
+/// The last central serial issued: the counter, or on first use the greatest central UHID in
+/// the search index (a database written before the counter existed).
+fn last_serial(tx: &WriteTx<'_>) -> Result<u64, ApiError> {
+    if let Some(v) = tx.sequence(UHID_SEQUENCE)? {
+        return Ok(v);
+    }
+    let last = vaidya_store::search::exec::max_token_code(
+        tx.conn(),
+        "Patient",
+        "identifier",
+        UHID_SYSTEM,
+        &Uhid::new(CENTRAL_ISSUER, 0).expect("serial 0 is valid").to_string(),
+        &Uhid::new(CENTRAL_ISSUER, SERIAL_LIMIT - 1).expect("the last serial is valid").to_string(),
+    )?;
+    match last {
+        None => Ok(0),
+        Some(code) => Ok(code.parse::<Uhid>().map_err(|e| ApiError::internal(format!("stored UHID '{code}': {e}")))?.serial()),
+    }
+}
+
+/// Before a Patient is written: give it the next central UHID if it is being created without
+/// one, and make sure the counter never falls behind a central UHID it carries (one entered by
+/// hand or migrated), so that no UHID is ever issued twice.
+pub fn before_write(tx: &mut WriteTx<'_>, p: &mut Prepared, creating: bool) -> Result<(), ApiError> {
+    let mut last = last_serial(tx)?;
+    let carried = central_serials(&p.index);
+    if let Some(max) = carried.iter().max() {
+        if *max > last {
+            last = *max;
+            tx.set_sequence(UHID_SEQUENCE, last)?;
+        }
+    }
+    let Some(resource) = p.resource.as_mut().filter(|_| creating && carried.is_empty()) else { return Ok(()) };
+    if has_uhid(resource) {
+        return Ok(()); // a UHID of another issuer (a department node's downtime range)
+    }
+    let uhid = Uhid::new(CENTRAL_ISSUER, last + 1).map_err(|e| ApiError::internal(format!("no UHID left to issue: {e}")))?;
+    tx.set_sequence(UHID_SEQUENCE, last + 1)?;
+    let identifier = serde_json::json!({
+        "use": "official",
+        "type": {"text": "UHID"},
+        "system": UHID_SYSTEM,
+        "value": uhid.to_string()
+    });
+    match resource.get_mut("identifier").and_then(Value::as_array_mut) {
+        Some(list) => list.insert(0, identifier),
+        None => {
+            resource["identifier"] = Value::Array(vec![identifier]);
+        }
+    }
+    p.body = Body::from_resource(resource);
+    p.index = vaidya_fhir::index::extract_all(resource);
+    Ok(())
+}
+
+fn has_uhid(resource: &Value) -> bool {
+    resource["identifier"].as_array().is_some_and(|ids| ids.iter().any(|i| i["system"] == UHID_SYSTEM))
+}
+
+/// Serials of the central-issuer UHIDs among a Patient's index values.
+fn central_serials(index: &[(&'static vaidya_fhir::search_params::SearchParam, vaidya_fhir::index::IndexValue)]) -> Vec<u64> {
+    index
+        .iter()
+        .filter(|(p, _)| p.code == "identifier")
+        .filter_map(|(_, v)| match v {
+            vaidya_fhir::index::IndexValue::Token { system: Some(s), code: Some(c), .. } if s == UHID_SYSTEM => c.parse::<Uhid>().ok(),
+            _ => None,
+        })
+        .filter(|u| u.issuer() == CENTRAL_ISSUER)
+        .map(|u| u.serial())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn uhids_are_normalised_and_mistyped_ones_refused() {
+        let mut p = json!({"resourceType": "Patient", "identifier": [
+            {"system": "http://other", "value": "x"}, {"system": UHID_SYSTEM, "value": "0000 0000 0013"}]});
+        assert!(normalise_uhids(&mut p).unwrap());
+        assert_eq!(p["identifier"][1]["value"], "0000-0000-0013");
+        let mut typo = json!({"resourceType": "Patient", "identifier": [{"system": UHID_SYSTEM, "value": "0000-0000-0031"}]});
+        let err = normalise_uhids(&mut typo).unwrap_err();
+        assert_eq!(err.issues[0].expression.as_deref(), Some("Patient.identifier[0].value"));
+        assert!(!normalise_uhids(&mut json!({"resourceType": "Patient"})).unwrap());
+    }
+}
