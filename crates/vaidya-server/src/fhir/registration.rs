@@ -59,12 +59,11 @@ fn last_serial(tx: &WriteTx<'_>) -> Result<u64, ApiError> {
 pub fn before_write(tx: &mut WriteTx<'_>, p: &mut Prepared, creating: bool) -> Result<(), ApiError> {
     let mut last = last_serial(tx)?;
     let carried = central_serials(&p.index);
-    if let Some(max) = carried.iter().max() {
-        if *max > last {
+    if let Some(max) = carried.iter().max()
+        && *max > last {
             last = *max;
             tx.set_sequence(UHID_SEQUENCE, last)?;
         }
-    }
     let Some(resource) = p.resource.as_mut().filter(|_| creating && carried.is_empty()) else { return Ok(()) };
     if has_uhid(resource) {
         return Ok(()); // a UHID of another issuer (a department node's downtime range)
