@@ -89,3 +89,60 @@ fn past_missing_and_blocked_slots_are_refused_and_nothing_changes() {
     proposed["status"] = json!("proposed");
     assert_eq!(s.post("/Appointment", &proposed).status, 201);
 }
+
+fn slot_params(days: &[&str], from: &str, count: u64) -> Value {
+    let mut p: Vec<Value> = days.iter().map(|d| json!({"name": "day", "valueCode": d})).collect();
+    p.extend([
+        json!({"name": "start", "valueTime": "09:00:00"}),
+        json!({"name": "end", "valueTime": "13:00:00"}),
+        json!({"name": "slotMinutes", "valuePositiveInt": 10}),
+        json!({"name": "capacity", "valuePositiveInt": 2}),
+        json!({"name": "from", "valueDate": from}),
+        json!({"name": "days", "valuePositiveInt": count}),
+    ]);
+    json!({"resourceType": "Parameters", "parameter": p})
+}
+
+fn count(p: &Value, name: &str) -> u64 {
+    p["parameter"].as_array().unwrap().iter().find(|x| x["name"] == name).unwrap()["valueInteger"].as_u64().unwrap()
+}
+
+#[test]
+fn weekly_schedule_generates_slots_once() {
+    let s = Server::start();
+    assert_eq!(s.put("/Schedule/ortho-opd", &json!({"resourceType": "Schedule", "id": "ortho-opd", "actor": [{"reference": "Practitioner/dr-singh"}]})).status, 201);
+    // Mon and Thu 09:00-13:00 in 10-minute slots from Monday 2099-01-05 for a week: 2 x 24.
+    let r = s.post("/Schedule/ortho-opd/$generate-slots", &slot_params(&["mon", "thu"], "2099-01-05", 7));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(count(&r.json(), "created"), 48);
+    let first = s.get("/Slot/ortho-opd-2099-01-05-0900").json();
+    assert_eq!(first["start"], "2099-01-05T03:30:00.000Z", "09:00 IST is 03:30 UTC");
+    assert_eq!(first["status"], "free");
+    assert_eq!(s.get("/Slot?schedule=Schedule/ortho-opd&start=2099-01-08&_summary=count").json()["total"], 24);
+
+    // Running it again creates nothing and leaves a booked slot as it is.
+    let appt = json!({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": "Slot/ortho-opd-2099-01-05-0900"}],
+                      "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}]});
+    assert_eq!(s.post("/Appointment", &appt).status, 201);
+    assert_eq!(s.post("/Appointment", &appt).status, 201);
+    assert_eq!(s.get("/Slot/ortho-opd-2099-01-05-0900").json()["status"], "busy");
+    let again = s.post("/Schedule/ortho-opd/$generate-slots", &slot_params(&["mon", "thu"], "2099-01-05", 7)).json();
+    assert_eq!((count(&again, "created"), count(&again, "existing")), (0, 48));
+    assert_eq!(s.get("/Slot/ortho-opd-2099-01-05-0900").json()["status"], "busy");
+
+    // Bad requests change nothing.
+    let before = s.ledger_size();
+    for (path, body, status) in [
+        ("/Schedule/nowhere/$generate-slots", slot_params(&["mon"], "2099-01-05", 7), 404),
+        ("/Schedule/ortho-opd/$generate-slots", slot_params(&[], "2099-01-05", 7), 400),
+        ("/Schedule/ortho-opd/$generate-slots", slot_params(&["funday"], "2099-01-05", 7), 400),
+        ("/Schedule/ortho-opd/$generate-slots", slot_params(&["mon"], "2099-02-30", 7), 400),
+        ("/Schedule/ortho-opd/$generate-slots", slot_params(&["mon"], "2099-01-05", 5000), 400),
+        ("/Schedule/ortho-opd/$explode", slot_params(&["mon"], "2099-01-05", 7), 404),
+    ] {
+        let r = s.post(path, &body);
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        r.assert_outcome();
+    }
+    assert_eq!(s.ledger_size(), before);
+}

@@ -27,6 +27,7 @@ pub fn router(state: AppState, max_body: usize) -> Router<AppState> {
         .route("/{rtype}/_history", get(history_type))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
         .route("/{rtype}/{id}/_history", get(history_instance))
+        .route("/{rtype}/{id}/{operation}", axum::routing::post(instance_operation))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
         .route_layer(middleware::from_fn_with_state(state, crate::app::authenticate));
     Router::new()
@@ -382,6 +383,42 @@ async fn history_instance(
     check_type(&rtype)?;
     check_id(&id)?;
     history_common(app, (Some(rtype), Some(id)), raw, headers).await
+}
+
+/// `POST /fhir/{type}/{id}/${operation}`.
+async fn instance_operation(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((rtype, id, operation)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    check_id(&id)?;
+    wire::check_accept(&headers, None)?;
+    wire::check_content_type(&headers)?;
+    match (rtype.as_str(), operation.as_str()) {
+        ("Schedule", "$generate-slots") => {
+            let params = parse_json(&body_bytes(body)?)?;
+            let slots = tokio::task::spawn_blocking(move || {
+                let req = super::operations::parse_slot_request(&params)?;
+                super::operations::prepare_slots(&id, &req).map(|s| (id, s))
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+            let (schedule_id, slots) = slots;
+            let (created, existing) =
+                app.store.write(move |tx| super::operations::store_slots(tx, &who.user, &schedule_id, slots)).await?;
+            Ok(wire::json_response(
+                StatusCode::OK,
+                &json!({"resourceType": "Parameters", "parameter": [
+                    {"name": "created", "valueInteger": created},
+                    {"name": "existing", "valueInteger": existing}
+                ]}),
+            ))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, IssueType::NotSupported, format!("no operation {operation} on {rtype}"))),
+    }
 }
 
 async fn bundle(
