@@ -3,6 +3,7 @@
 
 pub mod booking;
 pub mod bundle;
+pub mod duplicates;
 pub mod operations;
 pub mod ops;
 pub mod registration;

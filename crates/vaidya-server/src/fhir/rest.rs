@@ -25,7 +25,7 @@ pub fn router(state: AppState, max_body: usize) -> Router<AppState> {
         .route("/{rtype}", get(search_get).post(create))
         .route("/{rtype}/_search", axum::routing::post(search_post))
         .route("/{rtype}/_history", get(history_type))
-        .route("/{rtype}/{id}", get(read).put(update).delete(delete))
+        .route("/{rtype}/{id}", get(read).put(update).delete(delete).post(type_operation))
         .route("/{rtype}/{id}/_history", get(history_instance))
         .route("/{rtype}/{id}/{operation}", axum::routing::post(instance_operation))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
@@ -383,6 +383,52 @@ async fn history_instance(
     check_type(&rtype)?;
     check_id(&id)?;
     history_common(app, (Some(rtype), Some(id)), raw, headers).await
+}
+
+/// `POST /fhir/{type}/${operation}` (the router sees the operation in the id position).
+async fn type_operation(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((rtype, operation)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_type(&rtype)?;
+    wire::check_accept(&headers, None)?;
+    wire::check_content_type(&headers)?;
+    let base = wire::base_url(&headers);
+    match (rtype.as_str(), operation.as_str()) {
+        ("Patient", "$duplicates") => {
+            let patient = parse_json(&body_bytes(body)?)?;
+            let found = app.read(move |conn| super::duplicates::likely_duplicates(conn, &patient)).await?;
+            let mut w = BundleWriter::new(wire::bundle_head("searchset", Some(found.len() as u64), &[]));
+            for (resource, why) in &found {
+                let id = resource["id"].as_str().unwrap_or_default();
+                w.entry(
+                    json!({"fullUrl": format!("{base}/Patient/{id}"), "search": {"mode": "match", "extension": [
+                        {"url": "https://vaidya.dev/fhir/StructureDefinition/match-reason", "valueString": why}]}}),
+                    Some(&serde_json::to_vec(resource).expect("serialises")),
+                );
+            }
+            Ok(wire::raw_json_response(StatusCode::OK, w.finish()))
+        }
+        ("Patient", "$merge") => {
+            let (source, target) = super::duplicates::parse_merge(&parse_json(&body_bytes(body)?)?)?;
+            let (s2, t2) = (source.clone(), target.clone());
+            app.store.write(move |tx| super::duplicates::merge(tx, &who.user, &s2, &t2)).await?;
+            Ok(wire::json_response(
+                StatusCode::OK,
+                &json!({"resourceType": "Parameters", "parameter": [
+                    {"name": "source", "valueReference": {"reference": format!("Patient/{source}")}},
+                    {"name": "target", "valueReference": {"reference": format!("Patient/{target}")}}
+                ]}),
+            ))
+        }
+        _ if operation.starts_with('$') => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, IssueType::NotSupported, format!("no operation {operation} on {rtype}")))
+        }
+        _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, "POST goes to the type (create) or to an operation")),
+    }
 }
 
 /// `POST /fhir/{type}/{id}/${operation}`.
