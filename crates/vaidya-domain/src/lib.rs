@@ -17,12 +17,14 @@
 //! - [`schedule`]: dates, times, UTC conversion, weekly OPD schedules and their slots.
 //! - [`booking`]: a slot's load; never overbooked, never booked in the past.
 //! - [`billing`]: invoices, payments, refunds, cancellation and fee waivers.
+//! - [`queue`]: the OPD queue: tokens and the waiting-called-seen-done states.
 
 pub mod abha;
 pub mod billing;
 pub mod booking;
 pub mod mobile;
 pub mod money;
+pub mod queue;
 pub mod schedule;
 pub mod uhid;
 
@@ -31,5 +33,6 @@ pub use billing::{Invoice, InvoiceStatus, PaymentMode};
 pub use booking::{BookingError, SlotLoad, SlotStatus};
 pub use mobile::Mobile;
 pub use money::Paise;
+pub use queue::{QueueState, QueueToken};
 pub use schedule::{LocalDate, LocalTime, SlotSpec, Weekday, WeeklySchedule, to_utc_ms};
 pub use uhid::Uhid;

@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod duplicates;
 pub mod operations;
 pub mod ops;
+pub mod queue;
 pub mod registration;
 pub mod capability;
 pub mod rest;

@@ -463,6 +463,29 @@ async fn instance_operation(
                 ]}),
             ))
         }
+        ("HealthcareService", "$walk-in") => {
+            let params = parse_json(&body_bytes(body)?)?;
+            if params["resourceType"] != "Parameters" {
+                return Err(ApiError::bad_request("$walk-in takes a Parameters resource"));
+            }
+            let patient = super::queue::param_reference(&params, "patient", "Patient")?
+                .ok_or_else(|| ApiError::bad_request("parameter 'patient' is required"))?;
+            let practitioner = super::queue::param_reference(&params, "practitioner", "Practitioner")?;
+            let base = wire::base_url(&headers);
+            let new = new_id();
+            let o = app
+                .store
+                .write(move |tx| super::queue::walk_in(tx, &who.user, &id, &patient, practitioner.as_deref(), &new))
+                .await?;
+            Ok(write_response(o, &headers, &base))
+        }
+        ("Appointment", "$queue") => {
+            let params = parse_json(&body_bytes(body)?)?;
+            let state = super::queue::param_state(&params)?;
+            let base = wire::base_url(&headers);
+            let o = app.store.write(move |tx| super::queue::move_to(tx, &who.user, &id, state)).await?;
+            Ok(write_response(o, &headers, &base))
+        }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, IssueType::NotSupported, format!("no operation {operation} on {rtype}"))),
     }
 }
