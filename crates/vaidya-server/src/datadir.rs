@@ -83,7 +83,7 @@ pub fn init(config: &Config) -> Result<(LedgerKey, Option<Created>), DataDirErro
     let created = if vaidya_store::tokens::user_role(&conn, "admin")?.is_none() {
         let password = vaidya_access::password::generate_one_time();
         let hash = vaidya_access::password::hash(&password);
-        vaidya_store::tokens::insert_user(&conn, "admin", "admin", Some(&hash), true)?;
+        vaidya_store::tokens::insert_user(&conn, "admin", "admin", None, Some(&hash), true)?;
         Some(Created { admin_password: password })
     } else {
         None

@@ -225,21 +225,25 @@ impl Drop for ReturnOnDrop<'_> {
 
 fn init_schema(conn: &Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    match version {
-        0 => {
-            conn.execute_batch(&format!(
-                "BEGIN; {} PRAGMA user_version = {}; COMMIT;",
-                schema::SCHEMA,
-                schema::SCHEMA_VERSION
-            ))?;
-            Ok(())
-        }
-        schema::SCHEMA_VERSION => Ok(()),
-        other => Err(StoreError::Corrupt(format!(
-            "database schema version {other} is not one this Vaidya knows ({})",
+    if version == 0 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = {}; COMMIT;",
+            schema::SCHEMA,
             schema::SCHEMA_VERSION
-        ))),
+        ))?;
+        return Ok(());
     }
+    if !(1..=schema::SCHEMA_VERSION).contains(&version) {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is not one this Vaidya knows (1 to {})",
+            schema::SCHEMA_VERSION
+        )));
+    }
+    for v in version..schema::SCHEMA_VERSION {
+        let step = schema::MIGRATIONS[(v - 1) as usize];
+        conn.execute_batch(&format!("BEGIN; {step}; PRAGMA user_version = {}; COMMIT;", v + 1))?;
+    }
+    Ok(())
 }
 
 /// Create the secondary indexes that are missing (all of them for a new database; those an

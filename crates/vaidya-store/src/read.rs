@@ -11,6 +11,8 @@ pub struct Stored {
     pub seq: u64,
     pub time_ms: i64,
     pub deleted: bool,
+    /// Who wrote this version (the ledger entry's author).
+    pub author: String,
     /// The resource JSON as stored (empty for a deletion).
     pub content: Vec<u8>,
 }
@@ -38,6 +40,7 @@ fn stored_from(entry: Entry) -> Stored {
         seq: entry.seq,
         time_ms: entry.time_ms,
         deleted: entry.op == Op::Delete,
+        author: entry.author,
         content: entry.content,
     }
 }

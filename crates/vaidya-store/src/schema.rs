@@ -23,7 +23,13 @@
 //!   arithmetic alone (SQLite may lack trigonometry); x, y, z are derived from lat, lon.
 //! - `api_user`, `api_token`: accounts and bearer tokens (not ledgered: access state).
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Changes from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1 -> 2: staff accounts belong to a department.
+    "ALTER TABLE api_user ADD COLUMN department TEXT",
+];
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE ledger (
@@ -106,6 +112,7 @@ CREATE TABLE ix_geo (
 CREATE TABLE api_user (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
+    department TEXT,
     password_hash TEXT,
     must_change_password INTEGER NOT NULL,
     created_ms INTEGER NOT NULL

@@ -20,13 +20,14 @@ pub fn insert_user(
     conn: &Connection,
     name: &str,
     role: &str,
+    department: Option<&str>,
     password_hash: Option<&str>,
     must_change_password: bool,
 ) -> Result<bool, StoreError> {
     let n = conn.execute(
-        "INSERT OR IGNORE INTO api_user (name, role, password_hash, must_change_password, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![name, role, password_hash, must_change_password, now_ms()],
+        "INSERT OR IGNORE INTO api_user (name, role, department, password_hash, must_change_password, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![name, role, department, password_hash, must_change_password, now_ms()],
     )?;
     Ok(n == 1)
 }

@@ -2,6 +2,7 @@
 
 mod serve;
 mod token;
+mod user;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Load FHIR transaction Bundles (.json) or NDJSON files (.ndjson) into a data directory.
     Import(crate::import::ImportArgs),
+    /// Manage staff accounts.
+    User(user::UserArgs),
 }
 
 /// Options shared by commands that work on a data directory.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Token(a) => token::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Import(a) => crate::import::run(a),
+        Command::User(a) => user::run(a),
     };
     match result {
         Ok(code) => code,

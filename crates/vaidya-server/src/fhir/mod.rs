@@ -4,6 +4,7 @@
 pub mod booking;
 pub mod bundle;
 pub mod duplicates;
+pub mod lab;
 pub mod operations;
 pub mod ops;
 pub mod queue;

@@ -479,6 +479,32 @@ async fn instance_operation(
                 .await?;
             Ok(write_response(o, &headers, &base))
         }
+        ("ServiceRequest", "$collect") => {
+            let params = parse_json(&body_bytes(body)?)?;
+            if params["resourceType"] != "Parameters" {
+                return Err(ApiError::bad_request("$collect takes a Parameters resource"));
+            }
+            let barcode = params["parameter"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == "barcode")
+                .map(|p| p["valueString"].as_str().map(str::to_string).ok_or_else(|| ApiError::bad_request("barcode needs valueString")))
+                .transpose()?;
+            let base = wire::base_url(&headers);
+            let new = new_id();
+            let o = app.store.write(move |tx| super::lab::collect(tx, &who.user, &id, barcode, &new)).await?;
+            Ok(write_response(o, &headers, &base))
+        }
+        ("DiagnosticReport", "$verify") | ("DiagnosticReport", "$release") => {
+            let base = wire::base_url(&headers);
+            let release = operation == "$release";
+            let o = app
+                .store
+                .write(move |tx| if release { super::lab::release(tx, &who.user, &id) } else { super::lab::verify(tx, &who.user, &id) })
+                .await?;
+            Ok(write_response(o, &headers, &base))
+        }
         ("Appointment", "$queue") => {
             let params = parse_json(&body_bytes(body)?)?;
             let state = super::queue::param_state(&params)?;

@@ -1,0 +1,71 @@
+//! `vaidya user`
+
+use super::DataArgs;
+use crate::datadir;
+use std::process::ExitCode;
+
+/// The staff roles Vaidya knows (policies per role arrive with the access issue).
+pub const ROLES: [&str; 9] =
+    ["registration", "doctor", "nurse", "lab", "radiology", "billing", "admin", "privacy-officer", "auditor"];
+
+#[derive(clap::Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum UserCommand {
+    /// Create a staff account and print its one-time password (once).
+    #[command(after_help = "Roles: registration, doctor, nurse, lab, radiology, billing, admin, privacy-officer, auditor.\n\
+Example: vaidya user add --data /srv/vaidya --name asha.lab --role lab --department lab")]
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Account name (letters, digits, `.`, `_`, `-`; at most 64).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Role of the account.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// Department the account works in (a HealthcareService id), where the role needs one.
+        #[arg(long, value_name = "DEPT")]
+        department: Option<String>,
+    },
+}
+
+pub fn run(args: UserArgs) -> Result<ExitCode, String> {
+    match args.command {
+        UserCommand::Add { data, name, role, department } => {
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !valid_name {
+                return Err(format!("'{name}' is not a valid account name (letters, digits, '.', '_', '-'; at most 64)"));
+            }
+            if !ROLES.contains(&role.as_str()) {
+                return Err(format!("unknown role '{role}'; one of: {}", ROLES.join(", ")));
+            }
+            if let Some(d) = &department
+                && !crate::fhir::is_valid_id(d) {
+                    return Err(format!("'{d}' is not a valid department id"));
+                }
+            let config = data.load()?;
+            let db = datadir::db_path(&config.data);
+            if !db.exists() {
+                return Err(datadir::DataDirError::NotInitialised(config.data.clone()).to_string());
+            }
+            let conn = vaidya_store::open_admin(&db).map_err(|e| e.to_string())?;
+            let password = vaidya_access::password::generate_one_time();
+            let hash = vaidya_access::password::hash(&password);
+            if !vaidya_store::tokens::insert_user(&conn, &name, &role, department.as_deref(), Some(&hash), true)
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("an account named '{name}' already exists"));
+            }
+            println!("Created account '{name}' ({role}{})", department.map(|d| format!(" in {d}")).unwrap_or_default());
+            println!("One-time password: {password}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
