@@ -32,6 +32,7 @@ SYNTHEA_DIR = REPO_ROOT.parent / "shared" / "data" / "synthea-r4"
 
 FHIR_JSON = "application/fhir+json"
 MRN_SYSTEM = "urn:oid:2.16.356.1.vaidya-interop.mrn"  # identifier system of the test patients
+UHID_SYSTEM = "https://vaidya.dev/fhir/sid/uhid"  # the UHID Vaidya issues to every new Patient
 LOINC = "http://loinc.org"
 STARTUP_TIMEOUT_S = 60
 REQUEST_TIMEOUT_S = 60

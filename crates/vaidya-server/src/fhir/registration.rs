@@ -76,8 +76,9 @@ pub fn before_write(tx: &mut WriteTx<'_>, p: &mut Prepared, creating: bool) -> R
         "system": UHID_SYSTEM,
         "value": uhid.to_string()
     });
+    // Appended, so that the identifiers the client sent keep their places.
     match resource.get_mut("identifier").and_then(Value::as_array_mut) {
-        Some(list) => list.insert(0, identifier),
+        Some(list) => list.push(identifier),
         None => {
             resource["identifier"] = Value::Array(vec![identifier]);
         }
