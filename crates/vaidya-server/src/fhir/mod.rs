@@ -1,6 +1,7 @@
 //! The FHIR R4 REST API at `/fhir`: interactions (this module and [`bundle`]), their HTTP
 //! surface ([`rest`]), and the CapabilityStatement ([`capability`]).
 
+pub mod billing;
 pub mod booking;
 pub mod bundle;
 pub mod duplicates;
@@ -59,6 +60,7 @@ pub fn prepare_with(mut resource: Value, keep_resource: bool) -> Result<Prepared
     vaidya_fhir::validate::validate_resource(&resource).map_err(ApiError::invalid_resource)?;
     // A Patient without a UHID is kept parsed: the writer gives it one if it is a create.
     let keep_resource = keep_resource
+        || resource["resourceType"] == "Invoice"
         || (resource["resourceType"] == "Patient" && !registration::normalise_uhids(&mut resource)?);
     let resource_type = resource["resourceType"].as_str().expect("validated resources have a resourceType").to_string();
     let index = vaidya_fhir::index::extract_all(&resource);

@@ -1,7 +1,7 @@
 //! The write interactions as they run inside the writer's transaction, shared by the REST
 //! handlers and by transaction/batch Bundles.
 
-use super::{Prepared, booking, registration};
+use super::{Prepared, billing, booking, registration};
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use vaidya_fhir::outcome::IssueType;
@@ -58,6 +58,9 @@ pub fn create(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
     if rtype == "Patient" {
         registration::before_write(tx, &mut p, true)?;
     }
+    if rtype == "Invoice" {
+        billing::before_write(&mut p)?;
+    }
     let slots = if rtype == "Appointment" { booking::before_write(tx, id, Some(&p))? } else { Default::default() };
     // `id` was just made by the server (UUIDv7): no need to look for an existing resource.
     let w = tx.create(author, &rtype, id, &p.body, &p.index)?;
@@ -86,6 +89,9 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
     let existed = current.is_some_and(|c| !c.deleted);
     if rtype == "Patient" {
         registration::before_write(tx, &mut p, false)?;
+    }
+    if rtype == "Invoice" {
+        billing::before_write(&mut p)?;
     }
     let slots = if rtype == "Appointment" { booking::before_write(tx, id, Some(&p))? } else { Default::default() };
     let w = tx.put(author, &rtype, id, &p.body, &p.index)?;

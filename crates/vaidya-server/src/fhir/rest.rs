@@ -505,6 +505,12 @@ async fn instance_operation(
                 .await?;
             Ok(write_response(o, &headers, &base))
         }
+        ("Invoice", "$pay") => {
+            let req = super::billing::parse_pay(&parse_json(&body_bytes(body)?)?)?;
+            let base = wire::base_url(&headers);
+            let o = app.store.write(move |tx| super::billing::pay(tx, &who.user, &id, req)).await?;
+            Ok(write_response(o, &headers, &base))
+        }
         ("Appointment", "$queue") => {
             let params = parse_json(&body_bytes(body)?)?;
             let state = super::queue::param_state(&params)?;
