@@ -82,3 +82,50 @@ fn totals_follow_lines_and_payments_are_recorded_once() {
     let r = s.post(&format!("/Invoice/{}/$pay", c["id"].as_str().unwrap()), &pay(json!(50), "cash", "c1"));
     assert_eq!(r.status, 409, "{}", r.body);
 }
+
+fn params(pairs: &[(&str, Value)]) -> Value {
+    json!({"resourceType": "Parameters", "parameter": pairs.iter().map(|(n, v)| {
+        let mut p = v.clone();
+        p["name"] = json!(n);
+        p
+    }).collect::<Vec<_>>()})
+}
+
+#[test]
+fn refunds_waivers_and_cancellations_follow_the_rules() {
+    let s = Server::start();
+    let inv = s.post("/Invoice", &invoice(&[("X-ray chest", json!(100), 1)], "issued")).json();
+    let id = inv["id"].as_str().unwrap();
+    let op = |name: &str, body: Value| s.post(&format!("/Invoice/{id}/${name}"), &body);
+    assert_eq!(op("pay", pay(json!(100), "card", "k1")).status, 200);
+
+    // A refund never exceeds what was paid; a retried refund is recorded once.
+    let refund = |amount: Value, key: &str| params(&[("amount", json!({"valueMoney": {"value": amount, "currency": "INR"}})),
+        ("reason", json!({"valueString": "test not done"})), ("key", json!({"valueString": key}))]);
+    let r = op("refund", refund(json!(101), "rf1"));
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = op("refund", refund(json!(40), "rf1"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "issued", "60 is owed again after a 40 refund");
+    let before = s.ledger_size();
+    assert_eq!(op("refund", refund(json!(40), "rf1")).status, 200);
+    assert_eq!(s.ledger_size(), before);
+    assert_eq!(op("refund", params(&[("amount", json!({"valueMoney": {"value": 10, "currency": "INR"}})), ("key", json!({"valueString": "rf2"}))])).status, 400, "a reason is required");
+
+    // Cancelling is refused while money is held; a waiver needs an approver and clears the rest.
+    assert_eq!(op("cancel", params(&[("reason", json!({"valueString": "duplicate"}))])).status, 409);
+    assert_eq!(op("waive", params(&[("reason", json!({"valueString": "BPL card holder"}))])).status, 400);
+    let r = op("waive", params(&[("approver", json!({"valueString": "dr.ms.medical-supdt"})), ("reason", json!({"valueString": "BPL card holder"}))]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "balanced");
+    assert_eq!(op("waive", params(&[("approver", json!({"valueString": "a"})), ("reason", json!({"valueString": "again"}))])).status, 409);
+
+    // An unpaid invoice can be cancelled with a reason, and then takes no payment.
+    let other = s.post("/Invoice", &invoice(&[("ECG", json!(50), 1)], "issued")).json();
+    let oid = other["id"].as_str().unwrap();
+    let r = s.post(&format!("/Invoice/{oid}/$cancel"), &params(&[("reason", json!({"valueString": "ordered twice"}))]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "cancelled");
+    assert_eq!(s.post(&format!("/Invoice/{oid}/$pay"), &pay(json!(50), "cash", "late")).status, 409);
+    assert_eq!(s.post(&format!("/Invoice/{oid}/$explode"), &params(&[])).status, 404);
+}

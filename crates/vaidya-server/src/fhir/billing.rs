@@ -19,6 +19,8 @@ use vaidya_fhir::outcome::{Issue, IssueType};
 use vaidya_store::{Body, WriteTx};
 
 pub const PAYMENT_URL: &str = "https://vaidya.dev/fhir/StructureDefinition/invoice-payment";
+pub const REFUND_URL: &str = "https://vaidya.dev/fhir/StructureDefinition/invoice-refund";
+pub const WAIVER_URL: &str = "https://vaidya.dev/fhir/StructureDefinition/invoice-waiver";
 
 fn invalid(at: String, message: String) -> ApiError {
     ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, issues: vec![Issue::error(IssueType::Invalid, message).at(at)] }
@@ -77,11 +79,20 @@ pub fn to_domain(invoice: &Value) -> Result<Invoice, ApiError> {
     if status != "draft" {
         d.issue().map_err(|e| invalid("Invoice.lineItem".into(), e.to_string()))?;
     }
-    for ext in invoice["extension"].as_array().into_iter().flatten().filter(|e| e["url"] == PAYMENT_URL) {
-        let m = sub(ext, "mode").and_then(|m| m["valueCode"].as_str()).and_then(mode).ok_or_else(|| ApiError::internal("stored payment without a mode"))?;
-        let amount = paise(&sub(ext, "amount").map(|a| a["valueMoney"].clone()).unwrap_or_default(), "payment")?;
-        let receipt = sub(ext, "receipt").and_then(|r| r["valueString"].as_str()).unwrap_or_default();
-        d.pay(m, amount, receipt).map_err(|e| ApiError::internal(format!("stored payment does not replay: {e}")))?;
+    // Money events replay in the order they happened (a refund is bounded by what was paid
+    // before it).
+    let text = |ext: &Value, name: &str| sub(ext, name).and_then(|v| v["valueString"].as_str()).unwrap_or_default().to_string();
+    let amount = |ext: &Value| paise(&sub(ext, "amount").map(|a| a["valueMoney"].clone()).unwrap_or_default(), "stored amount");
+    let replay = |e: BillingError| ApiError::internal(format!("a stored payment event does not replay: {e}"));
+    for ext in invoice["extension"].as_array().into_iter().flatten() {
+        if ext["url"] == PAYMENT_URL {
+            let m = sub(ext, "mode").and_then(|m| m["valueCode"].as_str()).and_then(mode).ok_or_else(|| ApiError::internal("stored payment without a mode"))?;
+            d.pay(m, amount(ext)?, &text(ext, "receipt")).map_err(replay)?;
+        } else if ext["url"] == REFUND_URL {
+            d.refund(amount(ext)?, &text(ext, "receipt"), &text(ext, "reason")).map_err(replay)?;
+        } else if ext["url"] == WAIVER_URL {
+            d.waive(&text(ext, "approver"), &text(ext, "reason")).map_err(replay)?;
+        }
     }
     if status == "cancelled" {
         d.cancel(invoice["cancelledReason"].as_str().unwrap_or("cancelled")).map_err(refused)?;
@@ -107,63 +118,114 @@ pub fn before_write(p: &mut super::Prepared) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The payment request of `$pay`.
-pub struct PayRequest {
-    pub amount: Paise,
-    pub mode: String,
-    pub key: String,
+/// A money operation on an invoice.
+pub enum MoneyOp {
+    Pay { amount: Paise, mode: String, key: String },
+    Refund { amount: Paise, reason: String, key: String },
+    Waive { approver: String, reason: String },
+    Cancel { reason: String },
 }
 
-pub fn parse_pay(params: &Value) -> Result<PayRequest, ApiError> {
+fn param<'a>(params: &'a Value, name: &str) -> Option<&'a Value> {
+    params["parameter"].as_array().into_iter().flatten().find(|p| p["name"] == name)
+}
+
+fn param_text(params: &Value, name: &str, max: usize) -> Result<String, ApiError> {
+    param(params, name)
+        .and_then(|p| p["valueString"].as_str())
+        .filter(|v| !v.trim().is_empty() && v.len() <= max)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_request(format!("parameter '{name}' (valueString, at most {max} characters) is required")))
+}
+
+fn param_amount(params: &Value) -> Result<Paise, ApiError> {
+    paise(&param(params, "amount").map(|p| p["valueMoney"].clone()).ok_or_else(|| ApiError::bad_request("parameter 'amount' (valueMoney) is required"))?, "amount")
+}
+
+/// Read the Parameters of `$pay`, `$refund`, `$waive` or `$cancel`.
+pub fn parse_money_op(operation: &str, params: &Value) -> Result<MoneyOp, ApiError> {
     if params["resourceType"] != "Parameters" {
-        return Err(ApiError::bad_request("$pay takes a Parameters resource"));
+        return Err(ApiError::bad_request(format!("{operation} takes a Parameters resource")));
     }
-    let find = |name: &str| params["parameter"].as_array().into_iter().flatten().find(|p| p["name"] == name);
-    let amount = paise(&find("amount").map(|p| p["valueMoney"].clone()).ok_or_else(|| ApiError::bad_request("parameter 'amount' (valueMoney) is required"))?, "amount")?;
-    let mode = find("mode").and_then(|p| p["valueCode"].as_str()).filter(|m| self::mode(m).is_some()).ok_or_else(|| ApiError::bad_request("parameter 'mode' must be cash, upi or card"))?;
-    let key = find("key").and_then(|p| p["valueString"].as_str()).filter(|k| !k.is_empty() && k.len() <= 128).ok_or_else(|| ApiError::bad_request("parameter 'key' (valueString, an idempotency key of at most 128 characters) is required"))?;
-    Ok(PayRequest { amount, mode: mode.to_string(), key: key.to_string() })
+    Ok(match operation {
+        "$pay" => {
+            let mode = param(params, "mode").and_then(|p| p["valueCode"].as_str()).filter(|m| self::mode(m).is_some());
+            let mode = mode.ok_or_else(|| ApiError::bad_request("parameter 'mode' must be cash, upi or card"))?.to_string();
+            MoneyOp::Pay { amount: param_amount(params)?, mode, key: param_text(params, "key", 128)? }
+        }
+        "$refund" => MoneyOp::Refund { amount: param_amount(params)?, reason: param_text(params, "reason", 500)?, key: param_text(params, "key", 128)? },
+        "$waive" => MoneyOp::Waive { approver: param_text(params, "approver", 128)?, reason: param_text(params, "reason", 500)? },
+        "$cancel" => MoneyOp::Cancel { reason: param_text(params, "reason", 500)? },
+        other => return Err(ApiError::new(StatusCode::NOT_FOUND, IssueType::NotSupported, format!("no operation {other} on Invoice"))),
+    })
 }
 
-/// Record a payment (once per key) inside the writer.
-pub fn pay(tx: &mut WriteTx<'_>, author: &str, id: &str, req: PayRequest) -> Result<super::ops::Outcome, ApiError> {
+fn has_key(invoice: &Value, key: &str) -> bool {
+    invoice["extension"].as_array().into_iter().flatten().any(|e| {
+        (e["url"] == PAYMENT_URL || e["url"] == REFUND_URL) && sub(e, "key").and_then(|k| k["valueString"].as_str()) == Some(key)
+    })
+}
+
+/// The day's next receipt number (payments and refunds share the sequence).
+fn next_receipt(tx: &mut WriteTx<'_>) -> Result<String, ApiError> {
+    let (today, _) = from_utc_ms(vaidya_store::now_ms(), IST_OFFSET_MINUTES).map_err(|e| ApiError::internal(e.to_string()))?;
+    let key = format!("receipt:{today}");
+    let n = tx.sequence(&key)?.unwrap_or(0) + 1;
+    tx.set_sequence(&key, n)?;
+    Ok(format!("R{}{:05}", today.to_string().replace('-', ""), n))
+}
+
+/// Apply a money operation inside the writer; a retried payment or refund (same key) is
+/// answered with the invoice as it is and writes nothing.
+pub fn apply(tx: &mut WriteTx<'_>, author: &str, id: &str, op: MoneyOp) -> Result<super::ops::Outcome, ApiError> {
     let stored = vaidya_store::read::current(tx.conn(), "Invoice", id)?
         .filter(|s| !s.deleted)
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::NotFound, format!("Invoice/{id} is not known")))?;
     let mut invoice: Value = serde_json::from_slice(&stored.content).map_err(|e| ApiError::internal(e.to_string()))?;
-    let already = invoice["extension"].as_array().into_iter().flatten().any(|e| {
-        e["url"] == PAYMENT_URL && sub(e, "key").and_then(|k| k["valueString"].as_str()) == Some(req.key.as_str())
-    });
-    if already {
-        return Ok(super::ops::Outcome {
-            status: StatusCode::OK,
-            resource_type: "Invoice".into(),
-            id: id.to_string(),
-            version: stored.version,
-            time_ms: stored.time_ms,
-            content: Some(stored.content),
-        });
-    }
+    if let MoneyOp::Pay { key, .. } | MoneyOp::Refund { key, .. } = &op
+        && has_key(&invoice, key) {
+            return Ok(super::ops::Outcome {
+                status: StatusCode::OK,
+                resource_type: "Invoice".into(),
+                id: id.to_string(),
+                version: stored.version,
+                time_ms: stored.time_ms,
+                content: Some(stored.content),
+            });
+        }
     let mut d = to_domain(&invoice)?;
-    let (today, _) = from_utc_ms(vaidya_store::now_ms(), IST_OFFSET_MINUTES).map_err(|e| ApiError::internal(e.to_string()))?;
-    let key = format!("receipt:{today}");
-    let n = tx.sequence(&key)?.unwrap_or(0) + 1;
-    let receipt = format!("R{}{:05}", today.to_string().replace('-', ""), n);
-    d.pay(mode(&req.mode).expect("checked when parsed"), req.amount, &receipt).map_err(refused)?;
-    tx.set_sequence(&key, n)?;
-    let ext = json!({"url": PAYMENT_URL, "extension": [
-        {"url": "mode", "valueCode": req.mode},
-        {"url": "amount", "valueMoney": money(req.amount)},
-        {"url": "receipt", "valueString": receipt},
-        {"url": "key", "valueString": req.key},
-        {"url": "time", "valueDateTime": vaidya_fhir::datetime::format_instant(vaidya_store::now_ms())}
-    ]});
+    let now = vaidya_fhir::datetime::format_instant(vaidya_store::now_ms());
+    let ext = match op {
+        MoneyOp::Pay { amount, mode: m, key } => {
+            let receipt = next_receipt(tx)?;
+            d.pay(mode(&m).expect("checked when parsed"), amount, &receipt).map_err(refused)?;
+            json!({"url": PAYMENT_URL, "extension": [
+                {"url": "mode", "valueCode": m}, {"url": "amount", "valueMoney": money(amount)},
+                {"url": "receipt", "valueString": receipt}, {"url": "key", "valueString": key}, {"url": "time", "valueDateTime": now}]})
+        }
+        MoneyOp::Refund { amount, reason, key } => {
+            let receipt = next_receipt(tx)?;
+            d.refund(amount, &receipt, &reason).map_err(refused)?;
+            json!({"url": REFUND_URL, "extension": [
+                {"url": "amount", "valueMoney": money(amount)}, {"url": "receipt", "valueString": receipt},
+                {"url": "reason", "valueString": reason}, {"url": "key", "valueString": key}, {"url": "time", "valueDateTime": now}]})
+        }
+        MoneyOp::Waive { approver, reason } => {
+            d.waive(&approver, &reason).map_err(refused)?;
+            json!({"url": WAIVER_URL, "extension": [
+                {"url": "approver", "valueString": approver}, {"url": "reason", "valueString": reason}, {"url": "time", "valueDateTime": now}]})
+        }
+        MoneyOp::Cancel { reason } => {
+            d.cancel(&reason).map_err(refused)?;
+            invoice["status"] = json!("cancelled");
+            invoice["cancelledReason"] = json!(reason);
+            return super::ops::update(tx, author, super::prepare(invoice)?, id, None);
+        }
+    };
     match invoice["extension"].as_array_mut() {
         Some(l) => l.push(ext),
         None => invoice["extension"] = Value::Array(vec![ext]),
     }
-    if d.balance() == Paise::ZERO {
-        invoice["status"] = json!("balanced");
-    }
+    invoice["status"] = json!(if d.balance() == Paise::ZERO { "balanced" } else { "issued" });
     super::ops::update(tx, author, super::prepare(invoice)?, id, None)
 }

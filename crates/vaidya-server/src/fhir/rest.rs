@@ -505,10 +505,10 @@ async fn instance_operation(
                 .await?;
             Ok(write_response(o, &headers, &base))
         }
-        ("Invoice", "$pay") => {
-            let req = super::billing::parse_pay(&parse_json(&body_bytes(body)?)?)?;
+        ("Invoice", "$pay" | "$refund" | "$waive" | "$cancel") => {
+            let op = super::billing::parse_money_op(&operation, &parse_json(&body_bytes(body)?)?)?;
             let base = wire::base_url(&headers);
-            let o = app.store.write(move |tx| super::billing::pay(tx, &who.user, &id, req)).await?;
+            let o = app.store.write(move |tx| super::billing::apply(tx, &who.user, &id, op)).await?;
             Ok(write_response(o, &headers, &base))
         }
         ("Appointment", "$queue") => {
