@@ -178,10 +178,7 @@ fn next_receipt(tx: &mut WriteTx<'_>) -> Result<String, ApiError> {
 /// Apply a money operation inside the writer; a retried payment or refund (same key) is
 /// answered with the invoice as it is and writes nothing.
 pub fn apply(tx: &mut WriteTx<'_>, author: &str, id: &str, op: MoneyOp) -> Result<super::ops::Outcome, ApiError> {
-    let stored = vaidya_store::read::current(tx.conn(), "Invoice", id)?
-        .filter(|s| !s.deleted)
-        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::NotFound, format!("Invoice/{id} is not known")))?;
-    let mut invoice: Value = serde_json::from_slice(&stored.content).map_err(|e| ApiError::internal(e.to_string()))?;
+    let (mut invoice, stored) = super::load_live(tx.conn(), "Invoice", id)?;
     if let MoneyOp::Pay { key, .. } | MoneyOp::Refund { key, .. } = &op
         && has_key(&invoice, key) {
             return Ok(super::ops::Outcome {

@@ -141,12 +141,7 @@ pub fn parse_merge(params: &Value) -> Result<(String, String), ApiError> {
 
 /// Inside the writer: link and retire. Both must exist and be active.
 pub fn merge(tx: &mut vaidya_store::WriteTx<'_>, author: &str, source: &str, target: &str) -> Result<(), ApiError> {
-    let load = |id: &str| -> Result<Value, ApiError> {
-        let s = vaidya_store::read::current(tx.conn(), "Patient", id)?
-            .filter(|s| !s.deleted)
-            .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::NotFound, format!("Patient/{id} is not known")))?;
-        serde_json::from_slice(&s.content).map_err(|e| ApiError::internal(e.to_string()))
-    };
+    let load = |id: &str| -> Result<Value, ApiError> { Ok(super::load_live(tx.conn(), "Patient", id)?.0) };
     let (mut src, mut tgt) = (load(source)?, load(target)?);
     for (p, id) in [(&src, source), (&tgt, target)] {
         if p["active"] == false {

@@ -20,17 +20,10 @@ fn conflict(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, IssueType::BusinessRule, message)
 }
 
-fn unprocessable(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule, message)
-}
-
 /// The current version of a resource and who wrote it.
 fn load(tx: &WriteTx<'_>, rtype: &str, id: &str) -> Result<(Value, String), ApiError> {
-    let s = vaidya_store::read::current(tx.conn(), rtype, id)?
-        .filter(|s| !s.deleted)
-        .ok_or_else(|| unprocessable(format!("{rtype}/{id} is not known")))?;
-    let v = serde_json::from_slice(&s.content).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok((v, s.author))
+    let (value, stored) = super::load_live(tx.conn(), rtype, id)?;
+    Ok((value, stored.author))
 }
 
 /// Store a new version of an existing resource through the ordinary update path.

@@ -68,6 +68,16 @@ pub fn prepare_with(mut resource: Value, keep_resource: bool) -> Result<Prepared
     Ok(Prepared { resource_type, body, index, resource: keep_resource.then_some(resource) })
 }
 
+/// The live (not deleted) current version of a resource inside a write job, parsed, with its
+/// stored form; 422 if there is none, since operations name resources that must exist.
+pub fn load_live(conn: &vaidya_store::Connection, rtype: &str, id: &str) -> Result<(Value, vaidya_store::Stored), ApiError> {
+    let stored = vaidya_store::read::current(conn, rtype, id)?
+        .filter(|s| !s.deleted)
+        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::NotFound, format!("{rtype}/{id} is not known")))?;
+    let value = serde_json::from_slice(&stored.content).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((value, stored))
+}
+
 /// A new server-assigned id: a UUIDv7 (RFC 9562), which starts with the creation time. New
 /// resources then land at the end of every id-keyed index instead of at random places in it,
 /// which keeps writes fast as the database grows to tens of millions of resources. (It tells

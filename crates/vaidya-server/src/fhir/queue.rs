@@ -25,10 +25,7 @@ fn unprocessable(message: impl Into<String>) -> ApiError {
 }
 
 fn load(tx: &WriteTx<'_>, rtype: &str, id: &str) -> Result<Value, ApiError> {
-    let s = vaidya_store::read::current(tx.conn(), rtype, id)?
-        .filter(|s| !s.deleted)
-        .ok_or_else(|| unprocessable(format!("{rtype}/{id} is not known")))?;
-    serde_json::from_slice(&s.content).map_err(|e| ApiError::internal(e.to_string()))
+    Ok(super::load_live(tx.conn(), rtype, id)?.0)
 }
 
 /// The department's next token today (hospital time), counted in the same transaction.
