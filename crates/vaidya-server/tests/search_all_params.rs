@@ -89,21 +89,9 @@ fn esc(s: &str, also: &[char]) -> String {
     out
 }
 
-/// (year, month, day) of a Unix day number (Howard Hinnant's civil_from_days).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn ymd(ms: i64) -> (i64, i64, i64) {
-    civil(ms.div_euclid(86_400_000))
+/// The UTC calendar date of an instant, by the domain's calendar arithmetic.
+fn utc_date(ms: i64) -> vaidya_domain::LocalDate {
+    vaidya_domain::schedule::from_utc_ms(ms, 0).expect("example dates lie within years 1-9999").0
 }
 
 /// A search value (and modifier) that must match `v`, in the syntax of a parameter of `kind`;
@@ -136,14 +124,13 @@ fn derive(v: &IndexValue, in_composite: bool) -> Option<(&'static str, String)> 
             ("", esc(reference, plain))
         }
         IndexValue::Date { start_ms, end_ms } => {
-            let (sy, sm, sd) = ymd(*start_ms);
-            if *start_ms != i64::MIN && *end_ms != i64::MAX && ymd(*end_ms).0 == sy {
-                ("", format!("eq{sy:04}"))
-            } else if *start_ms != i64::MIN {
-                ("", format!("ge{sy:04}-{sm:02}-{sd:02}"))
+            let (open_start, open_end) = (*start_ms == i64::MIN, *end_ms == i64::MAX);
+            if !open_start && !open_end && utc_date(*start_ms).year() == utc_date(*end_ms).year() {
+                ("", format!("eq{:04}", utc_date(*start_ms).year()))
+            } else if !open_start {
+                ("", format!("ge{}", utc_date(*start_ms)))
             } else {
-                let (ey, em, ed) = ymd(*end_ms);
-                ("", format!("le{ey:04}-{em:02}-{ed:02}"))
+                ("", format!("le{}", utc_date(*end_ms)))
             }
         }
         IndexValue::Number { value } => ("", format!("{value}")),

@@ -216,7 +216,7 @@ pub fn apply(tx: &mut WriteTx<'_>, author: &str, id: &str, op: MoneyOp) -> Resul
             d.cancel(&reason).map_err(refused)?;
             invoice["status"] = json!("cancelled");
             invoice["cancelledReason"] = json!(reason);
-            return super::ops::update(tx, author, super::prepare(invoice)?, id, None);
+            return super::ops::save(tx, author, id, invoice);
         }
     };
     match invoice["extension"].as_array_mut() {
@@ -224,5 +224,5 @@ pub fn apply(tx: &mut WriteTx<'_>, author: &str, id: &str, op: MoneyOp) -> Resul
         None => invoice["extension"] = Value::Array(vec![ext]),
     }
     invoice["status"] = json!(if d.balance() == Paise::ZERO { "balanced" } else { "issued" });
-    super::ops::update(tx, author, super::prepare(invoice)?, id, None)
+    super::ops::save(tx, author, id, invoice)
 }

@@ -26,11 +26,6 @@ fn load(tx: &WriteTx<'_>, rtype: &str, id: &str) -> Result<(Value, String), ApiE
     Ok((value, stored.author))
 }
 
-/// Store a new version of an existing resource through the ordinary update path.
-fn save(tx: &mut WriteTx<'_>, author: &str, id: &str, resource: Value) -> Result<super::ops::Outcome, ApiError> {
-    super::ops::update(tx, author, prepare(resource)?, id, None)
-}
-
 /// A barcode as printed on the tube: 12 characters, letters and digits.
 fn valid_barcode(b: &str) -> bool {
     (6..=32).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
@@ -72,7 +67,7 @@ pub fn collect(tx: &mut WriteTx<'_>, author: &str, request_id: &str, barcode: Op
     let out = super::ops::create(tx, author, prepare(specimen)?, specimen_id, None)?;
     if status == "draft" {
         request["status"] = json!("active");
-        save(tx, author, request_id, request)?;
+        super::ops::save(tx, author, request_id, request)?;
     }
     Ok(out)
 }
@@ -119,7 +114,7 @@ pub fn verify(tx: &mut WriteTx<'_>, user: &str, report_id: &str) -> Result<super
         Some(l) => l.push(ext),
         None => report["extension"] = Value::Array(vec![ext]),
     }
-    save(tx, user, report_id, report)
+    super::ops::save(tx, user, report_id, report)
 }
 
 /// Release a verified report: it and its results become final.
@@ -136,10 +131,10 @@ pub fn release(tx: &mut WriteTx<'_>, user: &str, report_id: &str) -> Result<supe
         let (mut obs, _) = load(tx, "Observation", &id)?;
         if obs["status"] != "final" {
             obs["status"] = json!("final");
-            save(tx, user, &id, obs)?;
+            super::ops::save(tx, user, &id, obs)?;
         }
     }
     report["status"] = json!("final");
     report["issued"] = json!(vaidya_fhir::datetime::format_instant(vaidya_store::now_ms()));
-    save(tx, user, report_id, report)
+    super::ops::save(tx, user, report_id, report)
 }

@@ -107,6 +107,12 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
     })
 }
 
+/// Store `resource` as the next version of `id` (or its first) through the ordinary update
+/// path, hospital rules included; for operations that change a resource they loaded.
+pub fn save(tx: &mut WriteTx<'_>, author: &str, id: &str, resource: serde_json::Value) -> Result<Outcome, ApiError> {
+    update(tx, author, super::prepare(resource)?, id, None)
+}
+
 /// Delete; deleting what is absent or already deleted succeeds and changes nothing.
 pub fn delete(tx: &mut WriteTx<'_>, author: &str, rtype: &str, id: &str) -> Result<Outcome, ApiError> {
     let slots = if rtype == "Appointment" { booking::before_write(tx, id, None)? } else { Default::default() };

@@ -8,7 +8,6 @@
 //! Today's queue of a department is a plain search:
 //! `Appointment?actor=HealthcareService/{dept}&date=YYYY-MM-DD&_sort=date`.
 
-use super::prepare;
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -62,16 +61,6 @@ fn department_of(appt: &Value) -> Option<String> {
     appt["participant"].as_array()?.iter().find_map(|p| p["actor"]["reference"].as_str()?.strip_prefix("HealthcareService/").map(str::to_string))
 }
 
-/// Store an Appointment version through the same path as any update (booking rules included).
-fn save(tx: &mut WriteTx<'_>, author: &str, id: &str, appt: Value) -> Result<super::ops::Outcome, ApiError> {
-    let p = prepare(appt)?;
-    if vaidya_store::read::current(tx.conn(), "Appointment", id)?.is_some() {
-        super::ops::update(tx, author, p, id, None)
-    } else {
-        super::ops::create(tx, author, p, id, None)
-    }
-}
-
 /// A walk-in: a new Appointment in the department's queue with today's next token.
 pub fn walk_in(tx: &mut WriteTx<'_>, author: &str, dept: &str, patient: &str, practitioner: Option<&str>, id: &str) -> Result<super::ops::Outcome, ApiError> {
     load(tx, "HealthcareService", dept)?;
@@ -96,7 +85,7 @@ pub fn walk_in(tx: &mut WriteTx<'_>, author: &str, dept: &str, patient: &str, pr
         "participant": participants
     });
     set_queue_state(&mut appt, QueueState::Waiting);
-    save(tx, author, id, appt)
+    super::ops::save(tx, author, id, appt)
 }
 
 /// Move an Appointment in the queue. `waiting` on a booked appointment is its check-in and
@@ -125,7 +114,7 @@ pub fn move_to(tx: &mut WriteTx<'_>, author: &str, id: &str, to: QueueState) -> 
         }
     }
     set_queue_state(&mut appt, to);
-    save(tx, author, id, appt)
+    super::ops::save(tx, author, id, appt)
 }
 
 /// Read a Parameters resource's `valueReference` (as an id of `rtype`) or `valueCode`.
