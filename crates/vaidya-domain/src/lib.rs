@@ -16,12 +16,16 @@
 //! - [`money`]: `Paise`, integer money with checked arithmetic and Indian formatting.
 //! - [`schedule`]: dates, times, UTC conversion, weekly OPD schedules and their slots.
 //! - [`booking`]: a slot's load; never overbooked, never booked in the past.
+//! - [`charges`]: a charge's price (tariff or by hand, with a reason) and its billable-billed-aborted life.
 //! - [`billing`]: invoices, payments, refunds, cancellation and fee waivers.
+//! - [`cash`]: the day-end cash report per counter and cashier.
 //! - [`queue`]: the OPD queue: tokens and the waiting-called-seen-done states.
 
 pub mod abha;
 pub mod billing;
 pub mod booking;
+pub mod cash;
+pub mod charges;
 pub mod mobile;
 pub mod money;
 pub mod queue;
@@ -30,6 +34,7 @@ pub mod uhid;
 
 pub use abha::{AbhaAddress, AbhaNumber};
 pub use billing::{Invoice, InvoiceStatus, PaymentMode};
+pub use charges::{ChargePrice, ChargeStatus, PriceSource};
 pub use booking::{BookingError, SlotLoad, SlotStatus};
 pub use mobile::Mobile;
 pub use money::Paise;

@@ -8,6 +8,7 @@ use crate::cli::DataArgs;
 use crate::datadir;
 use crate::error::ApiError;
 use crate::fhir::bundle::{PreparedTransaction, prepare_for_import};
+use crate::fhir::charges::IMPORT_AUTHOR;
 use crate::fhir::{Prepared, check_id, new_id, prepare};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead;
@@ -251,13 +252,13 @@ fn describe(e: &ApiError) -> String {
 
 fn run_work(tx: &mut vaidya_store::WriteTx<'_>, work: Work) -> Result<usize, ApiError> {
     match work {
-        Work::Transaction(t) => t.run(tx, "import"),
+        Work::Transaction(t) => t.run(tx, IMPORT_AUTHOR),
         Work::Resources(items) => {
             let n = items.len();
             for (id, p) in items {
                 match id {
-                    Some(id) => crate::fhir::ops::update(tx, "import", p, &id, None)?,
-                    None => crate::fhir::ops::create(tx, "import", p, &new_id(), None)?,
+                    Some(id) => crate::fhir::ops::update(tx, IMPORT_AUTHOR, p, &id, None)?,
+                    None => crate::fhir::ops::create(tx, IMPORT_AUTHOR, p, &new_id(), None)?,
                 };
             }
             Ok(n)

@@ -34,15 +34,23 @@ const TYPES: [&str; 16] = [
 const NO_EXPRESSION: [&str; 7] = ["_text", "_content", "_query", "_filter", "_has", "_list", "_type"];
 
 /// Official examples the server rightly refuses, with the reason.
-const INVALID_EXAMPLES: [(&str, &str, &str); 2] = [
+const INVALID_EXAMPLES: [(&str, &str, &str); 3] = [
     ("Observation", "clinical-gender", "performer refers to an Encounter, which Observation.performer does not allow"),
     ("Invoice", "example", "issued without lines and priced in EUR: Vaidya's invoices are in INR and total their lines"),
+    ("ChargeItem", "example", "priced in EUR with a factor: Vaidya's charges are in INR, priced by the tariff or by hand"),
 ];
 
 /// A refused example brought into the hospital's rules, so that its type's search parameters
 /// are still tested on the official content: the Invoice example gets one line carrying its
-/// net total, in INR (net and gross equal: the hospital's services carry no tax).
+/// net total, in INR (net and gross equal: the hospital's services carry no tax); the
+/// ChargeItem example is priced in INR without its factor.
 fn hospital_form(e: &Value) -> Option<Value> {
+    if e["resourceType"] == "ChargeItem" {
+        let mut e = e.clone();
+        e["priceOverride"]["currency"] = json!("INR");
+        e.as_object_mut().unwrap().remove("factorOverride");
+        return Some(e);
+    }
     if e["resourceType"] != "Invoice" {
         return None;
     }

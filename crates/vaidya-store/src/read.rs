@@ -120,6 +120,19 @@ pub fn history(
     Ok((items, total as u64))
 }
 
+/// Every version of resources of `rtype` written in `[from_ms, until_ms)`, oldest first, at
+/// most `limit` (for day reports: the ledger's order is the order things happened).
+pub fn type_versions_between(conn: &Connection, rtype: &str, from_ms: i64, until_ms: i64, limit: usize) -> Result<Vec<Stored>, StoreError> {
+    let from = first_seq_at_or_after(conn, from_ms)? as i64;
+    let until = first_seq_at_or_after(conn, until_ms)? as i64;
+    let seqs = collect(
+        conn,
+        "SELECT seq FROM history WHERE rtype = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
+        params![rtype, from, until, limit as i64],
+    )?;
+    seqs.into_iter().map(|s| entry(conn, s as u64).map(stored_from)).collect()
+}
+
 /// The first entry committed at or after `ms`. Entry times never decrease along the ledger
 /// (the writer keeps them monotonic), so a binary search over sequence numbers finds it.
 pub fn first_seq_at_or_after(conn: &Connection, ms: i64) -> Result<u64, StoreError> {

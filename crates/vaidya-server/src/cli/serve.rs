@@ -83,7 +83,7 @@ async fn load_demo(store: &Arc<vaidya_store::Store>) -> Result<(), String> {
         return Ok(());
     }
     let bundle = crate::demo::hospital(vaidya_store::now_ms());
-    let out = crate::fhir::bundle::process(store, "demo", bundle, "http://localhost/fhir", crate::fhir::wire::Return::Minimal, 100_000)
+    let out = crate::fhir::bundle::process(store, "demo", crate::fhir::visibility::Viewer::Lab, bundle, "http://localhost/fhir", crate::fhir::wire::Return::Minimal, 100_000)
         .await
         .map_err(|e| format!("the demo hospital did not load: {:?}", e.issues))?;
     let n = serde_json::from_slice::<serde_json::Value>(&out)

@@ -40,6 +40,9 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
             let valid_name = !name.is_empty()
                 && name.len() <= 64
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if name == crate::fhir::charges::IMPORT_AUTHOR {
+                return Err(format!("'{name}' is reserved: it names bulk imports in the ledger"));
+            }
             if !valid_name {
                 return Err(format!("'{name}' is not a valid account name (letters, digits, '.', '_', '-'; at most 64)"));
             }

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use vaidya_domain::billing::{BillingError, Invoice, PaymentMode};
 use vaidya_domain::schedule::{IST_OFFSET_MINUTES, from_utc_ms};
 use vaidya_domain::Paise;
+use vaidya_domain::charges::ChargeStatus;
 use vaidya_fhir::outcome::{Issue, IssueType};
+use super::params::{Params, required};
 use vaidya_store::{Body, WriteTx};
 
 pub const PAYMENT_URL: &str = "https://vaidya.dev/fhir/StructureDefinition/invoice-payment";
@@ -31,7 +33,7 @@ fn refused(e: BillingError) -> ApiError {
 }
 
 /// Money in INR as paise; `at` names the element for errors.
-fn paise(money: &Value, at: &str) -> Result<Paise, ApiError> {
+pub fn paise(money: &Value, at: &str) -> Result<Paise, ApiError> {
     if money["currency"].as_str().is_some_and(|c| c != "INR") {
         return Err(invalid(at.to_string(), "amounts are in INR".into()));
     }
@@ -39,7 +41,7 @@ fn paise(money: &Value, at: &str) -> Result<Paise, ApiError> {
     value.to_string().parse::<Paise>().map_err(|e| invalid(format!("{at}.value"), format!("{value} is not an amount in rupees and paise: {e}")))
 }
 
-fn money(p: Paise) -> Value {
+pub fn money(p: Paise) -> Value {
     let text = format!("{}{}.{:02}", if p.0 < 0 { "-" } else { "" }, p.0.unsigned_abs() / 100, p.0.unsigned_abs() % 100);
     json!({"value": serde_json::from_str::<Value>(&text).expect("a decimal literal"), "currency": "INR"})
 }
@@ -57,6 +59,15 @@ fn sub<'a>(ext: &'a Value, url: &str) -> Option<&'a Value> {
     ext["extension"].as_array()?.iter().find(|e| e["url"] == url)
 }
 
+/// What a line is for: its concept, or the code of its price (lines made from charges).
+fn line_description(line: &Value, base: &Value) -> String {
+    [&line["chargeItemCodeableConcept"], &base["code"]]
+        .iter()
+        .find_map(|c| c["text"].as_str().or_else(|| c["coding"][0]["display"].as_str()))
+        .unwrap_or("charge")
+        .to_string()
+}
+
 /// The domain's view of a FHIR Invoice: its lines, its stage, and the payments recorded on it.
 pub fn to_domain(invoice: &Value) -> Result<Invoice, ApiError> {
     let mut d = Invoice::new();
@@ -71,8 +82,7 @@ pub fn to_domain(invoice: &Value) -> Result<Invoice, ApiError> {
             None => 1,
             Some(f) => f.as_u64().and_then(|q| u32::try_from(q).ok()).ok_or_else(|| invalid(format!("{at}.priceComponent.factor"), "the quantity must be a whole number".into()))?,
         };
-        let concept = &line["chargeItemCodeableConcept"];
-        let description = concept["text"].as_str().or_else(|| concept["coding"][0]["display"].as_str()).unwrap_or("charge").to_string();
+        let description = line_description(line, base);
         d.add_line(&description, unit, quantity).map_err(|e| invalid(at, e.to_string()))?;
     }
     let status = invoice["status"].as_str().unwrap_or("draft");
@@ -100,9 +110,37 @@ pub fn to_domain(invoice: &Value) -> Result<Invoice, ApiError> {
     Ok(d)
 }
 
-/// Before an Invoice is written: its totals must be (or become) the sum of its lines.
-pub fn before_write(p: &mut super::Prepared) -> Result<(), ApiError> {
+/// Before an Invoice is written: lines that reference charges take their price from them (a
+/// charge must be the invoice's patient's and not on another invoice), and the totals must be
+/// (or become) the sum of the lines.
+pub fn before_write(tx: &WriteTx<'_>, p: &mut super::Prepared, id: &str) -> Result<(), ApiError> {
     let Some(resource) = p.resource.as_mut() else { return Ok(()) };
+    let subject = resource["subject"]["reference"].as_str().map(str::to_string);
+    for (i, line) in resource["lineItem"].as_array_mut().into_iter().flatten().enumerate() {
+        let Some(charge_id) = charge_of_line(line) else { continue };
+        let at = format!("Invoice.lineItem[{i}].chargeItemReference");
+        let (charge, _) = super::load_live(tx.conn(), "ChargeItem", &charge_id).map_err(|_| invalid(at.clone(), format!("ChargeItem/{charge_id} is not known")))?;
+        if subject.is_none() || charge["subject"]["reference"].as_str() != subject.as_deref() {
+            return Err(invalid(at, format!("ChargeItem/{charge_id} is not for this invoice's subject")));
+        }
+        let status = super::charges::status(&charge)?;
+        let mine = super::charges::billed_on(&charge) == Some(id);
+        if !(status == ChargeStatus::Billable || (status == ChargeStatus::Billed && mine)) {
+            return Err(ApiError::new(StatusCode::CONFLICT, IssueType::BusinessRule, format!("ChargeItem/{charge_id} is {status}{}, so it cannot be billed here",
+                super::charges::billed_on(&charge).map(|inv| format!(" on Invoice/{inv}")).unwrap_or_default())));
+        }
+        let base = json!({"type": "base", "code": charge["code"].clone(), "amount": money(super::charges::unit_price(&charge)?), "factor": super::charges::quantity(&charge)?});
+        match line["priceComponent"].as_array().and_then(|pcs| pcs.iter().find(|pc| pc["type"] == "base")) {
+            Some(sent) if sent["amount"].get("value").is_some() => {
+                let sent_price = paise(&sent["amount"], &format!("Invoice.lineItem[{i}].priceComponent.amount"))?;
+                let sent_qty = sent.get("factor").and_then(Value::as_u64).unwrap_or(1);
+                if sent_price != super::charges::unit_price(&charge)? || sent_qty != u64::from(super::charges::quantity(&charge)?) {
+                    return Err(invalid(format!("Invoice.lineItem[{i}].priceComponent"), format!("the line's price differs from ChargeItem/{charge_id}'s")));
+                }
+            }
+            _ => line["priceComponent"] = json!([base]),
+        }
+    }
     let total = to_domain(resource)?.total();
     for field in ["totalNet", "totalGross"] {
         if let Some(sent) = resource.get(field) {
@@ -118,44 +156,79 @@ pub fn before_write(p: &mut super::Prepared) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A money operation on an invoice.
+fn charge_of_line(line: &Value) -> Option<String> {
+    line["chargeItemReference"]["reference"].as_str()?.strip_prefix("ChargeItem/").map(str::to_string)
+}
+
+/// After an Invoice is written: the charges on its lines are billed on it, or, once it is
+/// cancelled, billable again.
+pub fn after_write(tx: &mut WriteTx<'_>, author: &str, id: &str, invoice: &Value) -> Result<(), ApiError> {
+    let cancelled = invoice["status"] == "cancelled";
+    for line in invoice["lineItem"].as_array().into_iter().flatten() {
+        let Some(charge_id) = charge_of_line(line) else { continue };
+        let (charge, _) = super::load_live(tx.conn(), "ChargeItem", &charge_id)?;
+        let on_this = super::charges::billed_on(&charge) == Some(id);
+        if cancelled && on_this {
+            super::charges::set_billed(tx, author, &charge_id, None)?;
+        } else if !cancelled && !on_this {
+            super::charges::set_billed(tx, author, &charge_id, Some(id))?;
+        }
+    }
+    Ok(())
+}
+
+/// `Invoice/$gather`: a new issued Invoice with every billable charge of a patient.
+pub fn gather(tx: &mut WriteTx<'_>, author: &str, patient: &str, id: &str) -> Result<super::ops::Outcome, ApiError> {
+    super::load_live(tx.conn(), "Patient", patient)?;
+    let charges = super::find(tx.conn(), "ChargeItem", &[("subject", format!("Patient/{patient}")), ("_count", "1000".into())])?;
+    let lines: Vec<Value> = charges
+        .iter()
+        .filter(|(_, c)| c["status"] == "billable")
+        .enumerate()
+        .map(|(i, (cid, _))| json!({"sequence": i + 1, "chargeItemReference": {"reference": format!("ChargeItem/{cid}")}}))
+        .collect();
+    if lines.is_empty() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule, format!("Patient/{patient} has no charges waiting to be billed")));
+    }
+    let invoice = json!({
+        "resourceType": "Invoice",
+        "status": "issued",
+        "subject": {"reference": format!("Patient/{patient}")},
+        "date": vaidya_fhir::datetime::format_instant(vaidya_store::now_ms()),
+        "lineItem": lines
+    });
+    super::ops::create(tx, author, super::prepare(invoice)?, id, None)
+}
+
+/// A money operation on an invoice. Payments and refunds happen at a counter (`OPD-1`); the
+/// cashier is the signed-in user.
 pub enum MoneyOp {
-    Pay { amount: Paise, mode: String, key: String },
-    Refund { amount: Paise, reason: String, key: String },
+    Pay { amount: Paise, mode: String, key: String, counter: String },
+    Refund { amount: Paise, mode: String, reason: String, key: String, counter: String },
     Waive { approver: String, reason: String },
     Cancel { reason: String },
 }
 
-fn param<'a>(params: &'a Value, name: &str) -> Option<&'a Value> {
-    params["parameter"].as_array().into_iter().flatten().find(|p| p["name"] == name)
-}
-
-fn param_text(params: &Value, name: &str, max: usize) -> Result<String, ApiError> {
-    param(params, name)
-        .and_then(|p| p["valueString"].as_str())
-        .filter(|v| !v.trim().is_empty() && v.len() <= max)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::bad_request(format!("parameter '{name}' (valueString, at most {max} characters) is required")))
-}
-
-fn param_amount(params: &Value) -> Result<Paise, ApiError> {
-    paise(&param(params, "amount").map(|p| p["valueMoney"].clone()).ok_or_else(|| ApiError::bad_request("parameter 'amount' (valueMoney) is required"))?, "amount")
-}
+/// The counter when none is named.
+pub const DEFAULT_COUNTER: &str = "main";
 
 /// Read the Parameters of `$pay`, `$refund`, `$waive` or `$cancel`.
 pub fn parse_money_op(operation: &str, params: &Value) -> Result<MoneyOp, ApiError> {
-    if params["resourceType"] != "Parameters" {
-        return Err(ApiError::bad_request(format!("{operation} takes a Parameters resource")));
-    }
-    Ok(match operation {
-        "$pay" => {
-            let mode = param(params, "mode").and_then(|p| p["valueCode"].as_str()).filter(|m| self::mode(m).is_some());
-            let mode = mode.ok_or_else(|| ApiError::bad_request("parameter 'mode' must be cash, upi or card"))?.to_string();
-            MoneyOp::Pay { amount: param_amount(params)?, mode, key: param_text(params, "key", 128)? }
+    let p = Params::new(operation, params)?;
+    let amount = || -> Result<Paise, ApiError> { paise(required(p.money("amount")?, "amount")?, "amount") };
+    let mode = |default: Option<&'static str>| -> Result<String, ApiError> {
+        match p.code("mode")?.or(default) {
+            Some(m) if self::mode(m).is_some() => Ok(m.to_string()),
+            _ => Err(ApiError::bad_request("parameter 'mode' must be cash, upi or card")),
         }
-        "$refund" => MoneyOp::Refund { amount: param_amount(params)?, reason: param_text(params, "reason", 500)?, key: param_text(params, "key", 128)? },
-        "$waive" => MoneyOp::Waive { approver: param_text(params, "approver", 128)?, reason: param_text(params, "reason", 500)? },
-        "$cancel" => MoneyOp::Cancel { reason: param_text(params, "reason", 500)? },
+    };
+    let counter = || -> Result<String, ApiError> { Ok(p.text("counter", 64)?.unwrap_or_else(|| DEFAULT_COUNTER.to_string())) };
+    let text = |name: &str, max: usize| -> Result<String, ApiError> { required(p.text(name, max)?, name) };
+    Ok(match operation {
+        "$pay" => MoneyOp::Pay { amount: amount()?, mode: mode(None)?, key: text("key", 128)?, counter: counter()? },
+        "$refund" => MoneyOp::Refund { amount: amount()?, mode: mode(Some("cash"))?, reason: text("reason", 500)?, key: text("key", 128)?, counter: counter()? },
+        "$waive" => MoneyOp::Waive { approver: text("approver", 128)?, reason: text("reason", 500)? },
+        "$cancel" => MoneyOp::Cancel { reason: text("reason", 500)? },
         other => return Err(ApiError::new(StatusCode::NOT_FOUND, IssueType::NotSupported, format!("no operation {other} on Invoice"))),
     })
 }
@@ -193,19 +266,21 @@ pub fn apply(tx: &mut WriteTx<'_>, author: &str, id: &str, op: MoneyOp) -> Resul
     let mut d = to_domain(&invoice)?;
     let now = vaidya_fhir::datetime::format_instant(vaidya_store::now_ms());
     let ext = match op {
-        MoneyOp::Pay { amount, mode: m, key } => {
+        MoneyOp::Pay { amount, mode: m, key, counter } => {
             let receipt = next_receipt(tx)?;
             d.pay(mode(&m).expect("checked when parsed"), amount, &receipt).map_err(refused)?;
             json!({"url": PAYMENT_URL, "extension": [
                 {"url": "mode", "valueCode": m}, {"url": "amount", "valueMoney": money(amount)},
-                {"url": "receipt", "valueString": receipt}, {"url": "key", "valueString": key}, {"url": "time", "valueDateTime": now}]})
+                {"url": "receipt", "valueString": receipt}, {"url": "key", "valueString": key}, {"url": "time", "valueDateTime": now},
+                {"url": "counter", "valueString": counter}, {"url": "cashier", "valueString": author}]})
         }
-        MoneyOp::Refund { amount, reason, key } => {
+        MoneyOp::Refund { amount, mode: m, reason, key, counter } => {
             let receipt = next_receipt(tx)?;
             d.refund(amount, &receipt, &reason).map_err(refused)?;
             json!({"url": REFUND_URL, "extension": [
                 {"url": "amount", "valueMoney": money(amount)}, {"url": "receipt", "valueString": receipt},
-                {"url": "reason", "valueString": reason}, {"url": "key", "valueString": key}, {"url": "time", "valueDateTime": now}]})
+                {"url": "reason", "valueString": reason}, {"url": "key", "valueString": key}, {"url": "time", "valueDateTime": now},
+                {"url": "mode", "valueCode": m}, {"url": "counter", "valueString": counter}, {"url": "cashier", "valueString": author}]})
         }
         MoneyOp::Waive { approver, reason } => {
             d.waive(&approver, &reason).map_err(refused)?;

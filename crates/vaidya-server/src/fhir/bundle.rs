@@ -5,6 +5,7 @@
 //! commits or none of it does. A batch runs each entry as its own job.
 
 use super::ops::{self, Outcome};
+use super::visibility::{Viewer, visible};
 use super::wire::{self, BundleWriter, Return};
 use super::{Prepared, check_id, check_type, new_id, prepare, prepare_with, rewrite_references};
 use crate::error::ApiError;
@@ -45,7 +46,7 @@ fn entry_error(index: usize, message: impl Into<String>) -> ApiError {
 }
 
 /// Process a transaction or batch Bundle; returns the response Bundle's bytes.
-pub async fn process(store: &Arc<Store>, author: &str, bundle: Value, base: &str, ret: Return, max_entries: usize) -> Result<Vec<u8>, ApiError> {
+pub async fn process(store: &Arc<Store>, author: &str, viewer: Viewer, bundle: Value, base: &str, ret: Return, max_entries: usize) -> Result<Vec<u8>, ApiError> {
     let kind = check_bundle(&bundle, max_entries)?;
     let entries = parse_entries(bundle)?;
     match kind {
@@ -54,10 +55,10 @@ pub async fn process(store: &Arc<Store>, author: &str, bundle: Value, base: &str
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))??;
             let author = author.to_string();
-            let outcomes = store.write(move |tx| run_transaction(tx, &author, entries, prepared)).await?;
+            let outcomes = store.write(move |tx| run_transaction(tx, &author, viewer, entries, prepared)).await?;
             Ok(response_bundle("transaction-response", &outcomes, base, ret))
         }
-        _ => Ok(run_batch(store, author, entries, base, ret).await),
+        _ => Ok(run_batch(store, author, viewer, entries, base, ret).await),
     }
 }
 
@@ -214,6 +215,7 @@ pub enum EntryResult {
 fn run_transaction(
     tx: &mut WriteTx<'_>,
     author: &str,
+    viewer: Viewer,
     mut entries: Vec<Entry>,
     mut prepared: HashMap<usize, Prepared>,
 ) -> Result<Vec<EntryResult>, ApiError> {
@@ -273,24 +275,25 @@ fn run_transaction(
                 let p = prepared.remove(&e.index).expect("prepared every PUT");
                 EntryResult::Written(ops::update(tx, author, p, &id, e.if_match).map_err(at)?)
             }
-            Method::Get => read_entry(tx.conn(), e).map_err(at)?,
+            Method::Get => read_entry(tx.conn(), e, viewer).map_err(at)?,
         };
         results[e.index] = Some(result);
     }
     Ok(results.into_iter().map(|r| r.expect("every entry ran")).collect())
 }
 
-fn read_entry(conn: &vaidya_store::Connection, e: &Entry) -> Result<EntryResult, ApiError> {
+fn read_entry(conn: &vaidya_store::Connection, e: &Entry, viewer: Viewer) -> Result<EntryResult, ApiError> {
     match (&e.id, &e.query) {
         (Some(id), _) => match vaidya_store::read::current(conn, &e.rtype, id)? {
-            Some(s) if !s.deleted => Ok(EntryResult::Read { status: StatusCode::OK, content: s.content }),
+            Some(s) if !s.deleted && visible(viewer, &e.rtype, &s.content) => Ok(EntryResult::Read { status: StatusCode::OK, content: s.content }),
+            Some(s) if !s.deleted => Err(ApiError::not_found(format!("{}/{id} is not known", e.rtype))),
             Some(_) => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("{}/{id} was deleted", e.rtype))),
             None => Err(ApiError::not_found(format!("{}/{id} is not known", e.rtype))),
         },
         (None, Some(q)) => {
             let found = vaidya_store::search::run(conn, q)?;
             let mut w = BundleWriter::new(wire::bundle_head("searchset", Some(found.total), &[]));
-            for m in &found.matches {
+            for m in found.matches.iter().filter(|m| visible(viewer, &m.resource_type, &m.content)) {
                 w.entry(json!({"search": {"mode": "match"}}), Some(&m.content));
             }
             Ok(EntryResult::Read { status: StatusCode::OK, content: w.finish() })
@@ -299,7 +302,7 @@ fn read_entry(conn: &vaidya_store::Connection, e: &Entry) -> Result<EntryResult,
     }
 }
 
-async fn run_batch(store: &Arc<Store>, author: &str, entries: Vec<Entry>, base: &str, ret: Return) -> Vec<u8> {
+async fn run_batch(store: &Arc<Store>, author: &str, viewer: Viewer, entries: Vec<Entry>, base: &str, ret: Return) -> Vec<u8> {
     let mut results = Vec::with_capacity(entries.len());
     for mut e in entries {
         let result = async {
@@ -307,7 +310,7 @@ async fn run_batch(store: &Arc<Store>, author: &str, entries: Vec<Entry>, base: 
             match e.method {
                 Method::Get => {
                     let store = store.clone();
-                    tokio::task::spawn_blocking(move || store.read(|conn| read_entry(conn, &e)))
+                    tokio::task::spawn_blocking(move || store.read(|conn| read_entry(conn, &e, viewer)))
                         .await
                         .map_err(|err| ApiError::internal(err.to_string()))?
                 }
@@ -405,6 +408,6 @@ impl PreparedTransaction {
 
     /// Run inside a writer job; returns the number of entries written.
     pub fn run(self, tx: &mut WriteTx<'_>, author: &str) -> Result<usize, ApiError> {
-        Ok(run_transaction(tx, author, self.entries, self.prepared)?.len())
+        Ok(run_transaction(tx, author, Viewer::Lab, self.entries, self.prepared)?.len())
     }
 }

@@ -122,16 +122,8 @@ pub fn likely_duplicates(conn: &vaidya_store::Connection, patient: &Value) -> Re
 
 /// The source and target Patients of a `$merge`, as ids.
 pub fn parse_merge(params: &Value) -> Result<(String, String), ApiError> {
-    if params["resourceType"] != "Parameters" {
-        return Err(bad("$merge takes a Parameters resource"));
-    }
-    let reference = |name: &str| -> Result<String, ApiError> {
-        let p = params["parameter"].as_array().into_iter().flatten().find(|p| p["name"] == name);
-        let r = p.and_then(|p| p["valueReference"]["reference"].as_str()).ok_or_else(|| bad(format!("parameter '{name}' (valueReference) is required")))?;
-        let id = r.strip_prefix("Patient/").ok_or_else(|| bad(format!("{name} must be a Patient reference")))?;
-        super::check_id(id)?;
-        Ok(id.to_string())
-    };
+    let p = super::params::Params::new("$merge", params)?;
+    let reference = |name: &str| super::params::required(p.reference(name, "Patient")?, name);
     let (source, target) = (reference("source")?, reference("target")?);
     if source == target {
         return Err(bad("source and target are the same Patient"));

@@ -3,15 +3,20 @@
 
 pub mod billing;
 pub mod booking;
+pub mod cash;
+pub mod charges;
+pub mod consultation;
 pub mod bundle;
 pub mod duplicates;
 pub mod lab;
 pub mod operations;
 pub mod ops;
+pub mod params;
 pub mod queue;
 pub mod registration;
 pub mod capability;
 pub mod rest;
+pub mod visibility;
 pub mod wire;
 
 use crate::error::ApiError;
@@ -59,8 +64,13 @@ pub fn prepare(resource: Value) -> Result<Prepared, ApiError> {
 pub fn prepare_with(mut resource: Value, keep_resource: bool) -> Result<Prepared, ApiError> {
     vaidya_fhir::validate::validate_resource(&resource).map_err(ApiError::invalid_resource)?;
     // A Patient without a UHID is kept parsed: the writer gives it one if it is a create.
+    if resource["resourceType"] == "ChargeItemDefinition" && resource.get("useContext").is_some() {
+        charges::check_tariff(&resource)?; // a broken tariff entry would stop every charge it prices
+    }
     let keep_resource = keep_resource
         || resource["resourceType"] == "Invoice"
+        || resource["resourceType"] == "ChargeItem"
+        || resource.get("encounter").is_some()
         || (resource["resourceType"] == "Patient" && !registration::normalise_uhids(&mut resource)?);
     let resource_type = resource["resourceType"].as_str().expect("validated resources have a resourceType").to_string();
     let index = vaidya_fhir::index::extract_all(&resource);
@@ -76,6 +86,18 @@ pub fn load_live(conn: &vaidya_store::Connection, rtype: &str, id: &str) -> Resu
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::NotFound, format!("{rtype}/{id} is not known")))?;
     let value = serde_json::from_slice(&stored.content).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((value, stored))
+}
+
+/// Resources of `rtype` matching search parameters, as (id, parsed resource); for rules that
+/// look things up inside a write job.
+pub fn find(conn: &vaidya_store::Connection, rtype: &str, pairs: &[(&str, String)]) -> Result<Vec<(String, Value)>, ApiError> {
+    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let q = vaidya_store::search::parse_query(rtype, &pairs, vaidya_store::search::Handling::Strict)?;
+    vaidya_store::search::run(conn, &q)?
+        .matches
+        .into_iter()
+        .map(|m| Ok((m.id, serde_json::from_slice(&m.content).map_err(|e| ApiError::internal(e.to_string()))?)))
+        .collect()
 }
 
 /// A new server-assigned id: a UUIDv7 (RFC 9562), which starts with the creation time. New

@@ -1,7 +1,9 @@
 //! The write interactions as they run inside the writer's transaction, shared by the REST
 //! handlers and by transaction/batch Bundles.
 
-use super::{Prepared, billing, booking, registration};
+use super::{Prepared, billing, booking, charges, consultation, registration};
+use serde_json::Value;
+use std::collections::BTreeSet;
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use vaidya_fhir::outcome::IssueType;
@@ -55,17 +57,12 @@ pub fn create(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
         }
     }
     let rtype = p.resource_type.clone();
-    if rtype == "Patient" {
-        registration::before_write(tx, &mut p, true)?;
-    }
-    if rtype == "Invoice" {
-        billing::before_write(&mut p)?;
-    }
-    let slots = if rtype == "Appointment" { booking::before_write(tx, id, Some(&p))? } else { Default::default() };
+    let slots = before(tx, &mut p, id, true)?;
     // `id` was just made by the server (UUIDv7): no need to look for an existing resource.
     let w = tx.create(author, &rtype, id, &p.body, &p.index)?;
+    let kept = p.resource.take();
     tx.dispose(p);
-    booking::refresh_slots(tx, author, &slots)?;
+    after(tx, author, &rtype, id, kept, &w.content, true, &slots)?;
     Ok(Outcome { status: StatusCode::CREATED, resource_type: rtype, id: id.to_string(), version: w.version, time_ms: w.time_ms, content: Some(w.content) })
 }
 
@@ -87,16 +84,11 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
         }
     }
     let existed = current.is_some_and(|c| !c.deleted);
-    if rtype == "Patient" {
-        registration::before_write(tx, &mut p, false)?;
-    }
-    if rtype == "Invoice" {
-        billing::before_write(&mut p)?;
-    }
-    let slots = if rtype == "Appointment" { booking::before_write(tx, id, Some(&p))? } else { Default::default() };
+    let slots = before(tx, &mut p, id, !existed)?;
     let w = tx.put(author, &rtype, id, &p.body, &p.index)?;
+    let kept = p.resource.take();
     tx.dispose(p);
-    booking::refresh_slots(tx, author, &slots)?;
+    after(tx, author, &rtype, id, kept, &w.content, !existed, &slots)?;
     Ok(Outcome {
         status: if existed { StatusCode::OK } else { StatusCode::CREATED },
         resource_type: rtype,
@@ -105,6 +97,43 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
         time_ms: w.time_ms,
         content: Some(w.content),
     })
+}
+
+/// The hospital's rules that run before a resource is stored. Returns the Slots whose load
+/// the write changes (an Appointment's).
+fn before(tx: &mut WriteTx<'_>, p: &mut Prepared, id: &str, creating: bool) -> Result<BTreeSet<String>, ApiError> {
+    match p.resource_type.as_str() {
+        "Patient" => registration::before_write(tx, p, creating)?,
+        "Invoice" => billing::before_write(tx, p, id)?,
+        "ChargeItem" => charges::before_write(tx, p, id)?,
+        "Appointment" => return booking::before_write(tx, id, Some(p)),
+        _ => {}
+    }
+    if let Some(r) = &p.resource {
+        consultation::check_same_patient(tx, &p.resource_type, r)?;
+    }
+    Ok(BTreeSet::new())
+}
+
+/// What follows a write in the same transaction: slots' status, charges for the service the
+/// resource records, and an invoice's charges marked billed (or billable again).
+#[allow(clippy::too_many_arguments)]
+fn after(
+    tx: &mut WriteTx<'_>,
+    author: &str,
+    rtype: &str,
+    id: &str,
+    kept: Option<Value>,
+    content: &[u8],
+    created: bool,
+    slots: &BTreeSet<String>,
+) -> Result<(), ApiError> {
+    booking::refresh_slots(tx, author, slots)?;
+    if rtype == "Invoice"
+        && let Some(invoice) = kept {
+            billing::after_write(tx, author, id, &invoice)?;
+        }
+    charges::after_write(tx, author, rtype, id, content, created)
 }
 
 /// Store `resource` as the next version of `id` (or its first) through the ordinary update
@@ -118,6 +147,9 @@ pub fn delete(tx: &mut WriteTx<'_>, author: &str, rtype: &str, id: &str) -> Resu
     let slots = if rtype == "Appointment" { booking::before_write(tx, id, None)? } else { Default::default() };
     let w = tx.delete(author, rtype, id)?;
     booking::refresh_slots(tx, author, &slots)?;
+    if w.is_some() {
+        charges::after_delete(tx, author, rtype, id)?;
+    }
     Ok(Outcome {
         status: StatusCode::NO_CONTENT,
         resource_type: rtype.to_string(),

@@ -3,7 +3,8 @@
 //! next token for the day; the doctor's desk then moves the Appointment through the queue
 //! (`called`, `in-consultation`, `done`, `no-show`) with the same operation. The rules are the
 //! domain's [`QueueState`]; the state is an extension on the Appointment, and its FHIR status
-//! follows (arrived while queued, fulfilled when done, noshow).
+//! follows (arrived while queued, fulfilled when done, noshow). The consultation's Encounter
+//! opens and closes with it (see [`super::consultation`]).
 //!
 //! Today's queue of a department is a plain search:
 //! `Appointment?actor=HealthcareService/{dept}&date=YYYY-MM-DD&_sort=date`.
@@ -114,25 +115,10 @@ pub fn move_to(tx: &mut WriteTx<'_>, author: &str, id: &str, to: QueueState) -> 
         }
     }
     set_queue_state(&mut appt, to);
+    match to {
+        QueueState::InConsultation => super::consultation::open(tx, author, id, &appt)?,
+        QueueState::Done => super::consultation::close(tx, author, id)?,
+        _ => {}
+    }
     super::ops::save(tx, author, id, appt)
-}
-
-/// Read a Parameters resource's `valueReference` (as an id of `rtype`) or `valueCode`.
-pub fn param_reference(params: &Value, name: &str, rtype: &str) -> Result<Option<String>, ApiError> {
-    let Some(p) = params["parameter"].as_array().into_iter().flatten().find(|p| p["name"] == name) else { return Ok(None) };
-    let r = p["valueReference"]["reference"].as_str().ok_or_else(|| ApiError::bad_request(format!("parameter '{name}' needs valueReference")))?;
-    let id = r.strip_prefix(&format!("{rtype}/")).ok_or_else(|| ApiError::bad_request(format!("{name} must reference a {rtype}")))?;
-    super::check_id(id)?;
-    Ok(Some(id.to_string()))
-}
-
-pub fn param_state(params: &Value) -> Result<QueueState, ApiError> {
-    let code = params["parameter"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == "state")
-        .and_then(|p| p["valueCode"].as_str())
-        .ok_or_else(|| ApiError::bad_request("parameter 'state' (valueCode) is required"))?;
-    code.parse().map_err(|e: vaidya_domain::queue::QueueError| ApiError::bad_request(e.to_string()))
 }

@@ -1,7 +1,9 @@
 //! Axum handlers for the FHIR REST interactions.
 
 use super::ops::{self, Outcome};
+use super::visibility::{Viewer, search_conditions, visible};
 use super::wire::{self, BundleWriter, Return};
+use super::params::{Params, required};
 use super::{check_id, check_type, new_id, parse_json, prepare};
 use crate::app::{AppState, Principal};
 use crate::error::ApiError;
@@ -180,6 +182,7 @@ async fn delete(
 
 async fn read(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path((rtype, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -188,7 +191,12 @@ async fn read(
     check_id(&id)?;
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let stored = app.read_now(|conn| Ok(vaidya_store::read::current(conn, &rtype, &id)?))?;
-    stored_response(stored, &format!("{rtype}/{id}"))
+    stored_response(hide(stored, &who, &rtype), &format!("{rtype}/{id}"))
+}
+
+/// A stored version the caller may not see is answered as if it did not exist.
+fn hide(stored: Option<vaidya_store::Stored>, who: &Principal, rtype: &str) -> Option<vaidya_store::Stored> {
+    stored.filter(|s| s.deleted || visible(Viewer::of_role(&who.role), rtype, &s.content))
 }
 
 /// A stored version as a response: 404 if there is none, 410 if it is a deletion.
@@ -202,6 +210,7 @@ fn stored_response(stored: Option<vaidya_store::Stored>, what: &str) -> Result<R
 
 async fn vread(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path((rtype, id, vid)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -211,21 +220,23 @@ async fn vread(
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let version: u64 = vid.parse().map_err(|_| ApiError::bad_request(format!("'{vid}' is not a version number")))?;
     let stored = app.read_now(|conn| Ok(vaidya_store::read::version(conn, &rtype, &id, version)?))?;
-    stored_response(stored, &format!("version {version} of {rtype}/{id}"))
+    stored_response(hide(stored, &who, &rtype), &format!("version {version} of {rtype}/{id}"))
 }
 
 async fn search_get(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(rtype): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_type(&rtype)?;
-    search_common(app, rtype, query_pairs(raw.as_deref()), headers).await
+    search_common(app, who, rtype, query_pairs(raw.as_deref()), headers).await
 }
 
 async fn search_post(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(rtype): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -235,11 +246,13 @@ async fn search_post(
     let body = body_bytes(body)?;
     let mut pairs = query_pairs(raw.as_deref());
     pairs.extend(form_urlencoded::parse(&body).into_owned());
-    search_common(app, rtype, pairs, headers).await
+    search_common(app, who, rtype, pairs, headers).await
 }
 
-async fn search_common(app: AppState, rtype: String, pairs: Vec<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: Vec<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     wire::check_accept(&headers, format_param(&pairs))?;
+    let viewer = Viewer::of_role(&who.role);
+    pairs.extend(search_conditions(viewer, &rtype));
     let handling = if wire::prefer_lenient(&headers) { Handling::Lenient } else { Handling::Strict };
     let q = parse_query(&rtype, &pairs, handling)?;
     let base = wire::base_url(&headers);
@@ -270,7 +283,7 @@ async fn search_common(app: AppState, rtype: String, pairs: Vec<(String, String)
     for m in &found.matches {
         w.entry(json!({"fullUrl": format!("{base}/{}/{}", m.resource_type, m.id), "search": {"mode": "match"}}), Some(&m.content));
     }
-    for m in &found.included {
+    for m in found.included.iter().filter(|m| visible(viewer, &m.resource_type, &m.content)) {
         w.entry(json!({"fullUrl": format!("{base}/{}/{}", m.resource_type, m.id), "search": {"mode": "include"}}), Some(&m.content));
     }
     if !q.ignored.is_empty() {
@@ -285,7 +298,7 @@ async fn search_common(app: AppState, rtype: String, pairs: Vec<(String, String)
 
 const HISTORY_MAX_COUNT: usize = 1_000;
 
-async fn history_common(app: AppState, scope: (Option<String>, Option<String>), raw: Option<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn history_common(app: AppState, who: Principal, scope: (Option<String>, Option<String>), raw: Option<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
     wire::check_accept(&headers, format_param(&pairs))?;
     let mut count = search::DEFAULT_COUNT;
@@ -338,7 +351,8 @@ async fn history_common(app: AppState, scope: (Option<String>, Option<String>), 
         links.push(("next", format!("{path}?_count={count}&_offset={}", offset + count)));
     }
     let mut w = BundleWriter::new(wire::bundle_head("history", Some(total), &links));
-    for it in &items {
+    let viewer = Viewer::of_role(&who.role);
+    for it in items.iter().filter(|it| it.stored.deleted || visible(viewer, &it.resource_type, &it.stored.content)) {
         let url = format!("{}/{}", it.resource_type, it.id);
         let (method, status) = if it.stored.deleted {
             ("DELETE", "204 No Content")
@@ -360,29 +374,31 @@ async fn history_common(app: AppState, scope: (Option<String>, Option<String>), 
     Ok(wire::raw_json_response(StatusCode::OK, w.finish()))
 }
 
-async fn history_system(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Result<Response, ApiError> {
-    history_common(app, (None, None), raw, headers).await
+async fn history_system(State(app): State<AppState>, Extension(who): Extension<Principal>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Result<Response, ApiError> {
+    history_common(app, who, (None, None), raw, headers).await
 }
 
 async fn history_type(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(rtype): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_type(&rtype)?;
-    history_common(app, (Some(rtype), None), raw, headers).await
+    history_common(app, who, (Some(rtype), None), raw, headers).await
 }
 
 async fn history_instance(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path((rtype, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_type(&rtype)?;
     check_id(&id)?;
-    history_common(app, (Some(rtype), Some(id)), raw, headers).await
+    history_common(app, who, (Some(rtype), Some(id)), raw, headers).await
 }
 
 /// `POST /fhir/{type}/${operation}` (the router sees the operation in the id position).
@@ -423,6 +439,20 @@ async fn type_operation(
                     {"name": "target", "valueReference": {"reference": format!("Patient/{target}")}}
                 ]}),
             ))
+        }
+        ("Invoice", "$gather") => {
+            let params = parse_json(&body_bytes(body)?)?;
+            let patient = required(Params::new("$gather", &params)?.reference("patient", "Patient")?, "patient")?;
+            let new = new_id();
+            let o = app.store.write(move |tx| super::billing::gather(tx, &who.user, &patient, &new)).await?;
+            Ok(write_response(o, &headers, &base))
+        }
+        ("Invoice", "$cash-report") => {
+            let params = parse_json(&body_bytes(body)?)?;
+            let date = required(Params::new("$cash-report", &params)?.date("date")?, "date")?;
+            let date: vaidya_domain::LocalDate = date.parse().map_err(|e| ApiError::bad_request(format!("date '{date}': {e}")))?;
+            let report = app.read(move |conn| super::cash::day_report(conn, date)).await?;
+            Ok(wire::json_response(StatusCode::OK, &super::cash::to_parameters(date, &report)))
         }
         _ if operation.starts_with('$') => {
             Err(ApiError::new(StatusCode::NOT_FOUND, IssueType::NotSupported, format!("no operation {operation} on {rtype}")))
@@ -465,12 +495,9 @@ async fn instance_operation(
         }
         ("HealthcareService", "$walk-in") => {
             let params = parse_json(&body_bytes(body)?)?;
-            if params["resourceType"] != "Parameters" {
-                return Err(ApiError::bad_request("$walk-in takes a Parameters resource"));
-            }
-            let patient = super::queue::param_reference(&params, "patient", "Patient")?
-                .ok_or_else(|| ApiError::bad_request("parameter 'patient' is required"))?;
-            let practitioner = super::queue::param_reference(&params, "practitioner", "Practitioner")?;
+            let p = Params::new("$walk-in", &params)?;
+            let patient = required(p.reference("patient", "Patient")?, "patient")?;
+            let practitioner = p.reference("practitioner", "Practitioner")?;
             let base = wire::base_url(&headers);
             let new = new_id();
             let o = app
@@ -481,16 +508,7 @@ async fn instance_operation(
         }
         ("ServiceRequest", "$collect") => {
             let params = parse_json(&body_bytes(body)?)?;
-            if params["resourceType"] != "Parameters" {
-                return Err(ApiError::bad_request("$collect takes a Parameters resource"));
-            }
-            let barcode = params["parameter"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["name"] == "barcode")
-                .map(|p| p["valueString"].as_str().map(str::to_string).ok_or_else(|| ApiError::bad_request("barcode needs valueString")))
-                .transpose()?;
+            let barcode = Params::new("$collect", &params)?.text("barcode", 64)?;
             let base = wire::base_url(&headers);
             let new = new_id();
             let o = app.store.write(move |tx| super::lab::collect(tx, &who.user, &id, barcode, &new)).await?;
@@ -513,7 +531,8 @@ async fn instance_operation(
         }
         ("Appointment", "$queue") => {
             let params = parse_json(&body_bytes(body)?)?;
-            let state = super::queue::param_state(&params)?;
+            let state = required(Params::new("$queue", &params)?.code("state")?, "state")?;
+            let state: vaidya_domain::QueueState = state.parse().map_err(|e: vaidya_domain::queue::QueueError| ApiError::bad_request(e.to_string()))?;
             let base = wire::base_url(&headers);
             let o = app.store.write(move |tx| super::queue::move_to(tx, &who.user, &id, state)).await?;
             Ok(write_response(o, &headers, &base))
@@ -534,6 +553,6 @@ async fn bundle(
     let base = wire::base_url(&headers);
     let ret = wire::prefer_return(&headers, Return::Minimal);
     let max_entries = app.config.limits.max_bundle_entries;
-    let out = super::bundle::process(&app.store, &who.user, value, &base, ret, max_entries).await?;
+    let out = super::bundle::process(&app.store, &who.user, Viewer::of_role(&who.role), value, &base, ret, max_entries).await?;
     Ok(wire::raw_json_response(StatusCode::OK, out))
 }
