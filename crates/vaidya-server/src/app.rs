@@ -34,6 +34,8 @@ pub struct Principal {
     pub user: String,
     pub role: String,
     pub token_id: String,
+    /// For a patient's own account: their Patient id.
+    pub patient: Option<String>,
 }
 
 impl AppState {
@@ -94,6 +96,9 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
     };
     match check_token(&app, &token) {
         Ok(Some(p)) => {
+            if let Err(e) = crate::fhir::visibility::check_patient_request(&p, req.method(), req.uri().path()) {
+                return e.into_response();
+            }
             req.extensions_mut().insert(p);
             next.run(req).await
         }
@@ -113,7 +118,7 @@ fn check_token(app: &AppState, token: &str) -> Result<Option<Principal>, ApiErro
         let now = vaidya_store::now_ms();
         let live = row.revoked_ms.is_none() && row.expires_ms.is_none_or(|e| e > now);
         if live && vaidya_access::token::matches(secret, &row.secret_hash) {
-            Ok(Some(Principal { user: row.user, role: row.role, token_id: row.id }))
+            Ok(Some(Principal { user: row.user, role: row.role, token_id: row.id, patient: row.patient }))
         } else {
             Ok(None)
         }

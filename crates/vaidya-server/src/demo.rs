@@ -1,7 +1,8 @@
 //! A believable demo hospital, loaded by `vaidya serve --demo` into an empty data directory so
 //! that a newcomer sees a working hospital at once: departments, doctors with weekly OPD
-//! schedules and their slots for the coming week, a tariff, patients (names in English and
-//! Devanagari), appointments, and a released lab report.
+//! schedules and their slots for the coming week, a tariff and test catalogue, staff accounts,
+//! patients (names in English and Devanagari), appointments with their charges, a released lab
+//! report, and bills (one paid, one waiting at the counter).
 //!
 //! Everything goes in as one FHIR transaction Bundle through the same validation and ledger
 //! as any client's data.
@@ -38,14 +39,36 @@ const DOCTORS: [Doctor; 8] = [
     ("dr-bose", "Meera", "Bose", "डॉ. मीरा बोस", "radio", &[]),
 ];
 
-/// Tariff: (code, display, price in paise). AIIMS New Delhi charges ₹10 for OPD registration.
-const TARIFF: [(&str, &str, i64); 6] = [
-    ("opd-registration", "OPD registration", 1_000),
-    ("consultation", "OPD consultation", 0),
-    ("cbc", "Complete blood count", 15_000),
-    ("lipid", "Lipid profile", 20_000),
-    ("ecg", "Electrocardiogram", 5_000),
-    ("xray-chest", "X-ray chest PA view", 10_000),
+/// Tariff of services that are not tests: (code, display, price in paise, billable event).
+/// AIIMS New Delhi charges ₹10 for OPD registration; consultations are free.
+const SERVICE_TARIFF: [(&str, &str, i64, &str); 2] = [
+    ("opd-registration", "OPD registration", 1_000, crate::fhir::charges::EVENT_REGISTRATION),
+    ("opd-consultation", "OPD consultation", 0, crate::fhir::charges::EVENT_CONSULTATION),
+];
+
+/// The test catalogue: (code, LOINC code, display, department, specimen, price in paise).
+/// Each test is an ActivityDefinition (what can be ordered) and a ChargeItemDefinition (its
+/// price, found by the LOINC code when it is ordered).
+const TESTS: [(&str, &str, &str, &str, &str, i64); 9] = [
+    ("cbc", "58410-2", "CBC panel - Blood by Automated count", "lab", "Whole blood (EDTA)", 15_000),
+    ("hb", "718-7", "Hemoglobin [Mass/volume] in Blood", "lab", "Whole blood (EDTA)", 5_000),
+    ("fbs", "1558-6", "Fasting glucose [Mass/volume] in Serum or Plasma", "lab", "Plasma (fluoride)", 4_000),
+    ("hba1c", "4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "lab", "Whole blood (EDTA)", 30_000),
+    ("lipid", "57698-3", "Lipid panel with direct LDL - Serum or Plasma", "lab", "Serum", 20_000),
+    ("lft", "24325-3", "Hepatic function panel - Serum or Plasma", "lab", "Serum", 25_000),
+    ("kft", "24362-6", "Renal function panel - Serum or Plasma", "lab", "Serum", 25_000),
+    ("ecg", "11524-6", "EKG study", "cardio", "", 5_000),
+    ("xray-chest", "36643-5", "XR Chest 2 Views", "radio", "", 10_000),
+];
+
+/// Staff accounts the demo creates: (name, role, department).
+pub const STAFF: [(&str, &str, Option<&str>); 6] = [
+    ("reg.asha", "registration", None),
+    ("dr.sharma", "doctor", Some("gen-med")),
+    ("lab.verma", "lab", Some("lab")),
+    ("lab.bose", "lab", Some("lab")),
+    ("cash.ravi", "billing", None),
+    ("nurse.mary", "nurse", Some("gen-med")),
 ];
 
 /// Patients: (id, given, family, Hindi name, gender, birth date, mobile).
@@ -163,12 +186,40 @@ pub fn bundle(slots: &[DemoSlot], uhids: &[String]) -> Value {
             "extension": [{"url": crate::fhir::booking::SLOT_CAPACITY_URL, "valueUnsignedInt": s.capacity}]
         })));
     }
-    for (code, display, paise) in TARIFF {
+    // Tariff entries go in before patients and orders, which are charged by them.
+    let tariff = "https://vaidya.dev/demo/tariff";
+    let focus = |system: &str, code: &str, display: &str| {
+        json!([{"code": {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "focus"},
+                "valueCodeableConcept": {"coding": [{"system": system, "code": code, "display": display}]}}])
+    };
+    let price = |paise: i64| json!([{"priceComponent": [{"type": "base", "amount": {"value": rupees(paise), "currency": "INR"}}]}]);
+    for (code, display, paise, event) in SERVICE_TARIFF {
         entries.push(entry(json!({
             "resourceType": "ChargeItemDefinition", "id": format!("tariff-{code}"), "status": "active",
-            "url": format!("https://vaidya.dev/demo/tariff/{code}"),
-            "code": {"coding": [{"system": "https://vaidya.dev/demo/tariff", "code": code, "display": display}]},
-            "propertyGroup": [{"priceComponent": [{"type": "base", "amount": {"value": rupees(paise), "currency": "INR"}}]}]
+            "url": format!("{tariff}/{code}"), "title": display,
+            "code": {"coding": [{"system": tariff, "code": code, "display": display}], "text": display},
+            "useContext": focus(crate::fhir::charges::EVENT_SYSTEM, event, display),
+            "propertyGroup": price(paise)
+        })));
+    }
+    for (code, loinc, display, dept, specimen, paise) in TESTS {
+        let mut activity = json!({
+            "resourceType": "ActivityDefinition", "id": format!("test-{code}"), "status": "active",
+            "url": format!("https://vaidya.dev/demo/catalogue/{code}"), "name": code.replace('-', "_").to_uppercase(), "title": display,
+            "kind": "ServiceRequest",
+            "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": display}], "text": display},
+            "topic": [{"text": if dept == "radio" { "Radiology" } else if dept == "lab" { "Laboratory" } else { "Cardiology" }}]
+        });
+        if !specimen.is_empty() {
+            activity["description"] = json!(format!("Specimen: {specimen}"));
+        }
+        entries.push(entry(activity));
+        entries.push(entry(json!({
+            "resourceType": "ChargeItemDefinition", "id": format!("tariff-{code}"), "status": "active",
+            "url": format!("{tariff}/{code}"), "title": display,
+            "code": {"coding": [{"system": tariff, "code": code, "display": display}], "text": display},
+            "useContext": focus("http://loinc.org", loinc, display),
+            "propertyGroup": price(paise)
         })));
     }
     for (i, (id, given, family, hindi, gender, birth, mobile)) in PATIENTS.iter().enumerate() {
@@ -193,6 +244,13 @@ pub fn bundle(slots: &[DemoSlot], uhids: &[String]) -> Value {
         })));
     }
     entries.push(entry(json!({
+        "resourceType": "ServiceRequest", "id": "order-hb-1", "status": "completed", "intent": "order",
+        "instantiatesCanonical": ["https://vaidya.dev/demo/catalogue/hb"],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin [Mass/volume] in Blood"}]},
+        "subject": {"reference": "Patient/pt-2"}, "authoredOn": "2026-11-20T09:40:00+05:30",
+        "requester": {"reference": "Practitioner/dr-sharma"}
+    })));
+    entries.push(entry(json!({
         "resourceType": "Observation", "id": "obs-hb-1", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin [Mass/volume] in Blood"}]},
         "subject": {"reference": "Patient/pt-2"}, "effectiveDateTime": "2026-11-20T10:15:00+05:30",
@@ -204,8 +262,26 @@ pub fn bundle(slots: &[DemoSlot], uhids: &[String]) -> Value {
     entries.push(entry(json!({
         "resourceType": "DiagnosticReport", "id": "report-1", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2", "display": "CBC panel - Blood by Automated count"}]},
+        "basedOn": [{"reference": "ServiceRequest/order-hb-1"}],
         "subject": {"reference": "Patient/pt-2"}, "issued": "2026-11-20T12:00:00+05:30",
         "performer": [{"reference": "Practitioner/dr-verma"}], "result": [{"reference": "Observation/obs-hb-1"}]
     })));
     json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+/// After the hospital is loaded: bills for the first two patients, from the charges their
+/// registration, appointment and test made: Ramesh's paid in cash at counter OPD-1, Sita's
+/// waiting at the counter.
+pub fn bills(tx: &mut vaidya_store::WriteTx<'_>) -> Result<(), crate::error::ApiError> {
+    use crate::fhir::billing::{MoneyOp, apply, gather};
+    let paid = crate::fhir::new_id();
+    let o = gather(tx, "cash.ravi", "pt-1", &paid)?;
+    let invoice: Value = serde_json::from_slice(o.content.as_deref().unwrap_or_default()).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    let total = crate::fhir::billing::paise(&invoice["totalGross"], "Invoice.totalGross")?;
+    if total.is_positive() {
+        let pay = MoneyOp::Pay { amount: total, mode: "cash".into(), key: "demo-pt-1".into(), counter: "OPD-1".into() };
+        apply(tx, "cash.ravi", &paid, pay)?;
+    }
+    gather(tx, "cash.ravi", "pt-2", &crate::fhir::new_id())?;
+    Ok(())
 }

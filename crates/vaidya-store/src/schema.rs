@@ -23,12 +23,14 @@
 //!   arithmetic alone (SQLite may lack trigonometry); x, y, z are derived from lat, lon.
 //! - `api_user`, `api_token`: accounts and bearer tokens (not ledgered: access state).
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Changes from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`.
 pub const MIGRATIONS: &[&str] = &[
     // 1 -> 2: staff accounts belong to a department.
     "ALTER TABLE api_user ADD COLUMN department TEXT",
+    // 2 -> 3: a patient's own account names their Patient resource.
+    "ALTER TABLE api_user ADD COLUMN patient TEXT",
 ];
 
 pub const SCHEMA: &str = r#"
@@ -113,6 +115,7 @@ CREATE TABLE api_user (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
     department TEXT,
+    patient TEXT,
     password_hash TEXT,
     must_change_password INTEGER NOT NULL,
     created_ms INTEGER NOT NULL

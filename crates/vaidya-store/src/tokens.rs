@@ -10,6 +10,8 @@ pub struct TokenRow {
     pub secret_hash: Vec<u8>,
     pub user: String,
     pub role: String,
+    /// The Patient a patient's own account is for.
+    pub patient: Option<String>,
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
@@ -30,6 +32,11 @@ pub fn insert_user(
         params![name, role, department, password_hash, must_change_password, now_ms()],
     )?;
     Ok(n == 1)
+}
+
+/// Link a patient's account to their Patient resource (by id).
+pub fn set_user_patient(conn: &Connection, name: &str, patient: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE api_user SET patient = ?2 WHERE name = ?1", params![name, patient])? == 1)
 }
 
 pub fn user_role(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
@@ -55,7 +62,7 @@ pub fn insert_token(
 pub fn find_token(conn: &Connection, id: &str) -> Result<Option<TokenRow>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms
+            "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient
              FROM api_token t JOIN api_user u ON u.name = t.user_name WHERE t.id = ?1",
         )?
         .query_row([id], row_to_token)
@@ -71,12 +78,13 @@ fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         created_ms: r.get(4)?,
         expires_ms: r.get(5)?,
         revoked_ms: r.get(6)?,
+        patient: r.get(7)?,
     })
 }
 
 pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms
+        "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient
          FROM api_token t JOIN api_user u ON u.name = t.user_name ORDER BY t.created_ms",
     )?;
     let rows = stmt.query_map([], row_to_token)?;

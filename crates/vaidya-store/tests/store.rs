@@ -253,13 +253,14 @@ fn a_version_1_database_is_migrated_on_open() {
     let (store, _) = open(&dir);
     store.write_blocking(|tx| put(tx, "a", "Kept")).unwrap();
     drop(store);
-    // Make it look like a database written by schema version 1 (no department column).
+    // Make it look like a database written by schema version 1 (no department or patient column).
     let conn = rusqlite::Connection::open(dir.path().join("db")).unwrap();
-    conn.execute_batch("ALTER TABLE api_user DROP COLUMN department; PRAGMA user_version = 1;").unwrap();
+    conn.execute_batch("ALTER TABLE api_user DROP COLUMN department; ALTER TABLE api_user DROP COLUMN patient; PRAGMA user_version = 1;").unwrap();
     drop(conn);
     let store = Store::open(&dir.path().join("db"), LedgerKey::generate("vaidya.test/ledger")).unwrap();
     let admin = vaidya_store::open_admin(&dir.path().join("db")).unwrap();
     assert!(vaidya_store::tokens::insert_user(&admin, "asha", "lab", Some("lab"), None, false).unwrap());
+    assert!(vaidya_store::tokens::set_user_patient(&admin, "asha", "p1").unwrap());
     let version: i64 = admin.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, vaidya_store::schema::SCHEMA_VERSION);
     assert!(store.read(|c| vaidya_store::read::current(c, "Patient", "a")).unwrap().is_some());

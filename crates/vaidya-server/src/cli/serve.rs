@@ -45,9 +45,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let demo = args.demo;
     let demo_store = store.clone();
+    let demo_data = config.data.clone();
     let result = runtime.block_on(async move {
         if demo {
-            load_demo(&demo_store).await?;
+            load_demo(&demo_store, &demo_data).await?;
         }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -70,7 +71,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
 }
 
 /// Load the demo hospital into an empty ledger (a second start with --demo changes nothing).
-async fn load_demo(store: &Arc<vaidya_store::Store>) -> Result<(), String> {
+async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path) -> Result<(), String> {
     let entries = {
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.read(vaidya_store::read::ledger_size))
@@ -90,7 +91,16 @@ async fn load_demo(store: &Arc<vaidya_store::Store>) -> Result<(), String> {
         .ok()
         .and_then(|v| v["entry"].as_array().map(Vec::len))
         .unwrap_or(0);
-    println!("Demo hospital loaded: {n} resources (departments, doctors, OPD slots for the coming week, tariff, patients)");
+    store.write(crate::demo::bills).await.map_err(|e| format!("the demo bills did not load: {:?}", e.issues))?;
+    println!("Demo hospital loaded: {n} resources (departments, doctors, OPD slots for the coming week, tariff, test catalogue, patients, bills)");
+    let conn = vaidya_store::open_admin(&crate::datadir::db_path(data)).map_err(|e| e.to_string())?;
+    println!("Demo staff accounts (one-time passwords, shown only now; API tokens: vaidya token --data {} --user NAME):", data.display());
+    for (name, role, dept) in crate::demo::STAFF {
+        let password = vaidya_access::password::generate_one_time();
+        let hash = vaidya_access::password::hash(&password);
+        vaidya_store::tokens::insert_user(&conn, name, role, dept, Some(&hash), true).map_err(|e| e.to_string())?;
+        println!("  {name:<11} {role:<13} {password}");
+    }
     Ok(())
 }
 

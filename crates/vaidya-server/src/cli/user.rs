@@ -5,8 +5,8 @@ use crate::datadir;
 use std::process::ExitCode;
 
 /// The staff roles Vaidya knows (policies per role arrive with the access issue).
-pub const ROLES: [&str; 9] =
-    ["registration", "doctor", "nurse", "lab", "radiology", "billing", "admin", "privacy-officer", "auditor"];
+pub const ROLES: [&str; 10] =
+    ["registration", "doctor", "nurse", "lab", "radiology", "billing", "admin", "privacy-officer", "auditor", "patient"];
 
 #[derive(clap::Args)]
 pub struct UserArgs {
@@ -16,9 +16,10 @@ pub struct UserArgs {
 
 #[derive(clap::Subcommand)]
 enum UserCommand {
-    /// Create a staff account and print its one-time password (once).
-    #[command(after_help = "Roles: registration, doctor, nurse, lab, radiology, billing, admin, privacy-officer, auditor.\n\
-Example: vaidya user add --data /srv/vaidya --name asha.lab --role lab --department lab")]
+    /// Create an account (staff, or a patient's own) and print its one-time password (once).
+    #[command(after_help = "Roles: registration, doctor, nurse, lab, radiology, billing, admin, privacy-officer, auditor, patient.\n\
+A `patient` account reads only that patient's own records (released reports, appointments, bills) and needs --patient.\n\
+Examples:\n  vaidya user add --data /srv/vaidya --name asha.lab --role lab --department lab\n  vaidya user add --data /srv/vaidya --name sita.devi --role patient --patient pt-2")]
     Add {
         #[command(flatten)]
         data: DataArgs,
@@ -31,12 +32,15 @@ Example: vaidya user add --data /srv/vaidya --name asha.lab --role lab --departm
         /// Department the account works in (a HealthcareService id), where the role needs one.
         #[arg(long, value_name = "DEPT")]
         department: Option<String>,
+        /// For a `patient` account: the id of their Patient record.
+        #[arg(long, value_name = "PATIENT_ID")]
+        patient: Option<String>,
     },
 }
 
 pub fn run(args: UserArgs) -> Result<ExitCode, String> {
     match args.command {
-        UserCommand::Add { data, name, role, department } => {
+        UserCommand::Add { data, name, role, department, patient } => {
             let valid_name = !name.is_empty()
                 && name.len() <= 64
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
@@ -53,6 +57,12 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
                 && !crate::fhir::is_valid_id(d) {
                     return Err(format!("'{d}' is not a valid department id"));
                 }
+            match (&patient, role == "patient") {
+                (None, true) => return Err("a patient account needs --patient (the id of their Patient record)".into()),
+                (Some(_), false) => return Err("--patient is only for accounts with the role 'patient'".into()),
+                (Some(p), true) if !crate::fhir::is_valid_id(p) => return Err(format!("'{p}' is not a valid Patient id")),
+                _ => {}
+            }
             let config = data.load()?;
             let db = datadir::db_path(&config.data);
             if !db.exists() {
@@ -66,7 +76,11 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
             {
                 return Err(format!("an account named '{name}' already exists"));
             }
-            println!("Created account '{name}' ({role}{})", department.map(|d| format!(" in {d}")).unwrap_or_default());
+            if let Some(p) = &patient {
+                vaidya_store::tokens::set_user_patient(&conn, &name, p).map_err(|e| e.to_string())?;
+            }
+            let scope = department.map(|d| format!(" in {d}")).or(patient.map(|p| format!(" for Patient/{p}"))).unwrap_or_default();
+            println!("Created account '{name}' ({role}{scope})");
             println!("One-time password: {password}");
             Ok(ExitCode::SUCCESS)
         }

@@ -275,14 +275,14 @@ fn run_transaction(
                 let p = prepared.remove(&e.index).expect("prepared every PUT");
                 EntryResult::Written(ops::update(tx, author, p, &id, e.if_match).map_err(at)?)
             }
-            Method::Get => read_entry(tx.conn(), e, viewer).map_err(at)?,
+            Method::Get => read_entry(tx.conn(), e, &viewer).map_err(at)?,
         };
         results[e.index] = Some(result);
     }
     Ok(results.into_iter().map(|r| r.expect("every entry ran")).collect())
 }
 
-fn read_entry(conn: &vaidya_store::Connection, e: &Entry, viewer: Viewer) -> Result<EntryResult, ApiError> {
+fn read_entry(conn: &vaidya_store::Connection, e: &Entry, viewer: &Viewer) -> Result<EntryResult, ApiError> {
     match (&e.id, &e.query) {
         (Some(id), _) => match vaidya_store::read::current(conn, &e.rtype, id)? {
             Some(s) if !s.deleted && visible(viewer, &e.rtype, &s.content) => Ok(EntryResult::Read { status: StatusCode::OK, content: s.content }),
@@ -310,7 +310,8 @@ async fn run_batch(store: &Arc<Store>, author: &str, viewer: Viewer, entries: Ve
             match e.method {
                 Method::Get => {
                     let store = store.clone();
-                    tokio::task::spawn_blocking(move || store.read(|conn| read_entry(conn, &e, viewer)))
+                    let viewer = viewer.clone();
+                    tokio::task::spawn_blocking(move || store.read(|conn| read_entry(conn, &e, &viewer)))
                         .await
                         .map_err(|err| ApiError::internal(err.to_string()))?
                 }

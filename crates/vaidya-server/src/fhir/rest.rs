@@ -196,7 +196,7 @@ async fn read(
 
 /// A stored version the caller may not see is answered as if it did not exist.
 fn hide(stored: Option<vaidya_store::Stored>, who: &Principal, rtype: &str) -> Option<vaidya_store::Stored> {
-    stored.filter(|s| s.deleted || visible(Viewer::of_role(&who.role), rtype, &s.content))
+    stored.filter(|s| s.deleted || visible(&Viewer::of(who), rtype, &s.content))
 }
 
 /// A stored version as a response: 404 if there is none, 410 if it is a deletion.
@@ -251,8 +251,8 @@ async fn search_post(
 
 async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: Vec<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     wire::check_accept(&headers, format_param(&pairs))?;
-    let viewer = Viewer::of_role(&who.role);
-    pairs.extend(search_conditions(viewer, &rtype));
+    let viewer = Viewer::of(&who);
+    pairs.extend(search_conditions(&viewer, &rtype)?);
     let handling = if wire::prefer_lenient(&headers) { Handling::Lenient } else { Handling::Strict };
     let q = parse_query(&rtype, &pairs, handling)?;
     let base = wire::base_url(&headers);
@@ -283,7 +283,7 @@ async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: 
     for m in &found.matches {
         w.entry(json!({"fullUrl": format!("{base}/{}/{}", m.resource_type, m.id), "search": {"mode": "match"}}), Some(&m.content));
     }
-    for m in found.included.iter().filter(|m| visible(viewer, &m.resource_type, &m.content)) {
+    for m in found.included.iter().filter(|m| visible(&viewer, &m.resource_type, &m.content)) {
         w.entry(json!({"fullUrl": format!("{base}/{}/{}", m.resource_type, m.id), "search": {"mode": "include"}}), Some(&m.content));
     }
     if !q.ignored.is_empty() {
@@ -351,8 +351,8 @@ async fn history_common(app: AppState, who: Principal, scope: (Option<String>, O
         links.push(("next", format!("{path}?_count={count}&_offset={}", offset + count)));
     }
     let mut w = BundleWriter::new(wire::bundle_head("history", Some(total), &links));
-    let viewer = Viewer::of_role(&who.role);
-    for it in items.iter().filter(|it| it.stored.deleted || visible(viewer, &it.resource_type, &it.stored.content)) {
+    let viewer = Viewer::of(&who);
+    for it in items.iter().filter(|it| it.stored.deleted || visible(&viewer, &it.resource_type, &it.stored.content)) {
         let url = format!("{}/{}", it.resource_type, it.id);
         let (method, status) = if it.stored.deleted {
             ("DELETE", "204 No Content")
@@ -553,6 +553,6 @@ async fn bundle(
     let base = wire::base_url(&headers);
     let ret = wire::prefer_return(&headers, Return::Minimal);
     let max_entries = app.config.limits.max_bundle_entries;
-    let out = super::bundle::process(&app.store, &who.user, Viewer::of_role(&who.role), value, &base, ret, max_entries).await?;
+    let out = super::bundle::process(&app.store, &who.user, Viewer::of(&who), value, &base, ret, max_entries).await?;
     Ok(wire::raw_json_response(StatusCode::OK, out))
 }
