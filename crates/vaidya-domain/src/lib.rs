@@ -18,8 +18,10 @@
 //! - [`booking`]: a slot's load; never overbooked, never booked in the past.
 //! - [`billing`]: invoices, payments, refunds, cancellation and fee waivers.
 //! - [`queue`]: the OPD queue: tokens and the waiting-called-seen-done states.
+//! - [`age`]: a patient's age on a date (years, or months and days for infants).
 
 pub mod abha;
+pub mod age;
 pub mod billing;
 pub mod booking;
 pub mod mobile;
@@ -29,6 +31,7 @@ pub mod schedule;
 pub mod uhid;
 
 pub use abha::{AbhaAddress, AbhaNumber};
+pub use age::Age;
 pub use billing::{Invoice, InvoiceStatus, PaymentMode};
 pub use booking::{BookingError, SlotLoad, SlotStatus};
 pub use mobile::Mobile;
