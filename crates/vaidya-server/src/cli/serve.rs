@@ -91,6 +91,7 @@ async fn load_demo(store: &Arc<vaidya_store::Store>) -> Result<(), String> {
         .and_then(|v| v["entry"].as_array().map(Vec::len))
         .unwrap_or(0);
     println!("Demo hospital loaded: {n} resources (departments, doctors, OPD slots for the coming week, tariff, patients)");
+    println!("Demo lab report, printable with a bearer token: /print/DiagnosticReport/report-1");
     Ok(())
 }
 
