@@ -21,8 +21,9 @@ impl Zone {
         match name {
             "UTC" | "Etc/UTC" | "Z" => Zone::UTC,
             other => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
                 if !matches!(other, "Asia/Kolkata" | "Asia/Calcutta" | "IST") {
-                    tracing::warn!("timezone '{other}' is not supported; printing times in IST");
+                    WARNED.call_once(|| tracing::warn!("timezone '{other}' is not supported; printed times are in IST"));
                 }
                 Zone::IST
             }

@@ -70,7 +70,9 @@ pub fn load(conn: &vaidya_store::Connection, id: &str) -> Result<Sources, ApiErr
     let mut src = Sources { version: stored.version, ..Sources::default() };
     let mut names = HashMap::new();
 
-    if let Some((_, p)) = resolve(conn, &report, &report["subject"])? {
+    if let Some((rtype, p)) = resolve(conn, &report, &report["subject"])?
+        && rtype == "Patient"
+    {
         src.patient = Some(p);
     }
     for r in refs(&report, "basedOn") {
@@ -155,21 +157,31 @@ fn refs<'a>(resource: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> +
     list.iter().filter(|r| r.is_object())
 }
 
-/// The resource a Reference points to, with its type: a contained one (`#id`), or the live
-/// current version of `Type/id` (also written as an absolute URL or with `_history`).
+/// The resource a Reference points to, with its type: a contained one (`#id`), the live
+/// current version of `Type/id`, or the version named by `Type/id/_history/n`. Absolute URLs
+/// are not followed: they name another server's resources, which are not ours to print.
 fn resolve(conn: &vaidya_store::Connection, context: &Value, reference: &Value) -> Result<Option<(String, Value)>, ApiError> {
     let Some(r) = reference["reference"].as_str() else { return Ok(None) };
     if let Some(local) = r.strip_prefix('#') {
         let found = context["contained"].as_array().into_iter().flatten().find(|c| c["id"] == local);
         return Ok(found.and_then(|c| Some((c["resourceType"].as_str()?.to_string(), c.clone()))));
     }
-    let path = r.split("/_history/").next().unwrap_or(r);
-    let mut parts = path.rsplit('/');
-    let (Some(id), Some(rtype)) = (parts.next(), parts.next()) else { return Ok(None) };
+    let (path, version) = match r.split_once("/_history/") {
+        Some((p, v)) => match v.parse::<u64>() {
+            Ok(v) => (p, Some(v)),
+            Err(_) => return Ok(None),
+        },
+        None => (r, None),
+    };
+    let Some((rtype, id)) = path.split_once('/') else { return Ok(None) };
     if !crate::fhir::is_valid_id(id) || crate::fhir::check_type(rtype).is_err() {
         return Ok(None);
     }
-    match vaidya_store::read::current(conn, rtype, id)? {
+    let stored = match version {
+        Some(v) => vaidya_store::read::version(conn, rtype, id, v)?,
+        None => vaidya_store::read::current(conn, rtype, id)?,
+    };
+    match stored {
         Some(s) if !s.deleted => {
             let v = serde_json::from_slice(&s.content).map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(Some((rtype.to_string(), v)))
@@ -278,6 +290,8 @@ pub struct ResultRow {
     pub ranges: Vec<String>,
     pub flags: Vec<Flag>,
     pub status: String,
+    /// Entered in error or cancelled: printed struck through, never to be read as a result.
+    pub withdrawn: bool,
     pub notes: Vec<String>,
 }
 
@@ -455,6 +469,7 @@ fn row(o: &Value, nested: bool) -> ResultRow {
         ranges: format::reference_ranges(o),
         flags: format::flags(o),
         status: o["status"].as_str().map(format::status_word).unwrap_or_default(),
+        withdrawn: matches!(o["status"].as_str(), Some("entered-in-error" | "cancelled")),
         notes: o["note"].as_array().into_iter().flatten().filter_map(|n| str_of(n, "text")).map(str::to_string).collect(),
     }
 }
@@ -468,6 +483,7 @@ fn missing_row(reference: &str, nested: bool) -> ResultRow {
         ranges: vec![],
         flags: vec![],
         status: String::new(),
+        withdrawn: false,
         notes: vec![],
     }
 }
@@ -520,6 +536,33 @@ mod tests {
         assert_eq!(v.performers, vec!["Dr. Alok Verma"]);
         assert_eq!(v.verified_by.as_deref(), Some("verifier"));
         assert!(v.revised);
+    }
+
+    #[test]
+    fn withdrawn_missing_and_panel_results() {
+        let mut src = sources();
+        let mut withdrawn = src.results[0].observation.clone().unwrap();
+        withdrawn["status"] = json!("entered-in-error");
+        let panel = json!({"resourceType": "Observation", "status": "final", "code": {"text": "Lipid profile"}});
+        src.results.push(Loaded { reference: "Observation/o2".into(), observation: Some(withdrawn), members: vec![] });
+        src.results.push(Loaded { reference: "Observation/gone".into(), observation: None, members: vec![] });
+        src.results.push(Loaded {
+            reference: "Observation/p".into(),
+            observation: Some(panel),
+            members: vec![Loaded {
+                reference: "Observation/m".into(),
+                observation: Some(json!({"status": "final", "code": {"text": "HDL"}, "valueQuantity": {"value": 50, "unit": "mg/dL"}})),
+                members: vec![],
+            }],
+        });
+        let v = view(&src, &ctx());
+        assert!(!v.rows[0].withdrawn && v.rows[1].withdrawn);
+        assert_eq!(v.rows[1].status, "Entered in error");
+        assert!(v.rows[2].name.contains("Observation/gone") && v.rows[2].value.is_empty());
+        assert!(v.rows[3].heading && !v.rows[3].nested);
+        assert!(v.rows[4].nested && v.rows[4].value == "50 mg/dL");
+        let html = v.render().unwrap();
+        assert!(html.contains("withdrawn"));
     }
 
     #[test]
