@@ -20,8 +20,10 @@
 //! - [`billing`]: invoices, payments, refunds, cancellation and fee waivers.
 //! - [`cash`]: the day-end cash report per counter and cashier.
 //! - [`queue`]: the OPD queue: tokens and the waiting-called-seen-done states.
+//! - [`age`]: a patient's age on a date (years, or months and days for infants).
 
 pub mod abha;
+pub mod age;
 pub mod billing;
 pub mod booking;
 pub mod cash;
@@ -33,6 +35,7 @@ pub mod schedule;
 pub mod uhid;
 
 pub use abha::{AbhaAddress, AbhaNumber};
+pub use age::Age;
 pub use billing::{Invoice, InvoiceStatus, PaymentMode};
 pub use charges::{ChargePrice, ChargeStatus, PriceSource};
 pub use booking::{BookingError, SlotLoad, SlotStatus};

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest("/fhir", fhir)
+        .nest("/print", crate::print::router(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)

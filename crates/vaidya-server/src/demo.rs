@@ -2,7 +2,7 @@
 //! that a newcomer sees a working hospital at once: departments, doctors with weekly OPD
 //! schedules and their slots for the coming week, a tariff and test catalogue, staff accounts,
 //! patients (names in English and Devanagari), appointments with their charges, a released lab
-//! report, and bills (one paid, one waiting at the counter).
+//! report (printable at `/print/DiagnosticReport/report-1`), and bills (one paid, one waiting at the counter).
 //!
 //! Everything goes in as one FHIR transaction Bundle through the same validation and ledger
 //! as any client's data.
@@ -235,7 +235,8 @@ pub fn bundle(slots: &[DemoSlot], uhids: &[String]) -> Value {
             "managingOrganization": {"reference": "Organization/hospital"}
         })));
     }
-    // A few bookings in the first slots, and one released haemoglobin result.
+    // A few bookings in the first slots, and one released haemoglobin result, ordered, collected
+    // and verified as the laboratory flow does it.
     for (n, s) in slots.iter().take(3).enumerate() {
         entries.push(entry(json!({
             "resourceType": "Appointment", "id": format!("appt-{}", n + 1), "status": "booked",
@@ -244,14 +245,23 @@ pub fn bundle(slots: &[DemoSlot], uhids: &[String]) -> Value {
         })));
     }
     entries.push(entry(json!({
-        "resourceType": "ServiceRequest", "id": "order-hb-1", "status": "completed", "intent": "order",
-        "instantiatesCanonical": ["https://vaidya.dev/demo/catalogue/hb"],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin [Mass/volume] in Blood"}]},
-        "subject": {"reference": "Patient/pt-2"}, "authoredOn": "2026-11-20T09:40:00+05:30",
-        "requester": {"reference": "Practitioner/dr-sharma"}
+        "resourceType": "ServiceRequest", "id": "order-cbc-1", "status": "completed", "intent": "order",
+        "instantiatesCanonical": ["https://vaidya.dev/demo/catalogue/cbc"],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2", "display": "CBC panel - Blood by Automated count"}]},
+        "subject": {"reference": "Patient/pt-2"}, "requester": {"reference": "Practitioner/dr-khan"},
+        "authoredOn": "2026-11-20T09:40:00+05:30"
+    })));
+    entries.push(entry(json!({
+        "resourceType": "Specimen", "id": "specimen-1", "status": "available",
+        "identifier": [{"system": crate::fhir::lab::SPECIMEN_BARCODE_SYSTEM, "value": "S2026112000001"}],
+        "accessionIdentifier": {"system": crate::fhir::lab::SPECIMEN_BARCODE_SYSTEM, "value": "S2026112000001"},
+        "type": {"text": "Whole blood (EDTA)"}, "subject": {"reference": "Patient/pt-2"},
+        "request": [{"reference": "ServiceRequest/order-cbc-1"}],
+        "collection": {"collectedDateTime": "2026-11-20T10:15:00+05:30"}
     })));
     entries.push(entry(json!({
         "resourceType": "Observation", "id": "obs-hb-1", "status": "final",
+        "basedOn": [{"reference": "ServiceRequest/order-cbc-1"}], "specimen": {"reference": "Specimen/specimen-1"},
         "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin [Mass/volume] in Blood"}]},
         "subject": {"reference": "Patient/pt-2"}, "effectiveDateTime": "2026-11-20T10:15:00+05:30",
         "valueQuantity": {"value": 10.8, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"},
@@ -261,9 +271,13 @@ pub fn bundle(slots: &[DemoSlot], uhids: &[String]) -> Value {
     })));
     entries.push(entry(json!({
         "resourceType": "DiagnosticReport", "id": "report-1", "status": "final",
+        "extension": [{"url": crate::fhir::lab::VERIFIED_BY_URL, "valueString": "dr-verma"}],
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "HM", "display": "Haematology"}]}],
         "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2", "display": "CBC panel - Blood by Automated count"}]},
-        "basedOn": [{"reference": "ServiceRequest/order-hb-1"}],
-        "subject": {"reference": "Patient/pt-2"}, "issued": "2026-11-20T12:00:00+05:30",
+        "subject": {"reference": "Patient/pt-2"}, "basedOn": [{"reference": "ServiceRequest/order-cbc-1"}],
+        "effectiveDateTime": "2026-11-20T10:15:00+05:30", "issued": "2026-11-20T12:00:00+05:30",
+        "specimen": [{"reference": "Specimen/specimen-1"}],
+        "conclusion": "Haemoglobin below the reference range: mild anaemia.",
         "performer": [{"reference": "Practitioner/dr-verma"}], "result": [{"reference": "Observation/obs-hb-1"}]
     })));
     json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})

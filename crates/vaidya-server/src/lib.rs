@@ -9,3 +9,4 @@ pub mod demo;
 pub mod error;
 pub mod fhir;
 pub mod import;
+pub mod print;

@@ -27,6 +27,19 @@ fn demo_hospital_is_loaded_once_and_is_bookable() {
                       "participant": [{"actor": {"reference": "Patient/pt-5"}, "status": "accepted"}]});
     assert_eq!(s.post("/Appointment", &appt).status, 201);
 
+    // The released lab report prints, with its sample and who verified it.
+    let print = raw_request(
+        &ureq::Agent::config_builder().http_status_as_error(false).build().into(),
+        "GET",
+        &s.base.replace("/fhir", "/print/DiagnosticReport/report-1"),
+        None,
+        &[("Authorization", &format!("Bearer {}", s.token))],
+    );
+    assert_eq!(print.status, 200, "{}", print.body);
+    for text in ["Sita Devi", "S2026112000001", "12.0–15.5 g/dL", "Low", "dr-verma", "Dr. Imran Khan", "20 Nov 2026, 12:00 IST"] {
+        assert!(print.body.contains(text), "{text} missing from the printed demo report");
+    }
+
     // A second start with --demo adds nothing.
     let before = s.ledger_size();
     s.stop();

@@ -101,6 +101,7 @@ async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path) -> 
         vaidya_store::tokens::insert_user(&conn, name, role, dept, Some(&hash), true).map_err(|e| e.to_string())?;
         println!("  {name:<11} {role:<13} {password}");
     }
+    println!("Demo lab report, printable with a bearer token: /print/DiagnosticReport/report-1");
     Ok(())
 }
 

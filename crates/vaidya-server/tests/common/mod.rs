@@ -152,6 +152,25 @@ impl Server {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// Create an account (`vaidya user add` with `extra` arguments such as `--department lab`)
+    /// and return a token for it.
+    pub fn add_user(&self, name: &str, role: &str, extra: &[&str]) -> String {
+        let data = self.dir.path().to_str().unwrap();
+        let mut args = vec!["user", "add", "--data", data, "--name", name, "--role", role];
+        args.extend_from_slice(extra);
+        let out = self.vaidya(&args);
+        assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.make_token(name)
+    }
+
+    /// A request with another account's token (JSON body if any).
+    pub fn request_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        let url = format!("{}{}", self.base, path);
+        let auth = format!("Bearer {token}");
+        let text = body.map(|b| b.to_string());
+        raw_request(&self.agent, method, &url, text.as_deref(), &[("Authorization", auth.as_str()), ("Content-Type", "application/fhir+json")])
+    }
+
     pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
         let url = if path.starts_with("http") { path.to_string() } else { format!("{}{}", self.base, path) };
         let auth = format!("Bearer {}", self.token);
