@@ -67,6 +67,9 @@ pub fn prepare_with(mut resource: Value, keep_resource: bool) -> Result<Prepared
     if resource["resourceType"] == "ChargeItemDefinition" && resource.get("useContext").is_some() {
         charges::check_tariff(&resource)?; // a broken tariff entry would stop every charge it prices
     }
+    if resource["resourceType"] == "Patient" {
+        registration::normalise_mobiles(&mut resource);
+    }
     let keep_resource = keep_resource
         || resource["resourceType"] == "Invoice"
         || resource["resourceType"] == "ChargeItem"

@@ -30,6 +30,27 @@ pub fn normalise_uhids(patient: &mut Value) -> Result<bool, ApiError> {
     Ok(found)
 }
 
+/// Write a Patient's Indian mobile numbers in one spelling (`+91XXXXXXXXXX`), however they
+/// were typed, so that a search by mobile finds them; other phone numbers stay as given.
+pub fn normalise_mobiles(patient: &mut Value) {
+    let Some(telecoms) = patient.get_mut("telecom").and_then(Value::as_array_mut) else { return };
+    for t in telecoms.iter_mut().filter(|t| t["system"] == "phone") {
+        if let Some(m) = t["value"].as_str().and_then(|v| v.parse::<vaidya_domain::Mobile>().ok()) {
+            t["value"] = Value::String(m.to_string());
+        }
+    }
+}
+
+/// A `phone` search value as typed at a counter (`98100 00002`, `09810000002`) in the stored
+/// spelling; anything that is not an Indian mobile is searched as given.
+pub fn normalise_phone_search(value: &str) -> String {
+    value
+        .split(',')
+        .map(|v| v.parse::<vaidya_domain::Mobile>().map_or_else(|_| v.to_string(), |m| m.to_string()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Name of the counter holding the last central UHID serial issued.
 const UHID_SEQUENCE: &str = "uhid-central";
 
@@ -110,6 +131,17 @@ fn central_serials(index: &[(&'static vaidya_fhir::search_params::SearchParam, v
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn mobiles_have_one_spelling() {
+        let mut p = json!({"resourceType": "Patient", "telecom": [{"system": "phone", "value": "098100 00002"},
+            {"system": "phone", "value": "+91-11-26588500"}, {"system": "email", "value": "9810000002"}]});
+        normalise_mobiles(&mut p);
+        assert_eq!(p["telecom"][0]["value"], "+919810000002");
+        assert_eq!(p["telecom"][1]["value"], "+91-11-26588500");
+        assert_eq!(p["telecom"][2]["value"], "9810000002");
+        assert_eq!(normalise_phone_search("9810000002,+91-11-26588500"), "+919810000002,+91-11-26588500");
+    }
 
     #[test]
     fn uhids_are_normalised_and_mistyped_ones_refused() {

@@ -252,6 +252,9 @@ async fn search_post(
 async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: Vec<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     wire::check_accept(&headers, format_param(&pairs))?;
     let viewer = Viewer::of(&who);
+    for (_, v) in pairs.iter_mut().filter(|(k, _)| k == "phone") {
+        *v = super::registration::normalise_phone_search(v);
+    }
     pairs.extend(search_conditions(&viewer, &rtype)?);
     let handling = if wire::prefer_lenient(&headers) { Handling::Lenient } else { Handling::Strict };
     let q = parse_query(&rtype, &pairs, handling)?;

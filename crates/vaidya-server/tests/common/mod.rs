@@ -165,7 +165,7 @@ impl Server {
 
     /// A request with another account's token (JSON body if any).
     pub fn request_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Resp {
-        let url = format!("{}{}", self.base, path);
+        let url = if path.starts_with("http") { path.to_string() } else { format!("{}{}", self.base, path) };
         let auth = format!("Bearer {token}");
         let text = body.map(|b| b.to_string());
         raw_request(&self.agent, method, &url, text.as_deref(), &[("Authorization", auth.as_str()), ("Content-Type", "application/fhir+json")])
