@@ -146,3 +146,30 @@ fn weekly_schedule_generates_slots_once() {
     }
     assert_eq!(s.ledger_size(), before);
 }
+
+#[test]
+fn rescheduling_moves_the_place_and_frees_the_old_slot() {
+    let s = Server::start();
+    assert_eq!(s.put("/Schedule/opd-med", &json!({"resourceType": "Schedule", "id": "opd-med", "actor": [{"reference": "Practitioner/dr-rao"}]})).status, 201);
+    assert_eq!(s.put("/Slot/a", &slot("a", 1, "2099-01-05T09:00:00+05:30", "2099-01-05T09:10:00+05:30")).status, 201);
+    assert_eq!(s.put("/Slot/b", &slot("b", 1, "2099-01-06T09:00:00+05:30", "2099-01-06T09:10:00+05:30")).status, 201);
+    let r = s.post("/Appointment", &appointment("a", "p1"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut appt = r.json();
+    let id = appt["id"].as_str().unwrap().to_string();
+    assert_eq!(s.get("/Slot/a").json()["status"], "busy");
+
+    // Moved to b: a is free again (and bookable by someone else), b is busy.
+    appt["slot"] = json!([{"reference": "Slot/b"}]);
+    let r = s.put(&format!("/Appointment/{id}"), &appt);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.get("/Slot/a").json()["status"], "free");
+    assert_eq!(s.get("/Slot/b").json()["status"], "busy");
+    assert_eq!(s.post("/Appointment", &appointment("a", "p2")).status, 201);
+    // Moving onto a full slot is refused and leaves the booking where it was.
+    let mut back = r.json();
+    back["slot"] = json!([{"reference": "Slot/a"}]);
+    assert_eq!(s.put(&format!("/Appointment/{id}"), &back).status, 409);
+    assert_eq!(s.get(&format!("/Appointment/{id}")).json()["slot"][0]["reference"], "Slot/b");
+    assert_eq!(s.get("/Slot/b").json()["status"], "busy");
+}

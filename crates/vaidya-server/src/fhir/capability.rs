@@ -8,6 +8,24 @@ use serde_json::{Value, json};
 use vaidya_fhir::model::Model;
 use vaidya_fhir::search_params::{ParamType, search_params};
 
+/// The hospital's operations, by resource type: (type, name, what it does).
+pub const OPERATIONS: [(&str, &str, &str); 14] = [
+    ("Schedule", "generate-slots", "instance: Slots from a weekly OPD pattern (idempotent)"),
+    ("Patient", "duplicates", "type: likely existing patients for a registration (same ABHA, or mobile and similar name)"),
+    ("Patient", "merge", "type: merge source into target, keeping both histories, with Patient.link"),
+    ("HealthcareService", "walk-in", "instance: a walk-in Appointment with the department's next token of the day"),
+    ("Appointment", "queue", "instance: move through the OPD queue (waiting, called, in-consultation, done, no-show); opens and closes the Encounter"),
+    ("ServiceRequest", "collect", "instance: collect the sample: a Specimen with a unique barcode"),
+    ("DiagnosticReport", "verify", "instance: verification by someone who entered none of the results"),
+    ("DiagnosticReport", "release", "instance: release a verified report; it and its results become final"),
+    ("Invoice", "gather", "type: an issued Invoice of a patient's billable charges"),
+    ("Invoice", "pay", "instance: a payment (cash, upi, card) at a counter, once per idempotency key, with a receipt"),
+    ("Invoice", "refund", "instance: a refund with a reason, once per idempotency key, with a receipt"),
+    ("Invoice", "waive", "instance: waive the balance, with the approver and a reason"),
+    ("Invoice", "cancel", "instance: cancel with a reason while no money is held"),
+    ("Invoice", "cash-report", "type: the day-end cash report per counter and cashier for a date"),
+];
+
 pub fn capability_statement(base: &str) -> Value {
     let resources: Vec<Value> = Model::r4()
         .resource_types()
@@ -22,7 +40,12 @@ pub fn capability_statement(base: &str) -> Value {
                 .filter(|p| p.kind == ParamType::Reference)
                 .map(|p| format!("{t}:{}", p.code))
                 .collect();
-            json!({
+            let operations: Vec<Value> = OPERATIONS
+                .iter()
+                .filter(|(ty, _, _)| *ty == t)
+                .map(|(ty, name, doc)| json!({"name": name, "definition": format!("https://vaidya.dev/fhir/OperationDefinition/{ty}-{name}"), "documentation": doc}))
+                .collect();
+            let mut resource = json!({
                 "type": t,
                 "interaction": [
                     {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "delete"},
@@ -38,7 +61,11 @@ pub fn capability_statement(base: &str) -> Value {
                 "searchInclude": ref_params.iter().cloned().chain(std::iter::once(format!("{t}:*"))).collect::<Vec<_>>(),
                 "searchRevInclude": ["*"],
                 "searchParam": params
-            })
+            });
+            if !operations.is_empty() {
+                resource["operation"] = Value::Array(operations);
+            }
+            resource
         })
         .collect();
     json!({
