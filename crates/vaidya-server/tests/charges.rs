@@ -8,18 +8,6 @@ const CAPACITY: &str = "https://vaidya.dev/fhir/StructureDefinition/slot-capacit
 const EVENTS: &str = "https://vaidya.dev/fhir/CodeSystem/billable-event";
 const SOURCE: &str = "https://vaidya.dev/fhir/sid/charge-source";
 
-fn tariff(id: &str, focus_system: &str, focus_code: &str, rupees: f64) -> Value {
-    json!({"resourceType": "ChargeItemDefinition", "id": id, "status": "active", "url": format!("https://h.example/tariff/{id}"),
-        "code": {"text": id},
-        "useContext": [{"code": {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "focus"},
-            "valueCodeableConcept": {"coding": [{"system": focus_system, "code": focus_code}]}}],
-        "propertyGroup": [{"priceComponent": [{"type": "base", "amount": {"value": rupees, "currency": "INR"}}]}]})
-}
-
-fn params(list: Value) -> Value {
-    json!({"resourceType": "Parameters", "parameter": list})
-}
-
 fn charges_of(s: &Server, patient: &str) -> Vec<Value> {
     let b = s.get(&format!("/ChargeItem?patient=Patient/{patient}&_count=100")).json();
     b["entry"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["resource"].clone()).collect()

@@ -11,18 +11,6 @@ const CAPACITY: &str = "https://vaidya.dev/fhir/StructureDefinition/slot-capacit
 const EVENTS: &str = "https://vaidya.dev/fhir/CodeSystem/billable-event";
 const UHID: &str = "https://vaidya.dev/fhir/sid/uhid";
 
-fn params(list: Value) -> Value {
-    json!({"resourceType": "Parameters", "parameter": list})
-}
-
-fn tariff(id: &str, system: &str, code: &str, rupees: i64) -> Value {
-    json!({"resourceType": "ChargeItemDefinition", "id": id, "status": "active", "url": format!("https://aiims.example/tariff/{id}"),
-        "code": {"text": id},
-        "useContext": [{"code": {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "focus"},
-            "valueCodeableConcept": {"coding": [{"system": system, "code": code}]}}],
-        "propertyGroup": [{"priceComponent": [{"type": "base", "amount": {"value": rupees, "currency": "INR"}}]}]})
-}
-
 /// The hospital as the administrator sets it up: a department, a doctor with an OPD schedule
 /// and its slots, the tariff and a test in the catalogue.
 fn set_up_hospital(s: &Server) {
@@ -36,9 +24,9 @@ fn set_up_hospital(s: &Server) {
         json!({"resourceType": "Schedule", "id": "sharma-opd", "actor": [{"reference": "Practitioner/dr-sharma"}, {"reference": "HealthcareService/gen-med"}]}),
         json!({"resourceType": "ActivityDefinition", "id": "test-cbc", "status": "active", "kind": "ServiceRequest", "url": "https://aiims.example/catalogue/cbc",
             "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2", "display": "CBC panel - Blood by Automated count"}]}}),
-        tariff("reg", EVENTS, "opd-registration", 10),
-        tariff("consult", EVENTS, "opd-consultation", 100),
-        tariff("cbc", "http://loinc.org", "58410-2", 150),
+        tariff("reg", EVENTS, "opd-registration", 10.0),
+        tariff("consult", EVENTS, "opd-consultation", 100.0),
+        tariff("cbc", "http://loinc.org", "58410-2", 150.0),
     ];
     for r in puts {
         let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());

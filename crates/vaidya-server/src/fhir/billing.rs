@@ -46,7 +46,7 @@ pub fn money(p: Paise) -> Value {
     json!({"value": serde_json::from_str::<Value>(&text).expect("a decimal literal"), "currency": "INR"})
 }
 
-fn mode(code: &str) -> Option<PaymentMode> {
+pub fn mode(code: &str) -> Option<PaymentMode> {
     match code {
         "cash" => Some(PaymentMode::Cash),
         "upi" => Some(PaymentMode::Upi),
@@ -55,7 +55,8 @@ fn mode(code: &str) -> Option<PaymentMode> {
     }
 }
 
-fn sub<'a>(ext: &'a Value, url: &str) -> Option<&'a Value> {
+/// A sub-extension of a complex extension, by its url.
+pub fn sub<'a>(ext: &'a Value, url: &str) -> Option<&'a Value> {
     ext["extension"].as_array()?.iter().find(|e| e["url"] == url)
 }
 

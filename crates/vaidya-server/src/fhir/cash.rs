@@ -7,7 +7,7 @@
 //! the domain's [`DayReport`]: nothing is kept on the side that could disagree with the
 //! invoices.
 
-use super::billing::{PAYMENT_URL, REFUND_URL, money, paise};
+use super::billing::{PAYMENT_URL, REFUND_URL, mode, money, paise, sub};
 use crate::error::ApiError;
 use serde_json::{Value, json};
 use vaidya_domain::billing::PaymentMode;
@@ -17,19 +17,6 @@ use vaidya_domain::schedule::{IST_OFFSET_MINUTES, LocalDate, LocalTime, to_utc_m
 /// The most Invoice versions one day's report reads (about 40 payments a minute around the
 /// clock); a larger day is refused rather than answered slowly or partly.
 pub const MAX_VERSIONS_PER_DAY: usize = 500_000;
-
-fn sub<'a>(ext: &'a Value, url: &str) -> Option<&'a Value> {
-    ext["extension"].as_array()?.iter().find(|e| e["url"] == url)
-}
-
-fn mode(code: &str) -> Option<PaymentMode> {
-    match code {
-        "cash" => Some(PaymentMode::Cash),
-        "upi" => Some(PaymentMode::Upi),
-        "card" => Some(PaymentMode::Card),
-        _ => None,
-    }
-}
 
 /// The report of `date` (hospital time).
 pub fn day_report(conn: &vaidya_store::Connection, date: LocalDate) -> Result<DayReport, ApiError> {

@@ -16,6 +16,20 @@ pub fn shared_data() -> PathBuf {
     p
 }
 
+/// A Parameters resource with these parameters.
+pub fn params(list: Value) -> Value {
+    serde_json::json!({"resourceType": "Parameters", "parameter": list})
+}
+
+/// A tariff entry (ChargeItemDefinition) pricing `system|code` at whole rupees.
+pub fn tariff(id: &str, system: &str, code: &str, rupees: f64) -> Value {
+    serde_json::json!({"resourceType": "ChargeItemDefinition", "id": id, "status": "active", "url": format!("https://h.example/tariff/{id}"),
+        "code": {"text": id},
+        "useContext": [{"code": {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "focus"},
+            "valueCodeableConcept": {"coding": [{"system": system, "code": code}]}}],
+        "propertyGroup": [{"priceComponent": [{"type": "base", "amount": {"value": rupees, "currency": "INR"}}]}]})
+}
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
