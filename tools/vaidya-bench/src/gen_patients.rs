@@ -24,7 +24,8 @@ use vaidya_domain::{Mobile, Uhid};
 
 pub const UHID_SYSTEM: &str = "https://vaidya.dev/fhir/sid/uhid";
 /// Written last into an output directory: its settings; a directory without it is incomplete.
-pub const MANIFEST: &str = "manifest.json";
+/// (No `.json` extension: `vaidya import` reads every `.json` file of a directory as a Bundle.)
+pub const MANIFEST: &str = "manifest";
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct GenPatientsArgs {

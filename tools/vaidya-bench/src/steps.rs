@@ -127,6 +127,12 @@ impl Recorder {
     }
 }
 
+/// The number of matches on a searchset page (entries with `"mode":"match"`).
+pub fn page_matches(body: &[u8]) -> usize {
+    let needle = br#""mode":"match""#;
+    body.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
 /// Percent-encode a query value (RFC 3986 unreserved characters stay as they are).
 pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
@@ -177,5 +183,6 @@ mod tests {
         assert_eq!(urlencode("राम"), "%E0%A4%B0%E0%A4%BE%E0%A4%AE");
         assert_eq!(bundle_total(br#"{"resourceType":"Bundle","type":"searchset","total": 42,"entry":[]}"#), Some(42));
         assert_eq!(bundle_total(b"{}"), None);
+        assert_eq!(page_matches(br#"{"entry":[{"search":{"mode":"match"}},{"search":{"mode":"include"}},{"search":{"mode":"match"}}]}"#), 2);
     }
 }
