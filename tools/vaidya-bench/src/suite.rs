@@ -19,9 +19,6 @@ pub struct SuiteOpts {
     /// Work directory (generated data, data directories, logs); made for vaidya-bench only.
     #[arg(long, value_name = "DIR")]
     pub work: PathBuf,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub clients: u32,
     /// Seconds of load.
     #[arg(long, default_value_t = 30.0)]
     pub seconds: f64,
@@ -37,6 +34,9 @@ pub struct SuiteOpts {
 pub struct RunOpdArgs {
     #[command(flatten)]
     pub suite: SuiteOpts,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
     #[command(flatten)]
     pub shape: OpdShape,
 }
@@ -45,6 +45,9 @@ pub struct RunOpdArgs {
 pub struct RunPatientsArgs {
     #[command(flatten)]
     pub suite: SuiteOpts,
+    /// Concurrent clients: one search run per value (and per total mode), e.g. `4,16`.
+    #[arg(long, value_delimiter = ',', default_values_t = [4u32, 16], value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: Vec<u32>,
     /// Patients to generate and import.
     #[arg(long, default_value_t = 1_000_000)]
     pub count: u64,
@@ -78,8 +81,8 @@ fn header(title: &str, s: &SuiteOpts, settings: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn load_opts(s: &SuiteOpts, server: &Server, token: String) -> LoadOpts {
-    LoadOpts { base: server.base.clone(), token, clients: s.clients, seconds: s.seconds, max_requests: None, timeout: 30, threads: s.threads }
+fn load_opts(s: &SuiteOpts, clients: u32, server: &Server, token: String) -> LoadOpts {
+    LoadOpts { base: server.base.clone(), token, clients, seconds: s.seconds, max_requests: None, timeout: 30, threads: s.threads }
 }
 
 /// Stop the server and add what it used to the notes; false if it did not exit cleanly.
@@ -131,7 +134,7 @@ pub fn run_opd(args: &RunOpdArgs) -> Result<bool, String> {
         s,
         &format!(
             "{} clients for {} s; {} departments x {} doctors, {} days of slots, {} places per {}-minute slot; {}% of clients contend for {} popular slots",
-            s.clients, s.seconds, sh.departments, sh.doctors, sh.days, sh.capacity, sh.slot_minutes, sh.hot_percent, sh.hot_slots
+            args.clients, s.seconds, sh.departments, sh.doctors, sh.days, sh.capacity, sh.slot_minutes, sh.hot_percent, sh.hot_slots
         ),
     )?;
     let logs = s.work.join("logs-opd");
@@ -143,7 +146,7 @@ pub fn run_opd(args: &RunOpdArgs) -> Result<bool, String> {
     // The first start creates the data directory; `vaidya token` needs it to exist.
     let mut server = Server::start(&s.vaidya, &data, &logs.join("serve.log"))?;
     let token = all::token(&s.vaidya, &data)?;
-    let opts = load_opts(s, &server, token);
+    let opts = load_opts(s, args.clients, &server, token);
     let pid = server.child.id();
     let me = std::process::id();
     let rt = load::runtime(s.threads)?;
@@ -153,7 +156,7 @@ pub fn run_opd(args: &RunOpdArgs) -> Result<bool, String> {
         let client = crate::http::client(4);
         eprintln!("[bench] setup: departments, doctors, schedules, $generate-slots");
         let setup = opd::setup(&client, &auth, &base, sh).await?;
-        eprintln!("[bench] rush: {} clients for {} s (load average {})", s.clients, s.seconds, sys::load_average());
+        eprintln!("[bench] rush: {} clients for {} s (load average {})", args.clients, s.seconds, sys::load_average());
         let (s0, b0) = (sys::cpu_seconds(pid).unwrap_or(0.0), sys::cpu_seconds(me).unwrap_or(0.0));
         let r = opd::rush(&opts, sh, &setup).await?;
         let (s1, b1) = (sys::cpu_seconds(pid).unwrap_or(0.0), sys::cpu_seconds(me).unwrap_or(0.0));
@@ -195,7 +198,10 @@ pub fn run_patients(args: &RunPatientsArgs) -> Result<bool, String> {
     header(
         &format!("Patient search at {} patients", args.count),
         s,
-        &format!("gen-patients seed {}, {} patients; search with {} clients for {} s, `_count={}`", args.seed, args.count, s.clients, s.seconds, args.page),
+        &format!(
+            "gen-patients seed {}, {} patients; search with {:?} clients for {} s each, with and without the total, `_count={}`",
+            args.seed, args.count, args.clients, s.seconds, args.page
+        ),
     )?;
     let mut notes = vec![];
     let mut ok = true;
@@ -256,18 +262,20 @@ pub fn run_patients(args: &RunPatientsArgs) -> Result<bool, String> {
     let token = all::token(&s.vaidya, &data)?;
     eprintln!("[bench] starting vaidya serve on {}", data.display());
     let mut server = Server::start(&s.vaidya, &data, &logs.join("serve.log"))?;
-    let opts = load_opts(s, &server, token);
     let (pid, me) = (server.child.id(), std::process::id());
     let rt = load::runtime(s.threads)?;
-    for (no_total, label) in [(false, "with the exact `Bundle.total` (the default)"), (true, "with `_total=none` (one page, no count)")] {
-        eprintln!("[bench] search {label}: {} clients for {} s (load average {})", s.clients, s.seconds, sys::load_average());
+    let modes = [(false, "with the exact `Bundle.total` (the default)"), (true, "with `_total=none` (one page, no count)")];
+    for (clients, (no_total, label)) in args.clients.iter().flat_map(|c| modes.iter().map(move |m| (*c, *m))) {
+        let opts = load_opts(s, clients, &server, token.clone());
+        let label = format!("{label}, {clients} clients");
+        eprintln!("[bench] search {label} for {} s (load average {})", s.seconds, sys::load_average());
         let (s0, b0) = (sys::cpu_seconds(pid).unwrap_or(0.0), sys::cpu_seconds(me).unwrap_or(0.0));
         let r = rt.block_on(patients::search_load(&opts, args.seed, args.count, args.page, no_total));
         let (s1, b1) = (sys::cpu_seconds(pid).unwrap_or(0.0), sys::cpu_seconds(me).unwrap_or(0.0));
         println!();
         match r {
             Ok(r) => {
-                println!("Search {label}, {} clients for {:.1} s:\n", r.clients, r.seconds);
+                println!("Search {label}, {:.1} s:\n", r.seconds);
                 print!("{}", r.markdown());
                 println!(
                     "\nMatches per search (average {}): {}.",
