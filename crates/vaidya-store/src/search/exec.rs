@@ -130,11 +130,11 @@ fn filter_sql(conn: &Connection, q: &Query, plan: Plan) -> Result<SqlBuilder, St
     filter.push(" AND r.deleted = 0");
     for (i, pred) in q.preds.iter().enumerate() {
         filter.push(" AND ");
-        if plan == Plan::Scan || matches!(plan, Plan::Driven(d) if d != i) {
-            if let Pred::Index { rtype, code, table, values, negate: false } = pred {
-                exists_sql(conn, &mut filter, rtype, code, *table, values, "r")?;
-                continue;
-            }
+        if (plan == Plan::Scan || matches!(plan, Plan::Driven(d) if d != i))
+            && let Pred::Index { rtype, code, table, values, negate: false } = pred
+        {
+            exists_sql(conn, &mut filter, rtype, code, *table, values, "r")?;
+            continue;
         }
         pred_sql(conn, &mut filter, pred, "r")?;
     }
