@@ -7,8 +7,10 @@
 //! Load: C clients, each in a loop: register a new patient (`POST Patient` without UHID: the
 //! server issues it), book (`POST Appointment`, status booked, one Slot; 409 when full: try
 //! another slot), check in (`POST Appointment/{id}/$queue` state `waiting`: the patient arrives
-//! and gets the department's token). A share of the clients ("hot") first tries one of a few
-//! popular slots on every booking, so that concurrent bookings contend for the last places.
+//! and gets the department's token). A share of the clients ("hot") all want the earliest
+//! place with the same doctors: they walk one shared order of slots (the first doctor's, then
+//! the next doctor's...) from where they last found room, so that they keep contending for the
+//! last places of the same slot for the whole run.
 //!
 //! Verification, independent of the server's own counting: for every Slot, page through
 //! `Appointment?slot=Slot/{id}` and count the appointments whose status holds a place (booked,
@@ -71,12 +73,10 @@ pub struct OpdShape {
     /// Minutes per slot (09:00-13:00).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(5..=60))]
     pub slot_minutes: u32,
-    /// Percentage of clients that first try a popular slot on every booking.
+    /// Percentage of clients that all want the earliest free slot (in one shared order of
+    /// doctors and slots), and so keep contending for the same last places.
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub hot_percent: u32,
-    /// Number of popular slots (the first slots of the first doctor of the first department).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub hot_slots: u32,
     /// Seed for patients and slot choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -99,6 +99,7 @@ pub struct Doctor {
 
 pub struct Setup {
     pub doctors: Vec<Doctor>,
+    /// (doctor, slot) in the order the popular-slot clients want them.
     pub hot: Vec<(usize, usize)>,
     pub slots: usize,
     pub places: u64,
@@ -220,7 +221,8 @@ pub async fn setup(client: &Client, auth: &HeaderValue, base: &Base, shape: &Opd
             doctors.push(Doctor { dept: dept.to_string(), practitioner: dr, slots });
         }
     }
-    let hot = (0..(shape.hot_slots as usize).min(doctors[0].slots.len())).map(|i| (0, i)).collect();
+    // The popular order: every slot of the first doctor by time, then the next doctor's...
+    let hot = doctors.iter().enumerate().flat_map(|(d, doc)| (0..doc.slots.len()).map(move |s| (d, s))).collect();
     let slots = doctors.iter().map(|d| d.slots.len()).sum();
     let places = doctors.iter().flat_map(|d| &d.slots).map(|s| s.capacity).sum();
     Ok(Setup { doctors, hot, slots, places, seconds: started.elapsed().as_secs_f64() })
@@ -279,6 +281,8 @@ pub async fn rush(opts: &LoadOpts, shape: &OpdShape, setup: &Setup) -> Result<Op
             let mut rec = Recorder::default();
             let mut rng = Rng::new(seed ^ run, c as u64, 0x0bd);
             let mut seq = 0u64;
+            // Where in the popular order this client last found room.
+            let mut frontier = 0usize;
             let send = |method: Method, url: String, body: Option<Bytes>| {
                 let (client, auth) = (client.clone(), auth.clone());
                 async move {
@@ -315,15 +319,21 @@ pub async fn rush(opts: &LoadOpts, shape: &OpdShape, setup: &Setup) -> Result<Op
                         continue;
                     }
                 };
-                // 2. Booking: a popular slot first (hot clients), else a random doctor's slot from a
-                //    random point on; a full slot (409) sends the patient to the next one.
+                // 2. Booking: hot clients the earliest slot in the popular order that they have
+                //    not seen full; others a random doctor's slot from a random point on. A full
+                //    slot (409) sends the patient to the next one.
                 let mut d = rng.below(doctors.len() as u64) as usize;
                 let mut s = rng.below(doctors[d].slots.len() as u64) as usize;
                 let mut appointment_id = None;
+                let mut walking = is_hot && frontier < hot.len();
                 for attempt in 0..MAX_ATTEMPTS {
-                    if attempt == 0 && is_hot {
-                        (d, s) = hot[rng.below(hot.len() as u64) as usize];
-                    } else if attempt > 0 && (attempt % 8 == 0 || is_hot && attempt == 1) {
+                    if walking {
+                        if frontier < hot.len() {
+                            (d, s) = hot[frontier];
+                        } else {
+                            walking = false;
+                        }
+                    } else if attempt > 0 && attempt % 8 == 0 {
                         d = rng.below(doctors.len() as u64) as usize;
                         s = rng.below(doctors[d].slots.len() as u64) as usize;
                     }
@@ -344,8 +354,13 @@ pub async fn rush(opts: &LoadOpts, shape: &OpdShape, setup: &Setup) -> Result<Op
                         Ok((StatusCode::CONFLICT, _)) => {
                             // The slot is full: an expected answer in a rush, timed on its own.
                             rec.ok("book: 409 slot full", t0);
-                            rec.count(if is_hot && attempt == 0 { "409 on a popular slot" } else { "409 on another slot" }, 1);
-                            s = (s + 1) % doctor.slots.len();
+                            if walking {
+                                rec.count("409 to popular-slot clients", 1);
+                                frontier += 1;
+                            } else {
+                                rec.count("409 to other clients", 1);
+                                s = (s + 1) % doctor.slots.len();
+                            }
                         }
                         Ok((status, body)) => {
                             rec.fail("book", http::describe_failure(status, &body));
@@ -415,17 +430,12 @@ pub async fn verify(opts: &LoadOpts, concurrency: usize) -> Result<Verification,
                 let url = format!("{}/Appointment?slot={}&_count=1000", base.url, urlencode(&format!("Slot/{id}")));
                 let appts = search_all(&client, &auth, &base, &url).await?;
                 seen += appts.len() as u64;
-                let holding = appts.iter().filter(|a| a["status"].as_str().is_some_and(|s| HOLDING.contains(&s))).count() as u64;
-                let capacity = capacity_of(slot);
-                held += holding;
-                if holding > capacity {
-                    over.push(format!("Slot/{id}: {holding} appointments hold a place, capacity {capacity}"));
+                let v = judge_slot(slot, &appts);
+                held += v.holding;
+                if v.holding > v.capacity {
+                    over.push(format!("Slot/{id}: {} appointments hold a place, capacity {}", v.holding, v.capacity));
                 }
-                let full = holding >= capacity;
-                let status = slot["status"].as_str().unwrap_or_default();
-                if (status == "busy" || status == "free") && (status == "busy") != full {
-                    mismatched += 1;
-                }
+                mismatched += usize::from(v.status_disagrees);
             }
             Ok::<_, String>((over, held, seen, mismatched))
         }));
@@ -442,11 +452,29 @@ pub async fn verify(opts: &LoadOpts, concurrency: usize) -> Result<Verification,
     Ok(v)
 }
 
+/// One slot as the verification sees it.
+#[derive(Debug, PartialEq)]
+pub struct SlotVerdict {
+    pub holding: u64,
+    pub capacity: u64,
+    /// `busy` while not full, or `free` while full.
+    pub status_disagrees: bool,
+}
+
+/// Count the appointments (all those naming the slot) that hold a place in it.
+pub fn judge_slot(slot: &Value, appointments: &[Value]) -> SlotVerdict {
+    let holding = appointments.iter().filter(|a| a["status"].as_str().is_some_and(|s| HOLDING.contains(&s))).count() as u64;
+    let capacity = capacity_of(slot);
+    let status = slot["status"].as_str().unwrap_or_default();
+    let status_disagrees = (status == "busy" || status == "free") && (status == "busy") != (holding >= capacity);
+    SlotVerdict { holding, capacity, status_disagrees }
+}
+
 /// The Markdown summary of one OPD run (setup, load, verification).
 pub fn markdown(setup: &Setup, shape: &OpdShape, r: &OpdReport, v: &Verification) -> String {
     let mut s = format!(
         "Setup: {} departments x {} doctors, {} days of 09:00-13:00 slots of {} min with {} places each: {} slots, {} places ({:.1} s).\n\
-         Load: {} clients for {:.1} s ({} of them try one of {} popular slots first on every booking).\n\n",
+         Load: {} clients for {:.1} s ({} of them want the earliest free slot in one shared order of {} slots).\n\n",
         shape.departments,
         shape.doctors,
         shape.days,
@@ -521,5 +549,17 @@ mod tests {
         assert_eq!(a["participant"][2]["actor"]["reference"], "HealthcareService/ortho");
         assert_eq!(capacity_of(&json!({"extension": [{"url": CAPACITY_URL, "valueUnsignedInt": 4}]})), 4);
         assert_eq!(capacity_of(&json!({})), 1);
+    }
+
+    #[test]
+    fn the_verification_sees_an_overbooked_slot() {
+        let slot = |status: &str| json!({"status": status, "extension": [{"url": CAPACITY_URL, "valueUnsignedInt": 2}]});
+        let appt = |status: &str| json!({"resourceType": "Appointment", "status": status});
+        let some = [appt("booked"), appt("cancelled"), appt("arrived"), appt("noshow"), appt("fulfilled")];
+        assert_eq!(judge_slot(&slot("busy"), &some), SlotVerdict { holding: 3, capacity: 2, status_disagrees: false });
+        assert_eq!(judge_slot(&slot("free"), &some[..2]), SlotVerdict { holding: 1, capacity: 2, status_disagrees: false });
+        assert!(judge_slot(&slot("busy"), &some[..2]).status_disagrees);
+        assert!(judge_slot(&slot("free"), &some[..3]).status_disagrees);
+        assert!(!judge_slot(&slot("busy-unavailable"), &[]).status_disagrees);
     }
 }

@@ -133,8 +133,8 @@ pub fn run_opd(args: &RunOpdArgs) -> Result<bool, String> {
         "OPD morning rush",
         s,
         &format!(
-            "{} clients for {} s; {} departments x {} doctors, {} days of slots, {} places per {}-minute slot; {}% of clients contend for {} popular slots",
-            args.clients, s.seconds, sh.departments, sh.doctors, sh.days, sh.capacity, sh.slot_minutes, sh.hot_percent, sh.hot_slots
+            "{} clients for {} s; {} departments x {} doctors, {} days of slots, {} places per {}-minute slot; {}% of clients contend for the earliest free slot",
+            args.clients, s.seconds, sh.departments, sh.doctors, sh.days, sh.capacity, sh.slot_minutes, sh.hot_percent
         ),
     )?;
     let logs = s.work.join("logs-opd");
