@@ -87,6 +87,9 @@ fn load_opts(s: &SuiteOpts, clients: u32, server: &Server, token: String) -> Loa
 
 /// Stop the server and add what it used to the notes; false if it did not exit cleanly.
 fn stop(server: &mut Server, logs: &Path, notes: &mut Vec<String>) -> Result<bool, String> {
+    if let Some((anon, file)) = sys::rss_split_kib(server.child.id()) {
+        notes.push(format!("vaidya serve resident memory at the end: {} anonymous + {} file-backed (mmap, page cache).", mib(anon), mib(file)));
+    }
     eprintln!("[bench] stopping the server (SIGTERM)");
     let log = logs.join("serve.log");
     Ok(match server.stop()? {
