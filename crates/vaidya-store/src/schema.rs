@@ -144,6 +144,9 @@ pub const ADDED_TABLES: &[&str] = &[
 pub const SECONDARY_INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS resource_type_updated ON resource (rtype, updated_ms)",
     "CREATE INDEX IF NOT EXISTS history_type_seq ON history (rtype, seq)",
+    // Deleted resources only (few): lets a search know at once that none of a type is deleted,
+    // and then count matches from the index alone (`search::exec`).
+    "CREATE INDEX IF NOT EXISTS resource_deleted ON resource (rtype) WHERE deleted = 1",
     "CREATE INDEX IF NOT EXISTS ix_string_search ON ix_string (param, value, res)",
     "CREATE INDEX IF NOT EXISTS ix_token_search ON ix_token (param, code, system, res)",
     "CREATE INDEX IF NOT EXISTS ix_ref_search ON ix_ref (param, target, res)",

@@ -50,26 +50,26 @@ pub struct AllArgs {
     pub note: Vec<String>,
 }
 
-const MARKER: &str = ".vaidya-bench-work";
+pub(crate) const MARKER: &str = ".vaidya-bench-work";
 
-struct Row {
-    name: String,
-    work: String,
-    seconds: f64,
-    throughput: String,
-    latencies: [Option<f64>; 4],
-    failed: u64,
-    rss_kib: Option<u64>,
-    cpu: String,
+pub(crate) struct Row {
+    pub name: String,
+    pub work: String,
+    pub seconds: f64,
+    pub throughput: String,
+    pub latencies: [Option<f64>; 4],
+    pub failed: u64,
+    pub rss_kib: Option<u64>,
+    pub cpu: String,
 }
 
 impl Row {
-    fn header() -> &'static str {
+    pub fn header() -> &'static str {
         "| Benchmark | Work | Time | Throughput | p50 ms | p90 ms | p99 ms | max ms | Failed | Peak RSS | CPU s |\n\
          |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     }
 
-    fn markdown(&self) -> String {
+    pub fn markdown(&self) -> String {
         let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         format!(
             "| {} | {} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -290,7 +290,7 @@ fn distinct_ids(r: &Report) -> String {
     r.what.split('(').nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("?").to_string()
 }
 
-fn finish(notes: &[String]) {
+pub(crate) fn finish(notes: &[String]) {
     println!();
     for n in notes {
         println!("- {n}");
@@ -298,7 +298,7 @@ fn finish(notes: &[String]) {
 }
 
 /// Make sure `work` is ours: a new or empty directory gets the marker; otherwise it must have it.
-fn prepare_work(work: &Path) -> Result<(), String> {
+pub(crate) fn prepare_work(work: &Path) -> Result<(), String> {
     let marker = work.join(MARKER);
     if work.exists() {
         let empty = std::fs::read_dir(work).map_err(|e| format!("{}: {e}", work.display()))?.next().is_none();
@@ -312,7 +312,7 @@ fn prepare_work(work: &Path) -> Result<(), String> {
 }
 
 /// Remove `dir` (a child of the marked work directory) if it exists.
-fn fresh_dir(work: &Path, dir: &Path) -> Result<(), String> {
+pub(crate) fn fresh_dir(work: &Path, dir: &Path) -> Result<(), String> {
     assert!(dir.starts_with(work) && work.join(MARKER).exists(), "only directories inside the work directory are removed");
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -340,7 +340,18 @@ pub fn parse_imported(stdout: &str) -> Option<Imported> {
     Some(Imported { resources, files, seconds, rate })
 }
 
-fn import(vaidya: &Path, data: &Path, input: &Path, log: &Path, label: &str) -> Result<(Row, bool, Vec<String>), String> {
+pub(crate) fn import(vaidya: &Path, data: &Path, input: &Path, log: &Path, label: &str) -> Result<(Row, bool, Vec<String>), String> {
+    import_named(vaidya, data, input, log, label, &format!("import Synthea {label} (vaidya import)"))
+}
+
+pub(crate) fn import_named(
+    vaidya: &Path,
+    data: &Path,
+    input: &Path,
+    log: &Path,
+    label: &str,
+    name: &str,
+) -> Result<(Row, bool, Vec<String>), String> {
     let log_file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let started = Instant::now();
     let mut command = Command::new(vaidya);
@@ -390,7 +401,7 @@ fn import(vaidya: &Path, data: &Path, input: &Path, log: &Path, label: &str) -> 
     ));
     let row = match parsed {
         Some(p) => Row {
-            name: format!("import Synthea {label} (vaidya import)"),
+            name: name.to_string(),
             work: format!("{} resources, {} files", p.resources, p.files),
             seconds: p.seconds,
             throughput: format!("{:.0} resources/s", p.rate),
@@ -400,7 +411,7 @@ fn import(vaidya: &Path, data: &Path, input: &Path, log: &Path, label: &str) -> 
             cpu: format!("{:.1}", usage.cpu_seconds),
         },
         None => Row {
-            name: format!("import Synthea {label} (vaidya import)"),
+            name: name.to_string(),
             work: "failed".into(),
             seconds: wall,
             throughput: "-".into(),
@@ -425,7 +436,7 @@ fn die_with_parent(command: &mut Command) {
 }
 
 /// The writer's own account of how busy it was (`writer stopping` at debug level), if logged.
-fn writer_stats(log: &str) -> Option<String> {
+pub(crate) fn writer_stats(log: &str) -> Option<String> {
     let line = log.lines().rev().find(|l| l.contains("writer stopping"))?;
     let plain = strip_ansi(line);
     let field = |k: &str| plain.split_whitespace().find_map(|w| w.strip_prefix(k)?.strip_prefix('=')?.parse::<i64>().ok());
@@ -458,7 +469,7 @@ fn strip_ansi(s: &str) -> String {
 /// Log settings for the children: info, plus the writer's statistics when it stops.
 const CHILD_LOG: &str = "info,vaidya_store::writer=debug";
 
-fn describe_exit(u: &sys::Usage) -> String {
+pub(crate) fn describe_exit(u: &sys::Usage) -> String {
     match (u.code, u.signal) {
         (Some(c), _) => format!("exit code {c}"),
         (None, Some(s)) => format!("killed by signal {s}"),
@@ -466,7 +477,7 @@ fn describe_exit(u: &sys::Usage) -> String {
     }
 }
 
-fn token(vaidya: &Path, data: &Path) -> Result<String, String> {
+pub(crate) fn token(vaidya: &Path, data: &Path) -> Result<String, String> {
     let out = Command::new(vaidya)
         .args(["token", "--user", "admin", "--data"])
         .arg(data)
@@ -485,14 +496,14 @@ fn token(vaidya: &Path, data: &Path) -> Result<String, String> {
 }
 
 /// A running `vaidya serve`; killed on drop if not stopped.
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub child: Child,
+    pub base: String,
     stopped: bool,
 }
 
 impl Server {
-    fn start(vaidya: &Path, data: &Path, log: &Path) -> Result<Server, String> {
+    pub fn start(vaidya: &Path, data: &Path, log: &Path) -> Result<Server, String> {
         let log_file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let mut command = Command::new(vaidya);
         command
@@ -538,7 +549,7 @@ impl Server {
     }
 
     /// If the server has exited, how.
-    fn exited(&mut self) -> Result<Option<String>, String> {
+    pub fn exited(&mut self) -> Result<Option<String>, String> {
         match sys::wait_with_usage(&mut self.child, Some(Duration::ZERO))? {
             Some(u) => {
                 self.stopped = true;
@@ -549,7 +560,7 @@ impl Server {
     }
 
     /// SIGTERM, then wait up to 60 s (then SIGKILL). Returns the usage if it exited by itself.
-    fn stop(&mut self) -> Result<(Option<sys::Usage>, f64), String> {
+    pub fn stop(&mut self) -> Result<(Option<sys::Usage>, f64), String> {
         let started = Instant::now();
         sys::signal(&self.child, libc::SIGTERM);
         let u = sys::wait_with_usage(&mut self.child, Some(Duration::from_secs(60)))?;

@@ -282,7 +282,7 @@ async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: 
     if q.offset > 0 {
         links.push(("previous", link(q.offset.saturating_sub(q.count))));
     }
-    let mut w = BundleWriter::new(wire::bundle_head("searchset", Some(found.total), &links));
+    let mut w = BundleWriter::new(wire::bundle_head("searchset", (!found.total_omitted).then_some(found.total), &links));
     for m in &found.matches {
         w.entry(json!({"fullUrl": format!("{base}/{}/{}", m.resource_type, m.id), "search": {"mode": "match"}}), Some(&m.content));
     }

@@ -20,7 +20,9 @@ pub struct Found {
 
 #[derive(Debug, Clone, Default)]
 pub struct SearchOutcome {
+    /// The number of matches; 0 and not counted when `total_omitted` (`_total=none`).
     pub total: u64,
+    pub total_omitted: bool,
     pub matches: Vec<Found>,
     pub included: Vec<Found>,
     /// Whether a next page exists.
@@ -43,26 +45,25 @@ impl SqlBuilder {
 }
 
 pub fn run(conn: &Connection, q: &Query) -> Result<SearchOutcome, StoreError> {
-    let mut filter = SqlBuilder { text: String::new(), args: vec![] };
-    filter.push("r.rtype = ");
-    filter.arg(q.resource_type.clone());
-    filter.push(" AND r.deleted = 0");
-    for pred in &q.preds {
-        filter.push(" AND ");
-        pred_sql(conn, &mut filter, pred, "r")?;
-    }
+    let driver = driving_pred(&q.preds);
+    let filter = filter_sql(conn, q, Plan::of(driver))?;
 
-    let total: i64 = {
-        let sql = format!("SELECT count(*) FROM resource r WHERE {}", filter.text);
-        conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(filter.args.iter()), |r| r.get(0))?
-    };
-    let mut out = SearchOutcome { total: total as u64, ..Default::default() };
+    let counted = q.summary_count || q.count == 0 || !q.omit_total;
+    let total = if counted { Some(count(conn, q, driver, &filter)?) } else { None };
+    let mut out = SearchOutcome { total: total.unwrap_or(0), total_omitted: total.is_none(), ..Default::default() };
     // `_count=0` asks for the total alone, like `_summary=count`: no entries, no next page.
     if q.summary_count || q.count == 0 {
         return Ok(out);
     }
 
-    let mut sql = SqlBuilder { text: format!("SELECT r.rid, r.seq, r.rowid FROM resource r WHERE {}", filter.text), args: filter.args };
+    // The page. When the matches are a large share of the table and the order is the default
+    // one, walking the table in rowid order and testing each row finds the first page after a
+    // few hundred rows; collecting every match first (the driver's plan) would cost all of them
+    // (e.g. 77,000 Patients whose name starts with "sin").
+    let scan = q.sort.is_empty() && driver.is_some_and(|d| dense(conn, q, d, total, q.offset + q.count + 1).unwrap_or(false));
+    let page_filter = if scan { filter_sql(conn, q, Plan::Scan)? } else { filter };
+    let from = if scan { "resource r NOT INDEXED" } else { "resource r" };
+    let mut sql = SqlBuilder { text: format!("SELECT r.rid, r.seq, r.rowid FROM {from} WHERE {}", page_filter.text), args: page_filter.args };
     sql.push(" ORDER BY ");
     for (key, desc) in &q.sort {
         sort_sql(conn, &mut sql, key, *desc)?;
@@ -96,6 +97,193 @@ pub fn run(conn: &Connection, q: &Query) -> Result<SearchOutcome, StoreError> {
         revinclude(conn, q, inc, &out.matches.clone(), &mut seen, &mut out.included)?;
     }
     Ok(out)
+}
+
+/// How the filter is written: see [`filter_sql`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// No predicate can drive: SQLite chooses (the type index).
+    Plain,
+    /// The predicate at this index drives; the others are correlated EXISTS.
+    Driven(usize),
+    /// Walk the table in rowid order; every predicate is a correlated EXISTS.
+    Scan,
+}
+
+impl Plan {
+    fn of(driver: Option<usize>) -> Plan {
+        driver.map_or(Plan::Plain, Plan::Driven)
+    }
+}
+
+/// The WHERE clause of a search on `resource r`.
+fn filter_sql(conn: &Connection, q: &Query, plan: Plan) -> Result<SqlBuilder, StoreError> {
+    let mut filter = SqlBuilder { text: String::new(), args: vec![] };
+    // Query plan: one predicate drives (its index rows give the candidate resources, found by
+    // rowid) and every other one is a correlated EXISTS on its table's primary key (res, param,
+    // ...), a few b-tree steps per candidate. Without this, SQLite (which has no statistics
+    // here) walked every resource of the type and built each predicate's full list of matches,
+    // e.g. all booked Appointments to count one Slot's bookings: O(resources) per search.
+    // `+r.rtype` keeps the planner from driving from the type index when a predicate can.
+    filter.push(if matches!(plan, Plan::Driven(_)) { "+r.rtype = " } else { "r.rtype = " });
+    filter.arg(q.resource_type.clone());
+    filter.push(" AND r.deleted = 0");
+    for (i, pred) in q.preds.iter().enumerate() {
+        filter.push(" AND ");
+        if (plan == Plan::Scan || matches!(plan, Plan::Driven(d) if d != i))
+            && let Pred::Index { rtype, code, table, values, negate: false } = pred
+        {
+            exists_sql(conn, &mut filter, rtype, code, *table, values, "r")?;
+            continue;
+        }
+        pred_sql(conn, &mut filter, pred, "r")?;
+    }
+    Ok(filter)
+}
+
+/// The number of matches. A single index predicate on a type with no deleted resources is
+/// counted from its index alone (distinct resources), without visiting each resource's row.
+fn count(conn: &Connection, q: &Query, driver: Option<usize>, filter: &SqlBuilder) -> Result<u64, StoreError> {
+    if let (Some(0), [Pred::Index { rtype, code, table, values, negate: false }]) = (driver, q.preds.as_slice())
+        && *rtype == q.resource_type
+        && !any_deleted(conn, rtype)?
+    {
+        let Some(p) = pid(conn, rtype, code)? else { return Ok(0) };
+        let mut sql = SqlBuilder { text: format!("SELECT res FROM {} WHERE param = ", table.name()), args: vec![] };
+        sql.arg(p);
+        sql.push(" AND (");
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            value_sql(&mut sql, v, &OWN_COLUMNS);
+        }
+        sql.push(")");
+        // A resource may match with several values (a Devanagari given name and the full name
+        // that starts with it): distinct resources are counted in a bitmap of rowids, several
+        // times faster than SQLite's count(DISTINCT), which inserts each row into a b-tree.
+        let max: i64 = conn.prepare_cached("SELECT coalesce(max(rowid), 0) FROM resource")?.query_row([], |r| r.get(0))?;
+        if (0..=MAX_BITMAP_ROWID).contains(&max) {
+            let mut seen = vec![0u64; max as usize / 64 + 1];
+            let mut n = 0u64;
+            let mut stmt = conn.prepare_cached(&sql.text)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(sql.args.iter()))?;
+            while let Some(row) = rows.next()? {
+                let res: i64 = row.get(0)?;
+                let Ok(res) = usize::try_from(res) else { continue };
+                let (word, bit) = (res / 64, 1u64 << (res % 64));
+                if word >= seen.len() {
+                    seen.resize(word + 1, 0);
+                }
+                if seen[word] & bit == 0 {
+                    seen[word] |= bit;
+                    n += 1;
+                }
+            }
+            return Ok(n);
+        }
+        let text = format!("SELECT count(DISTINCT res) FROM ({})", sql.text);
+        let n: i64 = conn.prepare_cached(&text)?.query_row(rusqlite::params_from_iter(sql.args.iter()), |r| r.get(0))?;
+        return Ok(n as u64);
+    }
+    let sql = format!("SELECT count(*) FROM resource r WHERE {}", filter.text);
+    let n: i64 = conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(filter.args.iter()), |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// Largest rowid for which distinct matches are counted in a bitmap (8 MiB at most).
+const MAX_BITMAP_ROWID: i64 = 1 << 26;
+
+/// Whether any resource of `rtype` is deleted (the partial index `resource_deleted`).
+fn any_deleted(conn: &Connection, rtype: &str) -> Result<bool, StoreError> {
+    Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM resource WHERE rtype = ?1 AND deleted = 1)")?.query_row([rtype], |r| r.get(0))?)
+}
+
+/// Whether the first `need` matches are found sooner by walking the table in rowid order than
+/// by collecting all matches of the driving predicate: walking costs about `need * rows /
+/// matches` cheap probes, collecting costs `matches` inserts into a temporary index (a few
+/// times dearer each). Without a total, the driver's index rows are counted up to the break-even.
+fn dense(conn: &Connection, q: &Query, driver: usize, total: Option<u64>, need: usize) -> Result<bool, StoreError> {
+    let rows: i64 = conn.prepare_cached("SELECT coalesce(max(rowid), 0) FROM resource")?.query_row([], |r| r.get(0))?;
+    // matches^2 > 4 * need * rows
+    let break_even = ((4.0 * need as f64 * rows.max(0) as f64).sqrt().ceil() as u64).max(1);
+    if let Some(t) = total {
+        return Ok(t >= break_even);
+    }
+    let Pred::Index { rtype, code, table, values, negate: false } = &q.preds[driver] else { return Ok(false) };
+    let Some(p) = pid(conn, rtype, code)? else { return Ok(false) };
+    let mut sql = SqlBuilder { text: format!("SELECT count(*) FROM (SELECT 1 FROM {} WHERE param = ", table.name()), args: vec![] };
+    sql.arg(p);
+    sql.push(" AND (");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        value_sql(&mut sql, v, &OWN_COLUMNS);
+    }
+    sql.push(") LIMIT ");
+    sql.arg(break_even as i64);
+    sql.push(")");
+    let n: i64 = conn.prepare_cached(&sql.text)?.query_row(rusqlite::params_from_iter(sql.args.iter()), |r| r.get(0))?;
+    Ok(n as u64 >= break_even)
+}
+
+/// The predicate whose index rows should drive the search: the one likely to match the fewest
+/// resources, judged from its kind (an exact reference or a token with a system is usually
+/// selective, a date range or a `:contains` rarely) and its number of alternatives. Ties go to
+/// the earlier predicate. `None` when no predicate can drive (only negations, `_id`, ...).
+fn driving_pred(preds: &[Pred]) -> Option<usize> {
+    let score = |p: &Pred| -> Option<u32> {
+        match p {
+            Pred::Index { values, negate: false, .. } => {
+                let kind = values
+                    .iter()
+                    .map(|v| match v {
+                        Value::Ref(_) | Value::Uri(_) => 1,
+                        Value::Token { system: Some(_), code: Some(_) } => 1,
+                        Value::StrExact(_) => 2,
+                        Value::Token { code: Some(_), .. } | Value::Composite { .. } => 3,
+                        // Longer prefixes match fewer names.
+                        Value::StrPrefix(s) => 6 - s.chars().count().min(4) as u32,
+                        Value::UriBelow(_) | Value::Near { .. } => 4,
+                        Value::Date { .. } | Value::Number { .. } | Value::Quantity { .. } => 5,
+                        Value::Token { .. } | Value::TokenText(_) | Value::StrContains(_) => 8,
+                    })
+                    .max()?;
+                Some(kind * 16 + values.len().min(15) as u32)
+            }
+            Pred::Chain { .. } => Some(4 * 16),
+            _ => None,
+        }
+    };
+    preds.iter().enumerate().filter_map(|(i, p)| score(p).map(|s| (s, i))).min().map(|(_, i)| i)
+}
+
+/// `EXISTS (SELECT 1 FROM {table} WHERE res = {alias}.rowid AND param = ? AND (values...))`.
+fn exists_sql(
+    conn: &Connection,
+    sql: &mut SqlBuilder,
+    rtype: &str,
+    code: &str,
+    table: Table,
+    values: &[Value],
+    alias: &str,
+) -> Result<(), StoreError> {
+    let Some(p) = pid(conn, rtype, code)? else {
+        sql.push("0");
+        return Ok(());
+    };
+    sql.push(&format!("EXISTS (SELECT 1 FROM {} WHERE res = {alias}.rowid AND param = ", table.name()));
+    sql.arg(p);
+    sql.push(" AND (");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        value_sql(sql, v, &OWN_COLUMNS);
+    }
+    sql.push("))");
+    Ok(())
 }
 
 /// Resolve a parameter id, or `None` if no resource has ever been indexed under it.

@@ -138,6 +138,8 @@ pub struct Query {
     pub count: usize,
     pub offset: usize,
     pub summary_count: bool,
+    /// `_total=none`: the client does not want the total, so it is not counted.
+    pub omit_total: bool,
     pub includes: Vec<Include>,
     pub revincludes: Vec<Include>,
     /// Parameters ignored under lenient handling, to report back.
@@ -147,7 +149,7 @@ pub struct Query {
 }
 
 /// Parameters that shape the result rather than filter it, and are accepted without effect.
-const NEUTRAL: [&str; 3] = ["_format", "_pretty", "_total"];
+const NEUTRAL: [&str; 2] = ["_format", "_pretty"];
 
 pub fn parse_query(resource_type: &str, pairs: &[(String, String)], handling: Handling) -> Result<Query, SearchError> {
     if pairs.len() > MAX_PARAMS {
@@ -160,6 +162,7 @@ pub fn parse_query(resource_type: &str, pairs: &[(String, String)], handling: Ha
         count: DEFAULT_COUNT,
         offset: 0,
         summary_count: false,
+        omit_total: false,
         includes: vec![],
         revincludes: vec![],
         ignored: vec![],
@@ -188,6 +191,15 @@ pub fn parse_query(resource_type: &str, pairs: &[(String, String)], handling: Ha
                 q.sort = parse_sort(resource_type, value)?;
                 true
             }
+            "_total" => match value.as_str() {
+                "none" => {
+                    q.omit_total = true;
+                    true
+                }
+                // Every total this server gives is exact.
+                "accurate" | "estimate" => true,
+                _ => return Err(bad(name, "must be none, estimate or accurate")),
+            },
             "_summary" => match value.as_str() {
                 "count" => {
                     q.summary_count = true;
