@@ -162,6 +162,16 @@ fn tomorrow_ist() -> Result<String, String> {
 pub async fn setup(client: &Client, auth: &HeaderValue, base: &Base, shape: &OpdShape) -> Result<Setup, String> {
     let started = Instant::now();
     put(client, auth, base, json!({"resourceType": "Organization", "id": "hospital", "active": true, "name": "Vaidya Bench Hospital, New Delhi"})).await?;
+    // A tariff, as in a real hospital: every registration and booking then also makes its charge
+    // (a ChargeItem) in the same transaction.
+    for (code, rupees) in [("opd-registration", 10), ("opd-consultation", 100)] {
+        put(client, auth, base, json!({"resourceType": "ChargeItemDefinition", "id": format!("tariff-{code}"), "status": "active",
+            "url": format!("https://vaidya.dev/bench/tariff/{code}"), "code": {"text": code},
+            "useContext": [{"code": {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "focus"},
+                "valueCodeableConcept": {"coding": [{"system": "https://vaidya.dev/fhir/CodeSystem/billable-event", "code": code}]}}],
+            "propertyGroup": [{"priceComponent": [{"type": "base", "amount": {"value": rupees, "currency": "INR"}}]}]}))
+        .await?;
+    }
     let from = tomorrow_ist()?;
     let mut doctors = vec![];
     let mut names = Rng::new(shape.seed, 0, 0xd0c);
@@ -407,6 +417,8 @@ pub struct Verification {
     pub held: u64,
     pub appointments_seen: u64,
     pub status_mismatches: usize,
+    /// ChargeItems the server made (one per registration and one per booking, from the tariff).
+    pub charges: u64,
     pub seconds: f64,
 }
 
@@ -440,7 +452,13 @@ pub async fn verify(opts: &LoadOpts, concurrency: usize) -> Result<Verification,
             Ok::<_, String>((over, held, seen, mismatched))
         }));
     }
-    let mut v = Verification { slots: slots.len(), overbooked: vec![], held: 0, appointments_seen: 0, status_mismatches: 0, seconds: 0.0 };
+    let mut v = Verification { slots: slots.len(), overbooked: vec![], held: 0, appointments_seen: 0, status_mismatches: 0, charges: 0, seconds: 0.0 };
+    let url = format!("{}/ChargeItem?_summary=count", base.url);
+    let (status, body) = call(&client, &auth, Method::GET, &url, None).await?;
+    if status != StatusCode::OK {
+        return Err(format!("GET {url}: {}", http::describe_failure(status, &body)));
+    }
+    v.charges = json_of(&body, &url)?["total"].as_u64().unwrap_or(0);
     for t in tasks {
         let (over, held, seen, mismatched) = t.await.map_err(|e| e.to_string())??;
         v.overbooked.extend(over);
@@ -500,13 +518,16 @@ pub fn markdown(setup: &Setup, shape: &OpdShape, r: &OpdReport, v: &Verification
     }
     s.push_str(&format!(
         "\nVerification ({:.1} s): {} slots checked one by one with `Appointment?slot=Slot/id`; {} appointments seen, {} hold a place; \
-         **overbooked slots: {}**; full/free slots whose status disagrees: {}.\n",
+         **overbooked slots: {}**; full/free slots whose status disagrees: {}. \
+         Charges made from the tariff: {} (registrations + bookings: {}).\n",
         v.seconds,
         v.slots,
         v.appointments_seen,
         v.held,
         v.overbooked.len(),
-        v.status_mismatches
+        v.status_mismatches,
+        v.charges,
+        r.rec.steps.get("register").map_or(0, |s| s.ok) + r.bookings()
     ));
     for o in v.overbooked.iter().take(10) {
         s.push_str(&format!("- OVERBOOKED: {o}\n"));
