@@ -23,7 +23,7 @@
 //! the tariff later changes. Status moves by the domain's [`ChargeStatus`] rules.
 
 use super::billing::{money, paise};
-use super::{Prepared, find, prepare_with};
+use super::{Prepared, find, prepare_trusted};
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -209,19 +209,24 @@ fn patient_of_appointment(appt: &Value) -> Option<&str> {
 }
 
 /// After a resource is written: make or abort the charge for the service it records.
-pub fn after_write(tx: &mut WriteTx<'_>, author: &str, rtype: &str, id: &str, content: &[u8], created: bool) -> Result<(), ApiError> {
+/// `version` is the version just written: a first version cannot have been charged before.
+pub fn after_write(tx: &mut WriteTx<'_>, author: &str, rtype: &str, id: &str, content: &[u8], version: u64) -> Result<(), ApiError> {
+    let created = version == 1;
     if author == IMPORT_AUTHOR || !matches!(rtype, "Patient" | "Appointment" | "ServiceRequest") {
         return Ok(());
     }
-    let r: Value = serde_json::from_slice(content).map_err(|e| ApiError::internal(e.to_string()))?;
     let source = format!("{rtype}/{id}");
+    if rtype == "Patient" {
+        // Registration is the first version; nothing in the record itself needs reading.
+        return if created { charge(tx, author, &source, &source, &[(EVENT_SYSTEM, EVENT_REGISTRATION)], None, true) } else { Ok(()) };
+    }
+    let r: Value = serde_json::from_slice(content).map_err(|e| ApiError::internal(e.to_string()))?;
     let status = r["status"].as_str().unwrap_or_default();
     match rtype {
-        "Patient" if created => charge(tx, author, &source, &source, &[(EVENT_SYSTEM, EVENT_REGISTRATION)], None),
         "Appointment" => match status {
             "booked" | "arrived" | "checked-in" | "fulfilled" => {
                 let Some(patient) = patient_of_appointment(&r) else { return Ok(()) };
-                charge(tx, author, &source, patient, &[(EVENT_SYSTEM, EVENT_CONSULTATION)], r["start"].as_str())
+                charge(tx, author, &source, patient, &[(EVENT_SYSTEM, EVENT_CONSULTATION)], r["start"].as_str(), created)
             }
             "cancelled" | "noshow" | "entered-in-error" => abort(tx, author, &source),
             _ => Ok(()),
@@ -235,7 +240,7 @@ pub fn after_write(tx: &mut WriteTx<'_>, author: &str, rtype: &str, id: &str, co
                     .flatten()
                     .filter_map(|c| Some((c["system"].as_str()?, c["code"].as_str()?)))
                     .collect();
-                charge(tx, author, &source, patient, &codes, r["authoredOn"].as_str())
+                charge(tx, author, &source, patient, &codes, r["authoredOn"].as_str(), created)
             }
             "revoked" | "entered-in-error" => abort(tx, author, &source),
             _ => Ok(()),
@@ -254,8 +259,8 @@ pub fn after_delete(tx: &mut WriteTx<'_>, author: &str, rtype: &str, id: &str) -
 
 /// Charge `patient` for `source` at the first of `concepts` that the tariff prices, unless
 /// the source was charged before.
-fn charge(tx: &mut WriteTx<'_>, author: &str, source: &str, patient: &str, concepts: &[(&str, &str)], when: Option<&str>) -> Result<(), ApiError> {
-    if charge_of(tx, source)?.is_some() {
+fn charge(tx: &mut WriteTx<'_>, author: &str, source: &str, patient: &str, concepts: &[(&str, &str)], when: Option<&str>, first_version: bool) -> Result<(), ApiError> {
+    if !first_version && charge_of(tx, source)?.is_some() {
         return Ok(());
     }
     let mut entry = None;
@@ -279,7 +284,7 @@ fn charge(tx: &mut WriteTx<'_>, author: &str, source: &str, patient: &str, conce
         "quantity": {"value": 1},
         "supportingInformation": [{"reference": source}]
     });
-    super::ops::create(tx, author, prepare_with(item, true)?, &super::new_id(), None)?;
+    super::ops::create(tx, author, prepare_trusted(item), &super::new_id(), None)?;
     Ok(())
 }
 

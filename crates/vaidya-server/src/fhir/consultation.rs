@@ -42,7 +42,7 @@ pub fn open(tx: &mut WriteTx<'_>, author: &str, appointment: &str, appt: &Value)
         encounter["serviceType"] = json!({"text": dept});
         encounter["extension"] = json!([{"url": "https://vaidya.dev/fhir/StructureDefinition/encounter-department", "valueReference": {"reference": dept}}]);
     }
-    super::ops::create(tx, author, super::prepare(encounter)?, &super::new_id(), None)?;
+    super::ops::create(tx, author, super::prepare_trusted(encounter), &super::new_id(), None)?;
     Ok(())
 }
 

@@ -81,6 +81,21 @@ pub fn prepare_with(mut resource: Value, keep_resource: bool) -> Result<Prepared
     Ok(Prepared { resource_type, body, index, resource: keep_resource.then_some(resource) })
 }
 
+/// Prepare a resource the server itself built from checked parts (a charge, an encounter):
+/// validation is skipped where it costs the single writer time on every booking; debug builds
+/// (and so the tests) still validate it.
+pub fn prepare_trusted(resource: Value) -> Prepared {
+    debug_assert!(
+        vaidya_fhir::validate::validate_resource(&resource).is_ok(),
+        "a server-built resource is invalid: {:?}",
+        vaidya_fhir::validate::validate_resource(&resource).err()
+    );
+    let resource_type = resource["resourceType"].as_str().expect("server-built resources have a resourceType").to_string();
+    let index = vaidya_fhir::index::extract_all(&resource);
+    let body = Body::from_resource(&resource);
+    Prepared { resource_type, body, index, resource: Some(resource) }
+}
+
 /// The live (not deleted) current version of a resource inside a write job, parsed, with its
 /// stored form; 422 if there is none, since operations name resources that must exist.
 pub fn load_live(conn: &vaidya_store::Connection, rtype: &str, id: &str) -> Result<(Value, vaidya_store::Stored), ApiError> {
@@ -94,7 +109,9 @@ pub fn load_live(conn: &vaidya_store::Connection, rtype: &str, id: &str) -> Resu
 /// Resources of `rtype` matching search parameters, as (id, parsed resource); for rules that
 /// look things up inside a write job.
 pub fn find(conn: &vaidya_store::Connection, rtype: &str, pairs: &[(&str, String)]) -> Result<Vec<(String, Value)>, ApiError> {
-    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    // The matches are all that is wanted: no count of them (`_total=none`).
+    let pairs: Vec<(String, String)> =
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).chain(std::iter::once(("_total".to_string(), "none".to_string()))).collect();
     let q = vaidya_store::search::parse_query(rtype, &pairs, vaidya_store::search::Handling::Strict)?;
     vaidya_store::search::run(conn, &q)?
         .matches

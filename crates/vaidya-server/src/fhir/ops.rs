@@ -63,7 +63,7 @@ pub fn create(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
     // Only an Invoice needs its parsed form afterwards; the rest is dropped off the writer thread.
     let kept = if rtype == "Invoice" { p.resource.take() } else { None };
     tx.dispose(p);
-    after(tx, author, &rtype, id, kept, &w.content, true, &slots)?;
+    after(tx, author, &rtype, id, kept, &w.content, w.version, &slots)?;
     Ok(Outcome { status: StatusCode::CREATED, resource_type: rtype, id: id.to_string(), version: w.version, time_ms: w.time_ms, content: Some(w.content) })
 }
 
@@ -90,7 +90,7 @@ pub fn update(tx: &mut WriteTx<'_>, author: &str, mut p: Prepared, id: &str, if_
     // Only an Invoice needs its parsed form afterwards; the rest is dropped off the writer thread.
     let kept = if rtype == "Invoice" { p.resource.take() } else { None };
     tx.dispose(p);
-    after(tx, author, &rtype, id, kept, &w.content, !existed, &slots)?;
+    after(tx, author, &rtype, id, kept, &w.content, w.version, &slots)?;
     Ok(Outcome {
         status: if existed { StatusCode::OK } else { StatusCode::CREATED },
         resource_type: rtype,
@@ -129,7 +129,7 @@ fn after(
     id: &str,
     kept: Option<Value>,
     content: &[u8],
-    created: bool,
+    version: u64,
     slots: &BTreeSet<String>,
 ) -> Result<(), ApiError> {
     booking::refresh_slots(tx, author, slots)?;
@@ -137,7 +137,7 @@ fn after(
         && let Some(invoice) = kept {
             billing::after_write(tx, author, id, &invoice)?;
         }
-    charges::after_write(tx, author, rtype, id, content, created)
+    charges::after_write(tx, author, rtype, id, content, version)
 }
 
 /// Store `resource` as the next version of `id` (or its first) through the ordinary update
