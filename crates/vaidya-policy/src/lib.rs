@@ -1,0 +1,160 @@
+//! Who may do what, decided by Cedar policies.
+//!
+//! The server describes each request as a [`Request`]: the signed-in account ([`Actor`]), the
+//! [`Action`], the record acted on ([`Target`]: its FHIR type, its category, its patient with
+//! their departments of care and confidentiality) and two facts of the moment ([`Facts`]: a care
+//! relationship, an active break-the-glass grant). [`Policies::decide`] turns that into Cedar
+//! entities and asks the policy set. Cedar denies whatever no policy permits, and a `forbid`
+//! beats any `permit`.
+//!
+//! The default schema and policies (`policies/` in this crate) are compiled in. A hospital may
+//! keep its own in a directory (`schema.cedarschema` and any number of `*.cedar` files): they
+//! are validated against the schema when loaded, and [`Policies::reload_if_changed`] swaps in a
+//! changed set only if it validates, so a typo never leaves the hospital without policies.
+//!
+//! **Architecture invariant:** no IO except reading the policy directory; no HTTP, SQL or FHIR
+//! JSON. The server maps FHIR to [`Target`] and the store to [`Facts`].
+
+mod model;
+
+pub use model::{Action, Actor, Category, Facts, PatientFacts, Role, Target};
+
+use cedar_policy::{Authorizer, Decision, Entities, PolicySet, Schema, ValidationMode, Validator};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+/// The schema compiled into the binary.
+pub const DEFAULT_SCHEMA: &str = include_str!("../policies/schema.cedarschema");
+/// The default policies compiled into the binary.
+pub const DEFAULT_POLICIES: &str = include_str!("../policies/vaidya.cedar");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("the policy schema does not parse: {0}")]
+    Schema(String),
+    #[error("the policies do not parse: {0}")]
+    Parse(String),
+    #[error("the policies do not validate against the schema: {0}")]
+    Invalid(String),
+    #[error("cannot read {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{0}")]
+    Request(String),
+}
+
+/// A validated policy set and its schema.
+struct Loaded {
+    schema: Schema,
+    policies: PolicySet,
+    /// Where it came from and the newest modification time of its files (for hot reload).
+    source: Option<(PathBuf, SystemTime)>,
+}
+
+/// The decision and the policies that made it (for the audit record and for explanations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Ids (`@id`) of the policies that decided: the permits that allowed, or the forbids that
+    /// denied (empty when nothing permitted).
+    pub reasons: Vec<String>,
+}
+
+/// The hospital's policies, shared by every request and swapped whole on reload.
+#[derive(Clone)]
+pub struct Policies {
+    current: Arc<RwLock<Arc<Loaded>>>,
+    authorizer: Arc<Authorizer>,
+}
+
+fn load(schema_text: &str, policy_text: &str, source: Option<(PathBuf, SystemTime)>) -> Result<Loaded, PolicyError> {
+    let (schema, _warnings) = Schema::from_cedarschema_str(schema_text).map_err(|e| PolicyError::Schema(format!("{e:?}")))?;
+    let policies: PolicySet = policy_text.parse().map_err(|e| PolicyError::Parse(format!("{e:?}")))?;
+    let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+    if !result.validation_passed() {
+        let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
+        return Err(PolicyError::Invalid(errors.join("; ")));
+    }
+    Ok(Loaded { schema, policies, source })
+}
+
+fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|error| PolicyError::Io { path: path.to_path_buf(), error })
+}
+
+/// The schema and policy texts of a directory, and the newest modification time among them.
+fn read_dir(dir: &Path) -> Result<(String, String, SystemTime), PolicyError> {
+    let io = |error| PolicyError::Io { path: dir.to_path_buf(), error };
+    let schema_path = dir.join("schema.cedarschema");
+    let schema = read(&schema_path)?;
+    let mut newest = std::fs::metadata(&schema_path).and_then(|m| m.modified()).map_err(io)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(PolicyError::Parse(format!("{} has no *.cedar policy files", dir.display())));
+    }
+    let mut text = String::new();
+    for f in &files {
+        text.push_str(&read(f)?);
+        text.push('\n');
+        let modified = std::fs::metadata(f).and_then(|m| m.modified()).map_err(io)?;
+        newest = newest.max(modified);
+    }
+    Ok((schema, text, newest))
+}
+
+impl Policies {
+    fn new(loaded: Loaded) -> Policies {
+        Policies { current: Arc::new(RwLock::new(Arc::new(loaded))), authorizer: Arc::new(Authorizer::new()) }
+    }
+
+    /// The default schema and policies compiled into the binary.
+    pub fn builtin() -> Policies {
+        Policies::new(load(DEFAULT_SCHEMA, DEFAULT_POLICIES, None).expect("the built-in policies validate (tested)"))
+    }
+
+    /// Policies from a directory: `schema.cedarschema` and every `*.cedar` file, validated.
+    pub fn from_dir(dir: &Path) -> Result<Policies, PolicyError> {
+        let (schema, text, modified) = read_dir(dir)?;
+        Ok(Policies::new(load(&schema, &text, Some((dir.to_path_buf(), modified)))?))
+    }
+
+    /// Reload from the directory if a file changed since the last load. A changed set that does
+    /// not validate is refused and the current one stays. `Ok(true)` when a new set is in force.
+    pub fn reload_if_changed(&self) -> Result<bool, PolicyError> {
+        let current = self.current.read().expect("policy lock").clone();
+        let Some((dir, loaded_at)) = &current.source else { return Ok(false) };
+        let (schema, text, modified) = read_dir(dir)?;
+        if modified <= *loaded_at {
+            return Ok(false);
+        }
+        let fresh = load(&schema, &text, Some((dir.clone(), modified)))?;
+        *self.current.write().expect("policy lock") = Arc::new(fresh);
+        Ok(true)
+    }
+
+    /// Decide one request.
+    pub fn decide(&self, actor: &Actor, action: Action, target: &Target, facts: Facts) -> Result<Verdict, PolicyError> {
+        let loaded = self.current.read().expect("policy lock").clone();
+        let (request, entities): (cedar_policy::Request, Entities) = model::to_cedar(actor, action, target, facts, &loaded.schema)?;
+        let response = self.authorizer.is_authorized(&request, &loaded.policies, &entities);
+        let reasons = response.diagnostics().reason().map(|id| {
+            loaded.policies.policy(id).and_then(|p| p.annotation("id").map(str::to_string)).unwrap_or_else(|| id.to_string())
+        });
+        let mut reasons: Vec<String> = reasons.collect();
+        reasons.sort();
+        if let Some(e) = response.diagnostics().errors().next() {
+            // An evaluation error in a policy counts as that policy not applying (Cedar's rule);
+            // it is logged so that a faulty hospital policy is noticed.
+            tracing::warn!(target: "vaidya::policy", "policy evaluation error: {e}");
+        }
+        Ok(Verdict { allowed: response.decision() == Decision::Allow, reasons })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! The default policies, decided for every role against every kind of action on normal,
+//! restricted and VIP records. Each row states the expected answer; the table is the policy's
+//! specification in a form a privacy officer can read.
+
+use super::*;
+
+fn actor(role: Role) -> Actor {
+    let department = match role {
+        Role::Doctor | Role::Nurse => Some("gen-med".to_string()),
+        Role::Lab => Some("lab".to_string()),
+        _ => None,
+    };
+    let patient = (role == Role::Patient).then(|| "p-own".to_string());
+    Actor { user: format!("{}-user", role.as_str()), role, department, patient, scope_read: false, scope_write: false }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    /// A patient of gen-med (the doctor's and nurse's department).
+    OfGenMed,
+    /// A patient only ENT has seen.
+    Elsewhere,
+    /// The patient account's own record.
+    Own,
+}
+
+fn patient(who: Who, confidentiality: &str, vip: bool) -> PatientFacts {
+    let (id, departments) = match who {
+        Who::OfGenMed => ("p-gm", vec!["gen-med".to_string()]),
+        Who::Elsewhere => ("p-ent", vec!["ent".to_string()]),
+        Who::Own => ("p-own", vec!["gen-med".to_string()]),
+    };
+    PatientFacts { id: id.into(), departments, confidentiality: confidentiality.into(), vip }
+}
+
+fn target(kind: &str, who: Option<(Who, &str, bool)>) -> Target {
+    let patient = who.map(|(w, c, v)| patient(w, c, v));
+    Target { kind: kind.into(), category: Category::of_type(kind, true), patient, released: true }
+}
+
+fn allowed(role: Role, action: Action, t: &Target, facts: Facts) -> bool {
+    Policies::builtin().decide(&actor(role), action, t, facts).unwrap().allowed
+}
+
+const NO: Facts = Facts { in_care: false, break_glass: false };
+
+#[test]
+fn the_builtin_policies_validate_against_the_schema() {
+    load(DEFAULT_SCHEMA, DEFAULT_POLICIES, None).unwrap();
+}
+
+#[test]
+fn the_matrix() {
+    use Action::*;
+    use Role::*;
+    let obs = |who: Who| target("Observation", Some((who, "N", false)));
+    let patient_rec = |who: Who| target("Patient", Some((who, "N", false)));
+    let invoice = |who: Who| target("Invoice", Some((who, "N", false)));
+    let appt = |who: Who| target("Appointment", Some((who, "N", false)));
+    let dept = target("HealthcareService", None);
+    let audit = target("AuditEvent", None);
+    // (role, action, target, expected)
+    let rows: Vec<(Role, Action, Target, bool)> = vec![
+        // Registration: patients and appointments, not clinical records.
+        (Registration, Create, patient_rec(Who::Elsewhere), true),
+        (Registration, Search, target("Patient", None), true),
+        (Registration, Create, appt(Who::Elsewhere), true),
+        (Registration, Read, obs(Who::OfGenMed), false),
+        (Registration, Update, dept.clone(), false),
+        // Doctors: clinical records of their department's patients only.
+        (Doctor, Read, obs(Who::OfGenMed), true),
+        (Doctor, Create, obs(Who::OfGenMed), true),
+        (Doctor, Read, obs(Who::Elsewhere), false),
+        (Doctor, Search, target("Observation", None), false),
+        (Doctor, Read, patient_rec(Who::Elsewhere), true),
+        (Doctor, Delete, obs(Who::OfGenMed), false),
+        (Doctor, Read, invoice(Who::OfGenMed), false),
+        (Nurse, Read, obs(Who::OfGenMed), true),
+        (Nurse, Read, obs(Who::Elsewhere), false),
+        // The lab works across departments.
+        (Lab, Read, obs(Who::Elsewhere), true),
+        (Lab, Search, target("ServiceRequest", None), true),
+        (Lab, Read, invoice(Who::Elsewhere), false),
+        // Billing: money and demographics, nothing clinical.
+        (Billing, Read, invoice(Who::Elsewhere), true),
+        (Billing, Operate, invoice(Who::Elsewhere), true),
+        (Billing, Read, obs(Who::OfGenMed), false),
+        // The administrator runs the set-up and never reads a patient's record.
+        (Admin, Create, dept.clone(), true),
+        (Admin, Update, target("ChargeItemDefinition", None), true),
+        (Admin, Read, patient_rec(Who::OfGenMed), false),
+        (Admin, Read, obs(Who::OfGenMed), false),
+        (Admin, Search, target("Patient", None), false),
+        (Admin, Read, audit.clone(), false),
+        // Oversight reads the audit trail, not records; nobody writes it.
+        (PrivacyOfficer, Read, audit.clone(), true),
+        (Auditor, Export, audit.clone(), true),
+        (Auditor, Read, obs(Who::OfGenMed), false),
+        (PrivacyOfficer, Update, audit.clone(), false),
+        (Admin, Delete, audit.clone(), false),
+        // A patient reads their own records, released ones, and nothing else.
+        (Patient, Read, obs(Who::Own), true),
+        (Patient, Read, invoice(Who::Own), true),
+        (Patient, Read, obs(Who::OfGenMed), false),
+        (Patient, Create, obs(Who::Own), false),
+        (Patient, Read, dept.clone(), false),
+        // Everyone on the staff reads the directory.
+        (Nurse, Search, target("Practitioner", None), true),
+        (Billing, Read, target("ChargeItemDefinition", None), true),
+    ];
+    let mut wrong = vec![];
+    for (role, action, t, expected) in &rows {
+        if allowed(*role, *action, t, NO) != *expected {
+            wrong.push(format!("{} {} {} ({:?}): expected {}", role.as_str(), action.as_str(), t.kind, t.patient.as_ref().map(|p| &p.id), expected));
+        }
+    }
+    assert!(wrong.is_empty(), "policy matrix differs:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn unreleased_results_stay_in_the_lab() {
+    let mut t = target("DiagnosticReport", Some((Who::OfGenMed, "N", false)));
+    t.released = false;
+    assert!(!allowed(Role::Doctor, Action::Read, &t, NO));
+    assert!(allowed(Role::Lab, Action::Read, &t, NO));
+    let mut own = target("DiagnosticReport", Some((Who::Own, "N", false)));
+    own.released = false;
+    assert!(!allowed(Role::Patient, Action::Read, &own, NO));
+}
+
+#[test]
+fn vip_and_restricted_records_need_care_or_break_the_glass() {
+    let vip = target("Observation", Some((Who::OfGenMed, "N", true)));
+    let very = target("Observation", Some((Who::OfGenMed, "V", false)));
+    let restricted_elsewhere = target("Observation", Some((Who::Elsewhere, "R", false)));
+    for t in [&vip, &very] {
+        // Even the patient's department sees a VIP only in an actual care relationship.
+        assert!(!allowed(Role::Doctor, Action::Read, t, NO), "{t:?}");
+        assert!(allowed(Role::Doctor, Action::Read, t, Facts { in_care: true, break_glass: false }));
+        assert!(allowed(Role::Doctor, Action::Read, t, Facts { in_care: false, break_glass: true }));
+        assert!(!allowed(Role::Lab, Action::Read, t, NO), "the lab too needs the care relationship");
+        assert!(!allowed(Role::Registration, Action::Read, &target("Patient", Some((Who::OfGenMed, "V", true))), NO));
+    }
+    assert!(!allowed(Role::Doctor, Action::Read, &restricted_elsewhere, NO));
+    assert!(allowed(Role::Doctor, Action::Read, &restricted_elsewhere, Facts { in_care: false, break_glass: true }));
+    // Break-the-glass opens a normal record of another department too.
+    assert!(allowed(Role::Doctor, Action::Read, &target("Observation", Some((Who::Elsewhere, "N", false))), Facts { in_care: false, break_glass: true }));
+    // A VIP patient still sees their own records.
+    let own_vip = target("Observation", Some((Who::Own, "V", true)));
+    assert!(allowed(Role::Patient, Action::Read, &own_vip, NO));
+}
+
+#[test]
+fn machine_clients_act_within_their_scopes() {
+    let mut m = actor(Role::Machine);
+    let obs = target("Observation", Some((Who::Elsewhere, "N", false)));
+    let p = Policies::builtin();
+    assert!(!p.decide(&m, Action::Create, &obs, NO).unwrap().allowed);
+    m.scope_write = true;
+    assert!(p.decide(&m, Action::Create, &obs, NO).unwrap().allowed);
+    assert!(!p.decide(&m, Action::Read, &obs, NO).unwrap().allowed);
+    assert!(!p.decide(&m, Action::Create, &target("AuditEvent", None), NO).unwrap().allowed);
+    let vip = target("Observation", Some((Who::Elsewhere, "N", true)));
+    assert!(!p.decide(&m, Action::Create, &vip, NO).unwrap().allowed, "not even an analyser writes a VIP's record without a grant");
+}
+
+#[test]
+fn the_verdict_names_the_deciding_policy() {
+    let p = Policies::builtin();
+    let v = p.decide(&actor(Role::Admin), Action::Read, &target("Patient", Some((Who::OfGenMed, "N", false))), NO).unwrap();
+    assert_eq!(v, Verdict { allowed: false, reasons: vec!["admin-not-clinical".to_string()] });
+    let v = p.decide(&actor(Role::Doctor), Action::Read, &target("Observation", Some((Who::OfGenMed, "N", false))), NO).unwrap();
+    assert_eq!(v.reasons, vec!["clinical-care".to_string()]);
+}
+
+#[test]
+fn a_policy_directory_is_validated_and_reloaded_only_when_valid() {
+    let dir = std::env::temp_dir().join(format!("vaidya-policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("schema.cedarschema"), DEFAULT_SCHEMA).unwrap();
+    std::fs::write(dir.join("base.cedar"), DEFAULT_POLICIES).unwrap();
+    let p = Policies::from_dir(&dir).unwrap();
+    let billing_obs = target("Observation", Some((Who::OfGenMed, "N", false)));
+    let billing = actor(Role::Billing);
+    assert!(!p.decide(&billing, Action::Read, &billing_obs, NO).unwrap().allowed);
+    assert!(!p.reload_if_changed().unwrap(), "nothing changed");
+
+    // A broken file is refused and the old set stays in force.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(dir.join("extra.cedar"), "permit(principal, action, resource) when { resource.no_such_attribute };").unwrap();
+    assert!(matches!(p.reload_if_changed(), Err(PolicyError::Invalid(_))));
+    assert!(!p.decide(&billing, Action::Read, &billing_obs, NO).unwrap().allowed);
+
+    // A valid change takes effect.
+    std::fs::write(
+        dir.join("extra.cedar"),
+        "@id(\"billing-sees-results\") permit(principal, action == Vaidya::Action::\"read\", resource) when { principal.role == \"billing\" && resource.kind == \"Observation\" };",
+    )
+    .unwrap();
+    assert!(p.reload_if_changed().unwrap());
+    assert!(p.decide(&billing, Action::Read, &billing_obs, NO).unwrap().allowed);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(Policies::from_dir(&dir).is_err());
+}
