@@ -17,6 +17,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// The access policies every interaction is checked against (swapped whole on reload).
+    pub policies: vaidya_policy::Policies,
 }
 
 /// Counters for `/metrics` (Prometheus text format).
@@ -36,6 +38,8 @@ pub struct Principal {
     pub token_id: String,
     /// For a patient's own account: their Patient id.
     pub patient: Option<String>,
+    /// The department (HealthcareService id) a staff account works in.
+    pub department: Option<String>,
 }
 
 impl AppState {
@@ -119,7 +123,7 @@ fn check_token(app: &AppState, token: &str) -> Result<Option<Principal>, ApiErro
         let now = vaidya_store::now_ms();
         let live = row.revoked_ms.is_none() && row.expires_ms.is_none_or(|e| e > now);
         if live && vaidya_access::token::matches(secret, &row.secret_hash) {
-            Ok(Some(Principal { user: row.user, role: row.role, token_id: row.id, patient: row.patient }))
+            Ok(Some(Principal { user: row.user, role: row.role, token_id: row.id, patient: row.patient, department: row.department }))
         } else {
             Ok(None)
         }

@@ -15,6 +15,10 @@
 //!
 //! [keys]
 //! # ledger_key_file = "/etc/vaidya/ledger.key"  # default: <data>/keys/ledger.key
+//!
+//! [access]
+//! # policy_dir = "/etc/vaidya/policies"  # schema.cedarschema + *.cedar; default: the built-in policies
+//! policy_reload_seconds = 5              # how often a policy directory is checked for changes
 //! ```
 
 use serde::Deserialize;
@@ -30,6 +34,33 @@ pub struct Config {
     pub timezone: String,
     pub limits: Limits,
     pub keys: Keys,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    /// A directory with `schema.cedarschema` and `*.cedar` policies; none: the built-in ones.
+    pub policy_dir: Option<PathBuf>,
+    /// How often the policy directory is checked for changes (a change that does not validate
+    /// is refused and logged; the policies in force stay).
+    pub policy_reload_seconds: u64,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access { policy_dir: None, policy_reload_seconds: 5 }
+    }
+}
+
+impl Config {
+    /// The policies in force at start: the directory's (which must validate) or the built-in ones.
+    pub fn policies(&self) -> Result<vaidya_policy::Policies, String> {
+        match &self.access.policy_dir {
+            None => Ok(vaidya_policy::Policies::builtin()),
+            Some(dir) => vaidya_policy::Policies::from_dir(dir).map_err(|e| format!("access policies in {}: {e}", dir.display())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +87,7 @@ impl Default for Config {
             timezone: "Asia/Kolkata".into(),
             limits: Limits::default(),
             keys: Keys::default(),
+            access: Access::default(),
         }
     }
 }

@@ -26,7 +26,7 @@ fn app() -> App {
     let conn = vaidya_store::open_admin(&datadir::db_path(&config.data)).unwrap();
     let t = vaidya_access::token::generate();
     vaidya_store::tokens::insert_token(&conn, &t.id, &t.secret_hash, "admin", None).unwrap();
-    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics: Arc::new(Metrics::default()) };
+    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics: Arc::new(Metrics::default()), policies: vaidya_policy::Policies::builtin() };
     App { _dir: dir, state, token: t.text }
 }
 

@@ -12,6 +12,8 @@ pub struct TokenRow {
     pub role: String,
     /// The Patient a patient's own account is for.
     pub patient: Option<String>,
+    /// The department (HealthcareService id) a staff account works in.
+    pub department: Option<String>,
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
@@ -62,7 +64,7 @@ pub fn insert_token(
 pub fn find_token(conn: &Connection, id: &str) -> Result<Option<TokenRow>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient
+            "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient, u.department
              FROM api_token t JOIN api_user u ON u.name = t.user_name WHERE t.id = ?1",
         )?
         .query_row([id], row_to_token)
@@ -79,12 +81,13 @@ fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         expires_ms: r.get(5)?,
         revoked_ms: r.get(6)?,
         patient: r.get(7)?,
+        department: r.get(8)?,
     })
 }
 
 pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient
+        "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient, u.department
          FROM api_token t JOIN api_user u ON u.name = t.user_name ORDER BY t.created_ms",
     )?;
     let rows = stmt.query_map([], row_to_token)?;

@@ -41,7 +41,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     }
     let store = vaidya_store::Store::open(&datadir::db_path(&config.data), key).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
-    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()) };
+    let policies = config.policies()?;
+    if let Some(dir) = config.access.policy_dir.clone() {
+        watch_policies(policies.clone(), dir, config.access.policy_reload_seconds.max(1));
+    }
+    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()), policies };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let demo = args.demo;
     let demo_store = store.clone();
@@ -103,6 +107,24 @@ async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path) -> 
     }
     println!("Demo lab report, printable with a bearer token: /print/DiagnosticReport/report-1");
     Ok(())
+}
+
+/// Reload the policy directory when it changes; a change that does not validate is refused
+/// and logged, and the policies in force stay.
+fn watch_policies(policies: vaidya_policy::Policies, dir: std::path::PathBuf, every_s: u64) {
+    std::thread::Builder::new()
+        .name("policy-reload".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(every_s));
+                match policies.reload_if_changed() {
+                    Ok(true) => tracing::info!(target: "vaidya::policy", "access policies reloaded from {}", dir.display()),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(target: "vaidya::policy", "access policies in {} NOT reloaded (the previous ones stay in force): {e}", dir.display()),
+                }
+            }
+        })
+        .expect("the policy reload thread starts");
 }
 
 async fn shutdown_signal() {

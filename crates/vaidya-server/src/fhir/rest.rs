@@ -3,7 +3,9 @@
 use super::ops::{self, Outcome};
 use super::visibility::{Viewer, search_conditions, visible};
 use super::wire::{self, BundleWriter, Return};
+use super::authorize;
 use super::params::{Params, required};
+use vaidya_policy::Action;
 use super::{check_id, check_type, new_id, parse_json, prepare};
 use crate::app::{AppState, Principal};
 use crate::error::ApiError;
@@ -190,8 +192,38 @@ async fn read(
     check_type(&rtype)?;
     check_id(&id)?;
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
-    let stored = app.read_now(|conn| Ok(vaidya_store::read::current(conn, &rtype, &id)?))?;
-    stored_response(hide(stored, &who, &rtype), &format!("{rtype}/{id}"))
+    let what = format!("{rtype}/{id}");
+    let stored = read_checked(&app, &who, &rtype, &id, None).await?;
+    stored_response(hide(stored, &who, &rtype), &what)
+}
+
+/// Read the current version (or `version`) and check the policies allow the caller to read it.
+async fn read_checked(app: &AppState, who: &Principal, rtype: &str, id: &str, version: Option<u64>) -> Result<Option<vaidya_store::Stored>, ApiError> {
+    let actor = authorize::actor(who);
+    let policies = app.policies.clone();
+    let (rtype, id) = (rtype.to_string(), id.to_string());
+    let job = move |conn: &vaidya_store::Connection| -> Result<Option<vaidya_store::Stored>, ApiError> {
+        let stored = match version {
+            None => vaidya_store::read::current(conn, &rtype, &id)?,
+            Some(v) => vaidya_store::read::version(conn, &rtype, &id, v)?,
+        };
+        if let Some(s) = stored.as_ref().filter(|s| !s.deleted) {
+            authorize::check_stored(conn, &policies, &actor, Action::Read, &rtype, &id, &s.content)?;
+        }
+        Ok(stored)
+    };
+    // Point reads stay on the async worker; a check that needs searches goes to the pool.
+    if authorize::needs_search(&authorize::actor(who)) { app.read(job).await } else { app.read_now(job) }
+}
+
+fn filter_ok<T>(items: Vec<T>, keep: &mut impl FnMut(&T) -> Result<bool, ApiError>) -> Result<Vec<T>, ApiError> {
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        if keep(&it)? {
+            out.push(it);
+        }
+    }
+    Ok(out)
 }
 
 /// A stored version the caller may not see is answered as if it did not exist.
@@ -219,7 +251,7 @@ async fn vread(
     check_id(&id)?;
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let version: u64 = vid.parse().map_err(|_| ApiError::bad_request(format!("'{vid}' is not a version number")))?;
-    let stored = app.read_now(|conn| Ok(vaidya_store::read::version(conn, &rtype, &id, version)?))?;
+    let stored = read_checked(&app, &who, &rtype, &id, Some(version)).await?;
     stored_response(hide(stored, &who, &rtype), &format!("version {version} of {rtype}/{id}"))
 }
 
@@ -260,7 +292,22 @@ async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: 
     let q = parse_query(&rtype, &pairs, handling)?;
     let base = wire::base_url(&headers);
     let q2 = q.clone();
-    let found = app.read(move |conn| Ok(search::run(conn, &q2)?)).await?;
+    let actor = authorize::actor(&who);
+    let policies = app.policies.clone();
+    let (rtype2, pairs2) = (rtype.clone(), pairs.clone());
+    let found = app
+        .read(move |conn| {
+            let target = authorize::target_of_search(conn, &actor, &rtype2, &pairs2)?;
+            authorize::check(&policies, &actor, Action::Search, &target, &format!("{rtype2} records"))?;
+            let mut found = search::run(conn, &q2)?;
+            // What the policies refuse one by one (another patient's record among included
+            // ones, a protected patient) is left out.
+            let mut keep = |m: &search::Found| authorize::may_read(conn, &policies, &actor, &m.resource_type, &m.content);
+            found.matches = filter_ok(std::mem::take(&mut found.matches), &mut keep)?;
+            found.included = filter_ok(std::mem::take(&mut found.included), &mut keep)?;
+            Ok(found)
+        })
+        .await?;
 
     let link = |offset: usize| {
         let mut s = form_urlencoded::Serializer::new(String::new());
@@ -334,14 +381,31 @@ async fn history_common(app: AppState, who: Principal, scope: (Option<String>, O
     }
     let base = wire::base_url(&headers);
     let (t, i) = scope.clone();
+    let actor = authorize::actor(&who);
+    let policies = app.policies.clone();
     let (items, total) = app
         .read(move |conn| {
+            // The history of a record is read like the record; of a type, like a search of it
+            // across patients; of the whole server, only by an integration.
+            match (&t, &i) {
+                (Some(t), Some(i)) => match vaidya_store::read::current(conn, t, i)?.filter(|s| !s.deleted) {
+                    Some(cur) => authorize::check_stored(conn, &policies, &actor, Action::Read, t, i, &cur.content)?,
+                    None => authorize::check(&policies, &actor, Action::Search, &authorize::target_of_search(conn, &actor, t, &[])?, &format!("{t} records"))?,
+                },
+                (Some(t), None) => authorize::check(&policies, &actor, Action::Search, &authorize::target_of_search(conn, &actor, t, &[])?, &format!("{t} records"))?,
+                _ if actor.role == vaidya_policy::Role::Machine => {}
+                _ => return Err(ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, "the whole server's history is for integrations only")),
+            }
             let scope = match (&t, &i) {
                 (Some(t), Some(i)) => HistoryScope::Instance(t, i),
                 (Some(t), None) => HistoryScope::Type(t),
                 _ => HistoryScope::System,
             };
-            Ok(vaidya_store::read::history(conn, scope, since, count, offset)?)
+            let (items, total) = vaidya_store::read::history(conn, scope, since, count, offset)?;
+            let mut keep = |it: &vaidya_store::read::HistoryItem| {
+                if it.stored.deleted { Ok(true) } else { authorize::may_read(conn, &policies, &actor, &it.resource_type, &it.stored.content) }
+            };
+            Ok((filter_ok(items, &mut keep)?, total))
         })
         .await?;
     let path = match &scope {

@@ -1,0 +1,233 @@
+//! Every FHIR interaction is allowed by an explicit policy or refused: this module describes
+//! the request to the hospital's Cedar policies (`vaidya-policy`) and turns a refusal into an
+//! error. It maps the signed-in account to an [`Actor`], a stored or submitted resource to a
+//! [`Target`] (its category, its patient with their confidentiality and departments of care,
+//! whether it is a released result), and asks.
+//!
+//! Where the checks run: reads and searches on the reader that serves them; writes inside the
+//! writer's job, against the current version, so that what is checked is what is changed.
+//! Resources the server makes itself on a user's behalf (a booking's charge, a consultation's
+//! Encounter) are part of the permitted action and are not checked again.
+//!
+//! A refusal is 403 with the deciding policy named, except where the record's existence itself
+//! is protected (a VIP or very restricted patient): then 404, as for a record that does not exist.
+
+use crate::app::Principal;
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use serde_json::Value;
+use vaidya_fhir::outcome::IssueType;
+use vaidya_policy::{Action, Actor, Category, Facts, PatientFacts, Policies, Role, Target};
+
+const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+const ENCOUNTER_DEPARTMENT: &str = "https://vaidya.dev/fhir/StructureDefinition/encounter-department";
+
+/// The policies' view of the signed-in account. An unknown role gets the patient role's
+/// nothing-but-own rights with no patient: it can do nothing.
+pub fn actor(who: &Principal) -> Actor {
+    let role: Role = who.role.parse().unwrap_or(Role::Patient);
+    // Machine clients act with their token's scopes; until scopes are stored per token an
+    // integration account reads and writes clinical data (it is made by the operator at the
+    // server's console).
+    let machine = role == Role::Machine;
+    Actor {
+        user: who.user.clone(),
+        role,
+        department: who.department.clone(),
+        patient: who.patient.clone(),
+        scope_read: machine,
+        scope_write: machine,
+    }
+}
+
+/// The Patient a resource belongs to: the Patient itself, an Appointment's patient participant,
+/// or the `subject`/`patient` reference of anything else.
+pub fn patient_of(rtype: &str, resource: &Value) -> Option<String> {
+    let strip = |r: &str| r.strip_prefix("Patient/").map(str::to_string);
+    match rtype {
+        "Patient" => resource["id"].as_str().map(str::to_string),
+        "Appointment" => resource["participant"].as_array()?.iter().find_map(|p| strip(p["actor"]["reference"].as_str()?)),
+        _ => ["subject", "patient", "beneficiary"].iter().find_map(|f| strip(resource[*f]["reference"].as_str()?)),
+    }
+}
+
+/// Whether resources of this type can belong to a patient (it has a `patient` search parameter).
+fn in_patient_compartment(rtype: &str) -> bool {
+    rtype == "Patient" || vaidya_fhir::search_params::search_param(rtype, "patient").is_some()
+}
+
+/// "V" > "R" > "N" from a resource's `meta.security`, and whether it carries the celebrity label.
+fn labels(resource: &Value) -> (&'static str, bool) {
+    let mut level = "N";
+    let mut vip = false;
+    for l in resource["meta"]["security"].as_array().into_iter().flatten() {
+        match (l["system"].as_str(), l["code"].as_str()) {
+            (Some(CONFIDENTIALITY), Some("V")) => level = "V",
+            (Some(CONFIDENTIALITY), Some("R")) if level == "N" => level = "R",
+            (Some(ACT_CODE), Some("CEL")) => vip = true,
+            _ => {}
+        }
+    }
+    (level, vip)
+}
+
+fn stricter(a: &'static str, b: &'static str) -> &'static str {
+    if a == "V" || b == "V" {
+        "V"
+    } else if a == "R" || b == "R" {
+        "R"
+    } else {
+        "N"
+    }
+}
+
+/// Departments with the patient in their care: those of their appointments and encounters.
+fn departments_of(conn: &vaidya_store::Connection, patient: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = vec![];
+    let q = [("patient", format!("Patient/{patient}")), ("_count", "1000".to_string())];
+    for (_, appt) in super::find(conn, "Appointment", &q)? {
+        for p in appt["participant"].as_array().into_iter().flatten() {
+            if let Some(d) = p["actor"]["reference"].as_str().and_then(|r| r.strip_prefix("HealthcareService/")) {
+                out.push(d.to_string());
+            }
+        }
+    }
+    for (_, enc) in super::find(conn, "Encounter", &q)? {
+        for e in enc["extension"].as_array().into_iter().flatten().filter(|e| e["url"] == ENCOUNTER_DEPARTMENT) {
+            if let Some(d) = e["valueReference"]["reference"].as_str().and_then(|r| r.strip_prefix("HealthcareService/")) {
+                out.push(d.to_string());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The facts about a patient that the policies need. Departments are looked up only for roles
+/// whose rights depend on them.
+fn patient_facts(conn: &vaidya_store::Connection, actor: &Actor, patient: &str, record_labels: (&'static str, bool)) -> Result<PatientFacts, ApiError> {
+    let stored = vaidya_store::read::current(conn, "Patient", patient)?.filter(|s| !s.deleted);
+    let (level, vip) = match stored {
+        Some(s) => labels(&serde_json::from_slice::<Value>(&s.content).map_err(|e| ApiError::internal(e.to_string()))?),
+        None => ("N", false),
+    };
+    let departments = if matches!(actor.role, Role::Doctor | Role::Nurse) { departments_of(conn, patient)? } else { vec![] };
+    Ok(PatientFacts { id: patient.to_string(), departments, confidentiality: stricter(level, record_labels.0).to_string(), vip: vip || record_labels.1 })
+}
+
+fn released(rtype: &str, resource: &Value) -> bool {
+    let status = resource["status"].as_str().unwrap_or_default();
+    match rtype {
+        "DiagnosticReport" => ["final", "amended", "corrected", "appended"].contains(&status),
+        "Observation" => !["registered", "preliminary"].contains(&status),
+        _ => true,
+    }
+}
+
+/// What can be said of a resource without the store: its kind, whose it is, its own labels,
+/// whether it is a released result. Computed before a write job, completed inside it.
+#[derive(Debug, Clone)]
+pub struct Described {
+    kind: String,
+    patient: Option<String>,
+    labels: (&'static str, bool),
+    released: bool,
+}
+
+pub fn describe(rtype: &str, resource: &Value) -> Described {
+    Described { kind: rtype.to_string(), patient: patient_of(rtype, resource), labels: labels(resource), released: released(rtype, resource) }
+}
+
+/// Complete a description with the patient's facts from the store.
+pub fn complete(conn: &vaidya_store::Connection, actor: &Actor, d: &Described) -> Result<Target, ApiError> {
+    let patient = match &d.patient {
+        Some(p) => Some(patient_facts(conn, actor, p, d.labels)?),
+        None => None,
+    };
+    Ok(Target { kind: d.kind.clone(), category: Category::of_type(&d.kind, in_patient_compartment(&d.kind)), patient, released: d.released })
+}
+
+/// The target of an action on one resource (stored or submitted).
+pub fn target_of(conn: &vaidya_store::Connection, actor: &Actor, rtype: &str, resource: &Value) -> Result<Target, ApiError> {
+    complete(conn, actor, &describe(rtype, resource))
+}
+
+/// Check an action on a stored resource (its current content).
+pub fn check_stored(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, action: Action, rtype: &str, id: &str, content: &[u8]) -> Result<(), ApiError> {
+    let resource: Value = serde_json::from_slice(content).map_err(|e| ApiError::internal(e.to_string()))?;
+    let target = target_of(conn, actor, rtype, &resource)?;
+    check(policies, actor, action, &target, &format!("{rtype}/{id}"))
+}
+
+/// Whether looking this up needs searches (departments of care): then it belongs on the
+/// blocking pool, not on an async worker.
+pub fn needs_search(actor: &Actor) -> bool {
+    matches!(actor.role, Role::Doctor | Role::Nurse)
+}
+
+/// The target of a search: the type, and the patient if the query names one.
+pub fn target_of_search(conn: &vaidya_store::Connection, actor: &Actor, rtype: &str, pairs: &[(String, String)]) -> Result<Target, ApiError> {
+    let named = pairs.iter().find_map(|(k, v)| match (rtype, k.as_str()) {
+        ("Patient", "_id") => Some(v.clone()),
+        (_, "patient" | "subject") => v.strip_prefix("Patient/").map(str::to_string).filter(|id| !id.contains(',')),
+        _ => None,
+    });
+    let patient = match named {
+        Some(p) => Some(patient_facts(conn, actor, &p, ("N", false))?),
+        None => None,
+    };
+    Ok(Target { kind: rtype.to_string(), category: Category::of_type(rtype, in_patient_compartment(rtype)), patient, released: true })
+}
+
+/// Ask the policies; a refusal becomes 403 naming the deciding policy, or 404 where the
+/// record's existence is itself protected.
+pub fn check(policies: &Policies, actor: &Actor, action: Action, target: &Target, what: &str) -> Result<(), ApiError> {
+    let verdict = policies.decide(actor, action, target, Facts::default()).map_err(|e| ApiError::internal(e.to_string()))?;
+    if verdict.allowed {
+        return Ok(());
+    }
+    let hidden = target.patient.as_ref().is_some_and(|p| p.vip || p.confidentiality == "V");
+    if hidden && action == Action::Read {
+        return Err(ApiError::not_found(format!("{what} is not known")));
+    }
+    let why = if verdict.reasons.is_empty() { "no policy permits it".to_string() } else { format!("refused by policy {}", verdict.reasons.join(", ")) };
+    Err(ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, format!("{} may not {} {what}: {why}", actor.role.as_str(), action.as_str())))
+}
+
+/// Whether `actor` may read this stored resource (for filtering search and history results).
+pub fn may_read(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, rtype: &str, content: &[u8]) -> Result<bool, ApiError> {
+    let resource: Value = serde_json::from_slice(content).map_err(|e| ApiError::internal(e.to_string()))?;
+    let target = target_of(conn, actor, rtype, &resource)?;
+    Ok(policies.decide(actor, Action::Read, &target, Facts::default()).map_err(|e| ApiError::internal(e.to_string()))?.allowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn whose_record_it_is() {
+        assert_eq!(patient_of("Patient", &json!({"id": "p1"})).as_deref(), Some("p1"));
+        assert_eq!(patient_of("Observation", &json!({"subject": {"reference": "Patient/p2"}})).as_deref(), Some("p2"));
+        assert_eq!(patient_of("AllergyIntolerance", &json!({"patient": {"reference": "Patient/p3"}})).as_deref(), Some("p3"));
+        assert_eq!(patient_of("Observation", &json!({"subject": {"reference": "Group/g"}})), None);
+        assert_eq!(
+            patient_of("Appointment", &json!({"participant": [{"actor": {"reference": "Practitioner/d"}}, {"actor": {"reference": "Patient/p4"}}]})).as_deref(),
+            Some("p4")
+        );
+        assert!(in_patient_compartment("Observation"));
+        assert!(!in_patient_compartment("Organization"));
+    }
+
+    #[test]
+    fn confidentiality_labels() {
+        let r = json!({"meta": {"security": [{"system": CONFIDENTIALITY, "code": "R"}, {"system": ACT_CODE, "code": "CEL"}]}});
+        assert_eq!(labels(&r), ("R", true));
+        assert_eq!(labels(&json!({})), ("N", false));
+        assert_eq!(stricter("R", "V"), "V");
+        assert_eq!(stricter("N", "R"), "R");
+    }
+}
