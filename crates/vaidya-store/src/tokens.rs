@@ -213,21 +213,34 @@ pub fn record_login_failure(
     now: i64,
     lock_for: impl Fn(u32) -> Option<i64>,
 ) -> Result<Option<(u32, Option<i64>)>, StoreError> {
-    let tx = conn.unchecked_transaction()?;
-    let failures: Option<u32> = tx
-        .query_row(
-            "UPDATE api_user SET failed_logins = failed_logins + 1 WHERE name = ?1 RETURNING failed_logins",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(failures) = failures else { return Ok(None) };
-    let until = lock_for(failures).map(|ms| now + ms);
-    if let Some(until) = until {
-        tx.execute("UPDATE api_user SET locked_until_ms = ?2 WHERE name = ?1", params![name, until])?;
+    // A savepoint, not a transaction: this runs inside the server's writer transaction as
+    // well as on its own (the CLI).
+    conn.execute_batch("SAVEPOINT login_failure")?;
+    let run = || -> Result<Option<(u32, Option<i64>)>, StoreError> {
+        let failures: Option<u32> = conn
+            .query_row(
+                "UPDATE api_user SET failed_logins = failed_logins + 1 WHERE name = ?1 RETURNING failed_logins",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(failures) = failures else { return Ok(None) };
+        let until = lock_for(failures).map(|ms| now + ms);
+        if let Some(until) = until {
+            conn.execute("UPDATE api_user SET locked_until_ms = ?2 WHERE name = ?1", params![name, until])?;
+        }
+        Ok(Some((failures, until)))
+    };
+    match run() {
+        Ok(v) => {
+            conn.execute_batch("RELEASE login_failure")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO login_failure; RELEASE login_failure");
+            Err(e)
+        }
     }
-    tx.commit()?;
-    Ok(Some((failures, until)))
 }
 
 /// A successful login: the failure count starts again.
