@@ -280,3 +280,38 @@ fn a_disabled_account_cannot_log_in_and_its_tokens_stop_working() {
     let out = s.vaidya(&["user", "disable", "--data", s.data().to_str().unwrap(), "--name", "no.such"]);
     assert!(!out.status.success());
 }
+
+/// The path-based scope gate on its own (no server needed).
+#[test]
+fn scope_gate_by_path() {
+    use axum::http::Method;
+    use vaidya_server::app::Principal;
+    use vaidya_server::auth::scopes::check;
+    let who = |scopes: Option<&str>| Principal {
+        user: "analyser".into(),
+        role: "lab".into(),
+        token_id: "t".into(),
+        patient: None,
+        scopes: scopes.map(|s| vaidya_access::scope::ScopeSet::parse(s).unwrap()),
+    };
+    let lab = who(Some("system/Observation.write system/Patient.read"));
+    let ok = |p: &Principal, m: Method, u: &str| check(p, &m, &u.parse().unwrap()).is_ok();
+    assert!(ok(&lab, Method::POST, "/Observation"));
+    assert!(ok(&lab, Method::PUT, "/Observation/o1"));
+    assert!(ok(&lab, Method::POST, "/Observation/o1/$meta-add"));
+    assert!(!ok(&lab, Method::GET, "/Observation/o1"));
+    assert!(ok(&lab, Method::GET, "/Patient?identifier=x"));
+    assert!(ok(&lab, Method::HEAD, "/Patient/p1"));
+    assert!(ok(&lab, Method::POST, "/Patient/_search"));
+    assert!(!ok(&lab, Method::GET, "/Patient?_revinclude=Observation:subject"), "includes pull in other types");
+    assert!(!ok(&lab, Method::POST, "/Patient"));
+    assert!(!ok(&lab, Method::DELETE, "/Patient/p1"));
+    assert!(!ok(&lab, Method::GET, "/Encounter"));
+    assert!(!ok(&lab, Method::POST, "/"), "a Bundle may touch any type");
+    assert!(!ok(&lab, Method::GET, "/_history"));
+    assert!(ok(&who(None), Method::POST, "/"));
+    assert!(ok(&who(Some("system/*.*")), Method::POST, "/"));
+    assert!(!ok(&who(Some("system/*.read")), Method::POST, "/"));
+    assert!(ok(&who(Some("system/*.read")), Method::GET, "/_history"));
+    assert!(ok(&who(Some("system/*.read")), Method::GET, "/Patient?_include=Patient:organization"));
+}

@@ -348,7 +348,7 @@ async fn change_password(State(app): State<AppState>, peer: Peer, headers: Heade
         let b: PasswordBody = parse_body(&body)?;
         let name = caller.row.user.clone();
         let n = name.clone();
-        let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(|| AuthError::bad_credentials())?;
+        let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(AuthError::bad_credentials)?;
         let now = vaidya_store::now_ms();
         if let lockout::Gate::Locked { until_ms } = lock_gate(&row, now) {
             record_auth_event(&app, who.event(Action::PasswordChange, &name, Outcome::Failure, Some(Reason::Locked)));
@@ -387,7 +387,7 @@ async fn totp_enrol(State(app): State<AppState>, peer: Peer, headers: HeaderMap)
         let caller = session_caller(&app, &headers)?;
         let name = caller.row.user.clone();
         let n = name.clone();
-        let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(|| AuthError::bad_credentials())?;
+        let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(AuthError::bad_credentials)?;
         if row.totp_secret.is_some() {
             return Err(AuthError::new(
                 StatusCode::CONFLICT,
@@ -425,7 +425,7 @@ async fn totp_confirm(State(app): State<AppState>, peer: Peer, headers: HeaderMa
         let b: ConfirmBody = parse_body(&body)?;
         let name = caller.row.user.clone();
         let n = name.clone();
-        let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(|| AuthError::bad_credentials())?;
+        let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(AuthError::bad_credentials)?;
         let Some(pending) = row.totp_pending else {
             return Err(AuthError::new(StatusCode::CONFLICT, "no enrolment is pending; start with POST /auth/totp/enrol"));
         };
