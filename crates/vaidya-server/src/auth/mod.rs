@@ -86,10 +86,13 @@ pub fn bearer(app: &AppState, token: &str) -> Result<Option<Bearer>, ApiError> {
     };
     let granularity = if session { (idle_ms / 10).clamp(1, 60_000) } else { 60_000 };
     if row.last_used_ms.is_none_or(|t| now - t >= granularity) {
-        let id = row.id.clone();
-        let (reply, _) = tokio::sync::oneshot::channel::<Result<(), vaidya_store::StoreError>>();
-        // Fire and forget: the writer commits it with whatever else it is writing.
-        let _ = app.store.submit(move |tx| tokens::touch_token(tx.conn(), &id, now), reply);
+        let (id, store) = (row.id.clone(), app.store.clone());
+        // Fire and forget: the writer commits it with whatever else it is writing. Submitted
+        // from the blocking pool, as a full writer queue would block the submitting thread.
+        tokio::task::spawn_blocking(move || {
+            let (reply, _) = tokio::sync::oneshot::channel::<Result<(), vaidya_store::StoreError>>();
+            let _ = store.submit(move |tx| tokens::touch_token(tx.conn(), &id, now), reply);
+        });
     }
     let principal = Principal { user: row.user.clone(), role: row.role.clone(), token_id: row.id.clone(), patient: row.patient.clone(), scopes };
     Ok(Some(Bearer { principal, row }))
