@@ -315,3 +315,75 @@ fn scope_gate_by_path() {
     assert!(ok(&who(Some("system/*.read")), Method::GET, "/_history"));
     assert!(ok(&who(Some("system/*.read")), Method::GET, "/Patient?_include=Patient:organization"));
 }
+
+/// Run the server with its log in a file; returns (child, root URL, log path).
+fn serve_logging(dir: &std::path::Path, config: &str) -> (std::process::Child, String, std::path::PathBuf) {
+    use std::io::BufRead;
+    let cfg = dir.join("vaidya.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let log = dir.join("server.log");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--data"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("VAIDYA_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let root = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("Vaidya is listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, root, log)
+}
+
+#[test]
+fn logins_failures_and_logouts_are_recorded_without_secrets() {
+    for trust in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, root, log) = serve_logging(dir.path(), &format!("[auth]\ntrust_forwarded_for = {trust}\n"));
+        let data = dir.path().join("data");
+        let out = std::process::Command::new(BIN)
+            .args(["user", "add", "--data", data.to_str().unwrap(), "--name", "log.me", "--role", "nurse"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let password = text.lines().find_map(|l| l.strip_prefix("One-time password: ")).unwrap().trim().to_string();
+        let post = |path: &str, token: Option<&str>, body: Value| {
+            let bearer = token.map(|t| format!("Bearer {t}"));
+            let mut headers = vec![("Content-Type", "application/json"), ("User-Agent", "ward-pc/7"), ("X-Forwarded-For", "10.9.8.7, 10.0.0.1")];
+            if let Some(b) = &bearer {
+                headers.push(("Authorization", b.as_str()));
+            }
+            raw_request(&agent(), "POST", &format!("{root}/auth{path}"), Some(&body.to_string()), &headers)
+        };
+        assert_eq!(post("/login", None, json!({"user": "log.me", "password": "Secret-Guess-123"})).status, 401);
+        assert_eq!(post("/login", None, json!({"user": "ghost", "password": "Secret-Guess-456"})).status, 401);
+        let r = post("/login", None, json!({"user": "log.me", "password": password}));
+        assert_eq!(r.status, 200);
+        let token = r.json()["token"].as_str().unwrap().to_string();
+        assert_eq!(post("/logout", Some(&token), json!({})).status, 200);
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let log = std::fs::read_to_string(log).unwrap();
+        let events: Vec<&str> = log.lines().filter(|l| l.contains("vaidya::auth")).collect();
+        let has = |needles: &[&str]| events.iter().any(|l| needles.iter().all(|n| l.contains(n)));
+        assert!(has(&["action=\"login\"", "user=\"log.me\"", "outcome=\"failure\"", "reason=\"bad-password\"", "user_agent=\"ward-pc/7\""]), "{log}");
+        assert!(has(&["action=\"login\"", "user=\"ghost\"", "reason=\"unknown-user\""]), "{log}");
+        assert!(has(&["action=\"login\"", "user=\"log.me\"", "outcome=\"success\""]), "{log}");
+        assert!(has(&["action=\"logout\"", "user=\"log.me\"", "outcome=\"success\""]), "{log}");
+        let ip = if trust { "source_ip=\"10.9.8.7\"" } else { "source_ip=\"127.0.0.1\"" };
+        assert!(events.iter().all(|l| l.contains(ip)), "trust_forwarded_for={trust}: {log}");
+        for secret in ["Secret-Guess-123", "Secret-Guess-456", password.as_str(), token.split('_').nth(2).unwrap()] {
+            assert!(!log.contains(secret), "a secret reached the log: {log}");
+        }
+    }
+}
