@@ -263,12 +263,21 @@ def vaidya(tmp_path_factory) -> VaidyaServer:
 
 @pytest.fixture(scope="session")
 def token(vaidya: VaidyaServer) -> str:
-    return vaidya.token("admin")
+    """A token of an integration account (role `machine`): the administrator may not read
+    patients' records, an integration may read and write them."""
+    done = subprocess.run(
+        [str(vaidya.binary), "user", "add", "--data", str(vaidya.data_dir), "--name", "integration", "--role", "machine"],
+        capture_output=True,
+        text=True,
+        timeout=REQUEST_TIMEOUT_S,
+    )
+    assert done.returncode == 0, f"`vaidya user add` failed ({done.returncode}): {done.stderr}"
+    return vaidya.token("integration")
 
 
 @pytest.fixture(scope="session")
 def api(vaidya: VaidyaServer, token: str) -> FhirApi:
-    """`requests` with the admin's bearer token."""
+    """`requests` with the integration account's bearer token."""
     return FhirApi(vaidya.base, token)
 
 
@@ -280,7 +289,7 @@ def anonymous_api(vaidya: VaidyaServer) -> FhirApi:
 
 @pytest.fixture(scope="session")
 def smart(vaidya: VaidyaServer, token: str):
-    """fhirclient's FHIRServer, sending the admin's bearer token with every request.
+    """fhirclient's FHIRServer, sending the integration account's bearer token with every request.
 
     fhirclient 4.4.0's FHIRServer sends every request through one `requests.Session`
     (`FHIRServer.session`) and adds an Authorization header of its own only when its FHIRAuth can

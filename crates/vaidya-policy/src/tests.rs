@@ -161,7 +161,10 @@ fn machine_clients_act_within_their_scopes() {
     assert!(!p.decide(&m, Action::Read, &obs, NO).unwrap().allowed);
     assert!(!p.decide(&m, Action::Create, &target("AuditEvent", None), NO).unwrap().allowed);
     let vip = target("Observation", Some((Who::Elsewhere, "N", true)));
-    assert!(!p.decide(&m, Action::Create, &vip, NO).unwrap().allowed, "not even an analyser writes a VIP's record without a grant");
+    assert!(p.decide(&m, Action::Create, &vip, NO).unwrap().allowed, "an analyser's result for a VIP is stored");
+    m.scope_read = true;
+    assert!(!p.decide(&m, Action::Read, &vip, NO).unwrap().allowed, "but not read back without a grant");
+    assert!(!p.decide(&m, Action::Update, &vip, NO).unwrap().allowed);
 }
 
 #[test]

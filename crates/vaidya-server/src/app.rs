@@ -40,6 +40,9 @@ pub struct Principal {
     pub patient: Option<String>,
     /// The department (HealthcareService id) a staff account works in.
     pub department: Option<String>,
+    /// The token's SMART scopes; `None`: whatever the role may do. Checked by path in
+    /// `auth::scopes::check` (the hook the policy layer takes over).
+    pub scopes: Option<vaidya_access::scope::ScopeSet>,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .nest("/fhir", fhir)
         .nest("/print", crate::print::router(state.clone()))
+        .nest("/auth", crate::auth::router(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
@@ -104,30 +108,33 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
             if let Err(e) = crate::fhir::visibility::check_patient_request(&p, req.method(), req.uri().path()) {
                 return e.into_response();
             }
+            if let Err(e) = crate::auth::scopes::check(&p, req.method(), req.uri()) {
+                return e.into_response();
+            }
             req.extensions_mut().insert(p);
             next.run(req).await
         }
         Ok(None) => {
             app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-            ApiError::unauthorized("the bearer token is not valid (unknown, expired or revoked)").into_response()
+            ApiError::unauthorized("the bearer token is not valid (unknown, expired, idle, revoked, or its account disabled)").into_response()
         }
         Err(e) => e.into_response(),
     }
 }
 
-/// Look the token up (a primary-key read, done in place: it takes microseconds).
+/// Look the token up (a primary-key read, done in place: it takes microseconds); the rules
+/// (expiry, idle sessions, disabled accounts, scopes) are `auth::bearer`'s. A login session
+/// whose password must still be changed may only do that (on `/auth/password`).
 fn check_token(app: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
-    let Some((id, secret)) = vaidya_access::token::parse(token) else { return Ok(None) };
-    app.read_now(|conn| {
-        let Some(row) = vaidya_store::tokens::find_token(conn, id)? else { return Ok(None) };
-        let now = vaidya_store::now_ms();
-        let live = row.revoked_ms.is_none() && row.expires_ms.is_none_or(|e| e > now);
-        if live && vaidya_access::token::matches(secret, &row.secret_hash) {
-            Ok(Some(Principal { user: row.user, role: row.role, token_id: row.id, patient: row.patient, department: row.department }))
-        } else {
-            Ok(None)
-        }
-    })
+    match crate::auth::bearer(app, token)? {
+        Some(b) if b.row.kind == vaidya_store::tokens::KIND_SESSION && b.row.must_change_password => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            vaidya_fhir::outcome::IssueType::Security,
+            "change the one-time password first (POST /auth/password), then use this session",
+        )),
+        Some(b) => Ok(Some(b.principal)),
+        None => Ok(None),
+    }
 }
 
 async fn home(State(app): State<AppState>) -> Html<String> {

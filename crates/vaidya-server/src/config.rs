@@ -13,6 +13,13 @@
 //! max_bundle_entries = 10000     # largest transaction/batch Bundle accepted
 //! token_lifetime_hours = 720     # default lifetime of tokens made by `vaidya token`
 //!
+//! [auth]
+//! session_max_seconds = 43200    # a login session ends 12 hours after the login
+//! session_idle_seconds = 1800    # ... or after 30 minutes without a request
+//! trust_forwarded_for = false    # take the client address for login records from
+//!                                # X-Forwarded-For (only behind your own reverse proxy)
+//! totp_issuer = "Vaidya"         # name authenticator apps show beside the code
+//!
 //! [keys]
 //! # ledger_key_file = "/etc/vaidya/ledger.key"  # default: <data>/keys/ledger.key
 //!
@@ -33,6 +40,7 @@ pub struct Config {
     pub hospital_name: String,
     pub timezone: String,
     pub limits: Limits,
+    pub auth: Auth,
     pub keys: Keys,
     pub access: Access,
 }
@@ -63,6 +71,27 @@ impl Config {
     }
 }
 
+/// Staff logins (`/auth`): session lifetimes and where the client's address comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Absolute lifetime of a login session.
+    pub session_max_seconds: u64,
+    /// A session unused for this long stops working.
+    pub session_idle_seconds: u64,
+    /// Believe the first address in `X-Forwarded-For` (set only when a reverse proxy you run
+    /// sets it; otherwise a client could write any address into the login records).
+    pub trust_forwarded_for: bool,
+    /// The issuer shown in authenticator apps (`otpauth://` URIs).
+    pub totp_issuer: String,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { session_max_seconds: 12 * 3600, session_idle_seconds: 30 * 60, trust_forwarded_for: false, totp_issuer: "Vaidya".into() }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -86,6 +115,7 @@ impl Default for Config {
             hospital_name: "Demo Hospital".into(),
             timezone: "Asia/Kolkata".into(),
             limits: Limits::default(),
+            auth: Auth::default(),
             keys: Keys::default(),
             access: Access::default(),
         }
@@ -139,6 +169,8 @@ mod tests {
             .join("\n");
         let c: Config = toml::from_str(&example).unwrap();
         assert_eq!(c.limits.max_bundle_entries, 10_000);
+        assert_eq!(c.auth.session_idle_seconds, 1800);
+        assert_eq!(c.auth.session_max_seconds, Auth::default().session_max_seconds);
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
     }
 }

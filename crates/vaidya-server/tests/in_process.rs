@@ -25,7 +25,9 @@ fn app() -> App {
     let store = vaidya_store::Store::open(&datadir::db_path(&config.data), key).unwrap();
     let conn = vaidya_store::open_admin(&datadir::db_path(&config.data)).unwrap();
     let t = vaidya_access::token::generate();
-    vaidya_store::tokens::insert_token(&conn, &t.id, &t.secret_hash, "admin", None).unwrap();
+    // An integration account: the administrator may not read patients' records.
+    vaidya_store::tokens::insert_user(&conn, "integration", "machine", None, None, false).unwrap();
+    vaidya_store::tokens::insert_token(&conn, &t.id, &t.secret_hash, "integration", None).unwrap();
     let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics: Arc::new(Metrics::default()), policies: vaidya_policy::Policies::builtin() };
     App { _dir: dir, state, token: t.text }
 }

@@ -97,7 +97,7 @@ fn a_patient_goes_from_registration_to_a_paid_bill_and_reads_the_report() {
     assert_eq!(queue(&doctor, "done").status, 409, "not yet seen");
     assert_eq!(queue(&doctor, "called").status, 200);
     assert_eq!(queue(&doctor, "in-consultation").status, 200);
-    let enc = as_(&doctor, "GET", &format!("/Encounter?appointment=Appointment/{appt}"), None).json();
+    let enc = as_(&doctor, "GET", &format!("/Encounter?patient=Patient/{pid}&appointment=Appointment/{appt}"), None).json();
     assert_eq!(enc["total"], 1, "{enc}");
     let encounter = enc["entry"][0]["resource"].clone();
     assert_eq!(encounter["status"], "in-progress");
@@ -123,7 +123,10 @@ fn a_patient_goes_from_registration_to_a_paid_bill_and_reads_the_report() {
     let mut wrong = diagnosis.clone();
     wrong["subject"]["reference"] = json!(format!("Patient/{other}"));
     let before = s.ledger_size();
-    assert_eq!(as_(&doctor, "POST", "/Condition", Some(&wrong)).status, 422, "wrong patient in this visit");
+    // The doctor may not write for a patient outside their department's care at all; an
+    // integration that may is stopped by the visit's own rule.
+    assert_eq!(as_(&doctor, "POST", "/Condition", Some(&wrong)).status, 403, "not the doctor's patient");
+    assert_eq!(s.post("/Condition", &wrong).status, 422, "wrong patient in this visit");
     assert_eq!(s.ledger_size(), before);
     let order = in_visit(json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
         "instantiatesCanonical": ["https://aiims.example/catalogue/cbc"],

@@ -217,10 +217,10 @@ fn a_released_report_prints_with_everything_on_it() {
     assert_eq!(cell(abo, "range"), "Not applicable");
 
     // Who entered and who verified; the footer says when it was printed and by whom.
-    assert_eq!(one(&doc, ".signoff .entered-by"), "admin");
+    assert_eq!(one(&doc, ".signoff .entered-by"), "integration");
     assert_eq!(one(&doc, ".signoff .verified-by"), "verifier");
     let printed = one(&doc, "footer .printed");
-    assert!(printed.starts_with("Printed ") && printed.ends_with(" IST by admin"), "{printed}");
+    assert!(printed.starts_with("Printed ") && printed.ends_with(" IST by integration"), "{printed}");
     assert!(one(&doc, "footer .report-ref").contains(dr));
 
     // Print CSS inline, nothing fetched from elsewhere, no scripts.

@@ -22,8 +22,14 @@
 //!   unit vector (x, y, z) on the sphere so that a search can compute great-circle distances with
 //!   arithmetic alone (SQLite may lack trigonometry); x, y, z are derived from lat, lon.
 //! - `api_user`, `api_token`: accounts and bearer tokens (not ledgered: access state).
+//!   `api_user` also holds the second factor (`totp_secret` active, `totp_pending` enrolled but
+//!   not yet confirmed, `totp_last_step` the last TOTP time step accepted: never again),
+//!   `failed_logins`/`locked_until_ms` (lockout) and `disabled_ms` (suspended: no login, no
+//!   token works). `api_token.kind` is `api` (made by `vaidya token`) or `session` (a login);
+//!   `scopes` (space-separated SMART scopes; NULL = everything the role may do);
+//!   `last_used_ms` (updated at most about once a minute, for idle session expiry).
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Changes from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`.
 pub const MIGRATIONS: &[&str] = &[
@@ -31,6 +37,17 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE api_user ADD COLUMN department TEXT",
     // 2 -> 3: a patient's own account names their Patient resource.
     "ALTER TABLE api_user ADD COLUMN patient TEXT",
+    // 3 -> 4: staff identity: TOTP second factor, lockout, suspension; session tokens, scoped
+    // tokens and when a token was last used.
+    "ALTER TABLE api_user ADD COLUMN totp_secret TEXT;
+     ALTER TABLE api_user ADD COLUMN totp_pending TEXT;
+     ALTER TABLE api_user ADD COLUMN totp_last_step INTEGER;
+     ALTER TABLE api_user ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE api_user ADD COLUMN locked_until_ms INTEGER;
+     ALTER TABLE api_user ADD COLUMN disabled_ms INTEGER;
+     ALTER TABLE api_token ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
+     ALTER TABLE api_token ADD COLUMN scopes TEXT;
+     ALTER TABLE api_token ADD COLUMN last_used_ms INTEGER",
 ];
 
 pub const SCHEMA: &str = r#"
@@ -118,7 +135,13 @@ CREATE TABLE api_user (
     patient TEXT,
     password_hash TEXT,
     must_change_password INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    totp_secret TEXT,
+    totp_pending TEXT,
+    totp_last_step INTEGER,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until_ms INTEGER,
+    disabled_ms INTEGER
 );
 CREATE TABLE api_token (
     id TEXT PRIMARY KEY,
@@ -126,7 +149,10 @@ CREATE TABLE api_token (
     user_name TEXT NOT NULL REFERENCES api_user (name),
     created_ms INTEGER NOT NULL,
     expires_ms INTEGER,
-    revoked_ms INTEGER
+    revoked_ms INTEGER,
+    kind TEXT NOT NULL DEFAULT 'api',
+    scopes TEXT,
+    last_used_ms INTEGER
 );
 "#;
 

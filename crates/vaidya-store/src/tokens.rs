@@ -1,9 +1,16 @@
-//! Accounts and bearer tokens. Only hashes of token secrets are stored.
+//! Accounts and bearer tokens. Only hashes of token secrets and passwords are stored.
+//!
+//! Token kinds: `api` (made by an operator with `vaidya token`, long-lived, optionally scoped)
+//! and `session` (made by a login, short-lived, ends when idle). The rules (how long, how many
+//! failures lock) live in `vaidya-access` and the server; this module only stores.
 
 use crate::{StoreError, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// A token as stored.
+pub const KIND_API: &str = "api";
+pub const KIND_SESSION: &str = "session";
+
+/// A token as stored, with what the request path needs to know of its account.
 #[derive(Debug, Clone)]
 pub struct TokenRow {
     pub id: String,
@@ -17,6 +24,31 @@ pub struct TokenRow {
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
+    /// [`KIND_API`] or [`KIND_SESSION`].
+    pub kind: String,
+    /// Space-separated scopes; `None`: whatever the account's role may do.
+    pub scopes: Option<String>,
+    pub last_used_ms: Option<i64>,
+    /// The account is suspended (since then): none of its tokens work.
+    pub user_disabled_ms: Option<i64>,
+    pub must_change_password: bool,
+}
+
+/// What a login needs to know of an account.
+#[derive(Debug, Clone)]
+pub struct LoginRow {
+    pub name: String,
+    pub role: String,
+    pub password_hash: Option<String>,
+    pub must_change_password: bool,
+    /// The active TOTP secret (base32), if the account has a second factor.
+    pub totp_secret: Option<String>,
+    /// A secret enrolled over HTTP and not yet confirmed with a code.
+    pub totp_pending: Option<String>,
+    pub totp_last_step: Option<i64>,
+    pub failed_logins: u32,
+    pub locked_until_ms: Option<i64>,
+    pub disabled_ms: Option<i64>,
 }
 
 /// Create a user; `false` if the name is taken (nothing changes then).
@@ -47,6 +79,7 @@ pub fn user_role(conn: &Connection, name: &str) -> Result<Option<String>, StoreE
         .optional()?)
 }
 
+/// An `api` token with the account's full role.
 pub fn insert_token(
     conn: &Connection,
     id: &str,
@@ -54,19 +87,38 @@ pub fn insert_token(
     user: &str,
     expires_ms: Option<i64>,
 ) -> Result<(), StoreError> {
+    insert_token_of_kind(conn, id, secret_hash, user, expires_ms, KIND_API, None)
+}
+
+/// A token of `kind` ([`KIND_API`] or [`KIND_SESSION`]), with `scopes` (space-separated) or the
+/// account's full role (`None`). A session starts as just used.
+pub fn insert_token_of_kind(
+    conn: &Connection,
+    id: &str,
+    secret_hash: &[u8],
+    user: &str,
+    expires_ms: Option<i64>,
+    kind: &str,
+    scopes: Option<&str>,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let last_used = (kind == KIND_SESSION).then_some(now);
     conn.execute(
-        "INSERT INTO api_token (id, secret_hash, user_name, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, secret_hash, user, now_ms(), expires_ms],
+        "INSERT INTO api_token (id, secret_hash, user_name, created_ms, expires_ms, kind, scopes, last_used_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![id, secret_hash, user, now, expires_ms, kind, scopes, last_used],
     )?;
     Ok(())
 }
 
+const TOKEN_COLUMNS: &str = "t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient,
+     t.kind, t.scopes, t.last_used_ms, u.disabled_ms, u.must_change_password, u.department";
+
 pub fn find_token(conn: &Connection, id: &str) -> Result<Option<TokenRow>, StoreError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient, u.department
-             FROM api_token t JOIN api_user u ON u.name = t.user_name WHERE t.id = ?1",
-        )?
+        .prepare_cached(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_token t JOIN api_user u ON u.name = t.user_name WHERE t.id = ?1"
+        ))?
         .query_row([id], row_to_token)
         .optional()?)
 }
@@ -81,17 +133,30 @@ fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         expires_ms: r.get(5)?,
         revoked_ms: r.get(6)?,
         patient: r.get(7)?,
-        department: r.get(8)?,
+        kind: r.get(8)?,
+        scopes: r.get(9)?,
+        last_used_ms: r.get(10)?,
+        user_disabled_ms: r.get(11)?,
+        must_change_password: r.get(12)?,
+        department: r.get(13)?,
     })
 }
 
 pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient, u.department
-         FROM api_token t JOIN api_user u ON u.name = t.user_name ORDER BY t.created_ms",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_token t JOIN api_user u ON u.name = t.user_name ORDER BY t.created_ms"
+    ))?;
     let rows = stmt.query_map([], row_to_token)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Note that a token was used at `now` (callers do this at most about once a minute).
+pub fn touch_token(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE api_token SET last_used_ms = ?2 WHERE id = ?1 AND (last_used_ms IS NULL OR last_used_ms < ?2)",
+        params![id, now],
+    )?;
+    Ok(())
 }
 
 /// Revoke one token by id; the number of tokens revoked (0 if unknown or already revoked).
@@ -108,4 +173,133 @@ pub fn revoke_user_tokens(conn: &Connection, user: &str) -> Result<usize, StoreE
         "UPDATE api_token SET revoked_ms = ?2 WHERE user_name = ?1 AND revoked_ms IS NULL",
         params![user, now_ms()],
     )?)
+}
+
+/// Revoke a user's live sessions except `keep` (after a password change).
+pub fn revoke_other_sessions(conn: &Connection, user: &str, keep: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE api_token SET revoked_ms = ?3 WHERE user_name = ?1 AND id <> ?2 AND kind = 'session' AND revoked_ms IS NULL",
+        params![user, keep, now_ms()],
+    )?)
+}
+
+pub fn find_login(conn: &Connection, name: &str) -> Result<Option<LoginRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT name, role, password_hash, must_change_password, totp_secret, totp_pending, totp_last_step,
+                    failed_logins, locked_until_ms, disabled_ms
+             FROM api_user WHERE name = ?1",
+        )?
+        .query_row([name], |r| {
+            Ok(LoginRow {
+                name: r.get(0)?,
+                role: r.get(1)?,
+                password_hash: r.get(2)?,
+                must_change_password: r.get(3)?,
+                totp_secret: r.get(4)?,
+                totp_pending: r.get(5)?,
+                totp_last_step: r.get(6)?,
+                failed_logins: r.get(7)?,
+                locked_until_ms: r.get(8)?,
+                disabled_ms: r.get(9)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Count a failed login: one more consecutive failure, and the lock `lock_for(failures)` asks
+/// for (ms from `now`), if any. Atomic, so that parallel guesses are all counted. Returns the
+/// new count and the lock's end; `None` if there is no such account.
+pub fn record_login_failure(
+    conn: &Connection,
+    name: &str,
+    now: i64,
+    lock_for: impl Fn(u32) -> Option<i64>,
+) -> Result<Option<(u32, Option<i64>)>, StoreError> {
+    // A savepoint, not a transaction: this runs inside the server's writer transaction as
+    // well as on its own (the CLI).
+    conn.execute_batch("SAVEPOINT login_failure")?;
+    let run = || -> Result<Option<(u32, Option<i64>)>, StoreError> {
+        let failures: Option<u32> = conn
+            .query_row(
+                "UPDATE api_user SET failed_logins = failed_logins + 1 WHERE name = ?1 RETURNING failed_logins",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(failures) = failures else { return Ok(None) };
+        let until = lock_for(failures).map(|ms| now + ms);
+        if let Some(until) = until {
+            conn.execute("UPDATE api_user SET locked_until_ms = ?2 WHERE name = ?1", params![name, until])?;
+        }
+        Ok(Some((failures, until)))
+    };
+    match run() {
+        Ok(v) => {
+            conn.execute_batch("RELEASE login_failure")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO login_failure; RELEASE login_failure");
+            Err(e)
+        }
+    }
+}
+
+/// A successful login: the failure count starts again.
+pub fn record_login_success(conn: &Connection, name: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE api_user SET failed_logins = 0, locked_until_ms = NULL WHERE name = ?1 AND (failed_logins <> 0 OR locked_until_ms IS NOT NULL)",
+        [name],
+    )?;
+    Ok(())
+}
+
+/// Lift a lock and forget the failures (an operator's `vaidya user unlock`).
+pub fn unlock_user(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE api_user SET failed_logins = 0, locked_until_ms = NULL WHERE name = ?1", [name])? == 1)
+}
+
+/// Suspend an account (`Some(since)`) or reinstate it (`None`).
+pub fn set_user_disabled(conn: &Connection, name: &str, since: Option<i64>) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE api_user SET disabled_ms = ?2 WHERE name = ?1", params![name, since])? == 1)
+}
+
+/// Store a TOTP time step as used, if it is later than the last one: `false` if it is not (a
+/// replay, or a race with another request that used the same code).
+pub fn accept_totp_step(conn: &Connection, name: &str, step: i64) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE api_user SET totp_last_step = ?2 WHERE name = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+        params![name, step],
+    )? == 1)
+}
+
+/// Make `secret` the account's active second factor at once (an operator's enrolment).
+pub fn set_totp_secret(conn: &Connection, name: &str, secret: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE api_user SET totp_secret = ?2, totp_pending = NULL, totp_last_step = NULL WHERE name = ?1",
+        params![name, secret],
+    )? == 1)
+}
+
+/// Keep `secret` as pending until the user proves, with a code, that their app has it.
+pub fn set_totp_pending(conn: &Connection, name: &str, secret: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE api_user SET totp_pending = ?2 WHERE name = ?1", params![name, secret])? == 1)
+}
+
+/// The pending secret `secret` becomes active, with `step` as used; `false` if the pending
+/// secret changed meanwhile.
+pub fn confirm_totp(conn: &Connection, name: &str, secret: &str, step: i64) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE api_user SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?3 WHERE name = ?1 AND totp_pending = ?2",
+        params![name, secret, step],
+    )? == 1)
+}
+
+/// Store a new password hash chosen by the user (clears `must_change_password`).
+pub fn set_password(conn: &Connection, name: &str, hash: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE api_user SET password_hash = ?2, must_change_password = 0 WHERE name = ?1",
+        params![name, hash],
+    )? == 1)
 }

@@ -255,12 +255,32 @@ fn a_version_1_database_is_migrated_on_open() {
     drop(store);
     // Make it look like a database written by schema version 1 (no department or patient column).
     let conn = rusqlite::Connection::open(dir.path().join("db")).unwrap();
-    conn.execute_batch("ALTER TABLE api_user DROP COLUMN department; ALTER TABLE api_user DROP COLUMN patient; PRAGMA user_version = 1;").unwrap();
+    conn.execute_batch(
+        "ALTER TABLE api_user DROP COLUMN department; ALTER TABLE api_user DROP COLUMN patient;
+         ALTER TABLE api_user DROP COLUMN totp_secret; ALTER TABLE api_user DROP COLUMN totp_pending;
+         ALTER TABLE api_user DROP COLUMN totp_last_step; ALTER TABLE api_user DROP COLUMN failed_logins;
+         ALTER TABLE api_user DROP COLUMN locked_until_ms; ALTER TABLE api_user DROP COLUMN disabled_ms;
+         ALTER TABLE api_token DROP COLUMN kind; ALTER TABLE api_token DROP COLUMN scopes;
+         ALTER TABLE api_token DROP COLUMN last_used_ms;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(conn);
     let store = Store::open(&dir.path().join("db"), LedgerKey::generate("vaidya.test/ledger")).unwrap();
     let admin = vaidya_store::open_admin(&dir.path().join("db")).unwrap();
     assert!(vaidya_store::tokens::insert_user(&admin, "asha", "lab", Some("lab"), None, false).unwrap());
     assert!(vaidya_store::tokens::set_user_patient(&admin, "asha", "p1").unwrap());
+    // Version 4's columns: lockout counters, TOTP, suspension; token kinds and scopes.
+    let row = vaidya_store::tokens::find_login(&admin, "asha").unwrap().unwrap();
+    assert_eq!((row.failed_logins, row.locked_until_ms, row.disabled_ms, row.totp_secret), (0, None, None, None));
+    vaidya_store::tokens::insert_token_of_kind(&admin, "t1", b"h", "asha", None, "api", Some("system/Observation.write")).unwrap();
+    let t = vaidya_store::tokens::find_token(&admin, "t1").unwrap().unwrap();
+    assert_eq!((t.kind.as_str(), t.scopes.as_deref()), ("api", Some("system/Observation.write")));
+    assert_eq!(vaidya_store::tokens::record_login_failure(&admin, "asha", 1000, |n| (n >= 2).then_some(60_000)).unwrap(), Some((1, None)));
+    assert_eq!(vaidya_store::tokens::record_login_failure(&admin, "asha", 1000, |n| (n >= 2).then_some(60_000)).unwrap(), Some((2, Some(61_000))));
+    assert!(vaidya_store::tokens::accept_totp_step(&admin, "asha", 7).unwrap());
+    assert!(!vaidya_store::tokens::accept_totp_step(&admin, "asha", 7).unwrap(), "a TOTP step is used once");
+    assert!(vaidya_store::tokens::accept_totp_step(&admin, "asha", 8).unwrap());
     let version: i64 = admin.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, vaidya_store::schema::SCHEMA_VERSION);
     assert!(store.read(|c| vaidya_store::read::current(c, "Patient", "a")).unwrap().is_some());

@@ -63,7 +63,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         println!("Vaidya is listening on http://{bound} (FHIR API at /fhir)");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        axum::serve(listener, router(state))
+        axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| e.to_string())

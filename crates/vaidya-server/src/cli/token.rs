@@ -5,13 +5,19 @@ use crate::datadir;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  vaidya token --data /srv/vaidya --user admin            # print a new token\n  vaidya token --data /srv/vaidya --list                  # list tokens (never their secrets)\n  vaidya token --data /srv/vaidya --revoke 3f2a9c0d1e4b5a6f  # revoke one token by id\n  vaidya token --data /srv/vaidya --revoke-user admin      # revoke all of a user's tokens")]
+#[command(after_help = "Making a token is an operator's action on the server's own machine (it needs the data\n\
+directory), so it asks for no password or second factor; people log in with POST /auth/login.\n\n\
+Examples:\n  vaidya token --data /srv/vaidya --user admin            # print a new token\n  vaidya token --data /srv/vaidya --user analyser --scope \"system/Observation.write system/Patient.read\"\n  vaidya token --data /srv/vaidya --list                  # list tokens (never their secrets)\n  vaidya token --data /srv/vaidya --revoke 3f2a9c0d1e4b5a6f  # revoke one token by id\n  vaidya token --data /srv/vaidya --revoke-user admin      # revoke all of a user's tokens")]
 pub struct TokenArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Make a new token for this account and print it (once).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["list", "revoke", "revoke_user"])]
     user: Option<String>,
+    /// Limit the new token to these SMART scopes (space-separated), e.g. "system/Observation.write
+    /// system/Patient.read"; without it the token may do whatever the account's role may.
+    #[arg(long, value_name = "SCOPES", requires = "user")]
+    scope: Option<String>,
     /// Lifetime of the new token in hours (default from the config: 720).
     #[arg(long, value_name = "HOURS", requires = "user")]
     hours: Option<u64>,
@@ -38,16 +44,42 @@ pub fn run(args: TokenArgs) -> Result<ExitCode, String> {
         if vaidya_store::tokens::user_role(&conn, &user).map_err(|e| e.to_string())?.is_none() {
             return Err(format!("no account named '{user}'"));
         }
+        let scopes = match &args.scope {
+            None => None,
+            Some(text) => {
+                let set = vaidya_access::scope::ScopeSet::parse(text).map_err(|e| e.to_string())?;
+                for s in set.scopes() {
+                    if let Some(t) = &s.resource_type
+                        && crate::fhir::check_type(t).is_err()
+                    {
+                        return Err(format!("scope '{s}': '{t}' is not a FHIR R4 resource type"));
+                    }
+                }
+                Some(set.to_string())
+            }
+        };
         let hours = args.hours.unwrap_or(config.limits.token_lifetime_hours);
         let expires = vaidya_store::now_ms() + (hours as i64) * 3_600_000;
         let t = vaidya_access::token::generate();
-        vaidya_store::tokens::insert_token(&conn, &t.id, &t.secret_hash, &user, Some(expires)).map_err(|e| e.to_string())?;
+        vaidya_store::tokens::insert_token_of_kind(&conn, &t.id, &t.secret_hash, &user, Some(expires), vaidya_store::tokens::KIND_API, scopes.as_deref())
+            .map_err(|e| e.to_string())?;
         println!("{}", t.text);
-        eprintln!("token id {} for '{user}', valid until {}", t.id, fmt(Some(expires)));
+        let scoped = scopes.map(|s| format!(", scopes {s}")).unwrap_or_default();
+        eprintln!("token id {} for '{user}', valid until {}{scoped}", t.id, fmt(Some(expires)));
     } else if args.list {
-        println!("{:<18} {:<16} {:<26} {:<26} revoked", "id", "account", "created", "expires");
+        println!("{:<18} {:<16} {:<8} {:<26} {:<26} {:<26} {:<26} scopes", "id", "account", "kind", "created", "expires", "last used", "revoked");
         for t in vaidya_store::tokens::list_tokens(&conn).map_err(|e| e.to_string())? {
-            println!("{:<18} {:<16} {:<26} {:<26} {}", t.id, t.user, fmt(Some(t.created_ms)), fmt(t.expires_ms), fmt(t.revoked_ms));
+            println!(
+                "{:<18} {:<16} {:<8} {:<26} {:<26} {:<26} {:<26} {}",
+                t.id,
+                t.user,
+                t.kind,
+                fmt(Some(t.created_ms)),
+                fmt(t.expires_ms),
+                fmt(t.last_used_ms),
+                fmt(t.revoked_ms),
+                t.scopes.as_deref().unwrap_or("(role)")
+            );
         }
     } else if let Some(id) = args.revoke {
         match vaidya_store::tokens::revoke_token(&conn, &id).map_err(|e| e.to_string())? {

@@ -5,8 +5,8 @@ use crate::datadir;
 use std::process::ExitCode;
 
 /// The staff roles Vaidya knows (policies per role arrive with the access issue).
-pub const ROLES: [&str; 10] =
-    ["registration", "doctor", "nurse", "lab", "radiology", "billing", "admin", "privacy-officer", "auditor", "patient"];
+pub const ROLES: [&str; 11] =
+    ["registration", "doctor", "nurse", "lab", "radiology", "billing", "admin", "privacy-officer", "auditor", "patient", "machine"];
 
 #[derive(clap::Args)]
 pub struct UserArgs {
@@ -36,6 +36,54 @@ Examples:\n  vaidya user add --data /srv/vaidya --name asha.lab --role lab --dep
         #[arg(long, value_name = "PATIENT_ID")]
         patient: Option<String>,
     },
+    /// Enrol (or replace) an account's TOTP second factor: prints the secret and an otpauth://
+    /// URI for an authenticator app, once. Active at once; the old secret stops working.
+    #[command(after_help = "Roles admin, privacy-officer and auditor cannot log in until enrolled.
+Give the URI (as a QR code) or the secret to the person, in person; neither is shown again.
+Example:
+  vaidya user totp --data /srv/vaidya --name admin")]
+    Totp {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// Lift a lockout after failed logins (and forget the failures).
+    Unlock {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// Suspend an account: no login, and none of its tokens work, until `enable`.
+    Disable {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// Reinstate a suspended account (its unexpired, unrevoked tokens work again).
+    Enable {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+}
+
+/// Open the data directory's database for account administration.
+fn admin_conn(data: &DataArgs) -> Result<(crate::config::Config, vaidya_store::Connection), String> {
+    let config = data.load()?;
+    let db = datadir::db_path(&config.data);
+    if !db.exists() {
+        return Err(datadir::DataDirError::NotInitialised(config.data.clone()).to_string());
+    }
+    let conn = vaidya_store::open_admin(&db).map_err(|e| e.to_string())?;
+    Ok((config, conn))
+}
+
+fn require(found: bool, name: &str) -> Result<(), String> {
+    if found { Ok(()) } else { Err(format!("no account named '{name}'")) }
 }
 
 pub fn run(args: UserArgs) -> Result<ExitCode, String> {
@@ -82,6 +130,39 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
             let scope = department.map(|d| format!(" in {d}")).or(patient.map(|p| format!(" for Patient/{p}"))).unwrap_or_default();
             println!("Created account '{name}' ({role}{scope})");
             println!("One-time password: {password}");
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Totp { data, name } => {
+            let (config, conn) = admin_conn(&data)?;
+            require(vaidya_store::tokens::user_role(&conn, &name).map_err(|e| e.to_string())?.is_some(), &name)?;
+            let secret = vaidya_access::totp::generate_secret();
+            let uri = vaidya_access::totp::otpauth_uri(&secret, &name, &config.auth.totp_issuer).map_err(|e| e.to_string())?;
+            vaidya_store::tokens::set_totp_secret(&conn, &name, &secret).map_err(|e| e.to_string())?;
+            println!("TOTP enrolled for '{name}' (SHA-1, 6 digits, 30 s); shown only this once:");
+            println!("Secret: {secret}");
+            println!("URI:    {uri}");
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Unlock { data, name } => {
+            let (_, conn) = admin_conn(&data)?;
+            require(vaidya_store::tokens::unlock_user(&conn, &name).map_err(|e| e.to_string())?, &name)?;
+            tracing::info!(target: "vaidya::auth", action = "unlock", user = ?name, "account unlocked by an operator");
+            println!("Unlocked '{name}'");
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Disable { data, name } => {
+            let (_, conn) = admin_conn(&data)?;
+            let now = vaidya_store::now_ms();
+            require(vaidya_store::tokens::set_user_disabled(&conn, &name, Some(now)).map_err(|e| e.to_string())?, &name)?;
+            tracing::info!(target: "vaidya::auth", action = "disable", user = ?name, "account disabled by an operator");
+            println!("Disabled '{name}': no login, and none of its tokens work");
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Enable { data, name } => {
+            let (_, conn) = admin_conn(&data)?;
+            require(vaidya_store::tokens::set_user_disabled(&conn, &name, None).map_err(|e| e.to_string())?, &name)?;
+            tracing::info!(target: "vaidya::auth", action = "enable", user = ?name, "account enabled by an operator");
+            println!("Enabled '{name}'");
             Ok(ExitCode::SUCCESS)
         }
     }

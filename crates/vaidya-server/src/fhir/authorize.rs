@@ -27,9 +27,9 @@ const ENCOUNTER_DEPARTMENT: &str = "https://vaidya.dev/fhir/StructureDefinition/
 /// nothing-but-own rights with no patient: it can do nothing.
 pub fn actor(who: &Principal) -> Actor {
     let role: Role = who.role.parse().unwrap_or(Role::Patient);
-    // Machine clients act with their token's scopes; until scopes are stored per token an
-    // integration account reads and writes clinical data (it is made by the operator at the
-    // server's console).
+    // A machine client (an integration, an analyser; made by the operator at the server's
+    // console) acts within its token's scopes, which `auth::scopes::check` has already applied
+    // to the request's type; a token without scopes has the account's full reach.
     let machine = role == Role::Machine;
     Actor {
         user: who.user.clone(),
@@ -188,7 +188,8 @@ pub fn check(policies: &Policies, actor: &Actor, action: Action, target: &Target
     if verdict.allowed {
         return Ok(());
     }
-    let hidden = target.patient.as_ref().is_some_and(|p| p.vip || p.confidentiality == "V");
+    // A protected patient's records, and anyone else's records to a patient, are not there.
+    let hidden = target.patient.as_ref().is_some_and(|p| p.vip || p.confidentiality == "V") || actor.role == Role::Patient;
     if hidden && action == Action::Read {
         return Err(ApiError::not_found(format!("{what} is not known")));
     }

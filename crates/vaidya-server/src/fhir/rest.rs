@@ -131,13 +131,19 @@ async fn create(
         }
     };
     let base = wire::base_url(&headers);
+    let described = authorize::describe(&rtype, &resource);
     let prepared = tokio::task::spawn_blocking(move || prepare(resource))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     let id = new_id();
+    let (actor, policies) = (authorize::actor(&who), app.policies.clone());
     let outcome = app
         .store
-        .write(move |tx| ops::create(tx, &who.user, prepared, &id, if_none_exist.as_ref()))
+        .write(move |tx| {
+            let target = authorize::complete(tx.conn(), &actor, &described)?;
+            authorize::check(&policies, &actor, Action::Create, &target, &format!("a new {rtype}"))?;
+            ops::create(tx, &who.user, prepared, &id, if_none_exist.as_ref())
+        })
         .await?;
     Ok(write_response(outcome, &headers, &base))
 }
@@ -164,10 +170,28 @@ async fn update(
     }
     let if_match = wire::if_match(&headers)?;
     let base = wire::base_url(&headers);
+    let described = authorize::describe(&rtype, &resource);
     let prepared = tokio::task::spawn_blocking(move || prepare(resource))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
-    let outcome = app.store.write(move |tx| ops::update(tx, &who.user, prepared, &id, if_match)).await?;
+    let (actor, policies) = (authorize::actor(&who), app.policies.clone());
+    let outcome = app
+        .store
+        .write(move |tx| {
+            // Both what the record is and what it becomes must be the caller's to change (a
+            // record cannot be moved to, or taken from, a patient out of reach).
+            let what = format!("{rtype}/{id}");
+            let action = match vaidya_store::read::current(tx.conn(), &rtype, &id)?.filter(|s| !s.deleted) {
+                Some(cur) => {
+                    authorize::check_stored(tx.conn(), &policies, &actor, Action::Update, &rtype, &id, &cur.content)?;
+                    Action::Update
+                }
+                None => Action::Create,
+            };
+            authorize::check(&policies, &actor, action, &authorize::complete(tx.conn(), &actor, &described)?, &what)?;
+            ops::update(tx, &who.user, prepared, &id, if_match)
+        })
+        .await?;
     Ok(write_response(outcome, &headers, &base))
 }
 
@@ -178,7 +202,15 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     check_type(&rtype)?;
     check_id(&id)?;
-    app.store.write(move |tx| ops::delete(tx, &who.user, &rtype, &id)).await?;
+    let (actor, policies) = (authorize::actor(&who), app.policies.clone());
+    app.store
+        .write(move |tx| {
+            if let Some(cur) = vaidya_store::read::current(tx.conn(), &rtype, &id)?.filter(|s| !s.deleted) {
+                authorize::check_stored(tx.conn(), &policies, &actor, Action::Delete, &rtype, &id, &cur.content)?;
+            }
+            ops::delete(tx, &who.user, &rtype, &id)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -200,6 +232,7 @@ async fn read(
 /// Read the current version (or `version`) and check the policies allow the caller to read it.
 async fn read_checked(app: &AppState, who: &Principal, rtype: &str, id: &str, version: Option<u64>) -> Result<Option<vaidya_store::Stored>, ApiError> {
     let actor = authorize::actor(who);
+    let viewer = Viewer::of(who);
     let policies = app.policies.clone();
     let (rtype, id) = (rtype.to_string(), id.to_string());
     let job = move |conn: &vaidya_store::Connection| -> Result<Option<vaidya_store::Stored>, ApiError> {
@@ -208,6 +241,10 @@ async fn read_checked(app: &AppState, who: &Principal, rtype: &str, id: &str, ve
             Some(v) => vaidya_store::read::version(conn, &rtype, &id, v)?,
         };
         if let Some(s) = stored.as_ref().filter(|s| !s.deleted) {
+            // An unreleased result outside the lab is answered as absent, before the policies.
+            if !visible(&viewer, &rtype, &s.content) {
+                return Ok(None);
+            }
             authorize::check_stored(conn, &policies, &actor, Action::Read, &rtype, &id, &s.content)?;
         }
         Ok(stored)
@@ -480,6 +517,18 @@ async fn type_operation(
     wire::check_accept(&headers, None)?;
     wire::check_content_type(&headers)?;
     let base = wire::base_url(&headers);
+    // What each type-level operation amounts to, for the policies.
+    let action = match (rtype.as_str(), operation.as_str()) {
+        ("Patient", "$duplicates") => Action::Search,
+        ("Patient", "$merge") => Action::Update,
+        _ => Action::Operate,
+    };
+    let (actor, policies, t) = (authorize::actor(&who), app.policies.clone(), rtype.clone());
+    app.read(move |conn| {
+        let target = authorize::target_of_search(conn, &actor, &t, &[])?;
+        authorize::check(&policies, &actor, action, &target, &format!("{t} records"))
+    })
+    .await?;
     match (rtype.as_str(), operation.as_str()) {
         ("Patient", "$duplicates") => {
             let patient = parse_json(&body_bytes(body)?)?;
@@ -540,6 +589,7 @@ async fn instance_operation(
     check_id(&id)?;
     wire::check_accept(&headers, None)?;
     wire::check_content_type(&headers)?;
+    authorize_operation(&app, &who, &rtype, &id, &operation).await?;
     match (rtype.as_str(), operation.as_str()) {
         ("Schedule", "$generate-slots") => {
             let params = parse_json(&body_bytes(body)?)?;
@@ -608,12 +658,36 @@ async fn instance_operation(
     }
 }
 
+/// May the caller run this operation on this record? An operation on a record is checked as
+/// `operate` on it; a walk-in, which makes an Appointment in a department, as making one.
+async fn authorize_operation(app: &AppState, who: &Principal, rtype: &str, id: &str, operation: &str) -> Result<(), ApiError> {
+    let (actor, policies) = (authorize::actor(who), app.policies.clone());
+    let (rtype, id, operation) = (rtype.to_string(), id.to_string(), operation.to_string());
+    app.read(move |conn| {
+        if rtype == "HealthcareService" && operation == "$walk-in" {
+            let target = authorize::target_of_search(conn, &actor, "Appointment", &[])?;
+            return authorize::check(&policies, &actor, Action::Create, &target, "a walk-in Appointment");
+        }
+        match vaidya_store::read::current(conn, &rtype, &id)?.filter(|s| !s.deleted) {
+            Some(cur) => authorize::check_stored(conn, &policies, &actor, Action::Operate, &rtype, &id, &cur.content),
+            // The operation itself answers that the record is not known.
+            None => Ok(()),
+        }
+    })
+    .await
+}
+
 async fn bundle(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // Entries of a Bundle are not yet checked one by one against the policies, so Bundles are
+    // for integrations (machine clients) only; people use the single interactions.
+    if authorize::actor(&who).role != vaidya_policy::Role::Machine {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, "transaction and batch Bundles are for integration accounts (role machine)"));
+    }
     wire::check_accept(&headers, None)?;
     wire::check_content_type(&headers)?;
     let value = parse_json(&body_bytes(body)?)?;

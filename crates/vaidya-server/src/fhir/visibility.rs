@@ -1,8 +1,8 @@
 //! Who sees which clinical records. Unreleased results stay in the laboratory. A DiagnosticReport is seen outside the lab only
 //! once released (`final`, `amended`, `corrected`, `appended`), and an Observation only once
 //! it is no longer `registered` or `preliminary` (entered, not yet verified and released).
-//! Lab and radiology staff see everything they work on; so does `admin` until the access-policy
-//! work gives each role its own least privilege.
+//! Lab and radiology staff see everything they work on; so do integrations (role `machine`).
+//! The administrator sees no patient's records at all (the Cedar policies, `fhir::authorize`).
 //!
 //! The rule is applied where resources leave the server: reads and vreads answer 404 (as for a
 //! resource that does not exist, so that its existence is not given away), searches carry an
@@ -25,7 +25,7 @@ use vaidya_fhir::outcome::IssueType;
 /// Who is looking, as far as these rules care.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Viewer {
-    /// Lab and radiology staff (and admin): every status.
+    /// Lab and radiology staff, and integrations: every status.
     Lab,
     /// Everyone else on the staff: released results only.
     Clinical,
@@ -40,7 +40,7 @@ impl Viewer {
             ("patient", Some(id)) => Viewer::Patient(id.clone()),
             // A patient account without its Patient sees nothing of anyone's (refused earlier).
             ("patient", None) => Viewer::Patient(String::new()),
-            ("lab" | "radiology" | "admin", _) => Viewer::Lab,
+            ("lab" | "radiology" | "machine", _) => Viewer::Lab,
             _ => Viewer::Clinical,
         }
     }
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(search_conditions(&me, "Invoice").unwrap(), vec![("patient".to_string(), "Patient/p1".to_string())]);
         assert_eq!(search_conditions(&me, "Patient").unwrap(), vec![("_id".to_string(), "p1".to_string())]);
         assert!(search_conditions(&me, "Practitioner").is_err());
-        let who = |role: &str, patient: Option<&str>| Principal { user: "u".into(), role: role.into(), token_id: "t".into(), patient: patient.map(str::to_string), department: None };
+        let who = |role: &str, patient: Option<&str>| Principal { user: "u".into(), role: role.into(), token_id: "t".into(), patient: patient.map(str::to_string), department: None, scopes: None };
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::GET, "/fhir/Invoice").is_ok());
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::POST, "/fhir/Invoice").is_err());
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::GET, "/fhir/Patient/p1/_history").is_err());

@@ -37,7 +37,17 @@ async fn diagnostic_report(State(app): State<AppState>, Extension(who): Extensio
 async fn render_report(app: AppState, who: Principal, id: String) -> Result<String, ApiError> {
     crate::fhir::check_id(&id)?;
     let viewer = crate::fhir::visibility::Viewer::of(&who);
-    let sources = app.read(move |conn| report::load(conn, &id, &viewer)).await?;
+    let (actor, policies) = (crate::fhir::authorize::actor(&who), app.policies.clone());
+    let sources = app
+        .read(move |conn| {
+            let sources = report::load(conn, &id, &viewer)?;
+            // Printing a report is reading it (the policies' view of the report's patient).
+            if let Some(stored) = vaidya_store::read::current(conn, "DiagnosticReport", &id)? {
+                crate::fhir::authorize::check_stored(conn, &policies, &actor, vaidya_policy::Action::Read, "DiagnosticReport", &id, &stored.content)?;
+            }
+            Ok(sources)
+        })
+        .await?;
     let ctx = report::Context {
         hospital: app.config.hospital_name.clone(),
         zone: format::Zone::from_config(&app.config.timezone),

@@ -93,8 +93,19 @@ impl Server {
             agent: agent(),
         };
         s.spawn();
-        s.token = s.make_token("admin");
+        s.token = s.integration_token();
         s
+    }
+
+    /// A token of the tests' integration account (role `machine`: it may read and write any
+    /// patient data, as an integration engine may; the administrator may not). The account is
+    /// made on the first start of a data directory.
+    pub fn integration_token(&self) -> String {
+        let data = self.dir.path().to_str().unwrap();
+        let out = self.vaidya(&["user", "add", "--data", data, "--name", "integration", "--role", "machine"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() || err.contains("already exists"), "user add failed: {err}");
+        self.make_token("integration")
     }
 
     pub fn data(&self) -> &Path {

@@ -1,0 +1,153 @@
+//! Login events: every login (success or failure, with the reason), lockout, logout, password
+//! change and TOTP enrolment becomes an [`AuthEvent`], handed to [`record_auth_event`].
+//!
+//! Never put a password, a TOTP code, a TOTP secret or a token's secret into an event: the
+//! fields below are everything an event may carry.
+
+use crate::app::AppState;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Login,
+    Logout,
+    /// The account was locked by this failure (recorded after the failed login itself).
+    Lockout,
+    PasswordChange,
+    TotpEnrol,
+    TotpConfirm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// Why a login (or a password change, or a TOTP confirmation) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    UnknownUser,
+    BadPassword,
+    /// A TOTP code missing or wrong.
+    BadTotp,
+    /// A TOTP code for a time step already used: a replay.
+    TotpReused,
+    /// The role needs a second factor and the account has none yet.
+    TotpNotEnrolled,
+    /// Locked after failures: nothing was checked.
+    Locked,
+    /// Suspended by an operator (or by the exfiltration guard).
+    Disabled,
+    /// A new password that breaks the rules.
+    WeakPassword,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Login => "login",
+            Action::Logout => "logout",
+            Action::Lockout => "lockout",
+            Action::PasswordChange => "password-change",
+            Action::TotpEnrol => "totp-enrol",
+            Action::TotpConfirm => "totp-confirm",
+        }
+    }
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnknownUser => "unknown-user",
+            Reason::BadPassword => "bad-password",
+            Reason::BadTotp => "bad-totp",
+            Reason::TotpReused => "totp-reused",
+            Reason::TotpNotEnrolled => "totp-not-enrolled",
+            Reason::Locked => "locked",
+            Reason::Disabled => "disabled",
+            Reason::WeakPassword => "weak-password",
+        }
+    }
+}
+
+/// One authentication event.
+#[derive(Debug, Clone)]
+pub struct AuthEvent {
+    /// Milliseconds since the Unix epoch (UTC).
+    pub time_ms: i64,
+    pub action: Action,
+    /// The account name as given (for an unknown user, what was typed; at most 64 characters).
+    pub user: String,
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    /// The client's address: the TCP peer, or the first `X-Forwarded-For` address when
+    /// `[auth] trust_forwarded_for` is set.
+    pub source_ip: Option<String>,
+    /// The `User-Agent` header (at most 256 characters).
+    pub user_agent: Option<String>,
+    /// The session or token concerned (its id, never its secret).
+    pub token_id: Option<String>,
+    /// For a lockout: until when.
+    pub locked_until_ms: Option<i64>,
+}
+
+/// Where a request came from, as far as events say.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    pub fn of(app: &AppState, headers: &axum::http::HeaderMap, peer: Option<SocketAddr>) -> Client {
+        let forwarded = app
+            .config
+            .auth
+            .trust_forwarded_for
+            .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+            .flatten()
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+            .map(str::to_string);
+        let user_agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        Client { ip: forwarded.or(peer.map(|p| p.ip().to_string())), user_agent }
+    }
+
+    pub fn event(&self, action: Action, user: &str, outcome: Outcome, reason: Option<Reason>) -> AuthEvent {
+        AuthEvent {
+            time_ms: vaidya_store::now_ms(),
+            action,
+            user: user.chars().take(64).collect(),
+            outcome,
+            reason,
+            source_ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            token_id: None,
+            locked_until_ms: None,
+        }
+    }
+}
+
+/// THE hook for authentication events. Today: a `tracing` event at target `vaidya::auth`
+/// (info for successes, warn for failures). INTEGRATOR: point this at the audit ledger
+/// (append the event there as well); it is the only place events leave the auth module.
+pub fn record_auth_event(app: &AppState, event: AuthEvent) {
+    let _ = app;
+    let reason = event.reason.map(Reason::as_str).unwrap_or("");
+    let ip = event.source_ip.as_deref().unwrap_or("");
+    let agent = event.user_agent.as_deref().unwrap_or("");
+    let token = event.token_id.as_deref().unwrap_or("");
+    let until = event.locked_until_ms.map(vaidya_fhir::datetime::format_instant).unwrap_or_default();
+    match event.outcome {
+        Outcome::Success => tracing::info!(target: "vaidya::auth", action = event.action.as_str(), user = ?event.user,
+            outcome = "success", source_ip = ip, user_agent = ?agent, token_id = token, time_ms = event.time_ms),
+        Outcome::Failure => tracing::warn!(target: "vaidya::auth", action = event.action.as_str(), user = ?event.user,
+            outcome = "failure", reason, source_ip = ip, user_agent = ?agent, token_id = token, locked_until = until,
+            time_ms = event.time_ms),
+    }
+}

@@ -1,0 +1,87 @@
+//! Every interaction is allowed by an explicit policy (Cedar, `vaidya-policy`) or refused, over
+//! HTTP with real accounts: the administrator is not a clinician, doctors see their
+//! department's patients, VIP records are invisible outside the care relationship.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+
+const CAPACITY: &str = "https://vaidya.dev/fhir/StructureDefinition/slot-capacity";
+
+fn book(s: &Server, patient: &str, dept: &str, slot: &str) {
+    let slot_body = json!({"resourceType": "Slot", "id": slot, "schedule": {"reference": "Schedule/opd"}, "status": "free",
+        "start": "2099-02-02T09:00:00+05:30", "end": "2099-02-02T09:10:00+05:30", "extension": [{"url": CAPACITY, "valueUnsignedInt": 5}]});
+    assert_eq!(s.put(&format!("/Slot/{slot}"), &slot_body).status, 201);
+    let r = s.post("/Appointment", &json!({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": format!("Slot/{slot}")}],
+        "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"},
+                        {"actor": {"reference": format!("HealthcareService/{dept}")}, "status": "accepted"}]}));
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+fn observation(s: &Server, patient: &str) -> String {
+    let r = s.post("/Observation", &json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}, "subject": {"reference": format!("Patient/{patient}")},
+        "valueQuantity": {"value": 13.1, "unit": "g/dL"}}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn roles_departments_and_vip_labels_decide_who_sees_what() {
+    let s = Server::start();
+    assert_eq!(s.put("/Schedule/opd", &json!({"resourceType": "Schedule", "id": "opd", "actor": [{"reference": "Practitioner/d"}]})).status, 201);
+    for p in ["mine", "theirs"] {
+        assert_eq!(s.put(&format!("/Patient/{p}"), &json!({"resourceType": "Patient", "id": p, "name": [{"family": "Verma"}]})).status, 201);
+    }
+    let vip = json!({"resourceType": "Patient", "id": "vip", "name": [{"family": "Verma"}],
+        "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "CEL"}]}});
+    assert_eq!(s.put("/Patient/vip", &vip).status, 201);
+    book(&s, "mine", "gen-med", "s1");
+    book(&s, "theirs", "ent", "s2");
+    book(&s, "vip", "gen-med", "s3");
+    let (obs_mine, obs_theirs, obs_vip) = (observation(&s, "mine"), observation(&s, "theirs"), observation(&s, "vip"));
+
+    let admin = s.make_token("admin");
+    let doctor = s.add_user("dr.rao", "doctor", &["--department", "gen-med"]);
+    let clerk = s.add_user("reg.asha", "registration", &[]);
+    let cashier = s.add_user("cash.ravi", "billing", &[]);
+    let get = |token: &str, path: &str| s.request_as(token, "GET", path, None);
+
+    // The administrator sets the hospital up but reads no patient's record.
+    let r = s.request_as(&admin, "PUT", "/HealthcareService/cardio", Some(&json!({"resourceType": "HealthcareService", "id": "cardio", "name": "Cardiology"})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = get(&admin, "/Patient/mine");
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("admin-not-clinical"), "the refusal names the policy: {}", r.body);
+    assert_eq!(get(&admin, &format!("/Observation/{obs_mine}")).status, 403);
+    assert_eq!(get(&admin, "/Patient?name=verma").status, 403);
+
+    // A doctor reads the clinical records of their department's patients, not another's.
+    assert_eq!(get(&doctor, &format!("/Observation/{obs_mine}")).status, 200);
+    assert_eq!(get(&doctor, &format!("/Observation/{obs_theirs}")).status, 403);
+    assert_eq!(get(&doctor, "/Observation?patient=Patient/mine").json()["total"], 1);
+    assert_eq!(get(&doctor, "/Observation?patient=Patient/theirs").status, 403);
+    assert_eq!(get(&doctor, "/Observation?code=718-7").status, 403, "a clinical search names a patient");
+    assert_eq!(get(&doctor, "/Practitioner").status, 200, "the directory is open to staff");
+    let before = s.ledger_size();
+    let r = s.request_as(&doctor, "POST", "/Observation", Some(&json!({"resourceType": "Observation", "status": "final",
+        "code": {"text": "note"}, "subject": {"reference": "Patient/theirs"}})));
+    assert_eq!(r.status, 403);
+    assert_eq!(s.ledger_size(), before, "a refused write changes nothing");
+
+    // A VIP's records are not there for anyone outside the care relationship: not even their
+    // department's doctor without an encounter, nor registration.
+    assert_eq!(get(&doctor, &format!("/Observation/{obs_vip}")).status, 404);
+    assert_eq!(get(&clerk, "/Patient/vip").status, 404);
+    let found = get(&clerk, "/Patient?name=verma").json();
+    let ids: Vec<&str> = found["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["id"].as_str()).collect();
+    assert!(ids.contains(&"mine") && !ids.contains(&"vip"), "{ids:?}");
+
+    // Billing sees money, not medicine; Bundles are for integrations.
+    assert_eq!(get(&cashier, &format!("/Observation/{obs_mine}")).status, 403);
+    assert_eq!(get(&cashier, "/Invoice").status, 200);
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": "Patient/mine"}}]});
+    assert_eq!(s.request_as(&doctor, "POST", "", Some(&bundle)).status, 403);
+    assert_eq!(s.post("", &bundle).status, 200);
+    let _: Value = get(&doctor, "/Patient/mine").json();
+}
