@@ -67,6 +67,9 @@ pub const MAX_EVENTS_PER_COMMIT: usize = 4_096;
 /// A checkpoint is signed with a commit when this much time passed since the last one (or the
 /// writer has been idle this long with unsigned entries).
 pub const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
+/// Staged report-index rows are merged into the ordered indexes once this many events are
+/// staged (or when the writer is idle); see [`schema`].
+pub const MERGE_EVENTS: u64 = 50_000;
 /// ... or when this many entries are unsigned.
 pub const CHECKPOINT_EVERY_ENTRIES: u64 = 100_000;
 
@@ -90,6 +93,20 @@ pub enum AuditError {
     Locked(PathBuf),
 }
 
+/// Counters of the writer since [`Audit::open`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Transactions committed (each one fsync).
+    pub commits: u64,
+    /// Events committed.
+    pub events: u64,
+    /// Time the writer spent committing (inserting, hashing, fsync), microseconds.
+    pub busy_us: u64,
+    /// Of which in COMMIT: writing the WAL and the fsync.
+    pub commit_us: u64,
+    pub failed_commits: u64,
+}
+
 /// The audit directory of a data directory: `<data>/audit`.
 pub fn audit_dir(data: &Path) -> PathBuf {
     data.join(AUDIT_DIR)
@@ -105,6 +122,7 @@ pub struct Audit {
 
 struct Inner {
     dir: PathBuf,
+    stats: Arc<writer::Counters>,
     tx: mpsc::Sender<writer::Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
     _lock: File,
@@ -125,11 +143,12 @@ impl Audit {
             Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
         let conn = schema::open_writer(&dir.join(DB_FILE))?;
-        let w = writer::Writer::new(conn, key)?;
+        let stats = Arc::new(writer::Counters::default());
+        let w = writer::Writer::new(conn, key, stats.clone())?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let handle = std::thread::Builder::new().name("vaidya-audit".into()).spawn(move || w.run(rx))?;
         Ok(Audit {
-            inner: Arc::new(Inner { dir: dir.to_path_buf(), tx, thread: Mutex::new(Some(handle)), _lock: lock }),
+            inner: Arc::new(Inner { dir: dir.to_path_buf(), stats, tx, thread: Mutex::new(Some(handle)), _lock: lock }),
         })
     }
 
@@ -141,6 +160,19 @@ impl Audit {
     /// The audit directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// What the writer has done since it was opened (for metrics and benchmarks).
+    pub fn stats(&self) -> AuditStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.inner.stats;
+        AuditStats {
+            commits: c.commits.load(Relaxed),
+            events: c.events.load(Relaxed),
+            busy_us: c.busy_us.load(Relaxed),
+            commit_us: c.commit_us.load(Relaxed),
+            failed_commits: c.failed.load(Relaxed),
+        }
     }
 
     /// Record `events`; resolves once they are committed and fsynced (or with the reason they

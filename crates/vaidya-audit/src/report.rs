@@ -24,20 +24,21 @@ pub fn open_read_only(dir: &Path) -> Result<Connection, AuditError> {
 /// Every AuditEvent naming Patient `patient_id` (as a patient entity), oldest first.
 pub fn report_for_patient(dir: &Path, patient_id: &str) -> Result<Vec<Value>, AuditError> {
     let conn = open_read_only(dir)?;
-    events_by_index(&conn, "SELECT seq FROM audit_patient WHERE patient = ?1 ORDER BY seq", patient_id)
+    events_by_index(&conn, "SELECT seq FROM audit_patient WHERE patient = ?1 UNION ALL SELECT seq FROM audit_patient_new WHERE patient = ?1 ORDER BY 1", patient_id)
 }
 
 /// Every AuditEvent by user `user` (`anonymous` for requests without valid credentials),
 /// oldest first.
 pub fn report_for_user(dir: &Path, user: &str) -> Result<Vec<Value>, AuditError> {
     let conn = open_read_only(dir)?;
-    events_by_index(&conn, "SELECT seq FROM audit_user WHERE user = ?1 ORDER BY seq", user)
+    events_by_index(&conn, "SELECT seq FROM audit_user WHERE user = ?1 UNION ALL SELECT seq FROM audit_user_new WHERE user = ?1 ORDER BY 1", user)
 }
 
 fn events_by_index(conn: &Connection, sql: &str, key: &str) -> Result<Vec<Value>, AuditError> {
-    let seqs: Vec<i64> = conn.prepare(sql)?.query_map([key], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let conn_tx = conn.unchecked_transaction()?; // one snapshot: a merge cannot move rows between the two reads
+    let seqs: Vec<i64> = conn_tx.prepare(sql)?.query_map([key], |r| r.get(0))?.collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(seqs.len());
-    let mut stmt = conn.prepare("SELECT entry FROM ledger WHERE seq = ?1")?;
+    let mut stmt = conn_tx.prepare("SELECT entry FROM ledger WHERE seq = ?1")?;
     for seq in seqs {
         let bytes: Vec<u8> = stmt.query_row([seq], |r| r.get(0))?;
         out.push(content(seq as u64, &bytes)?);

@@ -262,10 +262,18 @@ pub(crate) fn patients_of(v: &serde_json::Value) -> Vec<String> {
     out
 }
 
+/// Every report-index row, ordered and staged: (kind, key, seq, time).
+const INDEX_QUERIES: [(u8, &str); 4] = [
+    (b'u', "SELECT user, seq, time_ms FROM audit_user"),
+    (b'u', "SELECT user, seq, time_ms FROM audit_user_new"),
+    (b'p', "SELECT patient, seq, time_ms FROM audit_patient"),
+    (b'p', "SELECT patient, seq, time_ms FROM audit_patient_new"),
+];
+
 fn verify_indexes(conn: &Connection, entries: u64, expected: Digest128, expected_rows: u64) -> Result<(), AuditVerifyError> {
     let mut digest: Digest128 = 0;
     let mut rows = 0u64;
-    for (kind, sql) in [(b'u', "SELECT user, seq, time_ms FROM audit_user"), (b'p', "SELECT patient, seq, time_ms FROM audit_patient")] {
+    for (kind, sql) in INDEX_QUERIES {
         let mut stmt = conn.prepare(sql)?;
         let mut r = stmt.query([])?;
         while let Some(row) = r.next()? {
@@ -310,7 +318,7 @@ fn verify_indexes(conn: &Connection, entries: u64, expected: Digest128, expected
 
 fn stored_index_rows(conn: &Connection) -> Result<BTreeSet<(u64, u8, String, i64)>, rusqlite::Error> {
     let mut out = BTreeSet::new();
-    for (kind, sql) in [(b'u', "SELECT user, seq, time_ms FROM audit_user"), (b'p', "SELECT patient, seq, time_ms FROM audit_patient")] {
+    for (kind, sql) in INDEX_QUERIES {
         let mut stmt = conn.prepare(sql)?;
         let mut r = stmt.query([])?;
         while let Some(row) = r.next()? {

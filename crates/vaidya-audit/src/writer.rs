@@ -6,8 +6,12 @@
 //! caller in it hears that nothing was recorded.
 
 use crate::tree::Frontier;
-use crate::{AuditError, CHECKPOINT_EVERY_ENTRIES, CHECKPOINT_INTERVAL_MS, JSON_PREFIX, MAX_EVENTS_PER_COMMIT, Prepared, now_ms};
+use crate::{
+    AuditError, CHECKPOINT_EVERY_ENTRIES, CHECKPOINT_INTERVAL_MS, JSON_PREFIX, MAX_EVENTS_PER_COMMIT, MERGE_EVENTS, Prepared, now_ms,
+};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use vaidya_ledger::{Entry, EntryHash, LedgerKey, Op, hash_encoded};
@@ -26,20 +30,30 @@ struct Tip {
     checkpoint_size: u64,
     checkpoint_time_ms: i64,
     frontier: Frontier,
+    /// Events whose index rows are in the staging tables.
+    staged: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) events: AtomicU64,
+    pub(crate) busy_us: AtomicU64,
+    pub(crate) commit_us: AtomicU64,
+    pub(crate) failed: AtomicU64,
 }
 
 pub(crate) struct Writer {
     conn: Connection,
     tip: Tip,
     key: LedgerKey,
-    busy: Duration,
-    commits: u64,
+    stats: Arc<Counters>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, key: LedgerKey) -> Result<Writer, AuditError> {
+    pub(crate) fn new(conn: Connection, key: LedgerKey, stats: Arc<Counters>) -> Result<Writer, AuditError> {
         let tip = load_tip(&conn)?;
-        Ok(Writer { conn, tip, key, busy: Duration::ZERO, commits: 0 })
+        Ok(Writer { conn, tip, key, stats })
     }
 
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
@@ -57,8 +71,9 @@ impl Writer {
             let mut shutdown = None;
             match first {
                 Err(_) => {
-                    // Idle: sign what is unsigned, so a quiet night still ends in a checkpoint.
-                    self.checkpoint_alone(false);
+                    // Idle: sign what is unsigned, so a quiet night still ends in a checkpoint,
+                    // and move staged index rows while nobody waits.
+                    self.maintain(false);
                     continue;
                 }
                 Ok(None) => {
@@ -109,15 +124,25 @@ impl Writer {
                     self.append(p)?;
                 }
             }
+            if self.tip.staged >= MERGE_EVENTS {
+                self.merge_staged()?;
+            }
             self.checkpoint_if_due(false)?;
+            let t = Instant::now();
             self.conn.prepare_cached("COMMIT")?.execute([])?;
+            self.stats.commit_us.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
             Ok(())
         })();
         // Anything not yet drained (an early error) is answered too.
         replies.extend(batch.drain(..).map(|(_, r)| r));
         let outcome = match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.stats.commits.fetch_add(1, Relaxed);
+                self.stats.events.fetch_add(events as u64, Relaxed);
+                Ok(())
+            }
             Err(e) => {
+                self.stats.failed.fetch_add(1, Relaxed);
                 tracing::error!("audit commit of {events} events failed: {e}");
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.tip = tip_before;
@@ -127,8 +152,7 @@ impl Writer {
         for reply in replies {
             let _ = reply.send(outcome.clone().map_err(AuditError::CommitFailed));
         }
-        self.busy += started.elapsed();
-        self.commits += 1;
+        self.stats.busy_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     }
 
     fn append(&mut self, p: Prepared) -> Result<(), AuditError> {
@@ -167,12 +191,13 @@ impl Writer {
             stmt.execute(params![(first + i as u64) as i64, &h.0[..]])?;
         }
         self.conn
-            .prepare_cached("INSERT INTO audit_user (user, seq, time_ms) VALUES (?1, ?2, ?3)")?
-            .execute(params![entry.author, seq as i64, time_ms])?;
-        let mut stmt = self.conn.prepare_cached("INSERT INTO audit_patient (patient, seq, time_ms) VALUES (?1, ?2, ?3)")?;
+            .prepare_cached("INSERT INTO audit_user_new (seq, user, time_ms) VALUES (?1, ?2, ?3)")?
+            .execute(params![seq as i64, entry.author, time_ms])?;
+        let mut stmt = self.conn.prepare_cached("INSERT INTO audit_patient_new (seq, patient, time_ms) VALUES (?1, ?2, ?3)")?;
         for patient in &p.patients {
-            stmt.execute(params![patient, seq as i64, time_ms])?;
+            stmt.execute(params![seq as i64, patient, time_ms])?;
         }
+        self.tip.staged += 1;
         self.tip.size = seq;
         self.tip.prev_hash = leaf;
         self.tip.last_time_ms = time_ms;
@@ -203,28 +228,51 @@ impl Writer {
         Ok(())
     }
 
-    /// A checkpoint in a transaction of its own (idle or shutdown).
-    fn checkpoint_alone(&mut self, force: bool) {
-        if self.tip.size == self.tip.checkpoint_size {
+    /// Move the staged index rows into the ordered indexes, in one sorted pass each.
+    fn merge_staged(&mut self) -> Result<(), AuditError> {
+        let t = Instant::now();
+        self.conn.execute_batch(
+            "INSERT INTO audit_patient (patient, seq, time_ms) SELECT patient, seq, time_ms FROM audit_patient_new ORDER BY patient, seq;
+             DELETE FROM audit_patient_new;
+             INSERT INTO audit_user (user, seq, time_ms) SELECT user, seq, time_ms FROM audit_user_new ORDER BY user, seq;
+             DELETE FROM audit_user_new;",
+        )?;
+        tracing::debug!(events = self.tip.staged, ms = t.elapsed().as_millis() as u64, "audit index rows merged");
+        self.tip.staged = 0;
+        Ok(())
+    }
+
+    /// When idle or stopping: merge staged index rows and sign a checkpoint (forced: even if
+    /// the last one is recent), in a transaction of their own.
+    fn maintain(&mut self, force: bool) {
+        if self.tip.size == self.tip.checkpoint_size && self.tip.staged == 0 {
             return;
         }
         let tip_before = self.tip.clone();
         let result = (|| -> Result<(), AuditError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            if self.tip.staged > 0 {
+                self.merge_staged()?;
+            }
             self.checkpoint_if_due(force)?;
             self.conn.execute_batch("COMMIT")?;
             Ok(())
         })();
         if let Err(e) = result {
-            tracing::error!("audit checkpoint failed: {e}");
+            tracing::error!("audit checkpoint or index merge failed: {e}");
             let _ = self.conn.execute_batch("ROLLBACK");
             self.tip = tip_before;
         }
     }
 
     fn shutdown(&mut self) {
-        tracing::debug!(commits = self.commits, busy_ms = self.busy.as_millis() as u64, entries = self.tip.size, "audit writer stopping");
-        self.checkpoint_alone(true);
+        tracing::debug!(
+            commits = self.stats.commits.load(Relaxed),
+            busy_ms = self.stats.busy_us.load(Relaxed) / 1000,
+            entries = self.tip.size,
+            "audit writer stopping"
+        );
+        self.maintain(true);
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::error!("audit WAL checkpoint failed: {e}");
         }
@@ -248,7 +296,9 @@ fn load_tip(conn: &Connection) -> Result<Tip, AuditError> {
         })
         .optional()?
         .unwrap_or((0, 0));
+    let staged: i64 = conn.query_row("SELECT count(*) FROM audit_user_new", [], |r| r.get(0))?;
     Ok(Tip {
+        staged: staged as u64,
         size,
         prev_hash,
         last_time_ms,

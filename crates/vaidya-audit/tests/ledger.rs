@@ -138,6 +138,10 @@ fn reopening_continues_the_chain_and_reports_find_the_patient() {
     btg.action = Action::BreakGlass;
     btg.reason = Some("emergency".into());
     audit.record_blocking(vec![btg, read_event(22)]).unwrap();
+    // Reports see events whose index rows are still staged, beside merged ones.
+    let live: Vec<String> =
+        vaidya_audit::report_for_patient(dir.path(), "p1").unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(live, ["1", "6", "11", "16", "21"]);
     drop(audit);
     let report = verify(dir.path(), key.verifier_text()).unwrap();
     assert_eq!(report.entries, 22);
