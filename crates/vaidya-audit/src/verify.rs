@@ -253,10 +253,10 @@ pub(crate) fn patients_of(v: &serde_json::Value) -> Vec<String> {
         if e.pointer("/role/code").and_then(|c| c.as_str()) != Some("1") {
             continue;
         }
-        if let Some(id) = e.pointer("/what/reference").and_then(|r| r.as_str()).and_then(|r| r.strip_prefix("Patient/")) {
-            if !out.iter().any(|p| p == id) {
-                out.push(id.to_string());
-            }
+        if let Some(id) = e.pointer("/what/reference").and_then(|r| r.as_str()).and_then(|r| r.strip_prefix("Patient/"))
+            && !out.iter().any(|p| p == id)
+        {
+            out.push(id.to_string());
         }
     }
     out

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use vaidya_ledger::{Entry, EntryHash, LedgerKey, Op, hash_encoded};
 
+/// One caller's events and where to tell it the outcome.
+type Call = (Vec<Prepared>, oneshot::Sender<Result<(), AuditError>>);
+
 pub(crate) enum Msg {
     Record(Vec<Prepared>, oneshot::Sender<Result<(), AuditError>>),
     /// Sign a checkpoint if anything is unsigned, flush the WAL, and stop.
@@ -65,7 +68,7 @@ impl Writer {
             }
         };
         let idle = Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64);
-        let mut batch: Vec<(Vec<Prepared>, oneshot::Sender<Result<(), AuditError>>)> = Vec::new();
+        let mut batch: Vec<Call> = Vec::new();
         loop {
             let first = rt.block_on(async { tokio::time::timeout(idle, rx.recv()).await });
             let mut shutdown = None;
@@ -110,7 +113,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<(Vec<Prepared>, oneshot::Sender<Result<(), AuditError>>)>) {
+    fn commit(&mut self, batch: &mut Vec<Call>) {
         let started = Instant::now();
         let tip_before = self.tip.clone();
         let mut replies = Vec::with_capacity(batch.len());
