@@ -73,7 +73,7 @@ fn main() {
     let started = Instant::now();
     let mut bytes = 0usize;
     for i in 0..n {
-        bytes += serde_json::to_vec(&event(1, i).to_fhir()).unwrap().len();
+        bytes += event(1, i).to_fhir_json().len();
     }
     println!(
         "serialise: {:.1} us/event on the caller, {} bytes of AuditEvent JSON per event",

@@ -279,7 +279,7 @@ fn prepare_one(r: &AuditRecord) -> Result<Prepared, AuditError> {
             patients.push(p.clone());
         }
     }
-    let json = serde_json::to_vec(&r.to_fhir()).map_err(|e| AuditError::Invalid(e.to_string()))?;
+    let json = r.to_fhir_json();
     if json.len() > MAX_EVENT_BYTES {
         return Err(AuditError::TooLarge { bytes: json.len(), limit: MAX_EVENT_BYTES });
     }
