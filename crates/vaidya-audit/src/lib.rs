@@ -176,7 +176,8 @@ impl Audit {
     }
 
     /// Record `events`; resolves once they are committed and fsynced (or with the reason they
-    /// were not: then none of them was recorded). Events from many concurrent callers share
+    /// were not: then none of them was recorded, and a request handler should fail closed,
+    /// i.e. not send the data it was about to send). Events from many concurrent callers share
     /// one commit. Waits (asynchronously) while the writer's queue is full. The events are
     /// checked and serialised to AuditEvent JSON on the caller's task, not on the writer.
     pub fn record(&self, events: Vec<AuditRecord>) -> impl Future<Output = Result<(), AuditError>> + Send + 'static {

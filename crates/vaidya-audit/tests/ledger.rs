@@ -219,3 +219,20 @@ fn the_software_cannot_update_or_delete_entries() {
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
 }
+
+#[test]
+fn audit_fits_in_axum_state_and_its_future_can_be_spawned() {
+    fn state<T: Clone + Send + Sync + 'static>(_: &T) {}
+    fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Audit::open(dir.path(), key()).unwrap();
+    state(&audit);
+    spawnable(audit.record(vec![]));
+    drop(audit);
+    // An audit ledger with nothing in it verifies, with no checkpoint.
+    let k = key();
+    let dir = tempfile::tempdir().unwrap();
+    Audit::open(dir.path(), copy(&k)).unwrap().shutdown();
+    let r = verify(dir.path(), k.verifier_text()).unwrap();
+    assert_eq!((r.entries, r.checkpoints, r.unsigned), (0, 0, 0));
+}
