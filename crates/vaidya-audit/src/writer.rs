@@ -116,16 +116,19 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Call>) {
         let started = Instant::now();
         let tip_before = self.tip.clone();
+        // Every caller in the batch hears the commit's outcome, whatever happens below.
         let mut replies = Vec::with_capacity(batch.len());
+        let mut calls = Vec::with_capacity(batch.len());
+        for (prepared, reply) in batch.drain(..) {
+            replies.push(reply);
+            calls.push(prepared);
+        }
         let mut events = 0usize;
         let result = (|| -> Result<(), AuditError> {
             self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-            for (prepared, reply) in batch.drain(..) {
-                replies.push(reply);
-                for p in prepared {
-                    events += 1;
-                    self.append(p)?;
-                }
+            for p in calls.into_iter().flatten() {
+                events += 1;
+                self.append(p)?;
             }
             if self.tip.staged >= MERGE_EVENTS {
                 self.merge_staged()?;
@@ -136,8 +139,6 @@ impl Writer {
             self.stats.commit_us.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
             Ok(())
         })();
-        // Anything not yet drained (an early error) is answered too.
-        replies.extend(batch.drain(..).map(|(_, r)| r));
         let outcome = match result {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Relaxed);

@@ -236,3 +236,24 @@ fn audit_fits_in_axum_state_and_its_future_can_be_spawned() {
     let r = verify(dir.path(), k.verifier_text()).unwrap();
     assert_eq!((r.entries, r.checkpoints, r.unsigned), (0, 0, 0));
 }
+
+#[test]
+fn a_failed_commit_records_nothing_and_the_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    let audit = Audit::open(dir.path(), copy(&k)).unwrap();
+    audit.record_blocking((1..=3).map(read_event).collect()).unwrap();
+    // A fault inside the commit: the database refuses one row.
+    let conn = rusqlite::Connection::open(dir.path().join(vaidya_audit::DB_FILE)).unwrap();
+    conn.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON audit_user_new WHEN NEW.user = 'boom' BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;")
+        .unwrap();
+    let mut bad = read_event(4);
+    bad.who.user = Some("boom".into());
+    let err = audit.record_blocking(vec![read_event(5), bad]).unwrap_err();
+    assert!(matches!(err, AuditError::CommitFailed(ref m) if m.contains("disk on fire")), "{err}");
+    audit.record_blocking((6..=8).map(read_event).collect()).unwrap();
+    assert_eq!(audit.stats().failed_commits, 1);
+    drop(audit);
+    let r = verify(dir.path(), k.verifier_text()).unwrap();
+    assert_eq!(r.entries, 6, "the failed call left nothing behind and numbering continued");
+}
