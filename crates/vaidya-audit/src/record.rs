@@ -475,19 +475,14 @@ pub fn now_ms() -> i64 {
 
 /// `2026-11-27T08:10:00.123Z`
 pub fn format_instant(ms: i64) -> String {
-    format_with_offset(ms, 0, "Z")
+    let (date, time) = split(ms);
+    format!("{date}T{time}.{:03}Z", ms.rem_euclid(1000))
 }
 
-/// A time at a fixed offset from UTC: `2026-11-27 13:40:00` style when `suffix` is empty.
+/// A time at a fixed offset from UTC (e.g. IST, +330 minutes) as `2026-11-27 13:40:00`.
 pub fn format_local(ms: i64, offset_minutes: i32) -> String {
     let (date, time) = split(ms + offset_minutes as i64 * 60_000);
     format!("{date} {time}")
-}
-
-fn format_with_offset(ms: i64, offset_minutes: i32, suffix: &str) -> String {
-    let local = ms + offset_minutes as i64 * 60_000;
-    let (date, time) = split(local);
-    format!("{date}T{time}.{:03}{suffix}", local.rem_euclid(1000))
 }
 
 fn split(ms: i64) -> (String, String) {
