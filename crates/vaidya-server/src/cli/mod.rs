@@ -1,5 +1,6 @@
 //! The `vaidya` command line.
 
+mod audit;
 mod serve;
 mod token;
 mod user;
@@ -36,6 +37,9 @@ enum Command {
     Import(crate::import::ImportArgs),
     /// Manage staff accounts.
     User(user::UserArgs),
+    /// The audit ledger of every access: verify it, report who accessed a patient's record,
+    /// export events (CERT-In).
+    Audit(audit::AuditArgs),
 }
 
 /// Options shared by commands that work on a data directory.
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Import(a) => crate::import::run(a),
         Command::User(a) => user::run(a),
+        Command::Audit(a) => audit::run(a),
     };
     match result {
         Ok(code) => code,

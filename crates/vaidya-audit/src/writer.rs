@@ -1,0 +1,313 @@
+//! The audit writer: one thread owns the write connection and commits every waiting call's
+//! events in one transaction with one fsync, then answers each caller.
+//!
+//! Events are checked and serialised by the callers; the writer only numbers, chains, hashes
+//! and inserts them. A commit that fails is rolled back whole (ledger tip included) and every
+//! caller in it hears that nothing was recorded.
+
+use crate::tree::Frontier;
+use crate::{
+    AuditError, CHECKPOINT_EVERY_ENTRIES, CHECKPOINT_INTERVAL_MS, JSON_PREFIX, MAX_EVENTS_PER_COMMIT, MERGE_EVENTS, Prepared, now_ms,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use vaidya_ledger::{Entry, EntryHash, LedgerKey, Op, hash_encoded};
+
+/// One caller's events and where to tell it the outcome.
+type Call = (Vec<Prepared>, oneshot::Sender<Result<(), AuditError>>);
+
+pub(crate) enum Msg {
+    Record(Vec<Prepared>, oneshot::Sender<Result<(), AuditError>>),
+    /// Sign a checkpoint if anything is unsigned, flush the WAL, and stop.
+    Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+#[derive(Debug, Clone)]
+struct Tip {
+    size: u64,
+    prev_hash: EntryHash,
+    last_time_ms: i64,
+    checkpoint_size: u64,
+    checkpoint_time_ms: i64,
+    frontier: Frontier,
+    /// Events whose index rows are in the staging tables.
+    staged: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) events: AtomicU64,
+    pub(crate) busy_us: AtomicU64,
+    pub(crate) commit_us: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    tip: Tip,
+    key: LedgerKey,
+    stats: Arc<Counters>,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, key: LedgerKey, stats: Arc<Counters>) -> Result<Writer, AuditError> {
+        let tip = load_tip(&conn)?;
+        Ok(Writer { conn, tip, key, stats })
+    }
+
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("audit writer cannot start: {e}");
+                return;
+            }
+        };
+        let idle = Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64);
+        let mut batch: Vec<Call> = Vec::new();
+        loop {
+            let first = rt.block_on(async { tokio::time::timeout(idle, rx.recv()).await });
+            let mut shutdown = None;
+            match first {
+                Err(_) => {
+                    // Idle: sign what is unsigned, so a quiet night still ends in a checkpoint,
+                    // and move staged index rows while nobody waits.
+                    self.maintain(false);
+                    continue;
+                }
+                Ok(None) => {
+                    self.shutdown();
+                    return;
+                }
+                Ok(Some(Msg::Shutdown(done))) => {
+                    self.shutdown();
+                    let _ = done.send(());
+                    return;
+                }
+                Ok(Some(Msg::Record(events, reply))) => batch.push((events, reply)),
+            }
+            let mut n: usize = batch[0].0.len();
+            while n < MAX_EVENTS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(Msg::Record(events, reply)) => {
+                        n += events.len();
+                        batch.push((events, reply));
+                    }
+                    Ok(Msg::Shutdown(done)) => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch);
+            if let Some(done) = shutdown {
+                self.shutdown();
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Call>) {
+        let started = Instant::now();
+        let tip_before = self.tip.clone();
+        // Every caller in the batch hears the commit's outcome, whatever happens below.
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut calls = Vec::with_capacity(batch.len());
+        for (prepared, reply) in batch.drain(..) {
+            replies.push(reply);
+            calls.push(prepared);
+        }
+        let mut events = 0usize;
+        let result = (|| -> Result<(), AuditError> {
+            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            for p in calls.into_iter().flatten() {
+                events += 1;
+                self.append(p)?;
+            }
+            if self.tip.staged >= MERGE_EVENTS {
+                self.merge_staged()?;
+            }
+            self.checkpoint_if_due(false)?;
+            let t = Instant::now();
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            self.stats.commit_us.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+            Ok(())
+        })();
+        let outcome = match result {
+            Ok(()) => {
+                self.stats.commits.fetch_add(1, Relaxed);
+                self.stats.events.fetch_add(events as u64, Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.failed.fetch_add(1, Relaxed);
+                tracing::error!("audit commit of {events} events failed: {e}");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.tip = tip_before;
+                Err(e.to_string())
+            }
+        };
+        for reply in replies {
+            let _ = reply.send(outcome.clone().map_err(AuditError::CommitFailed));
+        }
+        self.stats.busy_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    }
+
+    fn append(&mut self, p: Prepared) -> Result<(), AuditError> {
+        let seq = self.tip.size + 1;
+        let time_ms = now_ms().max(self.tip.last_time_ms);
+        let id = seq.to_string();
+        // `{"resourceType":"AuditEvent","id":"<seq>",` + the rest of the caller's JSON.
+        let rest = &p.json[JSON_PREFIX.len()..];
+        let mut content = Vec::with_capacity(p.json.len() + id.len() + 8);
+        content.extend_from_slice(JSON_PREFIX);
+        content.extend_from_slice(b"\"id\":\"");
+        content.extend_from_slice(id.as_bytes());
+        content.extend_from_slice(b"\",");
+        content.extend_from_slice(rest);
+        let entry = Entry {
+            seq,
+            time_ms,
+            author: p.user,
+            op: Op::Put,
+            resource_type: "AuditEvent".into(),
+            resource_id: id,
+            version: 1,
+            content,
+            prev_hash: self.tip.prev_hash,
+        };
+        let bytes = entry.encode();
+        let leaf = hash_encoded(&bytes);
+        self.conn.prepare_cached("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)")?.execute(params![seq as i64, bytes])?;
+        let (first, hashes) = self
+            .tip
+            .frontier
+            .append(seq - 1, leaf, Some(&self.conn))
+            .map_err(|e| AuditError::Corrupt(format!("Merkle tree hashes unreadable at entry {seq}: {e}")))?;
+        let mut stmt = self.conn.prepare_cached("INSERT INTO tree_hash (idx, hash) VALUES (?1, ?2)")?;
+        for (i, h) in hashes.iter().enumerate() {
+            stmt.execute(params![(first + i as u64) as i64, &h.0[..]])?;
+        }
+        self.conn
+            .prepare_cached("INSERT INTO audit_user_new (seq, user, time_ms) VALUES (?1, ?2, ?3)")?
+            .execute(params![seq as i64, entry.author, time_ms])?;
+        let mut stmt = self.conn.prepare_cached("INSERT INTO audit_patient_new (seq, patient, time_ms) VALUES (?1, ?2, ?3)")?;
+        for patient in &p.patients {
+            stmt.execute(params![seq as i64, patient, time_ms])?;
+        }
+        self.tip.staged += 1;
+        self.tip.size = seq;
+        self.tip.prev_hash = leaf;
+        self.tip.last_time_ms = time_ms;
+        Ok(())
+    }
+
+    fn checkpoint_if_due(&mut self, force: bool) -> Result<(), AuditError> {
+        let now = now_ms();
+        let unsigned = self.tip.size - self.tip.checkpoint_size;
+        let due = force
+            || now - self.tip.checkpoint_time_ms >= CHECKPOINT_INTERVAL_MS
+            || unsigned >= CHECKPOINT_EVERY_ENTRIES;
+        if unsigned == 0 || !due {
+            return Ok(());
+        }
+        let root = self
+            .tip
+            .frontier
+            .root(self.tip.size, Some(&self.conn))
+            .map_err(|e| AuditError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
+        let time_ms = now.max(self.tip.last_time_ms);
+        let note = vaidya_ledger::sign_checkpoint(&self.key, self.tip.size, root, time_ms);
+        self.conn
+            .prepare_cached("INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
+            .execute(params![self.tip.size as i64, time_ms, note])?;
+        self.tip.checkpoint_size = self.tip.size;
+        self.tip.checkpoint_time_ms = time_ms;
+        Ok(())
+    }
+
+    /// Move the staged index rows into the ordered indexes, in one sorted pass each.
+    fn merge_staged(&mut self) -> Result<(), AuditError> {
+        let t = Instant::now();
+        self.conn.execute_batch(
+            "INSERT INTO audit_patient (patient, seq, time_ms) SELECT patient, seq, time_ms FROM audit_patient_new ORDER BY patient, seq;
+             DELETE FROM audit_patient_new;
+             INSERT INTO audit_user (user, seq, time_ms) SELECT user, seq, time_ms FROM audit_user_new ORDER BY user, seq;
+             DELETE FROM audit_user_new;",
+        )?;
+        tracing::debug!(events = self.tip.staged, ms = t.elapsed().as_millis() as u64, "audit index rows merged");
+        self.tip.staged = 0;
+        Ok(())
+    }
+
+    /// When idle or stopping: merge staged index rows and sign a checkpoint (forced: even if
+    /// the last one is recent), in a transaction of their own.
+    fn maintain(&mut self, force: bool) {
+        if self.tip.size == self.tip.checkpoint_size && self.tip.staged == 0 {
+            return;
+        }
+        let tip_before = self.tip.clone();
+        let result = (|| -> Result<(), AuditError> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            if self.tip.staged > 0 {
+                self.merge_staged()?;
+            }
+            self.checkpoint_if_due(force)?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!("audit checkpoint or index merge failed: {e}");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.tip = tip_before;
+        }
+    }
+
+    fn shutdown(&mut self) {
+        tracing::debug!(
+            commits = self.stats.commits.load(Relaxed),
+            busy_ms = self.stats.busy_us.load(Relaxed) / 1000,
+            entries = self.tip.size,
+            "audit writer stopping"
+        );
+        self.maintain(true);
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::error!("audit WAL checkpoint failed: {e}");
+        }
+    }
+}
+
+fn load_tip(conn: &Connection) -> Result<Tip, AuditError> {
+    let last: Option<(i64, Vec<u8>)> = conn
+        .query_row("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (size, prev_hash, last_time_ms) = match last {
+        None => (0, vaidya_ledger::GENESIS_PREV, 0),
+        Some((seq, bytes)) => {
+            let entry = Entry::decode(&bytes).map_err(|e| AuditError::Corrupt(format!("entry {seq}: {e}")))?;
+            (seq as u64, hash_encoded(&bytes), entry.time_ms)
+        }
+    };
+    let (checkpoint_size, checkpoint_time_ms): (i64, i64) = conn
+        .query_row("SELECT tree_size, time_ms FROM checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, 0));
+    let staged: i64 = conn.query_row("SELECT count(*) FROM audit_user_new", [], |r| r.get(0))?;
+    Ok(Tip {
+        staged: staged as u64,
+        size,
+        prev_hash,
+        last_time_ms,
+        checkpoint_size: checkpoint_size as u64,
+        checkpoint_time_ms,
+        frontier: Frontier::default(),
+    })
+}
