@@ -477,9 +477,21 @@ pub(crate) fn describe_exit(u: &sys::Usage) -> String {
     }
 }
 
+/// A token of the load generator's integration account (role `machine`), made on first use:
+/// the administrator may not read or write patients' records.
 pub(crate) fn token(vaidya: &Path, data: &Path) -> Result<String, String> {
+    let add = Command::new(vaidya)
+        .args(["user", "add", "--name", "bench", "--role", "machine", "--data"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", vaidya.display()))?;
+    let err = String::from_utf8_lossy(&add.stderr);
+    if !add.status.success() && !err.contains("already exists") {
+        return Err(format!("vaidya user add failed: {}", err.trim()));
+    }
     let out = Command::new(vaidya)
-        .args(["token", "--user", "admin", "--data"])
+        .args(["token", "--user", "bench", "--data"])
         .arg(data)
         .stdin(Stdio::null())
         .output()
