@@ -19,6 +19,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The access policies every interaction is checked against (swapped whole on reload).
     pub policies: vaidya_policy::Policies,
+    /// The audit ledger every access is recorded in before its response leaves.
+    pub audit: vaidya_audit::Audit,
 }
 
 /// Counters for `/metrics` (Prometheus text format).
@@ -101,24 +103,33 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
         .map(|t| t.trim().to_string());
     let Some(token) = presented else {
         app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-        return ApiError::unauthorized("a bearer token is required (see `vaidya token --help`)").into_response();
+        let resp = ApiError::unauthorized("a bearer token is required (see `vaidya token --help`)").into_response();
+        let rec = crate::audit::refused(&req, None, resp.status());
+        return crate::audit::durable(&app, rec, resp).await;
     };
     match check_token(&app, &token) {
         Ok(Some(p)) => {
-            if let Err(e) = crate::fhir::visibility::check_patient_request(&p, req.method(), req.uri().path()) {
-                return e.into_response();
-            }
-            if let Err(e) = crate::auth::scopes::check(&p, req.method(), req.uri()) {
-                return e.into_response();
+            let rule = crate::fhir::visibility::check_patient_request(&p, req.method(), req.uri().path())
+                .and_then(|()| crate::auth::scopes::check(&p, req.method(), req.uri()));
+            if let Err(e) = rule {
+                let resp = e.into_response();
+                let rec = crate::audit::refused(&req, Some(&p), resp.status());
+                return crate::audit::durable(&app, rec, resp).await;
             }
             req.extensions_mut().insert(p);
             next.run(req).await
         }
         Ok(None) => {
             app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-            ApiError::unauthorized("the bearer token is not valid (unknown, expired, idle, revoked, or its account disabled)").into_response()
+            let resp = ApiError::unauthorized("the bearer token is not valid (unknown, expired, idle, revoked, or its account disabled)").into_response();
+            let rec = crate::audit::refused(&req, None, resp.status());
+            crate::audit::durable(&app, rec, resp).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let resp = e.into_response();
+            let rec = crate::audit::refused(&req, None, resp.status());
+            crate::audit::durable(&app, rec, resp).await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! command line. Only this crate knows HTTP; it wires the lower crates together.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

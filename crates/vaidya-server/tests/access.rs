@@ -85,3 +85,31 @@ fn roles_departments_and_vip_labels_decide_who_sees_what() {
     assert_eq!(s.post("", &bundle).status, 200);
     let _: Value = get(&doctor, "/Patient/mine").json();
 }
+
+#[test]
+fn every_access_allowed_or_refused_is_in_the_audit_trail() {
+    let mut s = Server::start();
+    assert_eq!(s.put("/Patient/p1", &json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Khan"}]})).status, 201);
+    let obs = observation(&s, "p1");
+    let admin = s.make_token("admin");
+    assert_eq!(s.request_as(&admin, "GET", &format!("/Observation/{obs}"), None).status, 403);
+    assert_eq!(s.get("/Observation?patient=Patient/p1").status, 200);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    assert_eq!(raw_request(&agent, "GET", &format!("{}/Patient/p1", s.base), None, &[]).status, 401);
+    s.stop();
+
+    let data = s.data().to_str().unwrap().to_string();
+    let out = s.vaidya(&["audit", "verify", "--data", &data]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = s.vaidya(&["audit", "report", "--data", &data, "--patient-id", "p1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let text: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    // The create by the integration, the admin's refused read, the search with what it returned.
+    assert!(events.len() >= 4, "{text:#?}");
+    assert!(text.iter().any(|e| e.contains("\"admin\"") && e.contains("\"outcome\":\"4\"")), "the refusal is recorded: {text:#?}");
+    assert!(text.iter().any(|e| e.contains("integration") && e.contains(&format!("Observation/{obs}")) && e.contains("search")), "{text:#?}");
+    // The unauthenticated request is recorded too (anonymous), though it names no patient.
+    let out = s.vaidya(&["audit", "report", "--data", &data, "--user", "anonymous", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Patient/p1"), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -22,13 +22,15 @@ fn app() -> App {
     let config = Config { data: dir.path().to_path_buf(), ..Config::default() };
     let (key, created) = datadir::init(&config).unwrap();
     assert!(created.is_some(), "a first start creates the admin account");
+    let audit_key = vaidya_ledger::LedgerKey::from_private(key.private_text()).unwrap();
+    let audit = vaidya_audit::Audit::open_in_data_dir(&config.data, audit_key).unwrap();
     let store = vaidya_store::Store::open(&datadir::db_path(&config.data), key).unwrap();
     let conn = vaidya_store::open_admin(&datadir::db_path(&config.data)).unwrap();
     let t = vaidya_access::token::generate();
     // An integration account: the administrator may not read patients' records.
     vaidya_store::tokens::insert_user(&conn, "integration", "machine", None, None, false).unwrap();
     vaidya_store::tokens::insert_token(&conn, &t.id, &t.secret_hash, "integration", None).unwrap();
-    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics: Arc::new(Metrics::default()), policies: vaidya_policy::Policies::builtin() };
+    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics: Arc::new(Metrics::default()), policies: vaidya_policy::Policies::builtin(), audit };
     App { _dir: dir, state, token: t.text }
 }
 

@@ -26,14 +26,14 @@ fn ids(o: &SearchOutcome) -> Vec<String> {
 /// Patient `i`: half are Singh (dense matches), every 50th Sharma (few), with a Devanagari name
 /// whose text repeats the given name (a resource matching a prefix twice).
 fn patient(i: usize) -> Value {
-    let (family, dev) = if i % 50 == 0 {
+    let (family, dev) = if i.is_multiple_of(50) {
         ("Sharma", "शर्मा")
-    } else if i % 2 == 0 {
+    } else if i.is_multiple_of(2) {
         ("Singh", "सिंह")
     } else {
         ("Yadav", "यादव")
     };
-    let given = if i % 3 == 0 { ("Ramesh", "रमेश") } else { ("Sunita", "सुनीता") };
+    let given = if i.is_multiple_of(3) { ("Ramesh", "रमेश") } else { ("Sunita", "सुनीता") };
     json!({"resourceType": "Patient", "gender": if i % 3 == 0 { "male" } else { "female" },
            "name": [{"family": family, "given": [given.0]},
                     {"text": format!("{} {dev}", given.1), "family": dev, "given": [given.1]}]})

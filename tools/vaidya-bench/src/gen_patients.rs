@@ -427,7 +427,7 @@ mod tests {
         // About 2% share a mobile with another patient.
         let shared: u32 = mobiles.values().filter(|&&c| c > 1).sum();
         assert!((n as u32 / 100..n as u32 / 25).contains(&shared), "{shared} of {n} share a mobile");
-        assert!(genders["male"] > 9000 && genders["female"] > 9000 && genders.get("other").is_some());
+        assert!(genders["male"] > 9000 && genders["female"] > 9000 && genders.contains_key("other"));
         assert_ne!(person(7, 5), person(8, 5), "another seed, another patient");
     }
 

@@ -39,13 +39,16 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         println!("(change it at first login; it is shown only this once)");
         println!("API token for scripts: vaidya token --data {} --user admin", config.data.display());
     }
+    // The audit ledger signs its checkpoints with the same key as the data ledger.
+    let audit_key = vaidya_ledger::LedgerKey::from_private(key.private_text()).map_err(|e| e.to_string())?;
+    let audit = vaidya_audit::Audit::open_in_data_dir(&config.data, audit_key).map_err(|e| format!("the audit ledger: {e}"))?;
     let store = vaidya_store::Store::open(&datadir::db_path(&config.data), key).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     let policies = config.policies()?;
     if let Some(dir) = config.access.policy_dir.clone() {
         watch_policies(policies.clone(), dir, config.access.policy_reload_seconds.max(1));
     }
-    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()), policies };
+    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()), policies, audit: audit.clone() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let demo = args.demo;
     let demo_store = store.clone();
@@ -70,6 +73,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     });
     // Sign a last checkpoint and flush before the lock is released.
     store.shutdown();
+    audit.shutdown();
     drop(lock);
     result.map(|()| ExitCode::SUCCESS)
 }

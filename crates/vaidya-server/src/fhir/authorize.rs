@@ -154,11 +154,18 @@ pub fn target_of(conn: &vaidya_store::Connection, actor: &Actor, rtype: &str, re
     complete(conn, actor, &describe(rtype, resource))
 }
 
-/// Check an action on a stored resource (its current content).
-pub fn check_stored(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, action: Action, rtype: &str, id: &str, content: &[u8]) -> Result<(), ApiError> {
+/// Check an action on a stored resource (its current content); on success, the id of the
+/// patient it belongs to (for the audit record).
+pub fn check_stored(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, action: Action, rtype: &str, id: &str, content: &[u8]) -> Result<Option<String>, ApiError> {
     let resource: Value = serde_json::from_slice(content).map_err(|e| ApiError::internal(e.to_string()))?;
     let target = target_of(conn, actor, rtype, &resource)?;
-    check(policies, actor, action, &target, &format!("{rtype}/{id}"))
+    check(policies, actor, action, &target, &format!("{rtype}/{id}"))?;
+    Ok(target.patient.map(|p| p.id))
+}
+
+/// The patient a description names (for the audit record).
+pub fn described_patient(d: &Described) -> Option<String> {
+    d.patient.clone()
 }
 
 /// Whether looking this up needs searches (departments of care): then it belongs on the
@@ -197,11 +204,13 @@ pub fn check(policies: &Policies, actor: &Actor, action: Action, target: &Target
     Err(ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, format!("{} may not {} {what}: {why}", actor.role.as_str(), action.as_str())))
 }
 
-/// Whether `actor` may read this stored resource (for filtering search and history results).
-pub fn may_read(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, rtype: &str, content: &[u8]) -> Result<bool, ApiError> {
+/// Whether `actor` may read this stored resource (for filtering search and history results),
+/// and whose it is.
+pub fn may_read(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, rtype: &str, content: &[u8]) -> Result<(bool, Option<String>), ApiError> {
     let resource: Value = serde_json::from_slice(content).map_err(|e| ApiError::internal(e.to_string()))?;
     let target = target_of(conn, actor, rtype, &resource)?;
-    Ok(policies.decide(actor, Action::Read, &target, Facts::default()).map_err(|e| ApiError::internal(e.to_string()))?.allowed)
+    let allowed = policies.decide(actor, Action::Read, &target, Facts::default()).map_err(|e| ApiError::internal(e.to_string()))?.allowed;
+    Ok((allowed, target.patient.map(|p| p.id)))
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub fn router(state: AppState, max_body: usize) -> Router<AppState> {
         .route("/{rtype}/{id}/_history", get(history_instance))
         .route("/{rtype}/{id}/{operation}", axum::routing::post(instance_operation))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
+        // The audit record is inside authentication (it knows the account), around the handler.
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::audit::record))
         .route_layer(middleware::from_fn_with_state(state, crate::app::authenticate));
     Router::new()
         .route("/metadata", get(super::capability::metadata))
@@ -132,6 +134,7 @@ async fn create(
     };
     let base = wire::base_url(&headers);
     let described = authorize::describe(&rtype, &resource);
+    let patient = authorize::described_patient(&described);
     let prepared = tokio::task::spawn_blocking(move || prepare(resource))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -145,7 +148,7 @@ async fn create(
             ops::create(tx, &who.user, prepared, &id, if_none_exist.as_ref())
         })
         .await?;
-    Ok(write_response(outcome, &headers, &base))
+    Ok(crate::audit::attach(write_response(outcome, &headers, &base), crate::audit::Audited::patient(patient)))
 }
 
 async fn update(
@@ -171,6 +174,7 @@ async fn update(
     let if_match = wire::if_match(&headers)?;
     let base = wire::base_url(&headers);
     let described = authorize::describe(&rtype, &resource);
+    let patient = authorize::described_patient(&described);
     let prepared = tokio::task::spawn_blocking(move || prepare(resource))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -192,7 +196,7 @@ async fn update(
             ops::update(tx, &who.user, prepared, &id, if_match)
         })
         .await?;
-    Ok(write_response(outcome, &headers, &base))
+    Ok(crate::audit::attach(write_response(outcome, &headers, &base), crate::audit::Audited::patient(patient)))
 }
 
 async fn delete(
@@ -225,29 +229,30 @@ async fn read(
     check_id(&id)?;
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let what = format!("{rtype}/{id}");
-    let stored = read_checked(&app, &who, &rtype, &id, None).await?;
-    stored_response(hide(stored, &who, &rtype), &what)
+    let (stored, patient) = read_checked(&app, &who, &rtype, &id, None).await?;
+    stored_response(hide(stored, &who, &rtype), &what).map(|r| crate::audit::attach(r, crate::audit::Audited::patient(patient)))
 }
 
 /// Read the current version (or `version`) and check the policies allow the caller to read it.
-async fn read_checked(app: &AppState, who: &Principal, rtype: &str, id: &str, version: Option<u64>) -> Result<Option<vaidya_store::Stored>, ApiError> {
+async fn read_checked(app: &AppState, who: &Principal, rtype: &str, id: &str, version: Option<u64>) -> Result<(Option<vaidya_store::Stored>, Option<String>), ApiError> {
     let actor = authorize::actor(who);
     let viewer = Viewer::of(who);
     let policies = app.policies.clone();
     let (rtype, id) = (rtype.to_string(), id.to_string());
-    let job = move |conn: &vaidya_store::Connection| -> Result<Option<vaidya_store::Stored>, ApiError> {
+    let job = move |conn: &vaidya_store::Connection| -> Result<(Option<vaidya_store::Stored>, Option<String>), ApiError> {
         let stored = match version {
             None => vaidya_store::read::current(conn, &rtype, &id)?,
             Some(v) => vaidya_store::read::version(conn, &rtype, &id, v)?,
         };
+        let mut patient = None;
         if let Some(s) = stored.as_ref().filter(|s| !s.deleted) {
             // An unreleased result outside the lab is answered as absent, before the policies.
             if !visible(&viewer, &rtype, &s.content) {
-                return Ok(None);
+                return Ok((None, None));
             }
-            authorize::check_stored(conn, &policies, &actor, Action::Read, &rtype, &id, &s.content)?;
+            patient = authorize::check_stored(conn, &policies, &actor, Action::Read, &rtype, &id, &s.content)?;
         }
-        Ok(stored)
+        Ok((stored, patient))
     };
     // Point reads stay on the async worker; a check that needs searches goes to the pool.
     if authorize::needs_search(&authorize::actor(who)) { app.read(job).await } else { app.read_now(job) }
@@ -288,8 +293,9 @@ async fn vread(
     check_id(&id)?;
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let version: u64 = vid.parse().map_err(|_| ApiError::bad_request(format!("'{vid}' is not a version number")))?;
-    let stored = read_checked(&app, &who, &rtype, &id, Some(version)).await?;
+    let (stored, patient) = read_checked(&app, &who, &rtype, &id, Some(version)).await?;
     stored_response(hide(stored, &who, &rtype), &format!("version {version} of {rtype}/{id}"))
+        .map(|r| crate::audit::attach(r, crate::audit::Audited::patient(patient)))
 }
 
 async fn search_get(
@@ -338,13 +344,23 @@ async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: 
             authorize::check(&policies, &actor, Action::Search, &target, &format!("{rtype2} records"))?;
             let mut found = search::run(conn, &q2)?;
             // What the policies refuse one by one (another patient's record among included
-            // ones, a protected patient) is left out.
-            let mut keep = |m: &search::Found| authorize::may_read(conn, &policies, &actor, &m.resource_type, &m.content);
+            // ones, a protected patient) is left out; the patients of the rest are audited.
+            let mut patients = target.patient.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+            let mut keep = |m: &search::Found| {
+                let (ok, patient) = authorize::may_read(conn, &policies, &actor, &m.resource_type, &m.content)?;
+                if ok {
+                    patients.extend(patient);
+                }
+                Ok(ok)
+            };
             found.matches = filter_ok(std::mem::take(&mut found.matches), &mut keep)?;
             found.included = filter_ok(std::mem::take(&mut found.included), &mut keep)?;
-            Ok(found)
+            Ok((found, patients))
         })
         .await?;
+    let (found, patients) = found;
+    let returned: Vec<String> = found.matches.iter().chain(found.included.iter()).map(|m| format!("{}/{}", m.resource_type, m.id)).collect();
+    let audited = crate::audit::Audited { returned, patients };
 
     let link = |offset: usize| {
         let mut s = form_urlencoded::Serializer::new(String::new());
@@ -380,7 +396,7 @@ async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: 
         )]);
         w.entry(json!({"search": {"mode": "outcome"}}), Some(&serde_json::to_vec(&oo).expect("serialises")));
     }
-    Ok(wire::raw_json_response(StatusCode::OK, w.finish()))
+    Ok(crate::audit::attach(wire::raw_json_response(StatusCode::OK, w.finish()), audited))
 }
 
 const HISTORY_MAX_COUNT: usize = 1_000;
@@ -426,7 +442,9 @@ async fn history_common(app: AppState, who: Principal, scope: (Option<String>, O
             // across patients; of the whole server, only by an integration.
             match (&t, &i) {
                 (Some(t), Some(i)) => match vaidya_store::read::current(conn, t, i)?.filter(|s| !s.deleted) {
-                    Some(cur) => authorize::check_stored(conn, &policies, &actor, Action::Read, t, i, &cur.content)?,
+                    Some(cur) => {
+                        authorize::check_stored(conn, &policies, &actor, Action::Read, t, i, &cur.content)?;
+                    }
                     None => authorize::check(&policies, &actor, Action::Search, &authorize::target_of_search(conn, &actor, t, &[])?, &format!("{t} records"))?,
                 },
                 (Some(t), None) => authorize::check(&policies, &actor, Action::Search, &authorize::target_of_search(conn, &actor, t, &[])?, &format!("{t} records"))?,
@@ -440,7 +458,7 @@ async fn history_common(app: AppState, who: Principal, scope: (Option<String>, O
             };
             let (items, total) = vaidya_store::read::history(conn, scope, since, count, offset)?;
             let mut keep = |it: &vaidya_store::read::HistoryItem| {
-                if it.stored.deleted { Ok(true) } else { authorize::may_read(conn, &policies, &actor, &it.resource_type, &it.stored.content) }
+                if it.stored.deleted { Ok(true) } else { Ok(authorize::may_read(conn, &policies, &actor, &it.resource_type, &it.stored.content)?.0) }
             };
             Ok((filter_ok(items, &mut keep)?, total))
         })
@@ -669,7 +687,7 @@ async fn authorize_operation(app: &AppState, who: &Principal, rtype: &str, id: &
             return authorize::check(&policies, &actor, Action::Create, &target, "a walk-in Appointment");
         }
         match vaidya_store::read::current(conn, &rtype, &id)?.filter(|s| !s.deleted) {
-            Some(cur) => authorize::check_stored(conn, &policies, &actor, Action::Operate, &rtype, &id, &cur.content),
+            Some(cur) => authorize::check_stored(conn, &policies, &actor, Action::Operate, &rtype, &id, &cur.content).map(|_| ()),
             // The operation itself answers that the record is not known.
             None => Ok(()),
         }

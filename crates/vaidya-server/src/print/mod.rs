@@ -23,6 +23,8 @@ use axum::{Extension, Router, middleware};
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/DiagnosticReport/{id}", get(diagnostic_report))
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::audit::record))
+        .route_layer(middleware::from_fn(crate::audit::mark_printing))
         .route_layer(middleware::from_fn_with_state(state, crate::app::authenticate))
 }
 

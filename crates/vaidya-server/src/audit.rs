@@ -1,0 +1,169 @@
+//! Every request to the FHIR API and for a printed document is recorded in the audit ledger
+//! (`vaidya-audit`) as an AuditEvent, allowed or refused, and the record is durable before the
+//! response leaves: a response whose record cannot be written is not sent (503).
+//!
+//! The middleware [`record`] runs inside authentication (it knows the account) and around the
+//! handler: it reads the action and the record from the method and path, the outcome from the
+//! status, and what only the handler knows (the ids a search returned, the patients touched)
+//! from an [`Audited`] the handler leaves in the response's extensions. Requests refused for
+//! want of valid credentials are recorded by the authentication middleware ([`unauthenticated`]).
+
+use crate::app::{AppState, Principal};
+use crate::error::ApiError;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use vaidya_audit::{Action, AuditRecord, Outcome, Source, Who};
+use vaidya_fhir::outcome::IssueType;
+
+/// What a handler knows of the records it touched.
+#[derive(Debug, Clone, Default)]
+pub struct Audited {
+    /// References returned by a search or history (`Observation/o1`).
+    pub returned: Vec<String>,
+    /// Ids of the patients whose records were read or changed.
+    pub patients: Vec<String>,
+}
+
+impl Audited {
+    pub fn patient(id: Option<String>) -> Audited {
+        Audited { returned: vec![], patients: id.into_iter().collect() }
+    }
+}
+
+/// Leave `audited` for the audit middleware on a response.
+pub fn attach(mut resp: Response, audited: Audited) -> Response {
+    resp.extensions_mut().insert(audited);
+    resp
+}
+
+/// The action and the record it acted on, from the method and the path below `/fhir` or `/print`.
+fn classify(method: &Method, path: &str, printing: bool) -> (Action, Vec<String>) {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let what = |n: usize| if parts.len() >= n { vec![parts[..n].join("/")] } else { vec![] };
+    if printing {
+        return (Action::Print, what(2));
+    }
+    match (method.as_str(), parts.as_slice()) {
+        ("POST", []) => (Action::Transaction, vec![]),
+        ("GET", ["_history"]) | ("GET", [_, "_history"]) => (Action::History, what(1)),
+        ("GET", [_, _, "_history"]) => (Action::History, what(2)),
+        ("GET", [_, _, "_history", _]) => (Action::VRead, vec![parts.join("/")]),
+        ("GET", [_]) | ("POST", [_, "_search"]) => (Action::Search, what(1)),
+        ("GET", [_, _]) => (Action::Read, what(2)),
+        ("POST", [_]) => (Action::Create, what(1)),
+        ("POST", [_, op]) if op.starts_with('$') => (Action::Operation(op.to_string()), what(1)),
+        ("POST", [_, _, op]) => (Action::Operation(op.to_string()), what(2)),
+        ("PUT", _) => (Action::Update, what(2)),
+        ("DELETE", _) => (Action::Delete, what(2)),
+        _ => (Action::Operation(format!("{method} {path}")), vec![]),
+    }
+}
+
+fn source(req: &Request) -> Source {
+    let address = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
+    Source { address, user_agent }
+}
+
+fn outcome(status: StatusCode) -> Outcome {
+    match status.as_u16() {
+        s if s < 400 => Outcome::Allowed,
+        401 | 403 => Outcome::Denied(status.to_string()),
+        _ => Outcome::Failed(status.to_string()),
+    }
+}
+
+/// Write the record and wait until it is durable; if it cannot be written, the response is
+/// replaced by 503: nothing leaves unrecorded.
+pub async fn durable(app: &AppState, record: AuditRecord, resp: Response) -> Response {
+    match app.audit.record(vec![record]).await {
+        Ok(()) => resp,
+        Err(e) => {
+            tracing::error!(target: "vaidya::audit", "audit record not written, response withheld: {e}");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, "the audit trail cannot be written; nothing is served without it").into_response()
+        }
+    }
+}
+
+/// The audit middleware for authenticated routes.
+pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let printing = req.uri().path().starts_with("/DiagnosticReport") && req.extensions().get::<Printing>().is_some();
+    let (action, what) = classify(req.method(), req.uri().path(), printing);
+    let query = req.uri().query().map(|q| format!("{}?{q}", req.uri().path().trim_start_matches('/')));
+    let src = source(&req);
+    let who = req.extensions().get::<Principal>().map(|p| Who { user: Some(p.user.clone()), role: Some(p.role.clone()), session: Some(p.token_id.clone()) });
+    let mut resp = next.run(req).await;
+    let audited = resp.extensions_mut().remove::<Audited>().unwrap_or_default();
+    let mut rec = AuditRecord::new(action, outcome(resp.status()));
+    rec.who = who.unwrap_or_default();
+    rec.source = src;
+    rec.what = what;
+    rec.query = query.filter(|_| matches!(rec.action, Action::Search | Action::History));
+    rec.returned = audited.returned;
+    rec.patients = audited.patients;
+    if rec.patients.is_empty() && rec.outcome != Outcome::Allowed {
+        // A refused attempt on a record is still an attempt on its patient's record: look the
+        // patient up (refusals are few, so the extra read is cheap).
+        rec.patients.extend(rec.what.first().and_then(|w| patient_of_reference(&app, w)));
+    }
+    rec.patients.sort();
+    rec.patients.dedup();
+    durable(&app, rec, resp).await
+}
+
+fn patient_of_reference(app: &AppState, reference: &str) -> Option<String> {
+    let (rtype, id) = reference.split_once('/')?;
+    let id = id.split('/').next()?;
+    let stored = app.read_now(|conn| Ok(vaidya_store::read::current(conn, rtype, id)?)).ok()??;
+    let resource: serde_json::Value = serde_json::from_slice(&stored.content).ok()?;
+    crate::fhir::authorize::patient_of(rtype, &resource)
+}
+
+/// Marks requests under `/print`, so that the shared middleware records them as printing.
+#[derive(Clone, Copy)]
+pub struct Printing;
+
+pub async fn mark_printing(mut req: Request, next: Next) -> Response {
+    req.extensions_mut().insert(Printing);
+    next.run(req).await
+}
+
+/// The record of a request refused before it reached a handler: without valid credentials
+/// (`who` is none), or by a rule of the account's kind (a patient's account writing, a token's
+/// scopes). Built before any await, so that the request itself is not held across one.
+pub fn refused(req: &Request, who: Option<&Principal>, status: StatusCode) -> AuditRecord {
+    let (action, what) = classify(req.method(), req.uri().path(), false);
+    let why = if who.is_some() { status.to_string() } else { "no valid bearer token".to_string() };
+    let mut rec = AuditRecord::new(action, Outcome::Denied(why));
+    rec.who = who.map(|p| Who { user: Some(p.user.clone()), role: Some(p.role.clone()), session: Some(p.token_id.clone()) }).unwrap_or_default();
+    rec.source = source(req);
+    rec.what = what;
+    rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_from_method_and_path() {
+        let c = |m: Method, p: &str| classify(&m, p, false);
+        assert_eq!(c(Method::GET, "/Patient/p1"), (Action::Read, vec!["Patient/p1".to_string()]));
+        assert_eq!(c(Method::GET, "/Patient"), (Action::Search, vec!["Patient".to_string()]));
+        assert_eq!(c(Method::POST, "/Patient/_search"), (Action::Search, vec!["Patient".to_string()]));
+        assert_eq!(c(Method::GET, "/Patient/p1/_history/2"), (Action::VRead, vec!["Patient/p1/_history/2".to_string()]));
+        assert_eq!(c(Method::GET, "/Patient/p1/_history").0, Action::History);
+        assert_eq!(c(Method::GET, "/_history").0, Action::History);
+        assert_eq!(c(Method::POST, "/Invoice/i1/$pay"), (Action::Operation("$pay".into()), vec!["Invoice/i1".to_string()]));
+        assert_eq!(c(Method::POST, "/Invoice/$gather"), (Action::Operation("$gather".into()), vec!["Invoice".to_string()]));
+        assert_eq!(c(Method::PUT, "/Patient/p1").0, Action::Update);
+        assert_eq!(c(Method::DELETE, "/Patient/p1").0, Action::Delete);
+        assert_eq!(c(Method::POST, "/").0, Action::Transaction);
+        assert_eq!(classify(&Method::GET, "/DiagnosticReport/r1", true), (Action::Print, vec!["DiagnosticReport/r1".to_string()]));
+        assert_eq!(outcome(StatusCode::FORBIDDEN), Outcome::Denied("403 Forbidden".into()));
+        assert_eq!(outcome(StatusCode::OK), Outcome::Allowed);
+    }
+}
