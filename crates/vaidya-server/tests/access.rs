@@ -96,9 +96,23 @@ fn every_access_allowed_or_refused_is_in_the_audit_trail() {
     assert_eq!(s.get("/Observation?patient=Patient/p1").status, 200);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     assert_eq!(raw_request(&agent, "GET", &format!("{}/Patient/p1", s.base), None, &[]).status, 401);
-    s.stop();
-
+    // A login and a failed one.
     let data = s.data().to_str().unwrap().to_string();
+    let out = s.vaidya(&["user", "add", "--data", &data, "--name", "reg.meena", "--role", "registration"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let password = text.lines().find_map(|l| l.strip_prefix("One-time password: ")).unwrap().trim().to_string();
+    let login = |pw: &str| {
+        let body = json!({"user": "reg.meena", "password": pw}).to_string();
+        raw_request(&agent, "POST", &s.base.replace("/fhir", "/auth/login"), Some(&body), &[("Content-Type", "application/json")]).status
+    };
+    assert_eq!(login("wrong password"), 401);
+    assert_eq!(login(&password), 200);
+    s.stop();
+    let out = s.vaidya(&["audit", "report", "--data", &data, "--user", "reg.meena", "--json"]);
+    let logins = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(logins.lines().count(), 2, "{logins}");
+    assert!(logins.contains("bad-password") || logins.contains("bad_password") || logins.contains("password"), "{logins}");
+
     let out = s.vaidya(&["audit", "verify", "--data", &data]);
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let out = s.vaidya(&["audit", "report", "--data", &data, "--patient-id", "p1", "--json"]);

@@ -133,11 +133,40 @@ impl Client {
     }
 }
 
-/// THE hook for authentication events. Today: a `tracing` event at target `vaidya::auth`
-/// (info for successes, warn for failures). INTEGRATOR: point this at the audit ledger
-/// (append the event there as well); it is the only place events leave the auth module.
+/// The one place authentication events leave the auth module: the audit ledger (durable
+/// before the caller answers; a login is rare enough that waiting for the commit on this
+/// thread costs nothing that matters) and a `tracing` event at target `vaidya::auth`.
 pub fn record_auth_event(app: &AppState, event: AuthEvent) {
-    let _ = app;
+    let (action, outcome) = match (event.action, event.outcome) {
+        (Action::Login, Outcome::Success) => (vaidya_audit::Action::Login, vaidya_audit::Outcome::Allowed),
+        (Action::Login, Outcome::Failure) => {
+            (vaidya_audit::Action::LoginFailed, vaidya_audit::Outcome::Denied(event.reason.map(Reason::as_str).unwrap_or("refused").to_string()))
+        }
+        (Action::Logout, _) => (vaidya_audit::Action::Logout, vaidya_audit::Outcome::Allowed),
+        (other, Outcome::Success) => (vaidya_audit::Action::Operation(other.as_str().to_string()), vaidya_audit::Outcome::Allowed),
+        (other, Outcome::Failure) => (
+            vaidya_audit::Action::Operation(other.as_str().to_string()),
+            vaidya_audit::Outcome::Denied(event.reason.map(Reason::as_str).unwrap_or("refused").to_string()),
+        ),
+    };
+    let mut rec = vaidya_audit::AuditRecord::new(action, outcome);
+    rec.time_ms = event.time_ms;
+    rec.who = vaidya_audit::Who { user: Some(event.user.clone()), role: None, session: event.token_id.clone() };
+    rec.source = vaidya_audit::Source { address: event.source_ip.clone(), user_agent: event.user_agent.clone() };
+    // Wait for the commit without stalling the runtime: on the server's multi-threaded runtime
+    // this worker steps aside while it waits; elsewhere the write is handed off.
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let written = match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| app.audit.record_blocking(vec![rec])),
+        Ok(_) => {
+            tokio::spawn(app.audit.record(vec![rec]));
+            Ok(())
+        }
+        Err(_) => app.audit.record_blocking(vec![rec]),
+    };
+    if let Err(e) = written {
+        tracing::error!(target: "vaidya::audit", "an authentication event was not written to the audit ledger: {e}");
+    }
     let reason = event.reason.map(Reason::as_str).unwrap_or("");
     let ip = event.source_ip.as_deref().unwrap_or("");
     let agent = event.user_agent.as_deref().unwrap_or("");
