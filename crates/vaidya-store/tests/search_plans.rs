@@ -34,7 +34,7 @@ fn patient(i: usize) -> Value {
         ("Yadav", "यादव")
     };
     let given = if i.is_multiple_of(3) { ("Ramesh", "रमेश") } else { ("Sunita", "सुनीता") };
-    json!({"resourceType": "Patient", "gender": if i % 3 == 0 { "male" } else { "female" },
+    json!({"resourceType": "Patient", "gender": if i.is_multiple_of(3) { "male" } else { "female" },
            "name": [{"family": family, "given": [given.0]},
                     {"text": format!("{} {dev}", given.1), "family": dev, "given": [given.1]}]})
 }
@@ -57,7 +57,7 @@ fn every_plan_finds_the_same_patients() {
         put(&store, "Patient", format!("p{i:04}"), patient(i));
     }
     let expect = |pred: &dyn Fn(usize) -> bool| -> Vec<String> { (0..n).filter(|&i| pred(i)).map(|i| format!("p{i:04}")).collect() };
-    let singh = |i: usize| i % 2 == 0 && i % 50 != 0;
+    let singh = |i: usize| i.is_multiple_of(2) && !i.is_multiple_of(50);
 
     // Dense (600 of 1200): the first page walks the table in rowid order.
     let all = expect(&singh);
