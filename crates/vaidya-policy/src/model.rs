@@ -71,6 +71,8 @@ pub enum Action {
     /// A named operation (`$pay`, `$queue`, ...).
     Operate,
     Export,
+    /// Emergency access outside one's normal rights.
+    BreakGlass,
 }
 
 impl Action {
@@ -83,6 +85,7 @@ impl Action {
             Action::Delete => "delete",
             Action::Operate => "operate",
             Action::Export => "export",
+            Action::BreakGlass => "break-glass",
         }
     }
 }
@@ -156,6 +159,8 @@ pub struct PatientFacts {
     /// "N", "R" or "V" (FHIR v3 Confidentiality).
     pub confidentiality: String,
     pub vip: bool,
+    /// The deciding account holds an active break-the-glass grant for this patient.
+    pub glass_broken: bool,
 }
 
 /// The record acted on.
@@ -262,7 +267,10 @@ pub(crate) fn to_cedar(actor: &Actor, action: Action, target: &Target, facts: Fa
     let entities = Entities::from_entities(entities, Some(schema)).map_err(|e| PolicyError::Request(e.to_string()))?;
     let context = Context::from_pairs([
         ("in_care".to_string(), RestrictedExpression::new_bool(facts.in_care)),
-        ("break_glass".to_string(), RestrictedExpression::new_bool(facts.break_glass)),
+        (
+            "break_glass".to_string(),
+            RestrictedExpression::new_bool(facts.break_glass || target.patient.as_ref().is_some_and(|p| p.glass_broken)),
+        ),
     ])
     .map_err(|e| PolicyError::Request(e.to_string()))?;
     let action_uid = EntityUid::from_str(&format!("Vaidya::Action::\"{}\"", action.as_str())).map_err(|e| PolicyError::Request(e.to_string()))?;

@@ -30,7 +30,7 @@ fn patient(who: Who, confidentiality: &str, vip: bool) -> PatientFacts {
         Who::Elsewhere => ("p-ent", vec!["ent".to_string()]),
         Who::Own => ("p-own", vec!["gen-med".to_string()]),
     };
-    PatientFacts { id: id.into(), departments, confidentiality: confidentiality.into(), vip }
+    PatientFacts { id: id.into(), departments, confidentiality: confidentiality.into(), vip, glass_broken: false }
 }
 
 fn target(kind: &str, who: Option<(Who, &str, bool)>) -> Target {
@@ -104,6 +104,11 @@ fn the_matrix() {
         (Patient, Read, obs(Who::OfGenMed), false),
         (Patient, Create, obs(Who::Own), false),
         (Patient, Read, dept.clone(), false),
+        // Only clinicians may break the glass.
+        (Doctor, BreakGlass, patient_rec(Who::Elsewhere), true),
+        (Nurse, BreakGlass, patient_rec(Who::Elsewhere), true),
+        (Registration, BreakGlass, patient_rec(Who::Elsewhere), false),
+        (Admin, BreakGlass, patient_rec(Who::Elsewhere), false),
         // Everyone on the staff reads the directory.
         (Nurse, Search, target("Practitioner", None), true),
         (Billing, Read, target("ChargeItemDefinition", None), true),

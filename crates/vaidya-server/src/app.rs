@@ -30,6 +30,8 @@ pub struct Metrics {
     pub responses_4xx: AtomicU64,
     pub responses_5xx: AtomicU64,
     pub auth_failures: AtomicU64,
+    /// Break-the-glass grants made: every one is an alert for the privacy officer.
+    pub break_glass: AtomicU64,
 }
 
 /// Who is calling, as established from their bearer token.
@@ -177,11 +179,13 @@ async fn metrics(State(app): State<AppState>) -> Response {
          # HELP vaidya_http_responses_4xx_total Responses with a 4xx status.\n# TYPE vaidya_http_responses_4xx_total counter\nvaidya_http_responses_4xx_total {}\n\
          # HELP vaidya_http_responses_5xx_total Responses with a 5xx status.\n# TYPE vaidya_http_responses_5xx_total counter\nvaidya_http_responses_5xx_total {}\n\
          # HELP vaidya_auth_failures_total Requests refused for a missing or invalid token.\n# TYPE vaidya_auth_failures_total counter\nvaidya_auth_failures_total {}\n\
+         # HELP vaidya_break_glass_total Break-the-glass grants (alert on any increase).\n# TYPE vaidya_break_glass_total counter\nvaidya_break_glass_total {}\n\
          # HELP vaidya_ledger_entries Entries in the data ledger.\n# TYPE vaidya_ledger_entries gauge\nvaidya_ledger_entries {}\n",
         m.requests.load(Ordering::Relaxed),
         m.responses_4xx.load(Ordering::Relaxed),
         m.responses_5xx.load(Ordering::Relaxed),
         m.auth_failures.load(Ordering::Relaxed),
+        m.break_glass.load(Ordering::Relaxed),
         size
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()

@@ -26,6 +26,7 @@
 //! [access]
 //! # policy_dir = "/etc/vaidya/policies"  # schema.cedarschema + *.cedar; default: the built-in policies
 //! policy_reload_seconds = 5              # how often a policy directory is checked for changes
+//! break_glass_seconds = 3600             # how long a break-the-glass grant lasts
 //! ```
 
 use serde::Deserialize;
@@ -53,11 +54,13 @@ pub struct Access {
     /// How often the policy directory is checked for changes (a change that does not validate
     /// is refused and logged; the policies in force stay).
     pub policy_reload_seconds: u64,
+    /// How long a break-the-glass grant lasts.
+    pub break_glass_seconds: u64,
 }
 
 impl Default for Access {
     fn default() -> Self {
-        Access { policy_dir: None, policy_reload_seconds: 5 }
+        Access { policy_dir: None, policy_reload_seconds: 5, break_glass_seconds: 3600 }
     }
 }
 

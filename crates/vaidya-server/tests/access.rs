@@ -127,3 +127,56 @@ fn every_access_allowed_or_refused_is_in_the_audit_trail() {
     let out = s.vaidya(&["audit", "report", "--data", &data, "--user", "anonymous", "--json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Patient/p1"), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn break_the_glass_opens_a_record_for_a_while_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vaidya.toml");
+    std::fs::write(&config, "[access]\nbreak_glass_seconds = 3\n").unwrap();
+    let config_arg = config.to_str().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let mut s = Server::start_with(data, &["--config", &config_arg]);
+    assert_eq!(s.put("/Schedule/opd", &json!({"resourceType": "Schedule", "id": "opd", "actor": [{"reference": "Practitioner/d"}]})).status, 201);
+    assert_eq!(s.put("/Patient/other", &json!({"resourceType": "Patient", "id": "other"})).status, 201);
+    let vip = json!({"resourceType": "Patient", "id": "vip",
+        "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "V"}]}});
+    assert_eq!(s.put("/Patient/vip", &vip).status, 201);
+    book(&s, "other", "ent", "s1");
+    book(&s, "vip", "gen-med", "s2");
+    let (obs_other, obs_vip) = (observation(&s, "other"), observation(&s, "vip"));
+    let doctor = s.add_user("dr.emergency", "doctor", &["--department", "gen-med"]);
+    let clerk = s.add_user("reg.night", "registration", &[]);
+    let get = |path: &str| s.request_as(&doctor, "GET", path, None).status;
+    let glass = |token: &str, patient: &str, reason: Option<&str>| {
+        let params = match reason {
+            Some(r) => json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": r}]}),
+            None => json!({"resourceType": "Parameters"}),
+        };
+        s.request_as(token, "POST", &format!("/Patient/{patient}/$break-glass"), Some(&params))
+    };
+
+    assert_eq!(get(&format!("/Observation/{obs_other}")), 403);
+    assert_eq!(get(&format!("/Observation/{obs_vip}")), 404);
+    assert_eq!(glass(&doctor, "other", None).status, 400, "a reason is required");
+    assert_eq!(glass(&doctor, "other", Some("urgent")).status, 400, "and must say something");
+    assert_eq!(glass(&clerk, "other", Some("patient collapsed at the counter")).status, 403, "only clinicians");
+    let r = glass(&doctor, "other", Some("unconscious in casualty, allergy history needed"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["parameter"][1]["valueInstant"].is_string());
+    assert_eq!(get(&format!("/Observation/{obs_other}")), 200, "open during the grant");
+    assert_eq!(glass(&doctor, "vip", Some("cardiac arrest on ward 4, needs history")).status, 200);
+    assert_eq!(get(&format!("/Observation/{obs_vip}")), 200);
+    let metrics = raw_request(&ureq::Agent::new_with_defaults(), "GET", &s.base.replace("/fhir", "/metrics"), None, &[]).body;
+    assert!(metrics.contains("vaidya_break_glass_total 2"), "{metrics}");
+
+    // The grant runs out.
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
+    assert_eq!(get(&format!("/Observation/{obs_other}")), 403);
+    assert_eq!(get(&format!("/Observation/{obs_vip}")), 404);
+
+    s.stop();
+    let data = s.data().to_str().unwrap().to_string();
+    let out = s.vaidya(&["audit", "report", "--data", &data, "--user", "dr.emergency", "--json"]);
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(report.contains("BTG") && report.contains("unconscious in casualty"), "every grant is listed with its reason: {report}");
+}

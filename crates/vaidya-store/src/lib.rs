@@ -5,6 +5,7 @@
 //! [`WriteTx`], so that no change can reach a projection without an entry.
 
 pub mod content;
+pub mod grants;
 mod db;
 mod index_rows;
 mod merkle;

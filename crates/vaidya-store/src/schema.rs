@@ -161,6 +161,10 @@ pub const ADDED_TABLES: &[&str] = &[
     // Named counters (e.g. the last UHID serial issued), written in the same transaction as
     // the resources that use them.
     "CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    // Break-the-glass grants: a clinician's time-limited access to one patient outside their
+    // normal rights, with the reason they gave (every grant is also in the audit ledger).
+    "CREATE TABLE IF NOT EXISTS access_grant (user_name TEXT NOT NULL, patient TEXT NOT NULL, reason TEXT NOT NULL,
+        granted_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (user_name, patient, granted_ms))",
 ];
 
 /// Secondary indexes: everything a search or listing needs beyond the tables' own keys. They

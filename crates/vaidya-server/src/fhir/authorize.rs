@@ -113,8 +113,10 @@ fn patient_facts(conn: &vaidya_store::Connection, actor: &Actor, patient: &str, 
         Some(s) => labels(&serde_json::from_slice::<Value>(&s.content).map_err(|e| ApiError::internal(e.to_string()))?),
         None => ("N", false),
     };
-    let departments = if matches!(actor.role, Role::Doctor | Role::Nurse) { departments_of(conn, patient)? } else { vec![] };
-    Ok(PatientFacts { id: patient.to_string(), departments, confidentiality: stricter(level, record_labels.0).to_string(), vip: vip || record_labels.1 })
+    let clinician = matches!(actor.role, Role::Doctor | Role::Nurse);
+    let departments = if clinician { departments_of(conn, patient)? } else { vec![] };
+    let glass_broken = clinician && vaidya_store::grants::active(conn, &actor.user, patient, vaidya_store::now_ms())?;
+    Ok(PatientFacts { id: patient.to_string(), departments, confidentiality: stricter(level, record_labels.0).to_string(), vip: vip || record_labels.1, glass_broken })
 }
 
 fn released(rtype: &str, resource: &Value) -> bool {

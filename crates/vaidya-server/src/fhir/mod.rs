@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod billing;
 pub mod booking;
+pub mod break_glass;
 pub mod cash;
 pub mod charges;
 pub mod consultation;

@@ -664,6 +664,14 @@ async fn instance_operation(
             let o = app.store.write(move |tx| super::billing::apply(tx, &who.user, &id, op)).await?;
             Ok(write_response(o, &headers, &base))
         }
+        ("Patient", "$break-glass") => {
+            let params = parse_json(&body_bytes(body)?)?;
+            let reason = required(Params::new("$break-glass", &params)?.text("reason", 500)?, "reason")?;
+            if reason.chars().count() < 10 {
+                return Err(ApiError::bad_request("say why this is an emergency (a reason of at least 10 characters)"));
+            }
+            super::break_glass::grant(&app, &who, &id, reason).await
+        }
         ("Appointment", "$queue") => {
             let params = parse_json(&body_bytes(body)?)?;
             let state = required(Params::new("$queue", &params)?.code("state")?, "state")?;
@@ -686,8 +694,9 @@ async fn authorize_operation(app: &AppState, who: &Principal, rtype: &str, id: &
             let target = authorize::target_of_search(conn, &actor, "Appointment", &[])?;
             return authorize::check(&policies, &actor, Action::Create, &target, "a walk-in Appointment");
         }
+        let action = if operation == "$break-glass" { Action::BreakGlass } else { Action::Operate };
         match vaidya_store::read::current(conn, &rtype, &id)?.filter(|s| !s.deleted) {
-            Some(cur) => authorize::check_stored(conn, &policies, &actor, Action::Operate, &rtype, &id, &cur.content).map(|_| ()),
+            Some(cur) => authorize::check_stored(conn, &policies, &actor, action, &rtype, &id, &cur.content).map(|_| ()),
             // The operation itself answers that the record is not known.
             None => Ok(()),
         }
