@@ -79,12 +79,7 @@ impl Report {
 
     /// Latency percentile in milliseconds (nearest rank).
     pub fn percentile_ms(&self, p: f64) -> Option<f64> {
-        let n = self.latencies_us.len();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        Some(self.latencies_us[rank.clamp(1, n) - 1] as f64 / 1000.0)
+        crate::load::nearest_rank_ms(&self.latencies_us, p)
     }
 
     pub fn max_ms(&self) -> Option<f64> {
@@ -382,6 +377,16 @@ pub fn run_read_command(args: &ReadArgs) -> Result<bool, String> {
     Ok(report.failed == 0)
 }
 
+/// The `p`th percentile in milliseconds (nearest rank) of latencies in microseconds, sorted.
+pub fn nearest_rank_ms(sorted_us: &[u32], p: f64) -> Option<f64> {
+    let n = sorted_us.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    Some(sorted_us[rank.clamp(1, n) - 1] as f64 / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,3 +428,4 @@ mod tests {
         assert_eq!(r.rate(), 50.0);
     }
 }
+

@@ -20,12 +20,7 @@ pub struct Step {
 impl Step {
     /// Percentile in milliseconds (nearest rank) of the successful requests.
     pub fn percentile_ms(&self, p: f64) -> Option<f64> {
-        let n = self.latencies_us.len();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        Some(self.latencies_us[rank.clamp(1, n) - 1] as f64 / 1000.0)
+        crate::load::nearest_rank_ms(&self.latencies_us, p)
     }
 
     pub fn max_ms(&self) -> Option<f64> {

@@ -107,11 +107,22 @@ fn departments_of(conn: &vaidya_store::Connection, patient: &str) -> Result<Vec<
 
 /// The facts about a patient that the policies need. Departments are looked up only for roles
 /// whose rights depend on them.
-fn patient_facts(conn: &vaidya_store::Connection, actor: &Actor, patient: &str, record_labels: (&'static str, bool)) -> Result<PatientFacts, ApiError> {
-    let stored = vaidya_store::read::current(conn, "Patient", patient)?.filter(|s| !s.deleted);
-    let (level, vip) = match stored {
-        Some(s) => labels(&serde_json::from_slice::<Value>(&s.content).map_err(|e| ApiError::internal(e.to_string()))?),
-        None => ("N", false),
+/// `record_is_patient`: the record is the Patient itself, whose labels are `record_labels`
+/// already (no need to read it again).
+fn patient_facts(
+    conn: &vaidya_store::Connection,
+    actor: &Actor,
+    patient: &str,
+    record_labels: (&'static str, bool),
+    record_is_patient: bool,
+) -> Result<PatientFacts, ApiError> {
+    let (level, vip) = if record_is_patient {
+        ("N", false)
+    } else {
+        match vaidya_store::read::current(conn, "Patient", patient)?.filter(|s| !s.deleted) {
+            Some(s) => labels(&serde_json::from_slice::<Value>(&s.content).map_err(|e| ApiError::internal(e.to_string()))?),
+            None => ("N", false),
+        }
     };
     let clinician = matches!(actor.role, Role::Doctor | Role::Nurse);
     let departments = if clinician { departments_of(conn, patient)? } else { vec![] };
@@ -120,12 +131,7 @@ fn patient_facts(conn: &vaidya_store::Connection, actor: &Actor, patient: &str, 
 }
 
 fn released(rtype: &str, resource: &Value) -> bool {
-    let status = resource["status"].as_str().unwrap_or_default();
-    match rtype {
-        "DiagnosticReport" => ["final", "amended", "corrected", "appended"].contains(&status),
-        "Observation" => !["registered", "preliminary"].contains(&status),
-        _ => true,
-    }
+    super::visibility::released(rtype, resource["status"].as_str().unwrap_or_default())
 }
 
 /// What can be said of a resource without the store: its kind, whose it is, its own labels,
@@ -145,7 +151,7 @@ pub fn describe(rtype: &str, resource: &Value) -> Described {
 /// Complete a description with the patient's facts from the store.
 pub fn complete(conn: &vaidya_store::Connection, actor: &Actor, d: &Described) -> Result<Target, ApiError> {
     let patient = match &d.patient {
-        Some(p) => Some(patient_facts(conn, actor, p, d.labels)?),
+        Some(p) => Some(patient_facts(conn, actor, p, d.labels, d.kind == "Patient")?),
         None => None,
     };
     Ok(Target { kind: d.kind.clone(), category: Category::of_type(&d.kind, in_patient_compartment(&d.kind)), patient, released: d.released })
@@ -184,7 +190,7 @@ pub fn target_of_search(conn: &vaidya_store::Connection, actor: &Actor, rtype: &
         _ => None,
     });
     let patient = match named {
-        Some(p) => Some(patient_facts(conn, actor, &p, ("N", false))?),
+        Some(p) => Some(patient_facts(conn, actor, &p, ("N", false), false)?),
         None => None,
     };
     Ok(Target { kind: rtype.to_string(), category: Category::of_type(rtype, in_patient_compartment(rtype)), patient, released: true })

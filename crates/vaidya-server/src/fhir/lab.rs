@@ -124,7 +124,7 @@ pub fn release(tx: &mut WriteTx<'_>, user: &str, report_id: &str) -> Result<supe
         return Err(conflict("an unverified report cannot be released"));
     }
     let status = report["status"].as_str().unwrap_or_default().to_string();
-    if matches!(status.as_str(), "final" | "amended" | "corrected" | "appended") {
+    if super::visibility::RELEASED_REPORT.contains(&status.as_str()) {
         return Err(conflict("the report is already released"));
     }
     for id in result_ids(&report) {

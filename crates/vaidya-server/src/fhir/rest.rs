@@ -230,12 +230,13 @@ async fn read(
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let what = format!("{rtype}/{id}");
     let (stored, patient) = read_checked(&app, &who, &rtype, &id, None).await?;
-    stored_response(hide(stored, &who, &rtype), &what).map(|r| crate::audit::attach(r, crate::audit::Audited::patient(patient)))
+    stored_response(stored, &what).map(|r| crate::audit::attach(r, crate::audit::Audited::patient(patient)))
 }
 
 /// Read the current version (or `version`) and check the policies allow the caller to read it.
 async fn read_checked(app: &AppState, who: &Principal, rtype: &str, id: &str, version: Option<u64>) -> Result<(Option<vaidya_store::Stored>, Option<String>), ApiError> {
     let actor = authorize::actor(who);
+    let needs_search = authorize::needs_search(&actor);
     let viewer = Viewer::of(who);
     let policies = app.policies.clone();
     let (rtype, id) = (rtype.to_string(), id.to_string());
@@ -255,7 +256,7 @@ async fn read_checked(app: &AppState, who: &Principal, rtype: &str, id: &str, ve
         Ok((stored, patient))
     };
     // Point reads stay on the async worker; a check that needs searches goes to the pool.
-    if authorize::needs_search(&authorize::actor(who)) { app.read(job).await } else { app.read_now(job) }
+    if needs_search { app.read(job).await } else { app.read_now(job) }
 }
 
 fn filter_ok<T>(items: Vec<T>, keep: &mut impl FnMut(&T) -> Result<bool, ApiError>) -> Result<Vec<T>, ApiError> {
@@ -266,11 +267,6 @@ fn filter_ok<T>(items: Vec<T>, keep: &mut impl FnMut(&T) -> Result<bool, ApiErro
         }
     }
     Ok(out)
-}
-
-/// A stored version the caller may not see is answered as if it did not exist.
-fn hide(stored: Option<vaidya_store::Stored>, who: &Principal, rtype: &str) -> Option<vaidya_store::Stored> {
-    stored.filter(|s| s.deleted || visible(&Viewer::of(who), rtype, &s.content))
 }
 
 /// A stored version as a response: 404 if there is none, 410 if it is a deletion.
@@ -294,7 +290,7 @@ async fn vread(
     wire::check_accept(&headers, format_param(&query_pairs(raw.as_deref())))?;
     let version: u64 = vid.parse().map_err(|_| ApiError::bad_request(format!("'{vid}' is not a version number")))?;
     let (stored, patient) = read_checked(&app, &who, &rtype, &id, Some(version)).await?;
-    stored_response(hide(stored, &who, &rtype), &format!("version {version} of {rtype}/{id}"))
+    stored_response(stored, &format!("version {version} of {rtype}/{id}"))
         .map(|r| crate::audit::attach(r, crate::audit::Audited::patient(patient)))
 }
 

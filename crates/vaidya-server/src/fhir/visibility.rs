@@ -46,7 +46,8 @@ impl Viewer {
     }
 }
 
-const RELEASED_REPORT: [&str; 4] = ["final", "amended", "corrected", "appended"];
+/// The statuses of a released DiagnosticReport (the one list the lab, print and access checks use).
+pub const RELEASED_REPORT: [&str; 4] = ["final", "amended", "corrected", "appended"];
 const UNRELEASED_OBSERVATION: [&str; 2] = ["registered", "preliminary"];
 
 /// What a patient may read of their own, and the search parameter that keeps a search of
@@ -87,7 +88,8 @@ struct Head<'a> {
     participant: Option<Vec<Participant<'a>>>,
 }
 
-fn released(rtype: &str, status: &str) -> bool {
+/// Whether a result with this status is released (anything that is not a result is).
+pub fn released(rtype: &str, status: &str) -> bool {
     match rtype {
         "DiagnosticReport" => RELEASED_REPORT.contains(&status),
         "Observation" => !UNRELEASED_OBSERVATION.contains(&status),

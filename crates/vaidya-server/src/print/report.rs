@@ -15,7 +15,7 @@ use vaidya_domain::schedule::LocalDate;
 use vaidya_fhir::outcome::IssueType;
 
 /// Report statuses meaning the report has been released to the patient and may be printed.
-pub const RELEASED: [&str; 4] = ["final", "amended", "corrected", "appended"];
+pub use crate::fhir::visibility::RELEASED_REPORT as RELEASED;
 
 /// Results a report may list, and members a panel may have, that are printed (a bound on
 /// the work one request can ask for).
