@@ -80,8 +80,8 @@ fn main() {
         started.elapsed().as_secs_f64() * 1e6 / n as f64,
         bytes / n as usize
     );
-    println!("| callers | events | seconds | events/s | p50 ms | p99 ms | max ms | commits | events/commit | disk bytes/event | writer busy | of which COMMIT (WAL write + fsync) |");
-    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("| callers | events | seconds | events/s | p50 ms | p99 ms | max ms | commits | events/commit | disk bytes/event | writer busy | of which COMMIT (WAL write) | WAL flushes | ms/flush |");
+    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut verified = Vec::new();
     for &callers in &a.callers {
         let dir = tempfile::Builder::new().prefix("vaidya-audit-bench").tempdir_in(&a.dir).expect("temp dir");
@@ -119,7 +119,7 @@ fn main() {
         let mut sorted = latencies;
         sorted.sort_unstable();
         println!(
-            "| {callers} | {} | {secs:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {:.0}% | {:.0}% |",
+            "| {callers} | {} | {secs:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {:.0}% | {:.0}% | {} | {:.2} |",
             sorted.len(),
             sorted.len() as f64 / secs,
             percentile(&sorted, 0.50),
@@ -130,6 +130,8 @@ fn main() {
             written / stats.events.max(1),
             stats.busy_us as f64 / 1e4 / secs,
             stats.commit_us as f64 / 1e4 / secs,
+            stats.syncs,
+            stats.sync_us as f64 / 1e3 / stats.syncs.max(1) as f64,
         );
         drop(rt);
         audit.shutdown();

@@ -3,7 +3,8 @@
 //! as a FHIR R4 AuditEvent, in an append-only ledger with the same hash chain, Merkle tree and
 //! signed checkpoints as the data ledger, durable before [`Audit::record`] returns.
 //!
-//! - Storage: `<data>/audit/audit.db`, its own SQLite database (WAL, `synchronous=FULL`), so that
+//! - Storage: `<data>/audit/audit.db`, its own SQLite database (WAL; commits flushed by a sync thread
+//!   before callers are answered, see `writer`), so that
 //!   audit writes never wait behind clinical writes for SQLite's single write lock, nor the other
 //!   way round. Tables (see [`schema`]): `ledger(seq, entry)`, `tree_hash(idx, hash)`,
 //!   `checkpoint(tree_size, time_ms, note)`, and the report indexes `audit_patient(patient, seq,
@@ -13,7 +14,8 @@
 //!   `AuditEvent`, `resource_id` = the sequence number in decimal, `version` = 1, `content` =
 //!   the AuditEvent JSON with `"id"` = the sequence number, `time_ms` = commit time (never
 //!   decreasing).
-//! - One writer thread with group commit ([`Audit::record`]); checkpoints signed with the
+//! - One writer thread with group commit ([`Audit::record`]) and one thread that flushes the
+//!   WAL and answers callers, so that commits overlap flushes; checkpoints signed with the
 //!   ledger key at most every [`CHECKPOINT_INTERVAL_MS`] while events arrive, when idle, and at
 //!   shutdown.
 //! - Offline: [`verify()`], [`report_for_patient`], [`export`].
@@ -96,15 +98,20 @@ pub enum AuditError {
 /// Counters of the writer since [`Audit::open`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuditStats {
-    /// Transactions committed (each one fsync).
+    /// Transactions committed.
     pub commits: u64,
     /// Events committed.
     pub events: u64,
-    /// Time the writer spent committing (inserting, hashing, fsync), microseconds.
+    /// Time the writer spent committing (inserting, hashing, writing the WAL), microseconds.
     pub busy_us: u64,
-    /// Of which in COMMIT: writing the WAL and the fsync.
+    /// Of which in COMMIT: writing the WAL (and SQLite's occasional checkpoint).
     pub commit_us: u64,
+    /// Commits or WAL flushes that failed (their callers heard so).
     pub failed_commits: u64,
+    /// WAL flushes (`fdatasync`) by the sync thread; each covers one or more commits.
+    pub syncs: u64,
+    /// Time spent in those flushes, microseconds.
+    pub sync_us: u64,
 }
 
 /// The audit directory of a data directory: `<data>/audit`.
@@ -142,9 +149,10 @@ impl Audit {
             Err(std::fs::TryLockError::WouldBlock) => return Err(AuditError::Locked(dir.to_path_buf())),
             Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
-        let conn = schema::open_writer(&dir.join(DB_FILE))?;
+        let db = dir.join(DB_FILE);
+        let conn = schema::open_writer(&db)?;
         let stats = Arc::new(writer::Counters::default());
-        let w = writer::Writer::new(conn, key, stats.clone())?;
+        let w = writer::Writer::new(conn, &db, key, stats.clone())?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let handle = std::thread::Builder::new().name("vaidya-audit".into()).spawn(move || w.run(rx))?;
         Ok(Audit {
@@ -172,6 +180,8 @@ impl Audit {
             busy_us: c.busy_us.load(Relaxed),
             commit_us: c.commit_us.load(Relaxed),
             failed_commits: c.failed.load(Relaxed),
+            syncs: c.syncs.load(Relaxed),
+            sync_us: c.sync_us.load(Relaxed),
         }
     }
 

@@ -70,8 +70,11 @@ pub const STAGING_TABLES: [&str; 2] = ["audit_patient_new", "audit_user_new"];
 pub(crate) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // An acknowledged audit event is on disk: the commit fsyncs the WAL.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // NORMAL: a commit writes the WAL without waiting for the disk; the writer's sync thread
+    // (see `writer::Syncer`) fsyncs the WAL and only then acknowledges the events, so that the
+    // next batch is committed while the disk flushes the previous ones. Checkpoints still sync
+    // the WAL before copying it into the database and the database before the WAL is reused.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
     conn.pragma_update(None, "wal_autocheckpoint", 5_000)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;

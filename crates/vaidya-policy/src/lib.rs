@@ -12,6 +12,13 @@
 //! are validated against the schema when loaded, and [`Policies::reload_if_changed`] swaps in a
 //! changed set only if it validates, so a typo never leaves the hospital without policies.
 //!
+//! Decisions are remembered ([`DECISION_CACHE_ENTRIES`]): Cedar's answer is a function of the
+//! policy set and the request alone, and the cache key is the whole request (account, action,
+//! record, patient facts, facts of the moment), so a remembered answer is the answer Cedar
+//! would give. A reload starts a new cache. Why: building the entities and evaluating the
+//! policies costs tens of microseconds, as much as serving a read, while a clinician opening
+//! a chart asks the same question for each of the patient's records.
+//!
 //! **Architecture invariant:** no IO except reading the policy directory; no HTTP, SQL or FHIR
 //! JSON. The server maps FHIR to [`Target`] and the store to [`Facts`].
 
@@ -21,7 +28,8 @@ pub use model::{Action, Actor, Category, Facts, PatientFacts, Role, Target};
 
 use cedar_policy::{Authorizer, Decision, Entities, PolicySet, Schema, ValidationMode, Validator};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 /// The schema compiled into the binary.
@@ -43,12 +51,26 @@ pub enum PolicyError {
     Request(String),
 }
 
-/// A validated policy set and its schema.
+/// Most decisions remembered per policy set; when full, the cache starts again empty (cheap,
+/// and the working set of a busy hour refills it in moments).
+pub const DECISION_CACHE_ENTRIES: usize = 32_768;
+
+/// A validated policy set, its schema, and the decisions made with it.
 struct Loaded {
     schema: Schema,
     policies: PolicySet,
     /// Where it came from and the newest modification time of its files (for hot reload).
     source: Option<(PathBuf, SystemTime)>,
+    decisions: Mutex<HashMap<Question, Verdict>>,
+}
+
+/// Everything a decision depends on besides the policy set: the cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Question {
+    actor: Actor,
+    action: Action,
+    target: Target,
+    facts: Facts,
 }
 
 /// The decision and the policies that made it (for the audit record and for explanations).
@@ -75,7 +97,7 @@ fn load(schema_text: &str, policy_text: &str, source: Option<(PathBuf, SystemTim
         let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
         return Err(PolicyError::Invalid(errors.join("; ")));
     }
-    Ok(Loaded { schema, policies, source })
+    Ok(Loaded { schema, policies, source, decisions: Mutex::new(HashMap::new()) })
 }
 
 fn read(path: &Path) -> Result<String, PolicyError> {
@@ -140,8 +162,23 @@ impl Policies {
     /// Decide one request.
     pub fn decide(&self, actor: &Actor, action: Action, target: &Target, facts: Facts) -> Result<Verdict, PolicyError> {
         let loaded = self.current.read().expect("policy lock").clone();
+        let question = Question { actor: actor.clone(), action, target: target.clone(), facts };
+        if let Some(v) = loaded.decisions.lock().expect("decision cache lock").get(&question) {
+            return Ok(v.clone());
+        }
+        let verdict = Self::evaluate(&loaded, &self.authorizer, actor, action, target, facts)?;
+        let mut cache = loaded.decisions.lock().expect("decision cache lock");
+        if cache.len() >= DECISION_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(question, verdict.clone());
+        Ok(verdict)
+    }
+
+    /// Ask Cedar (no cache).
+    fn evaluate(loaded: &Loaded, authorizer: &Authorizer, actor: &Actor, action: Action, target: &Target, facts: Facts) -> Result<Verdict, PolicyError> {
         let (request, entities): (cedar_policy::Request, Entities) = model::to_cedar(actor, action, target, facts, &loaded.schema)?;
-        let response = self.authorizer.is_authorized(&request, &loaded.policies, &entities);
+        let response = authorizer.is_authorized(&request, &loaded.policies, &entities);
         let reasons = response.diagnostics().reason().map(|id| {
             loaded.policies.policy(id).and_then(|p| p.annotation("id").map(str::to_string)).unwrap_or_else(|| id.to_string())
         });

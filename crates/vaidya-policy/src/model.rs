@@ -138,7 +138,7 @@ impl Category {
 }
 
 /// The signed-in account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Actor {
     pub user: String,
     pub role: Role,
@@ -151,7 +151,7 @@ pub struct Actor {
 }
 
 /// A patient as the policies see them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PatientFacts {
     pub id: String,
     /// Departments with this patient in their care (appointments, encounters there).
@@ -164,7 +164,7 @@ pub struct PatientFacts {
 }
 
 /// The record acted on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     pub kind: String,
     pub category: Category,
@@ -174,7 +174,7 @@ pub struct Target {
 }
 
 /// Facts of the moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Facts {
     /// The account's person has an appointment or encounter with the target's patient.
     pub in_care: bool,

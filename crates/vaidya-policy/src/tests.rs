@@ -210,3 +210,40 @@ fn a_policy_directory_is_validated_and_reloaded_only_when_valid() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(Policies::from_dir(&dir).is_err());
 }
+
+#[test]
+fn remembered_decisions_are_the_decisions_cedar_makes() {
+    // The cache (filled in the first round, consulted in the second) against Cedar asked
+    // directly, over every role, action and kind of record.
+    let shared = Policies::builtin();
+    let loaded = shared.current.read().unwrap().clone();
+    let actions = [Action::Read, Action::Search, Action::Create, Action::Update, Action::Delete, Action::Operate, Action::Export, Action::BreakGlass];
+    let mut targets = vec![target("HealthcareService", None)];
+    for kind in ["Observation", "Patient", "Invoice", "Appointment"] {
+        for who in [Who::OfGenMed, Who::Elsewhere, Who::Own] {
+            for (c, vip) in [("N", false), ("R", false), ("V", false), ("N", true)] {
+                targets.push(target(kind, Some((who, c, vip))));
+            }
+        }
+    }
+    let mut unreleased = target("Observation", Some((Who::OfGenMed, "N", false)));
+    unreleased.released = false;
+    targets.push(unreleased);
+    let mut allowed_count = 0;
+    for _round in 0..2 {
+        for role in Role::ALL {
+            for action in actions {
+                for t in &targets {
+                    for facts in [NO, Facts { in_care: true, break_glass: false }, Facts { in_care: false, break_glass: true }] {
+                        let remembered = shared.decide(&actor(role), action, t, facts).unwrap();
+                        let fresh = Policies::evaluate(&loaded, &shared.authorizer, &actor(role), action, t, facts).unwrap();
+                        assert_eq!(remembered, fresh, "{role:?} {action:?} {t:?} {facts:?}");
+                        allowed_count += remembered.allowed as usize;
+                    }
+                }
+            }
+        }
+    }
+    // Both answers occur, so the comparison above compared something.
+    assert!(allowed_count > 0 && allowed_count < 2 * Role::ALL.len() * actions.len() * targets.len() * 3);
+}

@@ -148,6 +148,105 @@ pub fn describe(rtype: &str, resource: &Value) -> Described {
     Described { kind: rtype.to_string(), patient: patient_of(rtype, resource), labels: labels(resource), released: released(rtype, resource) }
 }
 
+/// [`describe`] for stored JSON, without building a `serde_json::Value` of the whole
+/// resource: only the few elements the policies need are decoded, the rest is skipped. A
+/// read's description is on every request's path, and a full parse of a large resource cost
+/// more than the rest of the check.
+pub fn describe_stored(rtype: &str, content: &[u8]) -> Result<Described, ApiError> {
+    let brief: brief::Resource = serde_json::from_slice(content).map_err(|e| ApiError::internal(format!("stored {rtype} unreadable: {e}")))?;
+    Ok(brief.describe(rtype))
+}
+
+/// The elements of a resource that [`describe`] looks at, and nothing else.
+mod brief {
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct Resource {
+        id: Option<String>,
+        status: Lenient<String>,
+        meta: Meta,
+        subject: Lenient<Reference>,
+        patient: Lenient<Reference>,
+        beneficiary: Lenient<Reference>,
+        participant: Lenient<Vec<Participant>>,
+    }
+
+    /// An element whose shape differs between resource types (`Account.subject` is a list,
+    /// `Observation.subject` one reference): anything but the expected shape counts as absent,
+    /// as `Value` indexing would.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient<T> {
+        Is(T),
+        Other(serde::de::IgnoredAny),
+    }
+
+    impl<T> Default for Lenient<T> {
+        fn default() -> Self {
+            Lenient::Other(serde::de::IgnoredAny)
+        }
+    }
+
+    impl<T> Lenient<T> {
+        fn get(&self) -> Option<&T> {
+            match self {
+                Lenient::Is(t) => Some(t),
+                Lenient::Other(_) => None,
+            }
+        }
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Meta {
+        security: Vec<Coding>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Coding {
+        system: Option<String>,
+        code: Option<String>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Reference {
+        reference: Option<String>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Participant {
+        actor: Lenient<Reference>,
+    }
+
+    impl Resource {
+        pub(super) fn describe(self, rtype: &str) -> super::Described {
+            let strip = |r: &Lenient<Reference>| r.get()?.reference.as_deref()?.strip_prefix("Patient/").map(str::to_string);
+            let patient = match rtype {
+                "Patient" => self.id.clone(),
+                "Appointment" => self.participant.get().into_iter().flatten().find_map(|p| strip(&p.actor)),
+                _ => [&self.subject, &self.patient, &self.beneficiary].into_iter().find_map(strip),
+            };
+            let mut level = "N";
+            let mut vip = false;
+            for l in &self.meta.security {
+                match (l.system.as_deref(), l.code.as_deref()) {
+                    (Some(super::CONFIDENTIALITY), Some("V")) => level = "V",
+                    (Some(super::CONFIDENTIALITY), Some("R")) if level == "N" => level = "R",
+                    (Some(super::ACT_CODE), Some("CEL")) => vip = true,
+                    _ => {}
+                }
+            }
+            let released = crate::fhir::visibility::released(rtype, self.status.get().map(String::as_str).unwrap_or_default());
+            super::Described { kind: rtype.to_string(), patient, labels: (level, vip), released }
+        }
+    }
+}
+
 /// Complete a description with the patient's facts from the store.
 pub fn complete(conn: &vaidya_store::Connection, actor: &Actor, d: &Described) -> Result<Target, ApiError> {
     let patient = match &d.patient {
@@ -165,8 +264,7 @@ pub fn target_of(conn: &vaidya_store::Connection, actor: &Actor, rtype: &str, re
 /// Check an action on a stored resource (its current content); on success, the id of the
 /// patient it belongs to (for the audit record).
 pub fn check_stored(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, action: Action, rtype: &str, id: &str, content: &[u8]) -> Result<Option<String>, ApiError> {
-    let resource: Value = serde_json::from_slice(content).map_err(|e| ApiError::internal(e.to_string()))?;
-    let target = target_of(conn, actor, rtype, &resource)?;
+    let target = complete(conn, actor, &describe_stored(rtype, content)?)?;
     check(policies, actor, action, &target, &format!("{rtype}/{id}"))?;
     Ok(target.patient.map(|p| p.id))
 }
@@ -215,8 +313,7 @@ pub fn check(policies: &Policies, actor: &Actor, action: Action, target: &Target
 /// Whether `actor` may read this stored resource (for filtering search and history results),
 /// and whose it is.
 pub fn may_read(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, rtype: &str, content: &[u8]) -> Result<(bool, Option<String>), ApiError> {
-    let resource: Value = serde_json::from_slice(content).map_err(|e| ApiError::internal(e.to_string()))?;
-    let target = target_of(conn, actor, rtype, &resource)?;
+    let target = complete(conn, actor, &describe_stored(rtype, content)?)?;
     let allowed = policies.decide(actor, Action::Read, &target, Facts::default()).map_err(|e| ApiError::internal(e.to_string()))?.allowed;
     Ok((allowed, target.patient.map(|p| p.id)))
 }
@@ -238,6 +335,31 @@ mod tests {
         );
         assert!(in_patient_compartment("Observation"));
         assert!(!in_patient_compartment("Organization"));
+    }
+
+    /// The quick description of stored JSON says what the full one says, for every official
+    /// example resource (all types, all shapes of `subject`, `patient`, `participant`).
+    #[test]
+    fn stored_descriptions_match_full_ones() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fhir-r4-core/examples");
+        let mut compared = 0;
+        let mut with_patient = 0;
+        for entry in std::fs::read_dir(&dir).expect("the official examples (../shared/data)") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let Ok(resource) = serde_json::from_slice::<Value>(&bytes) else { continue };
+            let Some(rtype) = resource["resourceType"].as_str() else { continue };
+            let full = describe(rtype, &resource);
+            let quick = describe_stored(rtype, &bytes).unwrap_or_else(|e| panic!("{rtype}: {e:?}"));
+            assert_eq!(
+                (&quick.kind, &quick.patient, quick.labels, quick.released),
+                (&full.kind, &full.patient, full.labels, full.released),
+                "{rtype}/{}",
+                resource["id"]
+            );
+            compared += 1;
+            with_patient += full.patient.is_some() as usize;
+        }
+        assert!(compared > 250 && with_patient > 50, "{compared} examples, {with_patient} with a patient");
     }
 
     #[test]
