@@ -145,6 +145,9 @@ pub struct Actor {
     pub department: Option<String>,
     /// For a patient's own account: their Patient id.
     pub patient: Option<String>,
+    /// For a clinician: the Practitioner they are (whose appointments and encounters put a
+    /// patient in their care). Not given to Cedar: the server turns it into `in_care`.
+    pub practitioner: Option<String>,
     /// For a machine client: whether its scopes allow reading / writing the target's type.
     pub scope_read: bool,
     pub scope_write: bool,
@@ -161,6 +164,8 @@ pub struct PatientFacts {
     pub vip: bool,
     /// The deciding account holds an active break-the-glass grant for this patient.
     pub glass_broken: bool,
+    /// The deciding account's Practitioner has an appointment or encounter with this patient.
+    pub in_care: bool,
 }
 
 /// The record acted on.
@@ -266,7 +271,7 @@ pub(crate) fn to_cedar(actor: &Actor, action: Action, target: &Target, facts: Fa
 
     let entities = Entities::from_entities(entities, Some(schema)).map_err(|e| PolicyError::Request(e.to_string()))?;
     let context = Context::from_pairs([
-        ("in_care".to_string(), RestrictedExpression::new_bool(facts.in_care)),
+        ("in_care".to_string(), RestrictedExpression::new_bool(facts.in_care || target.patient.as_ref().is_some_and(|p| p.in_care))),
         (
             "break_glass".to_string(),
             RestrictedExpression::new_bool(facts.break_glass || target.patient.as_ref().is_some_and(|p| p.glass_broken)),

@@ -11,7 +11,7 @@ fn actor(role: Role) -> Actor {
         _ => None,
     };
     let patient = (role == Role::Patient).then(|| "p-own".to_string());
-    Actor { user: format!("{}-user", role.as_str()), role, department, patient, scope_read: false, scope_write: false }
+    Actor { user: format!("{}-user", role.as_str()), role, department, patient, practitioner: None, scope_read: false, scope_write: false }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,7 +30,7 @@ fn patient(who: Who, confidentiality: &str, vip: bool) -> PatientFacts {
         Who::Elsewhere => ("p-ent", vec!["ent".to_string()]),
         Who::Own => ("p-own", vec!["gen-med".to_string()]),
     };
-    PatientFacts { id: id.into(), departments, confidentiality: confidentiality.into(), vip, glass_broken: false }
+    PatientFacts { id: id.into(), departments, confidentiality: confidentiality.into(), vip, glass_broken: false, in_care: false }
 }
 
 fn target(kind: &str, who: Option<(Who, &str, bool)>) -> Target {

@@ -44,6 +44,8 @@ pub struct Principal {
     pub patient: Option<String>,
     /// The department (HealthcareService id) a staff account works in.
     pub department: Option<String>,
+    /// The Practitioner a clinician's account is (for the care relationship).
+    pub practitioner: Option<String>,
     /// The token's SMART scopes; `None`: whatever the role may do. Checked by path in
     /// `auth::scopes::check` (the hook the policy layer takes over).
     pub scopes: Option<vaidya_access::scope::ScopeSet>,

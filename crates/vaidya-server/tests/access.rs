@@ -76,6 +76,27 @@ fn roles_departments_and_vip_labels_decide_who_sees_what() {
     let found = get(&clerk, "/Patient?name=verma").json();
     let ids: Vec<&str> = found["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["id"].as_str()).collect();
     assert!(ids.contains(&"mine") && !ids.contains(&"vip"), "{ids:?}");
+    // Nor in the counts: "3 Vermas, 2 shown" would tell that a protected Verma exists.
+    assert_eq!(found["total"], 2, "{found}");
+    assert_eq!(get(&clerk, "/Patient?name=verma&_summary=count").json()["total"], 2);
+    assert_eq!(get(&clerk, "/Patient?_count=0").json()["total"], 2);
+    assert!(!found.to_string().contains("vip"), "not even in the links: {found}");
+    // ... nor their appointments, which registration otherwise sees.
+    let appts = get(&clerk, "/Appointment").json();
+    assert_eq!(appts["total"], 2, "{appts}");
+    assert_eq!(get(&clerk, "/Appointment?_summary=count").json()["total"], 2);
+    // Once a doctor has broken the glass for the VIP, the VIP counts for that doctor alone.
+    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "unconscious in casualty, identity check"}]});
+    assert_eq!(s.request_as(&doctor, "POST", "/Patient/vip/$break-glass", Some(&params)).status, 200);
+    assert_eq!(get(&doctor, "/Patient?name=verma&_summary=count").json()["total"], 3);
+    assert_eq!(get(&clerk, "/Patient?name=verma&_summary=count").json()["total"], 2);
+    // A record labelled on its own (a restricted note about an ordinary patient) is hidden
+    // from those who may not see it, in the total too.
+    let restricted = json!({"resourceType": "Appointment", "status": "proposed", "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "V"}]},
+        "participant": [{"actor": {"reference": "Patient/theirs"}, "status": "needs-action"}]});
+    assert_eq!(s.post("/Appointment", &restricted).status, 201);
+    assert_eq!(get(&clerk, "/Appointment?_summary=count").json()["total"], 2);
+    assert_eq!(get(&doctor, "/Appointment?patient=Patient/mine&_summary=count").json()["total"], 1);
 
     // Billing sees money, not medicine; Bundles are for integrations.
     assert_eq!(get(&cashier, &format!("/Observation/{obs_mine}")).status, 403);
@@ -179,4 +200,49 @@ fn break_the_glass_opens_a_record_for_a_while_and_is_reported() {
     let out = s.vaidya(&["audit", "report", "--data", &data, "--user", "dr.emergency", "--json"]);
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(report.contains("BTG") && report.contains("unconscious in casualty"), "every grant is listed with its reason: {report}");
+}
+
+#[test]
+fn a_clinician_sees_the_patients_they_see_themselves() {
+    let s = Server::start();
+    assert_eq!(s.put("/Schedule/opd", &json!({"resourceType": "Schedule", "id": "opd", "actor": [{"reference": "Practitioner/d"}]})).status, 201);
+    let vip = json!({"resourceType": "Patient", "id": "vip", "name": [{"family": "Sharma"}],
+        "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "CEL"}]}});
+    assert_eq!(s.put("/Patient/vip", &vip).status, 201);
+    assert_eq!(s.put("/Patient/ward", &json!({"resourceType": "Patient", "id": "ward", "name": [{"family": "Das"}]})).status, 201);
+    // The VIP's appointment in gen-med is with Dr Mehta; the ward patient's encounter (ENT) too.
+    let slot = json!({"resourceType": "Slot", "id": "s1", "schedule": {"reference": "Schedule/opd"}, "status": "free",
+        "start": "2099-02-02T09:00:00+05:30", "end": "2099-02-02T09:10:00+05:30", "extension": [{"url": CAPACITY, "valueUnsignedInt": 5}]});
+    assert_eq!(s.put("/Slot/s1", &slot).status, 201);
+    let r = s.post("/Appointment", &json!({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": "Slot/s1"}],
+        "participant": [{"actor": {"reference": "Patient/vip"}, "status": "accepted"},
+                        {"actor": {"reference": "Practitioner/dr-mehta"}, "status": "accepted"},
+                        {"actor": {"reference": "HealthcareService/gen-med"}, "status": "accepted"}]}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = s.post("/Encounter", &json!({"resourceType": "Encounter", "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/ward"}, "participant": [{"individual": {"reference": "Practitioner/dr-mehta"}}]}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (obs_vip, obs_ward) = (observation(&s, "vip"), observation(&s, "ward"));
+
+    let mehta = s.add_user("dr.mehta", "doctor", &["--department", "cardio", "--practitioner", "dr-mehta"]);
+    let colleague = s.add_user("dr.other", "doctor", &["--department", "gen-med", "--practitioner", "dr-other"]);
+    let nameless = s.add_user("dr.nameless", "doctor", &["--department", "cardio"]);
+    let get = |token: &str, path: &str| s.request_as(token, "GET", path, None);
+
+    // Their own patients, in whatever department: the VIP included.
+    assert_eq!(get(&mehta, &format!("/Observation/{obs_vip}")).status, 200);
+    assert_eq!(get(&mehta, &format!("/Observation/{obs_ward}")).status, 200);
+    assert_eq!(get(&mehta, "/Observation?patient=Patient/vip").json()["total"], 1);
+    // A colleague of the VIP's department without an appointment or encounter of their own:
+    // the VIP is not there; a doctor whose account names no Practitioner has no patients of
+    // their own.
+    assert_eq!(get(&colleague, &format!("/Observation/{obs_vip}")).status, 404);
+    assert_eq!(get(&colleague, &format!("/Observation/{obs_ward}")).status, 403);
+    assert_eq!(get(&nameless, &format!("/Observation/{obs_ward}")).status, 403);
+
+    // The account's Practitioner is checked when it is made.
+    let data = s.data().to_str().unwrap().to_string();
+    let out = s.vaidya(&["user", "add", "--data", &data, "--name", "clerk.x", "--role", "registration", "--practitioner", "dr-x"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only for"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -293,6 +293,7 @@ fn scope_gate_by_path() {
         token_id: "t".into(),
         patient: None,
         department: None,
+        practitioner: None,
         scopes: scopes.map(|s| vaidya_access::scope::ScopeSet::parse(s).unwrap()),
     };
     let lab = who(Some("system/Observation.write system/Patient.read"));

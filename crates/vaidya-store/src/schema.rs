@@ -29,7 +29,7 @@
 //!   `scopes` (space-separated SMART scopes; NULL = everything the role may do);
 //!   `last_used_ms` (updated at most about once a minute, for idle session expiry).
 
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Changes from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`.
 pub const MIGRATIONS: &[&str] = &[
@@ -48,6 +48,8 @@ pub const MIGRATIONS: &[&str] = &[
      ALTER TABLE api_token ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
      ALTER TABLE api_token ADD COLUMN scopes TEXT;
      ALTER TABLE api_token ADD COLUMN last_used_ms INTEGER",
+    // 4 -> 5: a clinician's account names their Practitioner (their own patients are theirs).
+    "ALTER TABLE api_user ADD COLUMN practitioner TEXT",
 ];
 
 pub const SCHEMA: &str = r#"
@@ -141,7 +143,8 @@ CREATE TABLE api_user (
     totp_last_step INTEGER,
     failed_logins INTEGER NOT NULL DEFAULT 0,
     locked_until_ms INTEGER,
-    disabled_ms INTEGER
+    disabled_ms INTEGER,
+    practitioner TEXT
 );
 CREATE TABLE api_token (
     id TEXT PRIMARY KEY,

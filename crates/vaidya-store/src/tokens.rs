@@ -21,6 +21,9 @@ pub struct TokenRow {
     pub patient: Option<String>,
     /// The department (HealthcareService id) a staff account works in.
     pub department: Option<String>,
+    /// The Practitioner a clinician's account is: patients with an appointment or encounter
+    /// with them are in their care.
+    pub practitioner: Option<String>,
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
@@ -73,6 +76,10 @@ pub fn set_user_patient(conn: &Connection, name: &str, patient: &str) -> Result<
     Ok(conn.execute("UPDATE api_user SET patient = ?2 WHERE name = ?1", params![name, patient])? == 1)
 }
 
+pub fn set_user_practitioner(conn: &Connection, name: &str, practitioner: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE api_user SET practitioner = ?2 WHERE name = ?1", params![name, practitioner])? == 1)
+}
+
 pub fn user_role(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row("SELECT role FROM api_user WHERE name = ?1", [name], |r| r.get(0))
@@ -112,7 +119,7 @@ pub fn insert_token_of_kind(
 }
 
 const TOKEN_COLUMNS: &str = "t.id, t.secret_hash, t.user_name, u.role, t.created_ms, t.expires_ms, t.revoked_ms, u.patient,
-     t.kind, t.scopes, t.last_used_ms, u.disabled_ms, u.must_change_password, u.department";
+     t.kind, t.scopes, t.last_used_ms, u.disabled_ms, u.must_change_password, u.department, u.practitioner";
 
 pub fn find_token(conn: &Connection, id: &str) -> Result<Option<TokenRow>, StoreError> {
     Ok(conn
@@ -139,6 +146,7 @@ fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         user_disabled_ms: r.get(11)?,
         must_change_password: r.get(12)?,
         department: r.get(13)?,
+        practitioner: r.get(14)?,
     })
 }
 

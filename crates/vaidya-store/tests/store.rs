@@ -261,7 +261,7 @@ fn a_version_1_database_is_migrated_on_open() {
          ALTER TABLE api_user DROP COLUMN totp_last_step; ALTER TABLE api_user DROP COLUMN failed_logins;
          ALTER TABLE api_user DROP COLUMN locked_until_ms; ALTER TABLE api_user DROP COLUMN disabled_ms;
          ALTER TABLE api_token DROP COLUMN kind; ALTER TABLE api_token DROP COLUMN scopes;
-         ALTER TABLE api_token DROP COLUMN last_used_ms;
+         ALTER TABLE api_token DROP COLUMN last_used_ms; ALTER TABLE api_user DROP COLUMN practitioner;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -276,6 +276,9 @@ fn a_version_1_database_is_migrated_on_open() {
     vaidya_store::tokens::insert_token_of_kind(&admin, "t1", b"h", "asha", None, "api", Some("system/Observation.write")).unwrap();
     let t = vaidya_store::tokens::find_token(&admin, "t1").unwrap().unwrap();
     assert_eq!((t.kind.as_str(), t.scopes.as_deref()), ("api", Some("system/Observation.write")));
+    // Version 5's: a clinician's Practitioner.
+    assert!(vaidya_store::tokens::set_user_practitioner(&admin, "asha", "dr-asha").unwrap());
+    assert_eq!(vaidya_store::tokens::find_token(&admin, "t1").unwrap().unwrap().practitioner.as_deref(), Some("dr-asha"));
     assert_eq!(vaidya_store::tokens::record_login_failure(&admin, "asha", 1000, |n| (n >= 2).then_some(60_000)).unwrap(), Some((1, None)));
     assert_eq!(vaidya_store::tokens::record_login_failure(&admin, "asha", 1000, |n| (n >= 2).then_some(60_000)).unwrap(), Some((2, Some(61_000))));
     assert!(vaidya_store::tokens::accept_totp_step(&admin, "asha", 7).unwrap());

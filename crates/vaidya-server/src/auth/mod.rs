@@ -94,7 +94,7 @@ pub fn bearer(app: &AppState, token: &str) -> Result<Option<Bearer>, ApiError> {
             let _ = store.submit(move |tx| tokens::touch_token(tx.conn(), &id, now), reply);
         });
     }
-    let principal = Principal { user: row.user.clone(), role: row.role.clone(), token_id: row.id.clone(), patient: row.patient.clone(), department: row.department.clone(), scopes };
+    let principal = Principal { user: row.user.clone(), role: row.role.clone(), token_id: row.id.clone(), patient: row.patient.clone(), department: row.department.clone(), practitioner: row.practitioner.clone(), scopes };
     Ok(Some(Bearer { principal, row }))
 }
 

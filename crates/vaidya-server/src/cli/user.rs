@@ -19,7 +19,8 @@ enum UserCommand {
     /// Create an account (staff, or a patient's own) and print its one-time password (once).
     #[command(after_help = "Roles: registration, doctor, nurse, lab, radiology, billing, admin, privacy-officer, auditor, patient.\n\
 A `patient` account reads only that patient's own records (released reports, appointments, bills) and needs --patient.\n\
-Examples:\n  vaidya user add --data /srv/vaidya --name asha.lab --role lab --department lab\n  vaidya user add --data /srv/vaidya --name sita.devi --role patient --patient pt-2")]
+A doctor or nurse may name their Practitioner record (--practitioner): patients with an appointment or encounter with them are in their care, besides their department's.\n\
+Examples:\n  vaidya user add --data /srv/vaidya --name asha.lab --role lab --department lab\n  vaidya user add --data /srv/vaidya --name dr.rao --role doctor --department gen-med --practitioner dr-rao\n  vaidya user add --data /srv/vaidya --name sita.devi --role patient --patient pt-2")]
     Add {
         #[command(flatten)]
         data: DataArgs,
@@ -35,6 +36,9 @@ Examples:\n  vaidya user add --data /srv/vaidya --name asha.lab --role lab --dep
         /// For a `patient` account: the id of their Patient record.
         #[arg(long, value_name = "PATIENT_ID")]
         patient: Option<String>,
+        /// For a doctor or nurse: the id of their Practitioner record.
+        #[arg(long, value_name = "PRACTITIONER_ID")]
+        practitioner: Option<String>,
     },
     /// Enrol (or replace) an account's TOTP second factor: prints the secret and an otpauth://
     /// URI for an authenticator app, once. Active at once; the old secret stops working.
@@ -88,7 +92,7 @@ fn require(found: bool, name: &str) -> Result<(), String> {
 
 pub fn run(args: UserArgs) -> Result<ExitCode, String> {
     match args.command {
-        UserCommand::Add { data, name, role, department, patient } => {
+        UserCommand::Add { data, name, role, department, patient, practitioner } => {
             let valid_name = !name.is_empty()
                 && name.len() <= 64
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
@@ -111,6 +115,14 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
                 (Some(p), true) if !crate::fhir::is_valid_id(p) => return Err(format!("'{p}' is not a valid Patient id")),
                 _ => {}
             }
+            if let Some(p) = &practitioner {
+                if !["doctor", "nurse"].contains(&role.as_str()) {
+                    return Err("--practitioner is only for accounts with the role 'doctor' or 'nurse'".into());
+                }
+                if !crate::fhir::is_valid_id(p) {
+                    return Err(format!("'{p}' is not a valid Practitioner id"));
+                }
+            }
             let config = data.load()?;
             let db = datadir::db_path(&config.data);
             if !db.exists() {
@@ -126,6 +138,9 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
             }
             if let Some(p) = &patient {
                 vaidya_store::tokens::set_user_patient(&conn, &name, p).map_err(|e| e.to_string())?;
+            }
+            if let Some(p) = &practitioner {
+                vaidya_store::tokens::set_user_practitioner(&conn, &name, p).map_err(|e| e.to_string())?;
             }
             let scope = department.map(|d| format!(" in {d}")).or(patient.map(|p| format!(" for Patient/{p}"))).unwrap_or_default();
             println!("Created account '{name}' ({role}{scope})");

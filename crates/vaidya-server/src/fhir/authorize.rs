@@ -19,8 +19,8 @@ use serde_json::Value;
 use vaidya_fhir::outcome::IssueType;
 use vaidya_policy::{Action, Actor, Category, Facts, PatientFacts, Policies, Role, Target};
 
-const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
-const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+pub(super) const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+pub(super) const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const ENCOUNTER_DEPARTMENT: &str = "https://vaidya.dev/fhir/StructureDefinition/encounter-department";
 
 /// The policies' view of the signed-in account. An unknown role gets the patient role's
@@ -36,6 +36,7 @@ pub fn actor(who: &Principal) -> Actor {
         role,
         department: who.department.clone(),
         patient: who.patient.clone(),
+        practitioner: who.practitioner.clone(),
         scope_read: machine,
         scope_write: machine,
     }
@@ -53,7 +54,7 @@ pub fn patient_of(rtype: &str, resource: &Value) -> Option<String> {
 }
 
 /// Whether resources of this type can belong to a patient (it has a `patient` search parameter).
-fn in_patient_compartment(rtype: &str) -> bool {
+pub(super) fn in_patient_compartment(rtype: &str) -> bool {
     rtype == "Patient" || vaidya_fhir::search_params::search_param(rtype, "patient").is_some()
 }
 
@@ -82,27 +83,36 @@ fn stricter(a: &'static str, b: &'static str) -> &'static str {
     }
 }
 
-/// Departments with the patient in their care: those of their appointments and encounters.
-fn departments_of(conn: &vaidya_store::Connection, patient: &str) -> Result<Vec<String>, ApiError> {
-    let mut out = vec![];
+/// Who has the patient in their care: the departments of their appointments and encounters,
+/// and whether `practitioner` takes part in one of them.
+fn care_of(conn: &vaidya_store::Connection, patient: &str, practitioner: Option<&str>) -> Result<(Vec<String>, bool), ApiError> {
+    let mut departments = vec![];
+    let mut in_care = false;
+    let me = practitioner.map(|p| format!("Practitioner/{p}"));
+    let is_me = |r: Option<&str>| me.is_some() && r == me.as_deref();
     let q = [("patient", format!("Patient/{patient}")), ("_count", "1000".to_string())];
     for (_, appt) in super::find(conn, "Appointment", &q)? {
         for p in appt["participant"].as_array().into_iter().flatten() {
-            if let Some(d) = p["actor"]["reference"].as_str().and_then(|r| r.strip_prefix("HealthcareService/")) {
-                out.push(d.to_string());
+            let r = p["actor"]["reference"].as_str();
+            if let Some(d) = r.and_then(|r| r.strip_prefix("HealthcareService/")) {
+                departments.push(d.to_string());
             }
+            in_care |= is_me(r);
         }
     }
     for (_, enc) in super::find(conn, "Encounter", &q)? {
         for e in enc["extension"].as_array().into_iter().flatten().filter(|e| e["url"] == ENCOUNTER_DEPARTMENT) {
             if let Some(d) = e["valueReference"]["reference"].as_str().and_then(|r| r.strip_prefix("HealthcareService/")) {
-                out.push(d.to_string());
+                departments.push(d.to_string());
             }
         }
+        for p in enc["participant"].as_array().into_iter().flatten() {
+            in_care |= is_me(p["individual"]["reference"].as_str());
+        }
     }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    departments.sort();
+    departments.dedup();
+    Ok((departments, in_care))
 }
 
 /// The facts about a patient that the policies need. Departments are looked up only for roles
@@ -125,9 +135,16 @@ fn patient_facts(
         }
     };
     let clinician = matches!(actor.role, Role::Doctor | Role::Nurse);
-    let departments = if clinician { departments_of(conn, patient)? } else { vec![] };
+    let (departments, in_care) = if clinician { care_of(conn, patient, actor.practitioner.as_deref())? } else { (vec![], false) };
     let glass_broken = clinician && vaidya_store::grants::active(conn, &actor.user, patient, vaidya_store::now_ms())?;
-    Ok(PatientFacts { id: patient.to_string(), departments, confidentiality: stricter(level, record_labels.0).to_string(), vip: vip || record_labels.1, glass_broken })
+    Ok(PatientFacts {
+        id: patient.to_string(),
+        departments,
+        confidentiality: stricter(level, record_labels.0).to_string(),
+        vip: vip || record_labels.1,
+        glass_broken,
+        in_care,
+    })
 }
 
 fn released(rtype: &str, resource: &Value) -> bool {

@@ -14,6 +14,7 @@ pub mod lab;
 pub mod operations;
 pub mod ops;
 pub mod params;
+pub mod protected;
 pub mod queue;
 pub mod registration;
 pub mod capability;

@@ -338,6 +338,8 @@ async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: 
         .read(move |conn| {
             let target = authorize::target_of_search(conn, &actor, &rtype2, &pairs2)?;
             authorize::check(&policies, &actor, Action::Search, &target, &format!("{rtype2} records"))?;
+            let mut q2 = q2;
+            q2.preds.extend(super::protected::exclusions(conn, &policies, &actor, &q2)?);
             let mut found = search::run(conn, &q2)?;
             // What the policies refuse one by one (another patient's record among included
             // ones, a protected patient) is left out; the patients of the rest are audited.

@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(search_conditions(&me, "Invoice").unwrap(), vec![("patient".to_string(), "Patient/p1".to_string())]);
         assert_eq!(search_conditions(&me, "Patient").unwrap(), vec![("_id".to_string(), "p1".to_string())]);
         assert!(search_conditions(&me, "Practitioner").is_err());
-        let who = |role: &str, patient: Option<&str>| Principal { user: "u".into(), role: role.into(), token_id: "t".into(), patient: patient.map(str::to_string), department: None, scopes: None };
+        let who = |role: &str, patient: Option<&str>| Principal { user: "u".into(), role: role.into(), token_id: "t".into(), patient: patient.map(str::to_string), department: None, practitioner: None, scopes: None };
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::GET, "/fhir/Invoice").is_ok());
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::POST, "/fhir/Invoice").is_err());
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::GET, "/fhir/Patient/p1/_history").is_err());

@@ -294,6 +294,17 @@ fn pid(conn: &Connection, rtype: &str, code: &str) -> Result<Option<i64>, StoreE
 fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -> Result<(), StoreError> {
     match pred {
         Pred::Constant(all) => sql.push(if *all { "1" } else { "0" }),
+        Pred::NotIds(ids) if ids.is_empty() => sql.push("1"),
+        Pred::NotIds(ids) => {
+            sql.push(&format!("{alias}.rid NOT IN ("));
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.arg(id.clone());
+            }
+            sql.push(")");
+        }
         Pred::Id(ids) => {
             sql.push(&format!("{alias}.rid IN ("));
             for (i, id) in ids.iter().enumerate() {

@@ -111,6 +111,9 @@ pub enum Pred {
     Chain { rtype: String, code: String, target_types: Vec<String>, inner: Vec<(String, Pred)> },
     /// Every resource (`true`) or none: `_id:missing` and `_lastUpdated:missing`.
     Constant(bool),
+    /// Every resource but these ids. Never parsed from a query: the server adds it to leave out
+    /// what the searching account may not see, so that totals and counts do not betray it.
+    NotIds(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
