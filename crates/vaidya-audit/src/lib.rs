@@ -37,7 +37,7 @@ pub use record::{
     ACTION_SYSTEM, ANONYMOUS, Action, AuditRecord, OBSERVER, Outcome, Purpose, Source, USER_AGENT_EXTENSION,
     USER_SYSTEM, Who, days_from_civil, format_instant, format_local, now_ms, parse_instant,
 };
-pub use report::{ReportRow, export, open_read_only, report_for_patient, report_for_user};
+pub use report::{ReportRow, break_glass_events, export, open_read_only, report_for_patient, report_for_user};
 pub use verify::{AuditVerifyError, VerifyReport, verify};
 
 use std::fs::File;

@@ -82,6 +82,38 @@ pub fn export(dir: &Path, since_ms: i64, until_ms: i64, out: &mut impl Write) ->
     Ok(n)
 }
 
+/// Every break-the-glass event committed in `[since_ms, until_ms)`: the grants, and every
+/// access made under one (purpose of use `BTG`), oldest first, for the privacy officer's
+/// review. A scan of the range (break-the-glass is rare; a day is a few seconds at most).
+pub fn break_glass_events(dir: &Path, since_ms: i64, until_ms: i64) -> Result<Vec<Value>, AuditError> {
+    let conn = open_read_only(dir)?;
+    conn.execute_batch("BEGIN")?;
+    let size: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM ledger", [], |r| r.get(0))?;
+    let first = first_at_or_after(&conn, since_ms, size as u64)?;
+    let mut stmt = conn.prepare("SELECT seq, entry FROM ledger WHERE seq >= ?1 ORDER BY seq")?;
+    let mut rows = stmt.query([first as i64])?;
+    let mut out = vec![];
+    // The code as it appears in the stored JSON; only candidates are parsed.
+    let needle = br#""code":"BTG""#;
+    while let Some(row) = rows.next()? {
+        let seq = row.get::<_, i64>(0)? as u64;
+        let entry = decode(seq, &row.get::<_, Vec<u8>>(1)?)?;
+        if entry.time_ms >= until_ms {
+            break;
+        }
+        if !entry.content.windows(needle.len()).any(|w| w == needle) {
+            continue;
+        }
+        let ev: Value = serde_json::from_slice(&entry.content)
+            .map_err(|e| AuditError::Corrupt(format!("entry {seq} is not JSON: {e} (run `vaidya audit verify`)")))?;
+        let btg = ev["purposeOfEvent"].as_array().into_iter().flatten().flat_map(|p| p["coding"].as_array().into_iter().flatten()).any(|c| c["code"] == "BTG");
+        if btg {
+            out.push(ev);
+        }
+    }
+    Ok(out)
+}
+
 /// The first sequence number whose entry time is `>= t` (`size + 1` if none).
 fn first_at_or_after(conn: &Connection, t: i64, size: u64) -> Result<u64, AuditError> {
     let mut stmt = conn.prepare("SELECT entry FROM ledger WHERE seq = ?1")?;

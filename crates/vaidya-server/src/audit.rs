@@ -111,7 +111,31 @@ pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Re
     }
     rec.patients.sort();
     rec.patients.dedup();
+    mark_break_glass(&app, &mut rec);
     durable(&app, rec, resp).await
+}
+
+/// An access by a clinician who holds a break-the-glass grant for one of its patients is
+/// recorded with that purpose of use, so that the privacy officer's review lists every access
+/// made in the emergency window, not only the grant (`vaidya audit report --break-glass`).
+fn mark_break_glass(app: &AppState, rec: &mut AuditRecord) {
+    let clinician = matches!(rec.who.role.as_deref(), Some("doctor" | "nurse"));
+    if rec.purpose.is_some() || !clinician || rec.patients.is_empty() {
+        return;
+    }
+    let Some(user) = rec.who.user.clone() else { return };
+    let now = vaidya_store::now_ms();
+    let under_grant = app.read_now(|conn| {
+        for p in &rec.patients {
+            if vaidya_store::grants::active(conn, &user, p, now)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    });
+    if under_grant.unwrap_or(false) {
+        rec.purpose = Some(vaidya_audit::Purpose::BreakTheGlass);
+    }
 }
 
 fn patient_of_reference(app: &AppState, reference: &str) -> Option<String> {

@@ -200,6 +200,21 @@ fn break_the_glass_opens_a_record_for_a_while_and_is_reported() {
     let out = s.vaidya(&["audit", "report", "--data", &data, "--user", "dr.emergency", "--json"]);
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(report.contains("BTG") && report.contains("unconscious in casualty"), "every grant is listed with its reason: {report}");
+
+    // The privacy officer's review: both grants and the two reads made under them, and
+    // nothing else (not the refused reads before the grants, nor those after they ran out).
+    let out = s.vaidya(&["audit", "report", "--data", &data, "--break-glass", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let review: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<vaidya_audit::ReportRow> = review.iter().map(vaidya_audit::ReportRow::from_event).collect();
+    assert_eq!(rows.iter().filter(|r| r.action == "break-glass").count(), 2, "{rows:#?}");
+    let reads: Vec<&vaidya_audit::ReportRow> = rows.iter().filter(|r| r.action == "read").collect();
+    assert_eq!(reads.len(), 2, "{rows:#?}");
+    assert!(reads.iter().all(|r| r.outcome == "allowed" && r.user == "dr.emergency"), "{rows:#?}");
+    let table = s.vaidya(&["audit", "report", "--data", &data, "--break-glass", "--since", "2000-01-01"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("4 events"), "{}", String::from_utf8_lossy(&table.stdout));
+    let bad = s.vaidya(&["audit", "report", "--data", &data, "--break-glass", "--since", "yesterday"]);
+    assert!(!bad.status.success());
 }
 
 #[test]

@@ -27,7 +27,9 @@ Example:\n  vaidya audit verify --data /srv/vaidya")]
     /// Who accessed a patient's record: when, from where, what they did, and why.
     #[command(after_help = "Times are shown in IST. Every read, search that returned the patient, change, print,\n\
 export and break-the-glass naming the patient is listed, oldest first, allowed or denied.\n\n\
-Examples:\n  vaidya audit report --data /srv/vaidya --patient 1000-0000-0019\n  vaidya audit report --data /srv/vaidya --patient-id 0192f3a1-7c4e-7b21-9d3e-5f0e1a2b3c4d\n  vaidya audit report --data /srv/vaidya --user dr.sharma --json > dr-sharma.ndjson")]
+With --break-glass: every emergency access for review (the grants with their reasons, and\n\
+every access made while a grant was active), optionally for a range of IST days.\n\n\
+Examples:\n  vaidya audit report --data /srv/vaidya --patient 1000-0000-0019\n  vaidya audit report --data /srv/vaidya --break-glass --since 2026-11-20\n  vaidya audit report --data /srv/vaidya --patient-id 0192f3a1-7c4e-7b21-9d3e-5f0e1a2b3c4d\n  vaidya audit report --data /srv/vaidya --user dr.sharma --json > dr-sharma.ndjson")]
     Report {
         #[command(flatten)]
         data: DataArgs,
@@ -41,6 +43,15 @@ Examples:\n  vaidya audit report --data /srv/vaidya --patient 1000-0000-0019\n  
         /// without valid credentials).
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
+        /// Every break-the-glass grant and every access made under one, for review.
+        #[arg(long, conflicts_with_all = ["patient", "patient_id", "user"])]
+        break_glass: bool,
+        /// With --break-glass: first day (IST) to include, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "break_glass")]
+        since: Option<String>,
+        /// With --break-glass: last day (IST) to include, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "break_glass")]
+        until: Option<String>,
         /// Print the AuditEvents as NDJSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -70,7 +81,10 @@ const IST_MINUTES: i32 = vaidya_domain::schedule::IST_OFFSET_MINUTES;
 pub fn run(args: AuditArgs) -> Result<ExitCode, String> {
     match args.command {
         AuditCommand::Verify { data } => verify(data),
-        AuditCommand::Report { data, patient, patient_id, user, json } => report(data, patient, patient_id, user, json),
+        AuditCommand::Report { data, patient, patient_id, user, break_glass, since, until, json } => {
+            let glass = if break_glass { Some((since, until)) } else { None };
+            report(data, patient, patient_id, user, glass, json)
+        }
         AuditCommand::Export { data, since, until, out } => export(data, since, until, out),
     }
 }
@@ -141,16 +155,23 @@ fn patient_for_uhid(config: &crate::config::Config, uhid: &str) -> Result<String
     }
 }
 
-fn report(data: DataArgs, uhid: Option<String>, patient_id: Option<String>, user: Option<String>, json: bool) -> Result<ExitCode, String> {
+type DayRange = (Option<String>, Option<String>);
+
+fn report(data: DataArgs, uhid: Option<String>, patient_id: Option<String>, user: Option<String>, glass: Option<DayRange>, json: bool) -> Result<ExitCode, String> {
     let (config, dir) = audit_dir(&data)?;
     let (title, events) = match (uhid, patient_id, user) {
+        _ if glass.is_some() => {
+            let (since, until) = glass.expect("checked");
+            let (since_ms, until_ms) = day_range(since.as_deref(), until.as_deref())?;
+            ("Break-the-glass grants and the accesses made under them".to_string(), vaidya_audit::break_glass_events(&dir, since_ms, until_ms))
+        }
         (Some(uhid), _, _) => {
             let id = patient_for_uhid(&config, &uhid)?;
             (format!("Accesses to the record of UHID {uhid} (Patient/{id})"), vaidya_audit::report_for_patient(&dir, &id))
         }
         (None, Some(id), _) => (format!("Accesses to the record of Patient/{id}"), vaidya_audit::report_for_patient(&dir, &id)),
         (None, None, Some(user)) => (format!("Everything recorded for user {user}"), vaidya_audit::report_for_user(&dir, &user)),
-        (None, None, None) => return Err("say whose record: --patient UHID, --patient-id ID, or --user NAME".into()),
+        (None, None, None) => return Err("say whose record: --patient UHID, --patient-id ID, --user NAME, or --break-glass".into()),
     };
     let events = events.map_err(|e| e.to_string())?;
     let stdout = std::io::stdout();
@@ -226,13 +247,19 @@ fn ist_day_start(date: &str) -> Result<i64, String> {
     Ok(days * 86_400_000 - IST_MINUTES as i64 * 60_000)
 }
 
-fn export(data: DataArgs, since: Option<String>, until: Option<String>, out: PathBuf) -> Result<ExitCode, String> {
-    let (_config, dir) = audit_dir(&data)?;
-    let since_ms = since.as_deref().map(ist_day_start).transpose()?.unwrap_or(0);
-    let until_ms = until.as_deref().map(ist_day_start).transpose()?.map(|t| t + 86_400_000).unwrap_or(i64::MAX);
+/// `[since, until]` IST days as `[since_ms, until_ms)` UTC milliseconds (open ends: all).
+fn day_range(since: Option<&str>, until: Option<&str>) -> Result<(i64, i64), String> {
+    let since_ms = since.map(ist_day_start).transpose()?.unwrap_or(0);
+    let until_ms = until.map(ist_day_start).transpose()?.map(|t| t + 86_400_000).unwrap_or(i64::MAX);
     if until_ms <= since_ms {
         return Err("--until is before --since".into());
     }
+    Ok((since_ms, until_ms))
+}
+
+fn export(data: DataArgs, since: Option<String>, until: Option<String>, out: PathBuf) -> Result<ExitCode, String> {
+    let (_config, dir) = audit_dir(&data)?;
+    let (since_ms, until_ms) = day_range(since.as_deref(), until.as_deref())?;
     let started = std::time::Instant::now();
     let n = if out.as_os_str() == "-" {
         let stdout = std::io::stdout();
