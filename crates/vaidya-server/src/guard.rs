@@ -293,7 +293,7 @@ pub async fn suspend(app: &AppState, who: &vaidya_audit::Who, source: vaidya_aud
             vaidya_audit::Outcome::Failed(format!("the store refused the suspension: {e}"))
         }
     };
-    let mut rec = vaidya_audit::AuditRecord::new(vaidya_audit::Action::Account("suspend".into()), outcome);
+    let mut rec = vaidya_audit::AuditRecord::new(vaidya_audit::Action::Account("account-suspend".into()), outcome);
     rec.who = who.clone();
     rec.source = source;
     rec.target_user = Some(name.clone());
