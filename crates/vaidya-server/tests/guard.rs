@@ -204,8 +204,25 @@ fn operator_commands_are_in_the_audit_ledger_whether_or_not_the_server_runs() {
     assert_eq!(events[8]["outcome"], "8");
     assert_eq!(events[8]["entity"][0]["what"]["identifier"]["value"], "ghost");
     assert!(!events.iter().any(|e| e.to_string().contains(&token)), "the token's secret is never recorded");
-    // The server's own events went on meanwhile; the chain is whole.
-    assert_eq!(s.get("/Patient?_count=1").status, 200);
+    // Commands from several operators at once, while the server records its own requests:
+    // every record lands once, and the chain is whole.
+    std::thread::scope(|scope| {
+        for k in 0..4 {
+            let data = data.clone();
+            scope.spawn(move || {
+                for _ in 0..3 {
+                    ok(&as_operator(&format!("op{k}"), &["token", "--data", &data, "--user", "nurse.kiran"]));
+                }
+            });
+        }
+        for _ in 0..30 {
+            assert_eq!(s.get("/Patient?_count=1").status, 200);
+        }
+    });
+    for k in 0..4 {
+        let events = report_with(&s, &format!("os:op{k}"), 3);
+        assert_eq!(events.iter().filter(|e| action(e) == "token-issue").count(), 3, "{events:?}");
+    }
     verify(&s);
 
     // With the server stopped, the command appends itself, and the server starts after it.
