@@ -7,12 +7,14 @@
 //! status, and what only the handler knows (the ids a search returned, the patients touched)
 //! from an [`Audited`] the handler leaves in the response's extensions. Requests refused for
 //! want of valid credentials are recorded by the authentication middleware ([`unauthenticated`]).
+//! The exfiltration guard (`guard.rs`) sits here too, so that what it refuses is recorded like
+//! any other refusal.
 
 use crate::app::{AppState, Principal};
 use crate::error::ApiError;
+use crate::guard::{Admit, Sent};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use crate::guard::{Admit, Sent};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
