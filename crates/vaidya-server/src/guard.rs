@@ -389,6 +389,28 @@ mod tests {
     }
 
     #[test]
+    fn idle_accounts_are_dropped_so_the_table_stays_bounded() {
+        let g = guard(60, 1, 10);
+        let n = SHARDS * SHARD_SWEEP_AT * 3;
+        for i in 0..n {
+            // One read each, a second apart: every earlier account is idle again (bucket full,
+            // nothing in its window) by the time the table is swept.
+            let now = i as u64 * 1_000;
+            assert!(matches!(g.admit_at(&format!("user{i}"), "doctor", now), Admit::Go(_)));
+        }
+        let sizes: Vec<usize> = g.shards.iter().map(|s| s.lock().unwrap().len()).collect();
+        assert!(sizes.iter().all(|&len| len <= SHARD_SWEEP_AT), "{sizes:?}");
+        assert!(sizes.iter().sum::<usize>() < n);
+        // An account with patients in its window is not idle, and keeps them.
+        let g = guard(60, 1, 10);
+        assert_eq!(g.sent_at("busy", "doctor", Ticket(0), &ids(0..10), 0), Sent::Fine);
+        for i in 0..SHARDS * SHARD_SWEEP_AT * 2 {
+            let _ = g.admit_at(&format!("user{i}"), "doctor", 60_000 + i as u64);
+        }
+        assert_eq!(g.sent_at("busy", "doctor", Ticket(0), &ids(10..11), 2 * 60_000), Sent::Crossed { distinct: 11 });
+    }
+
+    #[test]
     fn reads_and_writes() {
         use axum::http::Method;
         use vaidya_audit::Action;
