@@ -26,7 +26,9 @@
 //!   `vaidya user enable`. Machine accounts are exempt: an integration engine legitimately
 //!   touches every patient. Writes are not counted: they are recorded in the data ledger with
 //!   their author, and refusing a response after its write committed would misstate what
-//!   happened.
+//!   happened. (A Bundle counts as a read, since it may carry reads; one that crosses the line
+//!   has its response withheld while any writes in it stand. The default policies give Bundles
+//!   to machine accounts only, which the rule exempts.)
 //!
 //! State is in memory only (a restart starts every window and bucket afresh; the suspension
 //! itself is durable in the store). Memory is bounded: one entry per account that made a
@@ -35,7 +37,10 @@
 //! hashes (8 bytes each; the ids are hashed with a per-process random key, not copied); idle
 //! entries are dropped when a shard holds more than [`SHARD_SWEEP_AT`]. The hot path takes one
 //! of [`SHARDS`] mutexes for a hash-map lookup by `&str`: it allocates only on the first sight
-//! of an account, or of a patient within an account's window.
+//! of an account, or of a patient within an account's window. Measured on the 2-core
+//! development machine: about 190 ns per read (rate check and anomaly rule) for a staff account,
+//! against tens of microseconds for the read itself; a machine account without a rate limit
+//! takes no lock at all.
 
 use crate::app::AppState;
 use std::collections::HashMap;
