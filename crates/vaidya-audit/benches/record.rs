@@ -35,6 +35,7 @@ fn event(caller: usize, i: u64) -> AuditRecord {
         patients: vec![patient],
         purpose: Some(Purpose::Treatment),
         reason: None,
+        target_user: None,
     }
 }
 

@@ -18,6 +18,8 @@
 //!   WAL and answers callers, so that commits overlap flushes; checkpoints signed with the
 //!   ledger key at most every [`CHECKPOINT_INTERVAL_MS`] while events arrive, when idle, and at
 //!   shutdown.
+//! - Other processes (the command line while the server runs) record through the writer's
+//!   inbox: [`ToolAudit`] (see `inbox.rs` for why a second process never appends itself).
 //! - Offline: [`verify()`], [`report_for_patient`], [`export`].
 //! - Retention: nothing here ever deletes or rewrites an entry (triggers refuse UPDATE and
 //!   DELETE on the ledger tables). Keep the audit database at least 180 days (CERT-In) and in
@@ -26,6 +28,7 @@
 //! **Architecture invariant:** no HTTP and no dependency on the server; the caller builds
 //! [`AuditRecord`]s and decides what to record.
 
+mod inbox;
 mod record;
 mod report;
 pub mod schema;
@@ -37,6 +40,7 @@ pub use record::{
     ACTION_SYSTEM, ANONYMOUS, Action, AuditRecord, OBSERVER, Outcome, Purpose, Source, USER_AGENT_EXTENSION,
     USER_SYSTEM, Who, days_from_civil, format_instant, format_local, now_ms, parse_instant,
 };
+pub use inbox::{Delivery, INBOX_BATCH, ToolAudit};
 pub use report::{ReportRow, break_glass_events, export, open_read_only, report_for_patient, report_for_user};
 pub use verify::{AuditVerifyError, VerifyReport, verify};
 

@@ -7,13 +7,14 @@
 //!
 //! | record | AuditEvent |
 //! |---|---|
-//! | `action` | `type` + `subtype` (+ `action` C/R/U/D/E): FHIR interactions are type `rest` (`http://terminology.hl7.org/CodeSystem/audit-event-type`) with a `http://hl7.org/fhir/restful-interaction` subtype; export/print are DICOM `110106` Export; login/logout DICOM `110114` User Authentication with `110122`/`110123`; break-the-glass DICOM `110113` Security Alert with `110127` Emergency Override Started. Every event also carries the subtype `https://vaidya.dev/fhir/CodeSystem/audit-action` with [`Action::code`]. |
+//! | `action` | `type` + `subtype` (+ `action` C/R/U/D/E): FHIR interactions are type `rest` (`http://terminology.hl7.org/CodeSystem/audit-event-type`) with a `http://hl7.org/fhir/restful-interaction` subtype; export/print are DICOM `110106` Export; login/logout DICOM `110114` User Authentication with `110122`/`110123`; break-the-glass DICOM `110113` Security Alert with `110127` Emergency Override Started; account changes (an operator's `vaidya user`/`vaidya token`, a suspension by the exfiltration guard) DICOM `110113` Security Alert with `110137` User Security Attributes Changed. Every event also carries the subtype `https://vaidya.dev/fhir/CodeSystem/audit-action` with [`Action::code`]. |
 //! | `time_ms` | `recorded` (UTC, milliseconds) |
 //! | `outcome` | `outcome` `0` allowed, `4` denied, `8` failed; the reason in `outcomeDesc` |
 //! | `who`, `source` | `agent[0]` (requestor, human user): `who.identifier` (system `https://vaidya.dev/fhir/sid/user`), `name`, `role.text`, `altId` (token or session id), `network.address` (type `2` for an IP address, `1` for a name), the user agent in the extension `https://vaidya.dev/fhir/StructureDefinition/audit-user-agent` |
 //! | `patients` | one `entity` each: `what` = `Patient/<id>`, type `1` Person, role `1` Patient |
 //! | `what` | one `entity` each (unless it is one of the patients): type `2` System Object, role `4` Domain Resource |
 //! | `query`, `returned` | one `entity`, role `24` Query: `query` (base64 of the query string), `description` (the query string), `detail` `returned` = the returned references separated by spaces |
+//! | `target_user` | one `entity`: `what.identifier` = the account name (system `https://vaidya.dev/fhir/sid/user`), type `1` Person, role `11` Security User |
 //! | `purpose`, `reason` | `purposeOfEvent` and the requestor's `purposeOfUse`: v3 ActReason codes (`BTG` + `ETREAT` for break-the-glass), the reason as `text` |
 //!
 //! `source.observer` is this server ([`OBSERVER`]), type `4` Application Server.
@@ -63,6 +64,10 @@ pub enum Action {
     Logout,
     /// Break-the-glass: access outside the user's normal rights, with a stated reason.
     BreakGlass,
+    /// A change to an account's security attributes (`user-add`, `user-disable`, `token-issue`,
+    /// `account-suspend`, ...): by an operator's command line or by the server's exfiltration
+    /// guard. The code is stored as given; the account acted on is [`AuditRecord::target_user`].
+    Account(String),
 }
 
 impl Action {
@@ -87,6 +92,7 @@ impl Action {
             Action::LoginFailed => "login-failed".into(),
             Action::Logout => "logout".into(),
             Action::BreakGlass => "break-glass".into(),
+            Action::Account(code) => code.clone(),
         }
     }
 
@@ -121,6 +127,7 @@ impl Action {
             Action::Login | Action::LoginFailed => ((DCM, "110114", "User Authentication"), Some((DCM, "110122", "Login"))),
             Action::Logout => ((DCM, "110114", "User Authentication"), Some((DCM, "110123", "Logout"))),
             Action::BreakGlass => ((DCM, "110113", "Security Alert"), Some((DCM, "110127", "Emergency Override Started"))),
+            Action::Account(_) => ((DCM, "110113", "Security Alert"), Some((DCM, "110137", "User Security Attributes Changed"))),
         }
     }
 }
@@ -217,6 +224,9 @@ pub struct AuditRecord {
     pub purpose: Option<Purpose>,
     /// Free-text reason given by the user (required for break-the-glass).
     pub reason: Option<String>,
+    /// For [`Action::Account`]: the account acted on (an entity identified by user name, role
+    /// `11` Security User).
+    pub target_user: Option<String>,
 }
 
 impl AuditRecord {
@@ -234,6 +244,7 @@ impl AuditRecord {
             patients: Vec::new(),
             purpose: None,
             reason: None,
+            target_user: None,
         }
     }
 
@@ -393,6 +404,20 @@ impl AuditRecord {
             }
             open(o);
             entity(o, w, (ENTITY_TYPE, "2", "System Object"), (OBJECT_ROLE, "4", "Domain Resource"));
+        }
+        if let Some(account) = self.target_user.as_deref().filter(|a| !a.is_empty()) {
+            open(o);
+            o.extend_from_slice(br#"{"what":{"identifier":{"system":"#);
+            string(o, USER_SYSTEM);
+            o.extend_from_slice(br#","value":"#);
+            string(o, account);
+            o.extend_from_slice(br#"},"display":"#);
+            string(o, account);
+            o.extend_from_slice(br#"},"type":"#);
+            coding(o, (ENTITY_TYPE, "1", "Person"));
+            o.extend_from_slice(br#","role":"#);
+            coding(o, (OBJECT_ROLE, "11", "Security User"));
+            o.push(b'}');
         }
         let query = self.query.as_deref().filter(|q| !q.is_empty());
         if query.is_some() || !self.returned.is_empty() {
@@ -560,6 +585,21 @@ mod tests {
         assert_eq!(v["agent"][0]["name"], "dr \"quote\"");
         assert_eq!(v["purposeOfEvent"][0]["text"], "line1\r\nline2");
         assert_eq!(v["subtype"][1]["code"], "$x\"y");
+    }
+
+    #[test]
+    fn account_changes_name_the_account() {
+        let mut r = AuditRecord::new(Action::Account("user-disable".into()), Outcome::Allowed);
+        r.who = Who { user: Some("os:asha".into()), role: Some("operator".into()), session: Some("uid 1000".into()) };
+        r.target_user = Some("clerk1".into());
+        let v = r.to_fhir();
+        assert_eq!(v["type"]["code"], "110113");
+        assert_eq!(v["subtype"][0]["code"], "110137");
+        assert_eq!(v["subtype"][1]["code"], "user-disable");
+        assert_eq!(v["entity"][0]["what"]["identifier"]["value"], "clerk1");
+        assert_eq!(v["entity"][0]["what"]["identifier"]["system"], USER_SYSTEM);
+        assert_eq!(v["entity"][0]["role"]["code"], "11");
+        assert_eq!(v["agent"][0]["name"], "os:asha");
     }
 
     #[test]

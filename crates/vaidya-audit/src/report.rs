@@ -203,6 +203,7 @@ impl ReportRow {
                 e.pointer("/what/reference")
                     .and_then(|r| r.as_str())
                     .map(str::to_string)
+                    .or_else(|| e.pointer("/what/identifier/value").and_then(|d| d.as_str()).map(|u| format!("account:{u}")))
                     .or_else(|| e.get("description").and_then(|d| d.as_str()).map(str::to_string))
             })
             .collect::<Vec<_>>()

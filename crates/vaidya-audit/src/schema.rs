@@ -14,14 +14,32 @@
 //!   [`crate::MERGE_EVENTS`] events, or when the writer is idle, the staged rows are moved into
 //!   the ordered indexes in one sorted pass. Reports read both.
 //!
+//! - `inbox(id, time_ms, user, json, rejected)`: events left by other processes for the writer
+//!   (see [`crate::inbox`]); not part of the ledger.
+//!
 //! Triggers refuse UPDATE and DELETE on every table except DELETE on the two staging tables (the
-//! merge): the software never changes what it has recorded (someone with write access to the
+//! merge) and on the inbox (a row is deleted in the transaction that appends it): the software never changes what it has recorded (someone with write access to the
 //! file can drop them; `verify` is what detects that).
 
 use rusqlite::Connection;
 use std::path::Path;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2: `inbox`, where processes other than the ledger's writer (the `vaidya` command
+/// line while the server runs) leave events for the writer to append (see [`crate::inbox`]).
+/// `rejected` is set (and the row kept) when a row cannot become an entry. Its rows are deleted
+/// in the transaction that appends them, so each is appended exactly once.
+pub const INBOX: &str = r#"
+CREATE TABLE inbox (
+    id INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    json BLOB NOT NULL,
+    rejected TEXT
+);
+CREATE TRIGGER inbox_no_update BEFORE UPDATE OF id, time_ms, user, json ON inbox BEGIN SELECT RAISE(ABORT, 'inbox events are not rewritten'); END;
+"#;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE ledger (
@@ -100,8 +118,11 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
                 "CREATE TRIGGER {t}_no_update BEFORE UPDATE ON {t} BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;"
             ));
         }
+        sql.push_str(INBOX);
         sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
         conn.execute_batch(&sql)?;
+    } else if version == 1 {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {INBOX} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
     } else if version != SCHEMA_VERSION {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),

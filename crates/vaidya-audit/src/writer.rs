@@ -67,6 +67,8 @@ pub(crate) struct Writer {
     key: LedgerKey,
     stats: Arc<Counters>,
     syncer: Syncer,
+    /// When the inbox was last looked at (see [`crate::inbox`]).
+    inbox_checked: Instant,
 }
 
 type Reply = oneshot::Sender<Result<(), AuditError>>;
@@ -140,7 +142,7 @@ impl Writer {
     pub(crate) fn new(conn: Connection, db: &Path, key: LedgerKey, stats: Arc<Counters>) -> Result<Writer, AuditError> {
         let tip = load_tip(&conn)?;
         let syncer = Syncer::start(db, stats.clone())?;
-        Ok(Writer { conn, tip, key, stats, syncer })
+        Ok(Writer { conn, tip, key, stats, syncer, inbox_checked: Instant::now() })
     }
 
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
@@ -153,13 +155,15 @@ impl Writer {
         };
         let idle = Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64);
         let mut batch: Vec<Call> = Vec::new();
+        self.drain_inbox();
         loop {
             let first = rt.block_on(async { tokio::time::timeout(idle, rx.recv()).await });
             let mut shutdown = None;
             match first {
                 Err(_) => {
                     // Idle: sign what is unsigned, so a quiet night still ends in a checkpoint,
-                    // and move staged index rows while nobody waits.
+                    // and move staged index rows while nobody waits; take other processes' events.
+                    self.drain_inbox();
                     self.maintain(false);
                     continue;
                 }
@@ -213,6 +217,9 @@ impl Writer {
             for p in calls.into_iter().flatten() {
                 events += 1;
                 self.append(p)?;
+            }
+            if self.inbox_checked.elapsed() >= Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64) {
+                events += self.take_inbox()?;
             }
             if self.tip.staged >= MERGE_EVENTS {
                 self.merge_staged()?;
@@ -292,6 +299,60 @@ impl Writer {
         Ok(())
     }
 
+    /// Append waiting inbox rows (inside the caller's transaction), deleting each: the count
+    /// appended. Rows that cannot be entries are marked rejected and kept.
+    fn take_inbox(&mut self) -> Result<usize, AuditError> {
+        self.inbox_checked = Instant::now();
+        let rows = crate::inbox::waiting(&self.conn)?;
+        let mut n = 0;
+        for (id, user, json) in rows {
+            match crate::inbox::check_row(user, json) {
+                Ok(p) => {
+                    self.append(p)?;
+                    self.conn.prepare_cached("DELETE FROM inbox WHERE id = ?1")?.execute([id])?;
+                    n += 1;
+                }
+                Err(reason) => {
+                    tracing::error!("audit inbox row {id} rejected (kept in the inbox): {reason}");
+                    self.conn.prepare_cached("UPDATE inbox SET rejected = ?2 WHERE id = ?1")?.execute(params![id, reason])?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Take waiting inbox rows in a transaction of their own (at start and when idle).
+    fn drain_inbox(&mut self) {
+        self.inbox_checked = Instant::now();
+        match crate::inbox::any_waiting(&self.conn) {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => {
+                tracing::error!("audit inbox unreadable: {e}");
+                return;
+            }
+        }
+        let tip_before = self.tip.clone();
+        let result = (|| -> Result<usize, AuditError> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let n = self.take_inbox()?;
+            self.checkpoint_if_due(false)?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(n)
+        })();
+        match result {
+            Ok(n) => {
+                self.stats.events.fetch_add(n as u64, Relaxed);
+                tracing::debug!(events = n, "audit inbox taken into the ledger");
+            }
+            Err(e) => {
+                tracing::error!("audit inbox could not be taken into the ledger: {e}");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.tip = tip_before;
+            }
+        }
+    }
+
     fn checkpoint_if_due(&mut self, force: bool) -> Result<(), AuditError> {
         let now = now_ms();
         let unsigned = self.tip.size - self.tip.checkpoint_size;
@@ -360,6 +421,7 @@ impl Writer {
             entries = self.tip.size,
             "audit writer stopping"
         );
+        self.drain_inbox();
         self.maintain(true);
         // Answer every caller still waiting for a flush before the checkpoint below moves
         // (and syncs) the WAL into the database.

@@ -7,11 +7,14 @@
 //! status, and what only the handler knows (the ids a search returned, the patients touched)
 //! from an [`Audited`] the handler leaves in the response's extensions. Requests refused for
 //! want of valid credentials are recorded by the authentication middleware ([`unauthenticated`]).
+//! The exfiltration guard (`guard.rs`) sits here too, so that what it refuses is recorded like
+//! any other refusal.
 
 use crate::app::{AppState, Principal};
 use crate::error::ApiError;
+use crate::guard::{Admit, Sent};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
@@ -88,16 +91,65 @@ pub async fn durable(app: &AppState, record: AuditRecord, resp: Response) -> Res
     }
 }
 
-/// The audit middleware for authenticated routes.
+/// The audit middleware for authenticated routes. It also applies the exfiltration guard
+/// (`guard.rs`) to reads: the rate limit before the handler, the distinct-patient rule on the
+/// patients its response carries; what the guard refuses is recorded as denied.
 pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let printing = req.uri().path().starts_with("/DiagnosticReport") && req.extensions().get::<Printing>().is_some();
     let (action, what) = classify(req.method(), req.uri().path(), printing);
     let query = req.uri().query().map(|q| format!("{}?{q}", req.uri().path().trim_start_matches('/')));
     let src = source(&req);
-    let who = req.extensions().get::<Principal>().map(|p| Who { user: Some(p.user.clone()), role: Some(p.role.clone()), session: Some(p.token_id.clone()) });
+    let principal = req.extensions().get::<Principal>().map(|p| (p.user.clone(), p.role.clone(), p.token_id.clone()));
+    let guarded = principal.is_some() && crate::guard::is_read(req.method(), &action);
+    let who = principal.map(|(user, role, session)| Who { user: Some(user), role: Some(role), session: Some(session) });
+    let mut ticket = None;
+    if guarded && let Some(w) = &who {
+        match app.guard.admit(w.user.as_deref().unwrap_or_default(), w.role.as_deref().unwrap_or_default()) {
+            Admit::Go(t) => ticket = Some(t),
+            Admit::Wait(seconds) => {
+                app.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut rec = AuditRecord::new(action, Outcome::Denied(format!("429 Too Many Requests: over the account's read rate (retry after {seconds} s)")));
+                rec.who = who.unwrap_or_default();
+                rec.source = src;
+                rec.what = what;
+                let mut resp = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    IssueType::Throttled,
+                    format!("this account is reading faster than allowed ([access] reads_per_minute); try again in {seconds} s"),
+                )
+                .into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                return durable(&app, rec, resp).await;
+            }
+        }
+    }
     let mut resp = next.run(req).await;
     let audited = resp.extensions_mut().remove::<Audited>().unwrap_or_default();
-    let mut rec = AuditRecord::new(action, outcome(resp.status()));
+    let mut refusal = None;
+    if let (Some(t), Some(w)) = (ticket, &who)
+        && resp.status().is_success()
+    {
+        let (user, role) = (w.user.as_deref().unwrap_or_default(), w.role.as_deref().unwrap_or_default());
+        match app.guard.sent(user, role, t, &audited.patients) {
+            Sent::Fine => {}
+            Sent::Crossed { distinct } => refusal = Some(crate::guard::suspend(&app, w, src.clone(), distinct).await),
+            Sent::Suspended => refusal = Some("account suspended while this request ran".to_string()),
+        }
+    }
+    if refusal.is_some() {
+        // The data this handler produced does not leave.
+        resp = ApiError::new(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            "this account has been suspended for an unusual pattern of access; the privacy officer has been alerted",
+        )
+        .into_response();
+    }
+    let outcome = match refusal {
+        Some(reason) => Outcome::Denied(reason),
+        None => outcome(resp.status()),
+    };
+    let mut rec = AuditRecord::new(action, outcome);
     rec.who = who.unwrap_or_default();
     rec.source = src;
     rec.what = what;

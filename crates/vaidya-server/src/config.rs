@@ -27,6 +27,13 @@
 //! # policy_dir = "/etc/vaidya/policies"  # schema.cedarschema + *.cedar; default: the built-in policies
 //! policy_reload_seconds = 5              # how often a policy directory is checked for changes
 //! break_glass_seconds = 3600             # how long a break-the-glass grant lasts
+//! # Exfiltration guard (per account, in memory; a restart starts afresh):
+//! reads_per_minute = 600                 # sustained reads an account may make (0: no limit)
+//! read_burst = 120                       # ... and at once; over it: 429 with Retry-After
+//! machine_reads_per_minute = 0           # the same for role `machine` (0: no limit)
+//! machine_read_burst = 0
+//! distinct_patients_per_hour = 200       # more in a sliding hour suspends the account
+//!                                        # (not machines; 0: no rule)
 //! ```
 
 use serde::Deserialize;
@@ -56,11 +63,45 @@ pub struct Access {
     pub policy_reload_seconds: u64,
     /// How long a break-the-glass grant lasts.
     pub break_glass_seconds: u64,
+    /// Exfiltration guard (`guard.rs`): reads an account may make a minute, sustained
+    /// (a token bucket); `0`: no limit.
+    pub reads_per_minute: u32,
+    /// ... and in a burst (the bucket's size); over it a request gets 429 with Retry-After.
+    pub read_burst: u32,
+    /// The same for accounts with role `machine`; `0`: no limit (the default: machines are
+    /// bounded by their tokens' scopes).
+    pub machine_reads_per_minute: u32,
+    pub machine_read_burst: u32,
+    /// An account (other than a machine) sent the records of more distinct patients than this
+    /// within a sliding hour is suspended and the privacy officer alerted; `0`: no such rule.
+    pub distinct_patients_per_hour: u32,
 }
 
 impl Default for Access {
     fn default() -> Self {
-        Access { policy_dir: None, policy_reload_seconds: 5, break_glass_seconds: 3600 }
+        Access {
+            policy_dir: None,
+            policy_reload_seconds: 5,
+            break_glass_seconds: 3600,
+            reads_per_minute: 600,
+            read_burst: 120,
+            machine_reads_per_minute: 0,
+            machine_read_burst: 0,
+            distinct_patients_per_hour: 200,
+        }
+    }
+}
+
+impl Access {
+    /// Limits that cannot work: a rate without a bucket to spend it from.
+    pub fn check(&self) -> Result<(), String> {
+        if self.reads_per_minute > 0 && self.read_burst == 0 {
+            return Err("[access] read_burst must be at least 1 when reads_per_minute is set".into());
+        }
+        if self.machine_reads_per_minute > 0 && self.machine_read_burst == 0 {
+            return Err("[access] machine_read_burst must be at least 1 when machine_reads_per_minute is set".into());
+        }
+        Ok(())
     }
 }
 
@@ -174,6 +215,10 @@ mod tests {
         assert_eq!(c.limits.max_bundle_entries, 10_000);
         assert_eq!(c.auth.session_idle_seconds, 1800);
         assert_eq!(c.auth.session_max_seconds, Auth::default().session_max_seconds);
+        assert_eq!(c.access.distinct_patients_per_hour, Access::default().distinct_patients_per_hour);
+        assert_eq!(c.access.read_burst, Access::default().read_burst);
+        assert!(c.access.check().is_ok());
+        assert!(Access { read_burst: 0, ..Access::default() }.check().is_err());
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
     }
 }

@@ -91,6 +91,17 @@ pub fn init(config: &Config) -> Result<(LedgerKey, Option<Created>), DataDirErro
     Ok((key, created))
 }
 
+/// The ledger's signing key of an initialised data directory (for a command that appends to
+/// the audit ledger when no server runs); never creates one.
+pub fn ledger_key(config: &Config) -> Result<LedgerKey, DataDirError> {
+    if !db_path(&config.data).exists() {
+        return Err(DataDirError::NotInitialised(config.data.clone()));
+    }
+    let key_file = config.ledger_key_file();
+    let text = fs::read_to_string(&key_file).map_err(io(&key_file))?;
+    LedgerKey::from_private(&text).map_err(|_| DataDirError::BadKey(key_file))
+}
+
 /// The ledger's public verifier key, as written at first start.
 pub fn verifier_key(data: &Path) -> Result<String, DataDirError> {
     let path = data.join(VERIFIER_FILE);

@@ -10,5 +10,6 @@ pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod fhir;
+pub mod guard;
 pub mod import;
 pub mod print;

@@ -30,7 +30,8 @@ fn app() -> App {
     // An integration account: the administrator may not read patients' records.
     vaidya_store::tokens::insert_user(&conn, "integration", "machine", None, None, false).unwrap();
     vaidya_store::tokens::insert_token(&conn, &t.id, &t.secret_hash, "integration", None).unwrap();
-    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics: Arc::new(Metrics::default()), policies: vaidya_policy::Policies::builtin(), audit };
+    let guard = Arc::new(vaidya_server::guard::Guard::new(vaidya_server::guard::Limits::from_config(&config.access)));
+    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics: Arc::new(Metrics::default()), policies: vaidya_policy::Policies::builtin(), audit, guard };
     App { _dir: dir, state, token: t.text }
 }
 

@@ -25,6 +25,7 @@ pub fn read_event(i: usize) -> AuditRecord {
         patients: vec![patient],
         purpose: Some(Purpose::Treatment),
         reason: None,
+        target_user: None,
     }
 }
 
@@ -50,6 +51,7 @@ pub fn all_kinds() -> Vec<AuditRecord> {
         Action::LoginFailed,
         Action::Logout,
         Action::BreakGlass,
+        Action::Account("user-disable".into()),
     ];
     let mut out = Vec::new();
     for (i, action) in actions.into_iter().enumerate() {
@@ -79,6 +81,14 @@ pub fn all_kinds() -> Vec<AuditRecord> {
                 r.purpose = Some(Purpose::BreakTheGlass);
                 r.reason = Some("unconscious patient in casualty, consultant not reachable".into());
                 r.what = vec!["Patient/p1".into(), "DiagnosticReport/r9".into()];
+            }
+            Action::Account(_) => {
+                r.who = Who { user: Some("os:asha".into()), role: Some("operator".into()), session: Some("uid 1000".into()) };
+                r.what = vec![];
+                r.patients = vec![];
+                r.purpose = None;
+                r.target_user = Some("clerk1".into());
+                r.reason = Some("left the hospital".into());
             }
             Action::Create => {
                 r.who = Who::default(); // anonymous, denied

@@ -1,6 +1,7 @@
 //! The `vaidya` command line.
 
 mod audit;
+mod operator;
 mod serve;
 mod token;
 mod user;

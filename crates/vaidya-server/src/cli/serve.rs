@@ -41,14 +41,16 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     }
     // The audit ledger signs its checkpoints with the same key as the data ledger.
     let audit_key = vaidya_ledger::LedgerKey::from_private(key.private_text()).map_err(|e| e.to_string())?;
-    let audit = vaidya_audit::Audit::open_in_data_dir(&config.data, audit_key).map_err(|e| format!("the audit ledger: {e}"))?;
+    let audit = open_audit(&config.data, audit_key)?;
+    config.access.check()?;
     let store = vaidya_store::Store::open(&datadir::db_path(&config.data), key).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     let policies = config.policies()?;
     if let Some(dir) = config.access.policy_dir.clone() {
         watch_policies(policies.clone(), dir, config.access.policy_reload_seconds.max(1));
     }
-    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()), policies, audit: audit.clone() };
+    let guard = Arc::new(crate::guard::Guard::new(crate::guard::Limits::from_config(&config.access)));
+    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()), policies, audit: audit.clone(), guard };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let demo = args.demo;
     let demo_store = store.clone();
@@ -148,4 +150,24 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Open the audit ledger. A `vaidya user`/`vaidya token` command run while no server was up
+/// holds it for a moment (it appends its own record); wait for that rather than fail.
+fn open_audit(data: &std::path::Path, key: vaidya_ledger::LedgerKey) -> Result<vaidya_audit::Audit, String> {
+    let text = key.private_text().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut key = Some(key);
+    loop {
+        let k = match key.take() {
+            Some(k) => k,
+            None => vaidya_ledger::LedgerKey::from_private(&text).map_err(|e| e.to_string())?,
+        };
+        match vaidya_audit::Audit::open_in_data_dir(data, k) {
+            Err(vaidya_audit::AuditError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other.map_err(|e| format!("the audit ledger: {e}")),
+        }
+    }
 }

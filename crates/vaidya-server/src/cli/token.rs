@@ -41,28 +41,37 @@ pub fn run(args: TokenArgs) -> Result<ExitCode, String> {
     let conn = vaidya_store::open_admin(&db).map_err(|e| e.to_string())?;
     let fmt = |ms: Option<i64>| ms.map_or("-".to_string(), vaidya_fhir::datetime::format_instant);
     if let Some(user) = args.user {
-        if vaidya_store::tokens::user_role(&conn, &user).map_err(|e| e.to_string())?.is_none() {
-            return Err(format!("no account named '{user}'"));
-        }
-        let scopes = match &args.scope {
-            None => None,
-            Some(text) => {
-                let set = vaidya_access::scope::ScopeSet::parse(text).map_err(|e| e.to_string())?;
-                for s in set.scopes() {
-                    if let Some(t) = &s.resource_type
-                        && crate::fhir::check_type(t).is_err()
-                    {
-                        return Err(format!("scope '{s}': '{t}' is not a FHIR R4 resource type"));
-                    }
-                }
-                Some(set.to_string())
-            }
-        };
+        let audit = super::operator::OperatorAudit::open(&config)?;
         let hours = args.hours.unwrap_or(config.limits.token_lifetime_hours);
         let expires = vaidya_store::now_ms() + (hours as i64) * 3_600_000;
-        let t = vaidya_access::token::generate();
-        vaidya_store::tokens::insert_token_of_kind(&conn, &t.id, &t.secret_hash, &user, Some(expires), vaidya_store::tokens::KIND_API, scopes.as_deref())
-            .map_err(|e| e.to_string())?;
+        let issued = (|| -> Result<(vaidya_access::token::NewToken, Option<String>), String> {
+            if vaidya_store::tokens::user_role(&conn, &user).map_err(|e| e.to_string())?.is_none() {
+                return Err(format!("no account named '{user}'"));
+            }
+            let scopes = match &args.scope {
+                None => None,
+                Some(text) => {
+                    let set = vaidya_access::scope::ScopeSet::parse(text).map_err(|e| e.to_string())?;
+                    for s in set.scopes() {
+                        if let Some(t) = &s.resource_type
+                            && crate::fhir::check_type(t).is_err()
+                        {
+                            return Err(format!("scope '{s}': '{t}' is not a FHIR R4 resource type"));
+                        }
+                    }
+                    Some(set.to_string())
+                }
+            };
+            let t = vaidya_access::token::generate();
+            vaidya_store::tokens::insert_token_of_kind(&conn, &t.id, &t.secret_hash, &user, Some(expires), vaidya_store::tokens::KIND_API, scopes.as_deref())
+                .map_err(|e| e.to_string())?;
+            Ok((t, scopes))
+        })();
+        let detail = issued.as_ref().ok().map(|(t, scopes)| {
+            format!("token {} valid until {}{}", t.id, fmt(Some(expires)), scopes.as_ref().map(|s| format!(", scopes {s}")).unwrap_or_default())
+        });
+        audit.record("token-issue", &user, &issued, detail)?;
+        let (t, scopes) = issued?;
         println!("{}", t.text);
         let scoped = scopes.map(|s| format!(", scopes {s}")).unwrap_or_default();
         eprintln!("token id {} for '{user}', valid until {}{scoped}", t.id, fmt(Some(expires)));
@@ -82,12 +91,21 @@ pub fn run(args: TokenArgs) -> Result<ExitCode, String> {
             );
         }
     } else if let Some(id) = args.revoke {
-        match vaidya_store::tokens::revoke_token(&conn, &id).map_err(|e| e.to_string())? {
-            0 => return Err(format!("no live token with id '{id}'")),
-            _ => println!("revoked token {id}"),
-        }
+        let audit = super::operator::OperatorAudit::open(&config)?;
+        let owner = vaidya_store::tokens::find_token(&conn, &id).map_err(|e| e.to_string())?.map(|t| t.user);
+        let revoked = match vaidya_store::tokens::revoke_token(&conn, &id).map_err(|e| e.to_string()) {
+            Ok(0) => Err(format!("no live token with id '{id}'")),
+            other => other,
+        };
+        audit.record("token-revoke", owner.as_deref().unwrap_or("unknown"), &revoked, Some(format!("token {id}")))?;
+        revoked?;
+        println!("revoked token {id}");
     } else if let Some(user) = args.revoke_user {
-        let n = vaidya_store::tokens::revoke_user_tokens(&conn, &user).map_err(|e| e.to_string())?;
+        let audit = super::operator::OperatorAudit::open(&config)?;
+        let revoked = vaidya_store::tokens::revoke_user_tokens(&conn, &user).map_err(|e| e.to_string());
+        let detail = revoked.as_ref().ok().map(|n| format!("all tokens of the account: {n} revoked"));
+        audit.record("token-revoke", &user, &revoked, detail)?;
+        let n = revoked?;
         println!("revoked {n} token(s) of '{user}'");
     } else {
         return Err("say what to do: --user NAME, --list, --revoke ID or --revoke-user NAME".into());

@@ -1,6 +1,7 @@
 //! `vaidya user`
 
 use super::DataArgs;
+use super::operator::OperatorAudit;
 use crate::datadir;
 use std::process::ExitCode;
 
@@ -86,6 +87,22 @@ fn admin_conn(data: &DataArgs) -> Result<(crate::config::Config, vaidya_store::C
     Ok((config, conn))
 }
 
+/// Run `f` on the account database and record it (`action` on account `name`, with its
+/// outcome) in the audit ledger, which is opened first: if it cannot be, nothing is done.
+fn audited<T>(
+    data: &DataArgs,
+    action: &str,
+    name: &str,
+    detail: Option<String>,
+    f: impl FnOnce(&crate::config::Config, &vaidya_store::Connection) -> Result<T, String>,
+) -> Result<T, String> {
+    let (config, conn) = admin_conn(data)?;
+    let audit = OperatorAudit::open(&config)?;
+    let result = f(&config, &conn);
+    audit.record(action, name, &result, detail)?;
+    result
+}
+
 fn require(found: bool, name: &str) -> Result<(), String> {
     if found { Ok(()) } else { Err(format!("no account named '{name}'")) }
 }
@@ -123,61 +140,59 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
                     return Err(format!("'{p}' is not a valid Practitioner id"));
                 }
             }
-            let config = data.load()?;
-            let db = datadir::db_path(&config.data);
-            if !db.exists() {
-                return Err(datadir::DataDirError::NotInitialised(config.data.clone()).to_string());
-            }
-            let conn = vaidya_store::open_admin(&db).map_err(|e| e.to_string())?;
-            let password = vaidya_access::password::generate_one_time();
-            let hash = vaidya_access::password::hash(&password);
-            if !vaidya_store::tokens::insert_user(&conn, &name, &role, department.as_deref(), Some(&hash), true)
-                .map_err(|e| e.to_string())?
-            {
-                return Err(format!("an account named '{name}' already exists"));
-            }
-            if let Some(p) = &patient {
-                vaidya_store::tokens::set_user_patient(&conn, &name, p).map_err(|e| e.to_string())?;
-            }
-            if let Some(p) = &practitioner {
-                vaidya_store::tokens::set_user_practitioner(&conn, &name, p).map_err(|e| e.to_string())?;
-            }
-            let scope = department.map(|d| format!(" in {d}")).or(patient.map(|p| format!(" for Patient/{p}"))).unwrap_or_default();
+            let scope = department.clone().map(|d| format!(" in {d}")).or(patient.clone().map(|p| format!(" for Patient/{p}"))).unwrap_or_default();
+            let password = audited(&data, "user-add", &name, Some(format!("role {role}{scope}")), |_, conn| {
+                let password = vaidya_access::password::generate_one_time();
+                let hash = vaidya_access::password::hash(&password);
+                if !vaidya_store::tokens::insert_user(conn, &name, &role, department.as_deref(), Some(&hash), true).map_err(|e| e.to_string())? {
+                    return Err(format!("an account named '{name}' already exists"));
+                }
+                if let Some(p) = &patient {
+                    vaidya_store::tokens::set_user_patient(conn, &name, p).map_err(|e| e.to_string())?;
+                }
+                if let Some(p) = &practitioner {
+                    vaidya_store::tokens::set_user_practitioner(conn, &name, p).map_err(|e| e.to_string())?;
+                }
+                Ok(password)
+            })?;
             println!("Created account '{name}' ({role}{scope})");
             println!("One-time password: {password}");
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Totp { data, name } => {
-            let (config, conn) = admin_conn(&data)?;
-            require(vaidya_store::tokens::user_role(&conn, &name).map_err(|e| e.to_string())?.is_some(), &name)?;
-            let secret = vaidya_access::totp::generate_secret();
-            let uri = vaidya_access::totp::otpauth_uri(&secret, &name, &config.auth.totp_issuer).map_err(|e| e.to_string())?;
-            vaidya_store::tokens::set_totp_secret(&conn, &name, &secret).map_err(|e| e.to_string())?;
+            let (secret, uri) = audited(&data, "user-totp", &name, None, |config, conn| {
+                require(vaidya_store::tokens::user_role(conn, &name).map_err(|e| e.to_string())?.is_some(), &name)?;
+                let secret = vaidya_access::totp::generate_secret();
+                let uri = vaidya_access::totp::otpauth_uri(&secret, &name, &config.auth.totp_issuer).map_err(|e| e.to_string())?;
+                vaidya_store::tokens::set_totp_secret(conn, &name, &secret).map_err(|e| e.to_string())?;
+                Ok((secret, uri))
+            })?;
             println!("TOTP enrolled for '{name}' (SHA-1, 6 digits, 30 s); shown only this once:");
             println!("Secret: {secret}");
             println!("URI:    {uri}");
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Unlock { data, name } => {
-            let (_, conn) = admin_conn(&data)?;
-            require(vaidya_store::tokens::unlock_user(&conn, &name).map_err(|e| e.to_string())?, &name)?;
+            audited(&data, "user-unlock", &name, None, |_, conn| require(vaidya_store::tokens::unlock_user(conn, &name).map_err(|e| e.to_string())?, &name))?;
             tracing::info!(target: "vaidya::auth", action = "unlock", user = ?name, "account unlocked by an operator");
             println!("Unlocked '{name}'");
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Disable { data, name } => {
-            let (_, conn) = admin_conn(&data)?;
-            let now = vaidya_store::now_ms();
-            require(vaidya_store::tokens::set_user_disabled(&conn, &name, Some(now)).map_err(|e| e.to_string())?, &name)?;
+            audited(&data, "user-disable", &name, None, |_, conn| {
+                let now = vaidya_store::now_ms();
+                require(vaidya_store::tokens::set_user_disabled(conn, &name, Some(now)).map_err(|e| e.to_string())?, &name)
+            })?;
             tracing::info!(target: "vaidya::auth", action = "disable", user = ?name, "account disabled by an operator");
             println!("Disabled '{name}': no login, and none of its tokens work");
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Enable { data, name } => {
-            let (_, conn) = admin_conn(&data)?;
-            require(vaidya_store::tokens::set_user_disabled(&conn, &name, None).map_err(|e| e.to_string())?, &name)?;
+            audited(&data, "user-enable", &name, None, |_, conn| {
+                require(vaidya_store::tokens::set_user_disabled(conn, &name, None).map_err(|e| e.to_string())?, &name)
+            })?;
             tracing::info!(target: "vaidya::auth", action = "enable", user = ?name, "account enabled by an operator");
-            println!("Enabled '{name}'");
+            println!("Enabled '{name}' (tokens revoked by a suspension stay revoked: log in again or make a new token)");
             Ok(ExitCode::SUCCESS)
         }
     }

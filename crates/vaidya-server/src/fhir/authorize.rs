@@ -300,7 +300,7 @@ pub fn needs_search(actor: &Actor) -> bool {
 /// The target of a search: the type, and the patient if the query names one.
 pub fn target_of_search(conn: &vaidya_store::Connection, actor: &Actor, rtype: &str, pairs: &[(String, String)]) -> Result<Target, ApiError> {
     let named = pairs.iter().find_map(|(k, v)| match (rtype, k.as_str()) {
-        ("Patient", "_id") => Some(v.clone()),
+        ("Patient", "_id") => Some(v.clone()).filter(|id| !id.contains(',')),
         (_, "patient" | "subject") => v.strip_prefix("Patient/").map(str::to_string).filter(|id| !id.contains(',')),
         _ => None,
     });

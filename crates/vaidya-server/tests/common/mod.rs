@@ -38,6 +38,8 @@ pub struct Server {
     pub admin_password: Option<String>,
     /// Extra arguments to `vaidya serve` (e.g. `--demo`).
     pub serve_args: Vec<String>,
+    /// Where the server's log goes (level info), if not to the test's stderr (level warn).
+    pub log: Option<PathBuf>,
     agent: ureq::Agent,
 }
 
@@ -90,11 +92,34 @@ impl Server {
             token: String::new(),
             admin_password: None,
             serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
+            log: None,
             agent: agent(),
         };
         s.spawn();
         s.token = s.integration_token();
         s
+    }
+
+    /// [`Server::start_with`], with the server's log (level info) in `log`, appended across restarts.
+    pub fn start_logging(dir: tempfile::TempDir, serve_args: &[&str], log: PathBuf) -> Server {
+        let mut s = Server {
+            dir,
+            child: None,
+            base: String::new(),
+            token: String::new(),
+            admin_password: None,
+            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
+            log: Some(log),
+            agent: agent(),
+        };
+        s.spawn();
+        s.token = s.integration_token();
+        s
+    }
+
+    /// The server's log so far (with [`Server::start_logging`]).
+    pub fn log_text(&self) -> String {
+        self.log.as_ref().map(|p| std::fs::read_to_string(p).unwrap_or_default()).unwrap_or_default()
     }
 
     /// A token of the tests' integration account (role `machine`: it may read and write any
@@ -119,9 +144,12 @@ impl Server {
             .arg(self.dir.path())
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.serve_args)
-            .env("VAIDYA_LOG", "warn")
+            .env("VAIDYA_LOG", if self.log.is_some() { "info" } else { "warn" })
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match &self.log {
+                Some(p) => Stdio::from(std::fs::File::options().create(true).append(true).open(p).expect("log file")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("vaidya runs");
         let stdout = child.stdout.take().expect("piped");
