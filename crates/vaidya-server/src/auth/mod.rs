@@ -14,6 +14,9 @@
 //! - Tokens made with `vaidya token` (kind `api`) need no second factor: making one is an
 //!   operator's action on the server's own machine, with access to the data directory.
 //!
+//! - Single sign-on through an OpenID Connect provider (`/auth/oidc/login`, optional, `[oidc]`
+//!   in the config) gives the same sessions to existing accounts: rules in [`oidc`].
+//!
 //! Every outcome is an [`events::AuthEvent`] given to [`events::record_auth_event`].
 
 pub mod events;
