@@ -304,6 +304,7 @@ fn refusals_unknown_account_bad_state_replay_and_missing_second_factor() {
     s.add_user("nurse.kaur", "nurse");
     s.add_user("priv.officer", "privacy-officer");
     s.add_user("gone.away", "doctor");
+    s.add_user("lab.analyser", "machine");
     s.vaidya(&["user", "disable", "--data", &s.data(), "--name", "gone.away"]);
 
     // An account the provider knows and Vaidya does not: refused, never created.
@@ -312,6 +313,11 @@ fn refusals_unknown_account_bad_state_replay_and_missing_second_factor() {
     assert!(r.json()["error"].as_str().unwrap().contains("no Vaidya account"), "{}", r.body);
     let out = Command::new(BIN).args(["token", "--data", &s.data(), "--user", "stranger"]).env("VAIDYA_LOG", "warn").output().unwrap();
     assert!(!out.status.success(), "no account was made for the stranger");
+
+    // Not a staff account (an integration's): refused.
+    let r = sign_on(&s, "lab.analyser", "pwd otp");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("for staff"), "{}", r.body);
 
     // A disabled account: refused.
     let r = sign_on(&s, "gone.away", "pwd");
@@ -348,6 +354,7 @@ fn refusals_unknown_account_bad_state_replay_and_missing_second_factor() {
     let officer = audit_report(&s, "priv.officer");
     assert!(officer.contains("oidc-no-second-factor"), "{officer}");
     assert!(officer.lines().any(|l| l.contains("login") && !l.contains("login-failed")), "the later success too: {officer}");
+    assert!(audit_report(&s, "lab.analyser").contains("oidc-not-staff"));
     let gone = audit_report(&s, "gone.away");
     assert!(gone.contains("disabled"), "{gone}");
     // ... or as anonymous when nobody is known yet (a bad state).

@@ -58,6 +58,8 @@ pub enum Reason {
     OidcUnknownAccount,
     /// Single sign-on: the account needs a second factor and the provider reported none (`amr`).
     OidcNoSecondFactor,
+    /// Single sign-on: the account is not a staff member's (a patient's own, or a machine's).
+    OidcNotStaff,
 }
 
 impl Action {
@@ -92,6 +94,7 @@ impl Reason {
             Reason::OidcMissingClaim => "oidc-missing-claim",
             Reason::OidcUnknownAccount => "oidc-unknown-account",
             Reason::OidcNoSecondFactor => "oidc-no-second-factor",
+            Reason::OidcNotStaff => "oidc-not-staff",
         }
     }
 }

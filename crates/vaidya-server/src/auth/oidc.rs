@@ -16,6 +16,9 @@
 //! - The account must exist already (`vaidya user add`) and not be disabled or locked. Its role,
 //!   department and every other right come from Vaidya's own account, never from the provider's
 //!   claims; an unknown name is refused, never created.
+//! - Staff only: accounts of role `patient` (a patient's own) and `machine` (an integration,
+//!   which uses tokens) are refused, so that a staff directory entry that happens to carry the
+//!   same name never opens them.
 //! - A second factor: an account whose role requires one (admin, privacy-officer, auditor:
 //!   [`super::TOTP_REQUIRED_ROLES`]) or that has TOTP enrolled signs on only if the ID token's
 //!   `amr` (RFC 8176) contains `mfa`, `otp` or `hwk`, i.e. the provider says a second factor was
@@ -29,9 +32,9 @@
 //! - Every outcome is an [`AuthEvent`](super::events::AuthEvent) with action `oidc-login`
 //!   (audit ledger: login / login-failed), failures with a reason `oidc-bad-state`,
 //!   `oidc-denied`, `oidc-provider-error`, `oidc-bad-id-token`, `oidc-missing-claim`,
-//!   `oidc-unknown-account`, `oidc-no-second-factor` (or `disabled`, `locked`); a success names
-//!   the provider and the subject (`sub`) in the record, so the provider's own logs can be
-//!   matched. Starting a sign-in records nothing (it proves nothing).
+//!   `oidc-unknown-account`, `oidc-not-staff`, `oidc-no-second-factor` (or `disabled`,
+//!   `locked`); a success names the provider and the subject (`sub`) in the record, so the
+//!   provider's own logs can be matched. Starting a sign-in records nothing (it proves nothing).
 //!
 //! The provider's metadata and keys are fetched on first use and kept for [`METADATA_SECONDS`],
 //! so Vaidya starts (and password logins work) while the provider is down. The HTTP client
@@ -66,6 +69,8 @@ pub const PENDING_SECONDS: u64 = 600;
 pub const METADATA_SECONDS: u64 = 600;
 /// `amr` values that say a second factor was used (RFC 8176).
 pub const SECOND_FACTOR_AMR: [&str; 3] = ["mfa", "otp", "hwk"];
+/// Roles that never sign on through the provider.
+pub const NOT_STAFF: [&str; 2] = ["patient", "machine"];
 /// Largest answer read from the provider.
 const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
@@ -458,6 +463,14 @@ async fn sign_on(app: &AppState, oidc: &Oidc, who: &Client, q: &HashMap<String, 
         )
         .about(&name));
     };
+    if NOT_STAFF.contains(&row.role.as_str()) {
+        return Err(Refusal::new(
+            Reason::OidcNotStaff,
+            StatusCode::FORBIDDEN,
+            format!("single sign-on is for staff; the account {:?} (role {}) cannot use it", row.name, row.role),
+        )
+        .about(&row.name));
+    }
     if row.disabled_ms.is_some() {
         return Err(Refusal::new(Reason::Disabled, StatusCode::FORBIDDEN, "this account is disabled; ask an administrator").about(&row.name));
     }
