@@ -348,6 +348,29 @@ fn refusals_unknown_account_bad_state_replay_and_missing_second_factor() {
     assert_eq!(b.send("GET", &format!("{}/auth/oidc/callback?code=abc&state=made-up", s.root), None).status, 400);
     assert_eq!(b.send("GET", &format!("{}/auth/oidc/callback?code=abc", s.root), None).status, 400);
 
+    // A code from one sign-in presented with another sign-in's state (code injection): the
+    // provider refuses the exchange, as the PKCE verifier is not the one the code was made for.
+    let (mut b1, mut b2) = (Browser::new(), Browser::new());
+    let first = through_provider(&s, &mut b1, "nurse.kaur", "pwd");
+    let second = through_provider(&s, &mut b2, "nurse.kaur", "pwd");
+    let param = |url: &str, name: &str| url.split(['?', '&']).find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap().to_string();
+    let injected = format!("{}/auth/oidc/callback?code={}&state={}", s.root, param(&first, "code"), param(&second, "state"));
+    let r = b2.send("GET", &injected, None);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("refused the code exchange: invalid_grant"), "{}", r.body);
+
+    // The person refuses at the provider: the callback says so, with the provider's error.
+    let mut b = Browser::new();
+    let callback = format!("{}/auth/oidc/callback", s.root);
+    let start = b.send("GET", &format!("{}/auth/oidc/login", s.root), None);
+    let (page_url, page) = b.follow(start.header("location").unwrap().to_string(), Some(&callback));
+    assert!(page.body.contains("Sign-in"), "{}", page.body);
+    let (back, _) = b.follow(format!("{page_url}/abort"), Some(&callback));
+    assert!(back.contains("error=access_denied"), "{back}");
+    let r = b.send("GET", &back, None);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("access_denied"), "{}", r.body);
+
     // Every refusal is in the audit ledger under the name the provider gave ...
     let stranger = audit_report(&s, "stranger");
     assert!(stranger.contains("login-failed") && stranger.contains("oidc-unknown-account"), "{stranger}");
@@ -367,6 +390,7 @@ fn refusals_unknown_account_bad_state_replay_and_missing_second_factor() {
     assert!(has(&["action=\"oidc-login\"", "user=\"stranger\"", "outcome=\"failure\"", "reason=\"oidc-unknown-account\""]), "{log}");
     assert!(has(&["action=\"oidc-login\"", "user=\"priv.officer\"", "reason=\"oidc-no-second-factor\""]), "{log}");
     assert!(has(&["action=\"oidc-login\"", "reason=\"oidc-bad-state\""]), "{log}");
+    assert!(has(&["action=\"oidc-login\"", "reason=\"oidc-denied\""]), "{log}");
     assert!(has(&["action=\"oidc-login\"", "user=\"gone.away\"", "reason=\"disabled\""]), "{log}");
     assert!(!log.contains(CLIENT_SECRET), "the client secret reached the log");
 }

@@ -46,7 +46,8 @@ pub enum Reason {
     /// Single sign-on: the callback's `state` is unknown, used already or expired (a forged,
     /// replayed or stale callback).
     OidcBadState,
-    /// Single sign-on: the provider said no (the user refused, or the provider's own error).
+    /// Single sign-on: the provider said no (the user refused, the provider's own error, or a
+    /// code it would not exchange: expired, used, or injected from another sign-in).
     OidcDenied,
     /// Single sign-on: the provider could not be reached, or the code exchange failed.
     OidcProviderError,

@@ -311,8 +311,15 @@ impl Oidc {
             let request = client.exchange_code(AuthorizationCode::new(code)).map_err(|e| {
                 Refusal::new(Reason::OidcProviderError, StatusCode::BAD_GATEWAY, format!("the provider names no token endpoint: {e}"))
             })?;
-            let tokens = request.set_pkce_verifier(pending.verifier).request(&http).map_err(|e| {
-                Refusal::new(Reason::OidcProviderError, StatusCode::BAD_GATEWAY, format!("the code exchange with the provider failed: {}", error_chain(&e)))
+            let tokens = request.set_pkce_verifier(pending.verifier).request(&http).map_err(|e| match &e {
+                // The provider answered and refused the code (e.g. `invalid_grant`: expired, used,
+                // or made for another PKCE challenge: an injected code).
+                openidconnect::RequestTokenError::ServerResponse(r) => Refusal::new(
+                    Reason::OidcDenied,
+                    StatusCode::UNAUTHORIZED,
+                    format!("the provider refused the code exchange: {}", r.error().as_ref()),
+                ),
+                _ => Refusal::new(Reason::OidcProviderError, StatusCode::BAD_GATEWAY, format!("the code exchange with the provider failed: {}", error_chain(&e))),
             })?;
             let id_token = tokens
                 .id_token()
