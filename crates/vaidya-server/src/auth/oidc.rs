@@ -36,8 +36,9 @@
 //!   `locked`); a success names the provider and the subject (`sub`) in the record, so the
 //!   provider's own logs can be matched. Starting a sign-in records nothing (it proves nothing).
 //!
-//! The provider's metadata and keys are fetched on first use and kept for [`METADATA_SECONDS`],
-//! so Vaidya starts (and password logins work) while the provider is down. The HTTP client
+//! The provider's metadata and keys are fetched on first use and kept for [`METADATA_SECONDS`]
+//! (or until an ID token fails to verify, in case the keys were rotated), so Vaidya starts (and
+//! password logins work) while the provider is down. The HTTP client
 //! (`ureq`, rustls) follows no redirects and talks `https` only, except to a loopback address
 //! (a provider on the same machine, the tests): production issuers must be `https`.
 
@@ -445,7 +446,16 @@ async fn sign_on(app: &AppState, oidc: &Oidc, who: &Client, q: &HashMap<String, 
     let code = q.get("code").filter(|c| !c.is_empty() && c.len() <= 2048).ok_or_else(|| {
         Refusal::new(Reason::OidcDenied, StatusCode::BAD_REQUEST, "the provider's answer has no authorization code")
     })?;
-    let verified = oidc.exchange(code.clone(), pending).await?;
+    let verified = match oidc.exchange(code.clone(), pending).await {
+        Ok(v) => v,
+        Err(r) => {
+            if r.reason == Reason::OidcBadIdToken {
+                // Perhaps the provider has rotated its signing keys: fetch them anew next time.
+                *oidc.metadata.lock().await = None;
+            }
+            return Err(r);
+        }
+    };
     let issuer = oidc.settings.issuer.as_str();
     let Some(name) = verified.name.clone() else {
         return Err(Refusal::new(
