@@ -538,12 +538,19 @@ async fn sign_on(app: &AppState, oidc: &Oidc, who: &Client, q: &HashMap<String, 
 mod tests {
     use super::*;
 
-    fn config(issuer: &str, redirect: &str) -> crate::config::Oidc {
+    /// A secret file (with a newline and spaces around the secret, as editors leave them).
+    fn secret_file() -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), " s3cret\n").unwrap();
+        f
+    }
+
+    fn config(issuer: &str, redirect: &str, secret: &tempfile::NamedTempFile) -> crate::config::Oidc {
         crate::config::Oidc {
             issuer: issuer.into(),
             client_id: "vaidya".into(),
-            client_secret_file: None,
-            client_secret_env: Some("VAIDYA_OIDC_UNIT_TEST_SECRET".into()),
+            client_secret_file: Some(secret.path().to_path_buf()),
+            client_secret_env: None,
             redirect_url: redirect.into(),
             username_claim: "preferred_username".into(),
             scopes: vec!["profile".into()],
@@ -552,26 +559,29 @@ mod tests {
 
     #[test]
     fn settings_refuse_what_is_unsafe_or_unclear() {
-        // SAFETY: set once, read by this test only (no other test reads this variable).
-        unsafe { std::env::set_var("VAIDYA_OIDC_UNIT_TEST_SECRET", " s3cret\n") };
-        let ok = Settings::from_config(&config("https://idp.example/realms/x", "https://his.example/auth/oidc/callback")).unwrap();
+        let secret = secret_file();
+        let ok = Settings::from_config(&config("https://idp.example/realms/x", "https://his.example/auth/oidc/callback", &secret)).unwrap();
         assert_eq!(ok.secret.secret(), "s3cret");
-        assert!(Settings::from_config(&config("http://127.0.0.1:9000", "http://127.0.0.1:8080/auth/oidc/callback")).is_ok());
-        assert!(Settings::from_config(&config("http://localhost:9000", "http://[::1]:8080/auth/oidc/callback")).is_ok());
-        let err = |i: &str, r: &str| Settings::from_config(&config(i, r)).unwrap_err();
+        assert!(Settings::from_config(&config("http://127.0.0.1:9000", "http://127.0.0.1:8080/auth/oidc/callback", &secret)).is_ok());
+        assert!(Settings::from_config(&config("http://localhost:9000", "http://[::1]:8080/auth/oidc/callback", &secret)).is_ok());
+        let err = |i: &str, r: &str| Settings::from_config(&config(i, r, &secret)).unwrap_err();
         assert!(err("http://idp.example", "https://his.example/auth/oidc/callback").contains("must be https"));
         assert!(err("not a url", "https://his.example/auth/oidc/callback").contains("is not a URL"));
         assert!(err("https://idp.example", "http://his.example/auth/oidc/callback").contains("redirect_url"));
         assert!(err("https://idp.example", "https://his.example/callback").contains("/auth/oidc/callback"));
-        let mut both = config("https://idp.example", "https://his.example/auth/oidc/callback");
-        both.client_secret_file = Some("/nonexistent".into());
+        let mut both = config("https://idp.example", "https://his.example/auth/oidc/callback", &secret);
+        both.client_secret_env = Some("VAIDYA_OIDC_UNIT_TEST_UNSET".into());
         assert!(Settings::from_config(&both).unwrap_err().contains("not both"));
+        both.client_secret_file = None;
+        assert!(Settings::from_config(&both).unwrap_err().contains("is not set"));
         both.client_secret_env = None;
+        assert!(Settings::from_config(&both).unwrap_err().contains("secret is missing"));
+        both.client_secret_file = Some("/nonexistent/oidc-secret".into());
         assert!(Settings::from_config(&both).unwrap_err().contains("cannot read"));
-        let mut missing = config("https://idp.example", "https://his.example/auth/oidc/callback");
-        missing.client_secret_env = Some("VAIDYA_OIDC_UNIT_TEST_UNSET".into());
-        assert!(Settings::from_config(&missing).unwrap_err().contains("is not set"));
-        let mut scopes = config("https://idp.example", "https://his.example/auth/oidc/callback");
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        both.client_secret_file = Some(empty.path().to_path_buf());
+        assert!(Settings::from_config(&both).unwrap_err().contains("empty"));
+        let mut scopes = config("https://idp.example", "https://his.example/auth/oidc/callback", &secret);
         scopes.scopes = vec!["profile email".into()];
         assert!(Settings::from_config(&scopes).unwrap_err().contains("not one scope"));
         // The secret is never in the settings' Debug output.
@@ -590,9 +600,8 @@ mod tests {
 
     #[test]
     fn pending_sign_ins_are_single_use() {
-        unsafe { std::env::set_var("VAIDYA_OIDC_UNIT_TEST_SECRET2", "x") };
-        let mut c = config("https://idp.example", "https://his.example/auth/oidc/callback");
-        c.client_secret_env = Some("VAIDYA_OIDC_UNIT_TEST_SECRET2".into());
+        let secret = secret_file();
+        let c = config("https://idp.example", "https://his.example/auth/oidc/callback", &secret);
         let o = Oidc::new(Settings::from_config(&c).unwrap());
         let p = || Pending { started: Instant::now(), verifier: PkceCodeVerifier::new("v".repeat(43)), nonce: Nonce::new("n".into()) };
         o.remember("s1".into(), p());
