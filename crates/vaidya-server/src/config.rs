@@ -34,6 +34,15 @@
 //! machine_read_burst = 0
 //! distinct_patients_per_hour = 200       # more in a sliding hour suspends the account
 //!                                        # (not machines; 0: no rule)
+//!
+//! # Single sign-on for staff with OpenID Connect (docs/OPERATIONS.md); absent: off.
+//! # [oidc]
+//! # issuer = "https://login.hospital.example/realms/staff"   # https (http only on loopback)
+//! # client_id = "vaidya"
+//! # client_secret_file = "/etc/vaidya/oidc-secret"          # or client_secret_env = "VAIDYA_OIDC_SECRET"
+//! # redirect_url = "https://his.hospital.example/auth/oidc/callback"
+//! # username_claim = "preferred_username"                   # names the local account
+//! # scopes = ["profile"]                                    # asked for besides "openid"
 //! ```
 
 use serde::Deserialize;
@@ -51,6 +60,42 @@ pub struct Config {
     pub auth: Auth,
     pub keys: Keys,
     pub access: Access,
+    /// Single sign-on with OpenID Connect; `None` (no `[oidc]` section): off.
+    pub oidc: Option<Oidc>,
+}
+
+/// `[oidc]`: staff single sign-on through an OpenID Connect provider (authorization code flow
+/// with PKCE). Checked at start by `auth::oidc::Settings::from_config`; the rules of who may
+/// sign on are in `auth/oidc.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oidc {
+    /// The provider's issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
+    /// `https`; plain `http` only to a loopback address (tests, a provider on the same machine).
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (surrounding whitespace ignored). Exactly one of this
+    /// and `client_secret_env`.
+    pub client_secret_file: Option<PathBuf>,
+    /// An environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// Vaidya's own public URL of the callback, `<public base URL>/auth/oidc/callback`, exactly
+    /// as registered with the provider.
+    pub redirect_url: String,
+    /// The ID token claim whose value is the name of the local account.
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["profile".into()]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +207,7 @@ impl Default for Config {
             auth: Auth::default(),
             keys: Keys::default(),
             access: Access::default(),
+            oidc: None,
         }
     }
 }
@@ -220,5 +266,31 @@ mod tests {
         assert!(c.access.check().is_ok());
         assert!(Access { read_burst: 0, ..Access::default() }.check().is_err());
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
+        assert!(c.oidc.is_none(), "single sign-on is off unless configured");
+    }
+
+    #[test]
+    fn oidc_section_defaults_and_unknown_keys() {
+        // The documented (commented) [oidc] example, uncommented, parses.
+        let doc = include_str!("config.rs");
+        let section: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! # [oidc]"))
+            .take_while(|l| l.starts_with("//! # "))
+            .map(|l| l.trim_start_matches("//! # "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: Config = toml::from_str(&section).unwrap();
+        let o = c.oidc.unwrap();
+        assert_eq!(o.client_id, "vaidya");
+        assert_eq!(o.username_claim, "preferred_username");
+        assert_eq!(o.scopes, vec!["profile".to_string()]);
+        // Defaults when left out; a misspelt key is refused.
+        let min = "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"v\"\nredirect_url = \"https://h.example/auth/oidc/callback\"\nclient_secret_env = \"S\"";
+        let o = toml::from_str::<Config>(min).unwrap().oidc.unwrap();
+        assert_eq!((o.username_claim.as_str(), o.scopes.len()), ("preferred_username", 1));
+        let bad = format!("{min}\nusername_clam = \"email\"");
+        let e = toml::from_str::<Config>(&bad).unwrap_err().to_string();
+        assert!(e.contains("username_clam"), "{e}");
     }
 }

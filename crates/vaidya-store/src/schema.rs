@@ -25,7 +25,7 @@
 //!   `api_user` also holds the second factor (`totp_secret` active, `totp_pending` enrolled but
 //!   not yet confirmed, `totp_last_step` the last TOTP time step accepted: never again),
 //!   `failed_logins`/`locked_until_ms` (lockout) and `disabled_ms` (suspended: no login, no
-//!   token works). `api_token.kind` is `api` (made by `vaidya token`) or `session` (a login);
+//!   token works). `api_token.kind` is `api` (made by `vaidya token`), `session` (a login) or `sso-session` (a single sign-on);
 //!   `scopes` (space-separated SMART scopes; NULL = everything the role may do);
 //!   `last_used_ms` (updated at most about once a minute, for idle session expiry).
 

@@ -1,7 +1,9 @@
 //! Accounts and bearer tokens. Only hashes of token secrets and passwords are stored.
 //!
-//! Token kinds: `api` (made by an operator with `vaidya token`, long-lived, optionally scoped)
-//! and `session` (made by a login, short-lived, ends when idle). The rules (how long, how many
+//! Token kinds: `api` (made by an operator with `vaidya token`, long-lived, optionally scoped),
+//! `session` (made by a password login, short-lived, ends when idle) and `sso-session` (made by
+//! a single sign-on through an OpenID Connect provider: the same lifetimes as `session`; the
+//! local password was not used, so a pending change of it does not hold the session back). The rules (how long, how many
 //! failures lock) live in `vaidya-access` and the server; this module only stores.
 
 use crate::{StoreError, now_ms};
@@ -9,6 +11,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub const KIND_API: &str = "api";
 pub const KIND_SESSION: &str = "session";
+pub const KIND_SSO_SESSION: &str = "sso-session";
+
+/// A login session of either kind (absolute and idle expiry).
+pub fn is_session(kind: &str) -> bool {
+    kind == KIND_SESSION || kind == KIND_SSO_SESSION
+}
 
 /// A token as stored, with what the request path needs to know of its account.
 #[derive(Debug, Clone)]
@@ -27,7 +35,7 @@ pub struct TokenRow {
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
-    /// [`KIND_API`] or [`KIND_SESSION`].
+    /// [`KIND_API`], [`KIND_SESSION`] or [`KIND_SSO_SESSION`].
     pub kind: String,
     /// Space-separated scopes; `None`: whatever the account's role may do.
     pub scopes: Option<String>,
@@ -97,7 +105,7 @@ pub fn insert_token(
     insert_token_of_kind(conn, id, secret_hash, user, expires_ms, KIND_API, None)
 }
 
-/// A token of `kind` ([`KIND_API`] or [`KIND_SESSION`]), with `scopes` (space-separated) or the
+/// A token of `kind` ([`KIND_API`], [`KIND_SESSION`], [`KIND_SSO_SESSION`]), with `scopes` (space-separated) or the
 /// account's full role (`None`). A session starts as just used.
 pub fn insert_token_of_kind(
     conn: &Connection,
@@ -109,7 +117,7 @@ pub fn insert_token_of_kind(
     scopes: Option<&str>,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    let last_used = (kind == KIND_SESSION).then_some(now);
+    let last_used = is_session(kind).then_some(now);
     conn.execute(
         "INSERT INTO api_token (id, secret_hash, user_name, created_ms, expires_ms, kind, scopes, last_used_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

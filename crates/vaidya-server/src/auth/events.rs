@@ -16,6 +16,8 @@ pub enum Action {
     PasswordChange,
     TotpEnrol,
     TotpConfirm,
+    /// A single sign-on through the OpenID Connect provider (`/auth/oidc/callback`).
+    OidcLogin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,24 @@ pub enum Reason {
     Disabled,
     /// A new password that breaks the rules.
     WeakPassword,
+    /// Single sign-on: the callback's `state` is unknown, used already or expired (a forged,
+    /// replayed or stale callback).
+    OidcBadState,
+    /// Single sign-on: the provider said no (the user refused, the provider's own error, or a
+    /// code it would not exchange: expired, used, or injected from another sign-in).
+    OidcDenied,
+    /// Single sign-on: the provider could not be reached, or the code exchange failed.
+    OidcProviderError,
+    /// Single sign-on: the ID token did not verify (signature, issuer, audience, expiry, nonce).
+    OidcBadIdToken,
+    /// Single sign-on: the ID token lacks the configured claim naming the account.
+    OidcMissingClaim,
+    /// Single sign-on: no local account has the name the provider gave.
+    OidcUnknownAccount,
+    /// Single sign-on: the account needs a second factor and the provider reported none (`amr`).
+    OidcNoSecondFactor,
+    /// Single sign-on: the account is not a staff member's (a patient's own, or a machine's).
+    OidcNotStaff,
 }
 
 impl Action {
@@ -52,6 +72,7 @@ impl Action {
             Action::PasswordChange => "password-change",
             Action::TotpEnrol => "totp-enrol",
             Action::TotpConfirm => "totp-confirm",
+            Action::OidcLogin => "oidc-login",
         }
     }
 }
@@ -67,6 +88,14 @@ impl Reason {
             Reason::Locked => "locked",
             Reason::Disabled => "disabled",
             Reason::WeakPassword => "weak-password",
+            Reason::OidcBadState => "oidc-bad-state",
+            Reason::OidcDenied => "oidc-denied",
+            Reason::OidcProviderError => "oidc-provider-error",
+            Reason::OidcBadIdToken => "oidc-bad-id-token",
+            Reason::OidcMissingClaim => "oidc-missing-claim",
+            Reason::OidcUnknownAccount => "oidc-unknown-account",
+            Reason::OidcNoSecondFactor => "oidc-no-second-factor",
+            Reason::OidcNotStaff => "oidc-not-staff",
         }
     }
 }
@@ -90,6 +119,9 @@ pub struct AuthEvent {
     pub token_id: Option<String>,
     /// For a lockout: until when.
     pub locked_until_ms: Option<i64>,
+    /// What else the record should say, for people reading it (a single sign-on names the
+    /// provider and its subject). Never a secret.
+    pub detail: Option<String>,
 }
 
 /// Where a request came from, as far as events say.
@@ -129,6 +161,7 @@ impl Client {
             user_agent: self.user_agent.clone(),
             token_id: None,
             locked_until_ms: None,
+            detail: None,
         }
     }
 }
@@ -138,8 +171,8 @@ impl Client {
 /// thread costs nothing that matters) and a `tracing` event at target `vaidya::auth`.
 pub fn record_auth_event(app: &AppState, event: AuthEvent) {
     let (action, outcome) = match (event.action, event.outcome) {
-        (Action::Login, Outcome::Success) => (vaidya_audit::Action::Login, vaidya_audit::Outcome::Allowed),
-        (Action::Login, Outcome::Failure) => {
+        (Action::Login | Action::OidcLogin, Outcome::Success) => (vaidya_audit::Action::Login, vaidya_audit::Outcome::Allowed),
+        (Action::Login | Action::OidcLogin, Outcome::Failure) => {
             (vaidya_audit::Action::LoginFailed, vaidya_audit::Outcome::Denied(event.reason.map(Reason::as_str).unwrap_or("refused").to_string()))
         }
         (Action::Logout, _) => (vaidya_audit::Action::Logout, vaidya_audit::Outcome::Allowed),
@@ -153,6 +186,7 @@ pub fn record_auth_event(app: &AppState, event: AuthEvent) {
     rec.time_ms = event.time_ms;
     rec.who = vaidya_audit::Who { user: Some(event.user.clone()), role: None, session: event.token_id.clone() };
     rec.source = vaidya_audit::Source { address: event.source_ip.clone(), user_agent: event.user_agent.clone() };
+    rec.reason = event.detail.clone();
     // Wait for the commit without stalling the runtime: on the server's multi-threaded runtime
     // this worker steps aside while it waits; elsewhere the write is handed off.
     use tokio::runtime::{Handle, RuntimeFlavor};
@@ -172,11 +206,12 @@ pub fn record_auth_event(app: &AppState, event: AuthEvent) {
     let agent = event.user_agent.as_deref().unwrap_or("");
     let token = event.token_id.as_deref().unwrap_or("");
     let until = event.locked_until_ms.map(vaidya_fhir::datetime::format_instant).unwrap_or_default();
+    let detail = event.detail.as_deref().unwrap_or("");
     match event.outcome {
         Outcome::Success => tracing::info!(target: "vaidya::auth", action = event.action.as_str(), user = ?event.user,
-            outcome = "success", source_ip = ip, user_agent = ?agent, token_id = token, time_ms = event.time_ms),
+            outcome = "success", source_ip = ip, user_agent = ?agent, token_id = token, detail = ?detail, time_ms = event.time_ms),
         Outcome::Failure => tracing::warn!(target: "vaidya::auth", action = event.action.as_str(), user = ?event.user,
             outcome = "failure", reason, source_ip = ip, user_agent = ?agent, token_id = token, locked_until = until,
-            time_ms = event.time_ms),
+            detail = ?detail, time_ms = event.time_ms),
     }
 }

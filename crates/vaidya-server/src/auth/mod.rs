@@ -14,9 +14,13 @@
 //! - Tokens made with `vaidya token` (kind `api`) need no second factor: making one is an
 //!   operator's action on the server's own machine, with access to the data directory.
 //!
+//! - Single sign-on through an OpenID Connect provider (`/auth/oidc/login`, optional, `[oidc]`
+//!   in the config) gives the same sessions to existing accounts: rules in [`oidc`].
+//!
 //! Every outcome is an [`events::AuthEvent`] given to [`events::record_auth_event`].
 
 pub mod events;
+pub mod oidc;
 pub mod scopes;
 
 use crate::app::{AppState, Principal};
@@ -41,14 +45,20 @@ pub const TOTP_REQUIRED_ROLES: [&str; 3] = ["admin", "privacy-officer", "auditor
 const BAD_CREDENTIALS: &str = "the user name, password or TOTP code is not right";
 
 pub fn router(state: AppState) -> Router<AppState> {
-    let _ = state;
-    Router::new()
+    let mut routes = Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/password", post(change_password))
         .route("/totp/enrol", post(totp_enrol))
-        .route("/totp/confirm", post(totp_confirm))
-        .layer(DefaultBodyLimit::max(16 * 1024))
+        .route("/totp/confirm", post(totp_confirm));
+    // Single sign-on, when configured (`vaidya serve` has checked the settings at start).
+    if let Some(c) = &state.config.oidc {
+        match oidc::Settings::from_config(c) {
+            Ok(s) => routes = routes.nest("/oidc", oidc::router(std::sync::Arc::new(oidc::Oidc::new(s)))),
+            Err(e) => tracing::error!(target: "vaidya::auth", "single sign-on is off: {e}"),
+        }
+    }
+    routes.layer(DefaultBodyLimit::max(16 * 1024))
 }
 
 /// A valid bearer token and what it carries.
@@ -72,7 +82,7 @@ pub fn bearer(app: &AppState, token: &str) -> Result<Option<Bearer>, ApiError> {
     }
     let idle_ms = (app.config.auth.session_idle_seconds as i64).saturating_mul(1000);
     let last_used = row.last_used_ms.unwrap_or(row.created_ms);
-    let session = row.kind == KIND_SESSION;
+    let session = tokens::is_session(&row.kind);
     if session && now - last_used >= idle_ms {
         return Ok(None);
     }
@@ -338,7 +348,7 @@ struct PasswordBody {
 /// A bearer route that only a login session may use (not an operator's API token).
 fn session_caller(app: &AppState, headers: &HeaderMap) -> Result<Bearer, AuthError> {
     let b = caller(app, headers)?;
-    if b.row.kind != KIND_SESSION {
+    if !tokens::is_session(&b.row.kind) {
         return Err(AuthError::new(StatusCode::FORBIDDEN, "this needs a login session (POST /auth/login), not an API token"));
     }
     Ok(b)

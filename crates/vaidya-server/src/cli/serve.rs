@@ -29,6 +29,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
+    // Single sign-on settings are checked (and the client secret read) before anything starts.
+    if let Some(o) = &config.oidc {
+        crate::auth::oidc::Settings::from_config(o)?;
+        tracing::info!("single sign-on through the OpenID Connect provider {}", o.issuer);
+    }
     let lock = datadir::lock_or_create(&config.data).map_err(|e| e.to_string())?;
     let (key, created) = datadir::init(&config).map_err(|e| e.to_string())?;
     if let Some(c) = created {
