@@ -147,6 +147,10 @@ pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Re
     }
     let outcome = match refusal {
         Some(reason) => Outcome::Denied(reason),
+        // The policies refused, and the client was told "not found" (a protected record).
+        None if resp.extensions().get::<crate::error::HiddenRefusal>().is_some() => {
+            Outcome::Denied("404 Not Found (refused by the access policies; answered as unknown)".to_string())
+        }
         None => outcome(resp.status()),
     };
     let mut rec = AuditRecord::new(action, outcome);

@@ -11,11 +11,23 @@ use vaidya_store::search::SearchError;
 pub struct ApiError {
     pub status: StatusCode,
     pub issues: Vec<Issue>,
+    /// A refusal by the access policies answered as "not found", so that the record's
+    /// existence is not betrayed; the audit trail records it as denied ([`HiddenRefusal`]).
+    pub hidden_refusal: bool,
 }
+
+/// Left on a response that says 404 for a record the policies refused (see
+/// [`ApiError::hidden`]); never sent to the client.
+#[derive(Debug, Clone, Copy)]
+pub struct HiddenRefusal;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: IssueType, message: impl Into<String>) -> ApiError {
-        ApiError { status, issues: vec![Issue::error(code, message)] }
+        ApiError { status, issues: vec![Issue::error(code, message)], hidden_refusal: false }
+    }
+    /// 404 for a record that exists but that the policies refuse to show.
+    pub fn hidden(message: impl Into<String>) -> ApiError {
+        ApiError { hidden_refusal: true, ..ApiError::not_found(message) }
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, message)
@@ -27,7 +39,7 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, IssueType::Login, message)
     }
     pub fn invalid_resource(issues: Vec<Issue>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, issues }
+        ApiError { status: StatusCode::BAD_REQUEST, issues, hidden_refusal: false }
     }
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, message)
@@ -70,6 +82,9 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&operation_outcome(&self.issues)).expect("JSON value serialises");
         let mut resp = (self.status, body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::fhir::FHIR_JSON));
+        if self.hidden_refusal {
+            resp.extensions_mut().insert(HiddenRefusal);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vaidya\""));
         }

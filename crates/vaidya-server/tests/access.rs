@@ -200,6 +200,9 @@ fn break_the_glass_opens_a_record_for_a_while_and_is_reported() {
     let out = s.vaidya(&["audit", "report", "--data", &data, "--user", "dr.emergency", "--json"]);
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(report.contains("BTG") && report.contains("unconscious in casualty"), "every grant is listed with its reason: {report}");
+    // The VIP's record answered "not found" before the grant is, in the trail, a refusal.
+    let mine: Vec<vaidya_audit::ReportRow> = report.lines().map(|l| vaidya_audit::ReportRow::from_event(&serde_json::from_str(l).unwrap())).collect();
+    assert!(mine.iter().any(|r| r.action == "read" && r.outcome.starts_with("denied") && r.outcome.contains("404")), "{mine:#?}");
 
     // The privacy officer's review: both grants and the two reads made under them, and
     // nothing else (not the refused reads before the grants, nor those after they ran out).

@@ -321,7 +321,7 @@ pub fn check(policies: &Policies, actor: &Actor, action: Action, target: &Target
     // A protected patient's records, and anyone else's records to a patient, are not there.
     let hidden = target.patient.as_ref().is_some_and(|p| p.vip || p.confidentiality == "V") || actor.role == Role::Patient;
     if hidden && action == Action::Read {
-        return Err(ApiError::not_found(format!("{what} is not known")));
+        return Err(ApiError::hidden(format!("{what} is not known")));
     }
     let why = if verdict.reasons.is_empty() { "no policy permits it".to_string() } else { format!("refused by policy {}", verdict.reasons.join(", ")) };
     Err(ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, format!("{} may not {} {what}: {why}", actor.role.as_str(), action.as_str())))

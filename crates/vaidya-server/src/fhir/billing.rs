@@ -25,7 +25,7 @@ pub const REFUND_URL: &str = "https://vaidya.dev/fhir/StructureDefinition/invoic
 pub const WAIVER_URL: &str = "https://vaidya.dev/fhir/StructureDefinition/invoice-waiver";
 
 fn invalid(at: String, message: String) -> ApiError {
-    ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, issues: vec![Issue::error(IssueType::Invalid, message).at(at)] }
+    ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, issues: vec![Issue::error(IssueType::Invalid, message).at(at)], hidden_refusal: false }
 }
 
 fn refused(e: BillingError) -> ApiError {

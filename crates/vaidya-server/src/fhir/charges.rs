@@ -43,7 +43,7 @@ pub const BILLED_ON_URL: &str = "https://vaidya.dev/fhir/StructureDefinition/cha
 pub const IMPORT_AUTHOR: &str = "import";
 
 fn invalid(at: &str, message: impl Into<String>) -> ApiError {
-    ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, issues: vec![Issue::error(IssueType::Invalid, message).at(at.to_string())] }
+    ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, issues: vec![Issue::error(IssueType::Invalid, message).at(at.to_string())], hidden_refusal: false }
 }
 
 /// One priced service of the tariff.

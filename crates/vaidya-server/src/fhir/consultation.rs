@@ -78,6 +78,7 @@ pub fn check_same_patient(tx: &WriteTx<'_>, rtype: &str, resource: &Value) -> Re
         return Err(ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             issues: vec![Issue::error(IssueType::BusinessRule, format!("Encounter/{enc} is {theirs}'s visit, not {subject}'s")).at(format!("{rtype}.subject"))],
+            hidden_refusal: false,
         });
     }
     Ok(())
