@@ -118,6 +118,13 @@ pub struct AuditStats {
     pub sync_us: u64,
 }
 
+/// The audit log's origin (the first line of its signed checkpoints): the data ledger's, with
+/// `/audit`. Both logs are signed with one key; distinct origins keep a checkpoint of one from
+/// passing for a checkpoint of the other.
+pub fn origin(ledger_key_name: &str) -> String {
+    format!("{ledger_key_name}/audit")
+}
+
 /// The audit directory of a data directory: `<data>/audit`.
 pub fn audit_dir(data: &Path) -> PathBuf {
     data.join(AUDIT_DIR)

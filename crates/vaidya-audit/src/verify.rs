@@ -113,6 +113,8 @@ fn row_digest(kind: u8, key: &str, seq: u64, time_ms: i64) -> Digest128 {
 
 pub(crate) fn verify_conn(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, AuditVerifyError> {
     use AuditVerifyError::*;
+    // A note verifier key is `<name>+<key hash>+<key>`; the audit log's origin derives from the name.
+    let expected_origin = crate::origin(verifier_key.split('+').next().unwrap_or_default());
     let mut ledger_stmt = conn.prepare("SELECT seq, entry FROM ledger ORDER BY seq")?;
     let mut ledger_rows = ledger_stmt.query([])?;
     let mut tree_stmt = conn.prepare("SELECT idx, hash FROM tree_hash ORDER BY idx")?;
@@ -177,6 +179,9 @@ pub(crate) fn verify_conn(conn: &Connection, verifier_key: &str) -> Result<Verif
             checkpoints += 1;
             let cp = vaidya_ledger::verify_checkpoint(&note, verifier_key)
                 .map_err(|e| BadCheckpoint { tree_size: size, reason: e.to_string() })?;
+            if cp.origin != expected_origin {
+                return Err(BadCheckpoint { tree_size: size, reason: format!("it is a checkpoint of '{}', not of the audit log '{expected_origin}'", cp.origin) });
+            }
             if cp.tree_size != size {
                 return Err(BadCheckpoint { tree_size: size, reason: format!("it signs tree size {}", cp.tree_size) });
             }

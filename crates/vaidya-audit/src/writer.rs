@@ -368,7 +368,7 @@ impl Writer {
             .root(self.tip.size, Some(&self.conn))
             .map_err(|e| AuditError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
         let time_ms = now.max(self.tip.last_time_ms);
-        let note = vaidya_ledger::sign_checkpoint(&self.key, self.tip.size, root, time_ms);
+        let note = vaidya_ledger::sign_checkpoint_for(&self.key, &crate::origin(self.key.name()), self.tip.size, root, time_ms);
         self.conn
             .prepare_cached("INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
             .execute(params![self.tip.size as i64, time_ms, note])?;

@@ -173,6 +173,22 @@ fn a_forged_checkpoint_is_caught() {
 }
 
 #[test]
+fn a_checkpoint_of_the_data_ledger_does_not_pass_for_one_of_the_audit_log() {
+    // Same key, same size and root, but the data ledger's origin: a genuine signature over the
+    // wrong log's name.
+    let c = Case::new();
+    let conn = c.intruder();
+    let (size, note): (i64, String) =
+        conn.query_row("SELECT tree_size, note FROM checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let cp = vaidya_ledger::verify_checkpoint(&note, c.key.verifier_text()).unwrap();
+    assert_eq!(cp.origin, vaidya_audit::origin(c.key.name()));
+    let other_log = vaidya_ledger::sign_checkpoint(&c.key, size as u64, cp.root, cp.time_ms);
+    conn.execute("UPDATE checkpoint SET note = ?2 WHERE tree_size = ?1", params![size, other_log]).unwrap();
+    let err = c.verify().unwrap_err();
+    assert!(matches!(&err, AuditVerifyError::BadCheckpoint { tree_size, reason } if *tree_size == size as u64 && reason.contains("not of the audit log")), "{err}");
+}
+
+#[test]
 fn a_rewritten_history_with_a_recomputed_chain_and_tree_fails_the_signed_checkpoint() {
     // The intruder edits entry 8 and recomputes every later hash, the whole tree and the
     // indexes; only the signature (no private key) gives it away.

@@ -28,11 +28,18 @@ pub enum CheckpointError {
 
 const TIME_PREFIX: &str = "time ";
 
-/// Sign a checkpoint for a tree of `tree_size` entries with root `root`, made at `time_ms`.
+/// Sign a checkpoint for a tree of `tree_size` entries with root `root`, made at `time_ms`. The
+/// origin (the log's name) is the key's name.
 pub fn sign_checkpoint(key: &LedgerKey, tree_size: u64, root: Hash, time_ms: i64) -> String {
+    sign_checkpoint_for(key, key.name(), tree_size, root, time_ms)
+}
+
+/// [`sign_checkpoint`] for another log signed with the same key (the audit log): its own
+/// origin, so that a checkpoint of one log can never pass for one of the other.
+pub fn sign_checkpoint_for(key: &LedgerKey, origin: &str, tree_size: u64, root: Hash, time_ms: i64) -> String {
     let extension = format!("{TIME_PREFIX}{time_ms}\n");
-    let body = Checkpoint::new(key.name(), tree_size, root, &extension)
-        .expect("key names are valid origins and the extension is one line");
+    let body = Checkpoint::new(origin, tree_size, root, &extension)
+        .expect("origins are key names or derived from them, and the extension is one line");
     let mut note = Note::new(&body.to_bytes(), &[]).expect("checkpoint body is a valid note text");
     note.add_sigs(&[key.signer()]).expect("key name is valid");
     String::from_utf8(note.to_bytes()).expect("notes are UTF-8")

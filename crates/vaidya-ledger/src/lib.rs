@@ -10,7 +10,7 @@ mod checkpoint;
 mod entry;
 mod keys;
 
-pub use checkpoint::{CheckpointError, SignedCheckpoint, sign_checkpoint, verify_checkpoint};
+pub use checkpoint::{CheckpointError, SignedCheckpoint, sign_checkpoint, sign_checkpoint_for, verify_checkpoint};
 pub use entry::{DecodeError, Entry, EntryHash, Op, hash_encoded};
 pub use keys::{KeyError, LedgerKey};
 pub use tlog_tiles::{

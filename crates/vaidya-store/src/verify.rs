@@ -161,6 +161,9 @@ pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, Sto
             let text: String = row.get(1)?;
             match vaidya_ledger::verify_checkpoint(&text, verifier_key) {
                 Err(e) => note(None, format!("checkpoint at tree size {size}: {e}")),
+                Ok(cp) if Some(cp.origin.as_str()) != verifier_key.split('+').next() => {
+                    note(None, format!("checkpoint at tree size {size} is of another log ('{}'), not of this ledger", cp.origin))
+                }
                 Ok(cp) if cp.tree_size != size => {
                     note(None, format!("checkpoint filed under size {size} signs size {}", cp.tree_size))
                 }
