@@ -98,11 +98,39 @@ fn roles_departments_and_vip_labels_decide_who_sees_what() {
     assert_eq!(get(&clerk, "/Appointment?_summary=count").json()["total"], 2);
     assert_eq!(get(&doctor, "/Appointment?patient=Patient/mine&_summary=count").json()["total"], 1);
 
-    // Billing sees money, not medicine; Bundles are for integrations.
+    // Billing sees money, not medicine.
     assert_eq!(get(&cashier, &format!("/Observation/{obs_mine}")).status, 403);
     assert_eq!(get(&cashier, "/Invoice").status, 200);
-    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": "Patient/mine"}}]});
-    assert_eq!(s.request_as(&doctor, "POST", "", Some(&bundle)).status, 403);
+
+    // Bundles: every entry is checked as the same interaction on its own would be.
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient/mine"}},
+        {"request": {"method": "GET", "url": format!("Observation/{obs_theirs}")}},
+        {"request": {"method": "GET", "url": format!("Observation/{obs_vip}")}},
+        {"request": {"method": "GET", "url": "Observation?patient=Patient/mine"}},
+        {"request": {"method": "GET", "url": "Observation?code=718-7"}}]});
+    let r = s.request_as(&doctor, "POST", "", Some(&bundle));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let statuses: Vec<String> = r.json()["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap().to_string()).collect();
+    // (The doctor broke the glass for the VIP above.)
+    assert!(statuses[0].starts_with("200") && statuses[1].starts_with("403") && statuses[2].starts_with("200"), "{statuses:?}");
+    let clerk_batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient/vip"}}, {"request": {"method": "GET", "url": "Patient?name=verma"}}]});
+    let rc = s.request_as(&clerk, "POST", "", Some(&clerk_batch));
+    assert_eq!(rc.status, 200, "{}", rc.body);
+    assert!(rc.json()["entry"][0]["response"]["status"].as_str().unwrap().starts_with("404"), "{}", rc.body);
+    assert_eq!(rc.json()["entry"][1]["resource"]["total"], 2, "the VIP is not counted in a Bundle either: {}", rc.body);
+    assert!(statuses[3].starts_with("200") && statuses[4].starts_with("403"), "a clinical search names a patient, in a Bundle too: {statuses:?}");
+    assert_eq!(r.json()["entry"][3]["resource"]["total"], 1, "{}", r.body);
+    let tx = |patient: &str| json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:8c1f3e52-0d8a-4c55-9a53-2f0f5a6b7c81", "request": {"method": "POST", "url": "Observation"},
+         "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"}, "subject": {"reference": format!("Patient/{patient}")}}}]});
+    let before = s.ledger_size();
+    let r = s.request_as(&doctor, "POST", "", Some(&tx("theirs")));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(s.ledger_size(), before, "one refused entry refuses the whole transaction");
+    let r = s.request_as(&doctor, "POST", "", Some(&tx("mine")));
+    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(s.post("", &bundle).status, 200);
     let _: Value = get(&doctor, "/Patient/mine").json();
 }

@@ -37,6 +37,12 @@ impl Body {
         Body { meta_rest, fields }
     }
 
+    /// The resource as it would be stored, without version and time: for looking at what it
+    /// says (whose it is, its labels) before it is written.
+    pub fn preview(&self, rtype: &str, id: &str) -> Vec<u8> {
+        self.assemble(rtype, id, 0, "")
+    }
+
     /// The stored JSON: `resourceType`, `id` and `meta` first, then the rest as given.
     pub(crate) fn assemble(&self, rtype: &str, id: &str, version: u64, last_updated: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.fields.len() + self.meta_rest.len() + 128);

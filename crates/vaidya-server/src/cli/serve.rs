@@ -99,7 +99,8 @@ async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path) -> 
         return Ok(());
     }
     let bundle = crate::demo::hospital(vaidya_store::now_ms());
-    let out = crate::fhir::bundle::process(store, "demo", crate::fhir::visibility::Viewer::Lab, bundle, "http://localhost/fhir", crate::fhir::wire::Return::Minimal, 100_000)
+    let demo = crate::fhir::bundle::Caller { author: "demo".into(), viewer: crate::fhir::visibility::Viewer::Lab, checks: None };
+    let (out, _) = crate::fhir::bundle::process(store, demo, bundle, "http://localhost/fhir", crate::fhir::wire::Return::Minimal, 100_000)
         .await
         .map_err(|e| format!("the demo hospital did not load: {:?}", e.issues))?;
     let n = serde_json::from_slice::<serde_json::Value>(&out)

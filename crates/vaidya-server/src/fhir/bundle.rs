@@ -3,7 +3,15 @@
 //! A transaction is prepared (ids assigned, `urn:uuid:` references resolved, every resource
 //! validated and indexed) before it reaches the writer, then runs as one writer job: all of it
 //! commits or none of it does. A batch runs each entry as its own job.
+//!
+//! Every entry is checked against the access policies as the same interaction on its own
+//! would be ([`Caller`]): a write against the current version and the content as resolved
+//! (references to other entries already rewritten, so an entry cannot reach a patient by a
+//! `urn:uuid:` the policies did not see), a read or search as on the REST API, protected
+//! records left out of searches and their totals. In a transaction one refusal refuses the
+//! whole Bundle; in a batch it is that entry's answer.
 
+use super::authorize;
 use super::ops::{self, Outcome};
 use super::visibility::{Viewer, visible};
 use super::wire::{self, BundleWriter, Return};
@@ -15,7 +23,44 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vaidya_fhir::outcome::{IssueType, operation_outcome};
 use vaidya_store::search::{Handling, Query, parse_query};
+use vaidya_policy::{Action, Actor, Policies};
 use vaidya_store::{Store, WriteTx};
+
+/// Who runs a Bundle, and the policies its entries are checked against (`None` for the
+/// operator's own loads, such as the demo hospital, which are not requests).
+#[derive(Clone)]
+pub struct Caller {
+    pub author: String,
+    pub viewer: Viewer,
+    pub checks: Option<(Actor, Policies)>,
+}
+
+impl Caller {
+    /// May this write go ahead? `content`: the entry's resource as resolved (POST/PUT).
+    fn check_write(&self, conn: &vaidya_store::Connection, method: Method, rtype: &str, id: &str, content: Option<&[u8]>) -> Result<Option<String>, ApiError> {
+        let Some((actor, policies)) = &self.checks else { return Ok(None) };
+        let what = format!("{rtype}/{id}");
+        let current = vaidya_store::read::current(conn, rtype, id)?.filter(|s| !s.deleted);
+        let mut patient = None;
+        let action = match (&current, method) {
+            (Some(cur), Method::Delete) => {
+                return authorize::check_stored(conn, policies, actor, Action::Delete, rtype, id, &cur.content);
+            }
+            (None, Method::Delete) => return Ok(None),
+            (Some(cur), _) => {
+                patient = authorize::check_stored(conn, policies, actor, Action::Update, rtype, id, &cur.content)?;
+                Action::Update
+            }
+            (None, _) => Action::Create,
+        };
+        if let Some(content) = content {
+            let target = authorize::complete(conn, actor, &authorize::describe_stored(rtype, content)?)?;
+            authorize::check(policies, actor, action, &target, &what)?;
+            patient = target.patient.map(|p| p.id).or(patient);
+        }
+        Ok(patient)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Method {
@@ -46,7 +91,9 @@ fn entry_error(index: usize, message: impl Into<String>) -> ApiError {
 }
 
 /// Process a transaction or batch Bundle; returns the response Bundle's bytes.
-pub async fn process(store: &Arc<Store>, author: &str, viewer: Viewer, bundle: Value, base: &str, ret: Return, max_entries: usize) -> Result<Vec<u8>, ApiError> {
+/// Process a transaction or batch Bundle; returns the response Bundle's bytes and the
+/// patients whose records it read or changed (for the audit record).
+pub async fn process(store: &Arc<Store>, caller: Caller, bundle: Value, base: &str, ret: Return, max_entries: usize) -> Result<(Vec<u8>, Vec<String>), ApiError> {
     let kind = check_bundle(&bundle, max_entries)?;
     let entries = parse_entries(bundle)?;
     match kind {
@@ -54,11 +101,10 @@ pub async fn process(store: &Arc<Store>, author: &str, viewer: Viewer, bundle: V
             let (entries, prepared) = tokio::task::spawn_blocking(move || prepare_transaction(entries))
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))??;
-            let author = author.to_string();
-            let outcomes = store.write(move |tx| run_transaction(tx, &author, viewer, entries, prepared)).await?;
-            Ok(response_bundle("transaction-response", &outcomes, base, ret))
+            let (outcomes, patients) = store.write(move |tx| run_transaction(tx, &caller, entries, prepared)).await?;
+            Ok((response_bundle("transaction-response", &outcomes, base, ret), patients))
         }
-        _ => Ok(run_batch(store, author, viewer, entries, base, ret).await),
+        _ => Ok(run_batch(store, &caller, entries, base, ret).await),
     }
 }
 
@@ -214,11 +260,12 @@ pub enum EntryResult {
 
 fn run_transaction(
     tx: &mut WriteTx<'_>,
-    author: &str,
-    viewer: Viewer,
+    caller: &Caller,
     mut entries: Vec<Entry>,
     mut prepared: HashMap<usize, Prepared>,
-) -> Result<Vec<EntryResult>, ApiError> {
+) -> Result<(Vec<EntryResult>, Vec<String>), ApiError> {
+    let author = caller.author.as_str();
+    let mut patients = vec![];
     let n = entries.len();
     // Conditional creates first: one that finds a match becomes a no-op, and references to it
     // must then point at the resource that already exists.
@@ -266,58 +313,102 @@ fn run_transaction(
         let at = |err: ApiError| err.within(&format!("Bundle.entry[{}]", e.index));
         let id = e.id.clone().unwrap_or_default();
         let result = match e.method {
-            Method::Delete => EntryResult::Written(ops::delete(tx, author, &e.rtype, &id).map_err(at)?),
-            Method::Post => {
-                let p = prepared.remove(&e.index).expect("prepared every POST");
-                EntryResult::Written(ops::create(tx, author, p, &id, None).map_err(at)?)
+            Method::Delete => {
+                patients.extend(caller.check_write(tx.conn(), e.method, &e.rtype, &id, None).map_err(at)?);
+                EntryResult::Written(ops::delete(tx, author, &e.rtype, &id).map_err(at)?)
             }
-            Method::Put => {
-                let p = prepared.remove(&e.index).expect("prepared every PUT");
-                EntryResult::Written(ops::update(tx, author, p, &id, e.if_match).map_err(at)?)
+            Method::Post | Method::Put => {
+                let p = prepared.remove(&e.index).expect("prepared every POST and PUT");
+                let content = p.body.preview(&e.rtype, &id);
+                patients.extend(caller.check_write(tx.conn(), e.method, &e.rtype, &id, Some(&content)).map_err(at)?);
+                if e.method == Method::Post {
+                    EntryResult::Written(ops::create(tx, author, p, &id, None).map_err(at)?)
+                } else {
+                    EntryResult::Written(ops::update(tx, author, p, &id, e.if_match).map_err(at)?)
+                }
             }
-            Method::Get => read_entry(tx.conn(), e, &viewer).map_err(at)?,
+            Method::Get => {
+                let (result, read) = read_entry(tx.conn(), e, caller).map_err(at)?;
+                patients.extend(read);
+                result
+            }
         };
         results[e.index] = Some(result);
     }
-    Ok(results.into_iter().map(|r| r.expect("every entry ran")).collect())
+    Ok((results.into_iter().map(|r| r.expect("every entry ran")).collect(), patients))
 }
 
-fn read_entry(conn: &vaidya_store::Connection, e: &Entry, viewer: &Viewer) -> Result<EntryResult, ApiError> {
+/// A GET entry, checked as the same read or search on its own would be; with the patients
+/// whose records it returns.
+fn read_entry(conn: &vaidya_store::Connection, e: &Entry, caller: &Caller) -> Result<(EntryResult, Vec<String>), ApiError> {
+    let viewer = &caller.viewer;
     match (&e.id, &e.query) {
         (Some(id), _) => match vaidya_store::read::current(conn, &e.rtype, id)? {
-            Some(s) if !s.deleted && visible(viewer, &e.rtype, &s.content) => Ok(EntryResult::Read { status: StatusCode::OK, content: s.content }),
+            Some(s) if !s.deleted && visible(viewer, &e.rtype, &s.content) => {
+                let patient = match &caller.checks {
+                    Some((actor, policies)) => authorize::check_stored(conn, policies, actor, Action::Read, &e.rtype, id, &s.content)?,
+                    None => None,
+                };
+                Ok((EntryResult::Read { status: StatusCode::OK, content: s.content }, patient.into_iter().collect()))
+            }
             Some(s) if !s.deleted => Err(ApiError::not_found(format!("{}/{id} is not known", e.rtype))),
             Some(_) => Err(ApiError::new(StatusCode::GONE, IssueType::Deleted, format!("{}/{id} was deleted", e.rtype))),
             None => Err(ApiError::not_found(format!("{}/{id} is not known", e.rtype))),
         },
         (None, Some(q)) => {
-            let found = vaidya_store::search::run(conn, q)?;
+            let mut q = q.clone();
+            if let Some((actor, policies)) = &caller.checks {
+                // As on the REST API: the search as a whole, then what it may not show (in
+                // the total too), then each match.
+                let target = authorize::target_of_search(conn, actor, &e.rtype, &q.applied)?;
+                authorize::check(policies, actor, Action::Search, &target, &format!("{} records", e.rtype))?;
+                q.preds.extend(super::protected::exclusions(conn, policies, actor, &q)?);
+            }
+            let found = vaidya_store::search::run(conn, &q)?;
+            let mut patients = vec![];
             let mut w = BundleWriter::new(wire::bundle_head("searchset", Some(found.total), &[]));
             for m in found.matches.iter().filter(|m| visible(viewer, &m.resource_type, &m.content)) {
+                if let Some((actor, policies)) = &caller.checks {
+                    let (ok, patient) = authorize::may_read(conn, policies, actor, &m.resource_type, &m.content)?;
+                    if !ok {
+                        continue;
+                    }
+                    patients.extend(patient);
+                }
                 w.entry(json!({"search": {"mode": "match"}}), Some(&m.content));
             }
-            Ok(EntryResult::Read { status: StatusCode::OK, content: w.finish() })
+            Ok((EntryResult::Read { status: StatusCode::OK, content: w.finish() }, patients))
         }
         (None, None) => Err(ApiError::bad_request("GET entry without id or query")),
     }
 }
 
-async fn run_batch(store: &Arc<Store>, author: &str, viewer: Viewer, entries: Vec<Entry>, base: &str, ret: Return) -> Vec<u8> {
+async fn run_batch(store: &Arc<Store>, caller: &Caller, entries: Vec<Entry>, base: &str, ret: Return) -> (Vec<u8>, Vec<String>) {
     let mut results = Vec::with_capacity(entries.len());
+    let mut patients = vec![];
     for mut e in entries {
         let result = async {
             let resource = e.resource.take();
             match e.method {
                 Method::Get => {
                     let store = store.clone();
-                    let viewer = viewer.clone();
-                    tokio::task::spawn_blocking(move || store.read(|conn| read_entry(conn, &e, &viewer)))
+                    let caller = caller.clone();
+                    let (result, read) = tokio::task::spawn_blocking(move || store.read(|conn| read_entry(conn, &e, &caller)))
                         .await
-                        .map_err(|err| ApiError::internal(err.to_string()))?
+                        .map_err(|err| ApiError::internal(err.to_string()))??;
+                    patients.extend(read);
+                    Ok(result)
                 }
                 Method::Delete => {
-                    let (author, rtype, id) = (author.to_string(), e.rtype.clone(), e.id.clone().unwrap_or_default());
-                    Ok(EntryResult::Written(store.write(move |tx| ops::delete(tx, &author, &rtype, &id)).await?))
+                    let (caller, rtype, id) = (caller.clone(), e.rtype.clone(), e.id.clone().unwrap_or_default());
+                    let (o, patient) = store
+                        .write(move |tx| {
+                            let patient = caller.check_write(tx.conn(), Method::Delete, &rtype, &id, None)?;
+                            Ok::<_, ApiError>((ops::delete(tx, &caller.author, &rtype, &id)?, patient))
+                        })
+                        .await?;
+                    patients.extend(patient);
+                    Ok(EntryResult::Written(o))
                 }
                 Method::Post | Method::Put => {
                     let mut resource = resource.ok_or_else(|| ApiError::bad_request("no resource"))?;
@@ -327,14 +418,20 @@ async fn run_batch(store: &Arc<Store>, author: &str, viewer: Viewer, entries: Ve
                         return Err(ApiError::bad_request(format!("reference '{r}' cannot be resolved inside a batch")));
                     }
                     let p = prepare(resource)?;
-                    let (author, id, method, if_match, cond) =
-                        (author.to_string(), e.id.clone().unwrap_or_default(), e.method, e.if_match, e.if_none_exist.take());
-                    let o = store
-                        .write(move |tx| match method {
-                            Method::Post => ops::create(tx, &author, p, &id, cond.as_ref()),
-                            _ => ops::update(tx, &author, p, &id, if_match),
+                    let (caller, rtype, id, method, if_match, cond) =
+                        (caller.clone(), e.rtype.clone(), e.id.clone().unwrap_or_default(), e.method, e.if_match, e.if_none_exist.take());
+                    let (o, patient) = store
+                        .write(move |tx| {
+                            let content = p.body.preview(&rtype, &id);
+                            let patient = caller.check_write(tx.conn(), method, &rtype, &id, Some(&content))?;
+                            let o = match method {
+                                Method::Post => ops::create(tx, &caller.author, p, &id, cond.as_ref()),
+                                _ => ops::update(tx, &caller.author, p, &id, if_match),
+                            }?;
+                            Ok::<_, ApiError>((o, patient))
                         })
                         .await?;
+                    patients.extend(patient);
                     Ok(EntryResult::Written(o))
                 }
             }
@@ -342,7 +439,7 @@ async fn run_batch(store: &Arc<Store>, author: &str, viewer: Viewer, entries: Ve
         .await;
         results.push(result.unwrap_or_else(EntryResult::Failed));
     }
-    response_bundle("batch-response", &results, base, ret)
+    (response_bundle("batch-response", &results, base, ret), patients)
 }
 
 fn response_bundle(kind: &str, results: &[EntryResult], base: &str, ret: Return) -> Vec<u8> {
@@ -409,6 +506,8 @@ impl PreparedTransaction {
 
     /// Run inside a writer job; returns the number of entries written.
     pub fn run(self, tx: &mut WriteTx<'_>, author: &str) -> Result<usize, ApiError> {
-        Ok(run_transaction(tx, author, Viewer::Lab, self.entries, self.prepared)?.len())
+        // An import is the operator's own load (`vaidya import`), not a request: not checked.
+        let operator = Caller { author: author.to_string(), viewer: Viewer::Lab, checks: None };
+        Ok(run_transaction(tx, &operator, self.entries, self.prepared)?.0.len())
     }
 }

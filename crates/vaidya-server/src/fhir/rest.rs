@@ -708,17 +708,16 @@ async fn bundle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // Entries of a Bundle are not yet checked one by one against the policies, so Bundles are
-    // for integrations (machine clients) only; people use the single interactions.
-    if authorize::actor(&who).role != vaidya_policy::Role::Machine {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, "transaction and batch Bundles are for integration accounts (role machine)"));
-    }
     wire::check_accept(&headers, None)?;
     wire::check_content_type(&headers)?;
     let value = parse_json(&body_bytes(body)?)?;
     let base = wire::base_url(&headers);
     let ret = wire::prefer_return(&headers, Return::Minimal);
     let max_entries = app.config.limits.max_bundle_entries;
-    let out = super::bundle::process(&app.store, &who.user, Viewer::of(&who), value, &base, ret, max_entries).await?;
-    Ok(wire::raw_json_response(StatusCode::OK, out))
+    let caller = super::bundle::Caller { author: who.user.clone(), viewer: Viewer::of(&who), checks: Some((authorize::actor(&who), app.policies.clone())) };
+    let (out, mut patients) = super::bundle::process(&app.store, caller, value, &base, ret, max_entries).await?;
+    patients.sort();
+    patients.dedup();
+    let audited = crate::audit::Audited { returned: vec![], patients };
+    Ok(crate::audit::attach(wire::raw_json_response(StatusCode::OK, out), audited))
 }
