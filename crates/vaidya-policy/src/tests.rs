@@ -123,6 +123,26 @@ fn the_matrix() {
 }
 
 #[test]
+fn bulk_export_is_for_integrations_within_their_scopes() {
+    let mut machine = actor(Role::Machine);
+    machine.scope_read = true;
+    let p = Policies::builtin();
+    let may = |a: &Actor, t: &Target| p.decide(a, Action::Export, t, NO).unwrap().allowed;
+    let obs = target("Observation", Some((Who::Elsewhere, "N", false)));
+    assert!(may(&machine, &obs));
+    assert!(may(&machine, &target("Observation", None)), "the kick-off asks for a type");
+    assert!(may(&machine, &target("Organization", None)));
+    assert!(!may(&machine, &target("AuditEvent", None)), "the audit trail is not bulk-exported");
+    assert!(!may(&machine, &target("Observation", Some((Who::Elsewhere, "N", true)))), "VIPs stay out");
+    assert!(!may(&machine, &target("Observation", Some((Who::Elsewhere, "V", false)))));
+    machine.scope_read = false;
+    assert!(!may(&machine, &obs), "not beyond the token's scopes");
+    for role in [Role::Registration, Role::Doctor, Role::Lab, Role::Billing, Role::Admin, Role::PrivacyOfficer, Role::Auditor, Role::Patient] {
+        assert!(!may(&actor(role), &obs), "{role:?} may not bulk-export records");
+    }
+}
+
+#[test]
 fn unreleased_results_stay_in_the_lab() {
     let mut t = target("DiagnosticReport", Some((Who::OfGenMed, "N", false)));
     t.released = false;

@@ -27,6 +27,12 @@
 //! # policy_dir = "/etc/vaidya/policies"  # schema.cedarschema + *.cedar; default: the built-in policies
 //! policy_reload_seconds = 5              # how often a policy directory is checked for changes
 //! break_glass_seconds = 3600             # how long a break-the-glass grant lasts
+//!
+//! [export]
+//! max_jobs = 8                   # bulk export jobs waiting for approval or running, at most
+//! max_running = 2                # export jobs running at once (more wait their turn)
+//! max_resources_per_file = 100000  # NDJSON files are split after this many resources
+//! expire_hours = 24              # unapproved jobs lapse, finished jobs' files are removed
 //! ```
 
 use serde::Deserialize;
@@ -44,6 +50,23 @@ pub struct Config {
     pub auth: Auth,
     pub keys: Keys,
     pub access: Access,
+    pub export: Export,
+}
+
+/// Bulk Data `$export` (`fhir/export.rs`): how many jobs, how large a file, how long kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Export {
+    pub max_jobs: usize,
+    pub max_running: usize,
+    pub max_resources_per_file: usize,
+    pub expire_hours: u64,
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Export { max_jobs: 8, max_running: 2, max_resources_per_file: 100_000, expire_hours: 24 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +144,7 @@ impl Default for Config {
             auth: Auth::default(),
             keys: Keys::default(),
             access: Access::default(),
+            export: Export::default(),
         }
     }
 }
@@ -173,6 +197,7 @@ mod tests {
         let c: Config = toml::from_str(&example).unwrap();
         assert_eq!(c.limits.max_bundle_entries, 10_000);
         assert_eq!(c.auth.session_idle_seconds, 1800);
+        assert_eq!(c.export.max_resources_per_file, Export::default().max_resources_per_file);
         assert_eq!(c.auth.session_max_seconds, Auth::default().session_max_seconds);
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
     }
