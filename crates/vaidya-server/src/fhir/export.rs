@@ -314,7 +314,9 @@ pub fn parse_kick_off(pairs: &[(String, String)]) -> Result<KickOff, ApiError> {
                 if since_ms.is_some() {
                     return Err(ApiError::bad_request("_since is given more than once"));
                 }
-                since_ms = Some(parse_instant(v).ok_or_else(|| {
+                // A `+` of a zone offset sent unencoded arrives as a space.
+                let v = v.replace(' ', "+");
+                since_ms = Some(parse_instant(&v).ok_or_else(|| {
                     ApiError::new(StatusCode::BAD_REQUEST, IssueType::Value, format!("_since: '{v}' is not a FHIR instant (e.g. 2026-01-31T10:00:00Z)"))
                 })?);
             }
@@ -422,8 +424,9 @@ async fn kick_off(
                             list.push(t.to_string());
                         }
                     }
-                    if list.is_empty() && !may("Patient")?.is_ok() {
-                        // Nothing permitted at all: say why, rather than export nothing.
+                    if list.is_empty() {
+                        // Nothing permitted: say why, rather than export nothing (an empty
+                        // store with a permitted account gives an empty export).
                         may("Patient")??;
                     }
                     list
@@ -638,7 +641,7 @@ async fn record_end(app: &AppState, owner: &Principal, id: &str, approver: &str,
             }
         }
         Err(e) => {
-            let mut rec = base(vaidya_audit::Outcome::Failed(message(&e)));
+            let mut rec = base(vaidya_audit::Outcome::Failed(message(e)));
             rec.reason = Some(format!("bulk export {id} failed; approved by {approver}"));
             records.push(rec);
         }
@@ -923,7 +926,9 @@ mod tests {
             "_since=2026-01-02T03:04", "_outputFormat=text/csv", "_typeFilter=Observation%3Fstatus%3Dfinal", "foo=bar"] {
             assert!(parse_kick_off(&pairs(bad)).is_err(), "{bad} should be refused");
         }
-        assert!(parse_kick_off(&pairs("_since=2026-01-02T03:04:05.123+05:30")).is_ok());
+        let ist = parse_kick_off(&pairs("_since=2026-01-02T03:04:05.123%2B05:30")).unwrap().since_ms;
+        assert_eq!(ist, vaidya_fhir::datetime::parse_date_range("2026-01-01T21:34:05.123Z").map(|r| r.0));
+        assert_eq!(parse_kick_off(&pairs("_since=2026-01-02T03:04:05.123+05:30")).unwrap().since_ms, ist, "an unencoded + is read as one");
     }
 
     #[test]
