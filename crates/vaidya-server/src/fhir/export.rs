@@ -29,7 +29,9 @@
 //!   NDJSON file per type under `<data>/exports/{job}/`, a new file every
 //!   `max_resources_per_file` resources. Each record is checked as the requester's `read` and
 //!   `export` by the policies (with the patient's labels: VIP and very restricted patients stay
-//!   out) and against the release rule; each patient's facts are looked up once per job.
+//!   out) and against the release rule; each patient's facts are looked up once per job, and
+//!   the policies are asked by the patient's attributes unless a policy names a patient
+//!   (`Policies::decide_by_attributes`).
 //! - status: `GET /fhir/$export-status/{job}`: 202 with `X-Progress` while waiting or running,
 //!   200 with the manifest when done (`transactionTime` is when the snapshot was taken: every
 //!   exported version is older), 403 with the reason when rejected, 500 when failed. The
@@ -701,7 +703,7 @@ pub fn run(
                     return Ok(true);
                 }
                 let target = authorize::complete_cached(conn, &actor, &d, &mut cache)?;
-                let decide = |action| policies.decide(&actor, action, &target, Facts::default()).map(|v| v.allowed).map_err(|e| ApiError::internal(e.to_string()));
+                let decide = |action| policies.decide_by_attributes(&actor, action, &target, Facts::default()).map(|v| v.allowed).map_err(|e| ApiError::internal(e.to_string()));
                 if !visible(&viewer, rtype, content) || !decide(Action::Read)? || !decide(Action::Export)? {
                     withheld += 1;
                     return Ok(true);
