@@ -32,7 +32,7 @@
 //! max_jobs = 8                   # bulk export jobs waiting for approval or running, at most
 //! max_running = 2                # export jobs running at once (more wait their turn)
 //! max_resources_per_file = 100000  # NDJSON files are split after this many resources
-//! expire_hours = 24              # unapproved jobs lapse, finished jobs' files are removed
+//! expire_seconds = 86400         # unapproved jobs lapse, finished jobs and files are removed
 //! ```
 
 use serde::Deserialize;
@@ -60,12 +60,14 @@ pub struct Export {
     pub max_jobs: usize,
     pub max_running: usize,
     pub max_resources_per_file: usize,
-    pub expire_hours: u64,
+    /// A job awaiting approval lapses, and a finished job and its files are removed, this long
+    /// after it was asked for or finished.
+    pub expire_seconds: u64,
 }
 
 impl Default for Export {
     fn default() -> Self {
-        Export { max_jobs: 8, max_running: 2, max_resources_per_file: 100_000, expire_hours: 24 }
+        Export { max_jobs: 8, max_running: 2, max_resources_per_file: 100_000, expire_seconds: 24 * 3600 }
     }
 }
 

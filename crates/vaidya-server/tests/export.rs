@@ -278,3 +278,52 @@ fn bulk_export_needs_a_second_persons_approval_and_exports_what_is_stored() {
     let vip = report(&["--patient-id", "vip"]);
     assert!(!vip.iter().any(|e| action(e) == "export" && e.to_string().contains("completed")), "the VIP's did not");
 }
+
+#[test]
+fn scoped_tokens_job_limits_and_expiry() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let config = cfg_dir.path().join("vaidya.toml");
+    std::fs::write(&config, "[export]\nmax_jobs = 2\nexpire_seconds = 3\n").unwrap();
+    let config_arg = config.to_str().unwrap().to_string();
+    let s = Server::start_with(tempfile::tempdir().unwrap(), &["--config", &config_arg]);
+    let machine = s.token.clone();
+    assert_eq!(s.put("/Patient/p1", &json!({"resourceType": "Patient", "id": "p1"})).status, 201);
+    assert_eq!(s.put("/Observation/o1", &obs("o1", "p1")).status, 201);
+    let enc = json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}, "subject": {"reference": "Patient/p1"}});
+    assert_eq!(s.put("/Encounter/e1", &enc).status, 201);
+    let po = s.add_user("po.priya", "privacy-officer", &[]);
+    s.add_user("etl.scoped", "machine", &[]);
+    let data = s.data().to_str().unwrap().to_string();
+    let out = s.vaidya(&["token", "--data", &data, "--user", "etl.scoped", "--scope", "system/Patient.read system/Observation.read"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scoped = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    // A token's scopes narrow an export: the whole system needs `*` scopes, a type outside
+    // them is refused, and by default only the types within them are exported.
+    assert_eq!(call(&s, &scoped, "GET", "/$export", &[PREFER, ACCEPT]).status, 403);
+    let r = call(&s, &scoped, "GET", "/Patient/$export?_type=Encounter", &[PREFER, ACCEPT]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    let job = kick_off(&s, &scoped, "/Patient/$export");
+    assert_eq!(approve(&s, &po, &job).status, 200);
+    let m = manifest(&s, &scoped, &job);
+    assert_eq!(counts(&m), BTreeMap::from([("Observation".to_string(), 1), ("Patient".to_string(), 1)]), "no Encounter: {m}");
+    assert_eq!(download_all(&s, &scoped, &m)["Observation"], ids(&["o1"]));
+    let job_id = job.rsplit('/').next().unwrap().to_string();
+    assert!(s.data().join("exports").join(&job_id).is_dir());
+
+    // At most `max_jobs` unfinished jobs (the finished one does not count).
+    let waiting = kick_off(&s, &machine, "/$export");
+    kick_off(&s, &machine, "/$export?_type=Patient");
+    let r = call(&s, &machine, "GET", "/$export", &[PREFER, ACCEPT]);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    r.assert_outcome();
+
+    // Jobs expire: unapproved ones lapse, finished ones go with their files.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(call(&s, &scoped, "GET", &job, &[]).status, 404);
+    assert!(!s.data().join("exports").join(&job_id).exists(), "the files are removed");
+    assert_eq!(approve(&s, &po, &waiting).status, 404, "a lapsed request cannot be approved");
+    kick_off(&s, &machine, "/$export");
+}

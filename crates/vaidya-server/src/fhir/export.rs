@@ -47,8 +47,8 @@
 //!   --patient` shows that a patient's records left in an export.
 //! - limits (`[export]` in the config): at most `max_jobs` unfinished (awaiting approval,
 //!   queued or running) jobs (429 beyond), `max_running` running at once, job ids are 122
-//!   random bits (UUIDv4). A job awaiting approval lapses after `expire_hours`, and a finished
-//!   job and its files are removed `expire_hours` after it finished (checked on every export
+//!   random bits (UUIDv4). A job awaiting approval lapses after `expire_seconds` (a day by default),
+//!   and a finished job and its files are removed `expire_seconds` after it finished (checked on every export
 //!   request). Jobs live in memory: a restart forgets them and removes their files, and the
 //!   client kicks off again.
 
@@ -207,7 +207,7 @@ impl Jobs {
             running: Arc::new(tokio::sync::Semaphore::new(e.max_running.max(1))),
             max_jobs: e.max_jobs.max(1),
             max_per_file: e.max_resources_per_file.max(1),
-            expire_ms: i64::try_from(e.expire_hours).unwrap_or(24).saturating_mul(3_600_000),
+            expire_ms: i64::try_from(e.expire_seconds).unwrap_or(i64::MAX / 1000).saturating_mul(1000),
         }
     }
 
