@@ -123,6 +123,63 @@ fn the_matrix() {
 }
 
 #[test]
+fn bulk_export_is_for_integrations_within_their_scopes() {
+    let mut machine = actor(Role::Machine);
+    machine.scope_read = true;
+    let p = Policies::builtin();
+    let may = |a: &Actor, t: &Target| p.decide(a, Action::Export, t, NO).unwrap().allowed;
+    let obs = target("Observation", Some((Who::Elsewhere, "N", false)));
+    assert!(may(&machine, &obs));
+    assert!(may(&machine, &target("Observation", None)), "the kick-off asks for a type");
+    assert!(may(&machine, &target("Organization", None)));
+    assert!(!may(&machine, &target("AuditEvent", None)), "the audit trail is not bulk-exported");
+    assert!(!may(&machine, &target("Observation", Some((Who::Elsewhere, "N", true)))), "VIPs stay out");
+    assert!(!may(&machine, &target("Observation", Some((Who::Elsewhere, "V", false)))));
+    machine.scope_read = false;
+    assert!(!may(&machine, &obs), "not beyond the token's scopes");
+    for role in [Role::Registration, Role::Doctor, Role::Lab, Role::Billing, Role::Admin, Role::PrivacyOfficer, Role::Auditor, Role::Patient] {
+        assert!(!may(&actor(role), &obs), "{role:?} may not bulk-export records");
+    }
+}
+
+#[test]
+fn decisions_by_attributes_are_the_decisions_unless_a_policy_names_a_patient() {
+    // The built-in policies name no patient: every answer by attributes is the answer.
+    let p = Policies::builtin();
+    assert!(!p.current.read().unwrap().names_patients, "the built-in policies name no patient");
+    let mut machine = actor(Role::Machine);
+    machine.scope_read = true;
+    for role_actor in [machine.clone(), actor(Role::Doctor), actor(Role::Lab), actor(Role::Billing)] {
+        for kind in ["Observation", "Patient", "Invoice"] {
+            for who in [Who::OfGenMed, Who::Elsewhere] {
+                for (c, vip) in [("N", false), ("R", false), ("V", false), ("N", true)] {
+                    let t = target(kind, Some((who, c, vip)));
+                    for action in [Action::Read, Action::Export] {
+                        assert_eq!(p.decide_by_attributes(&role_actor, action, &t, NO).unwrap(), p.decide(&role_actor, action, &t, NO).unwrap());
+                    }
+                }
+            }
+        }
+    }
+    // A hospital policy that singles out one patient is honoured: then ids are asked.
+    let dir = std::env::temp_dir().join(format!("vaidya-policy-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("schema.cedarschema"), DEFAULT_SCHEMA).unwrap();
+    let extra = "@id(\"no-export-of-p-ent\") forbid(principal, action == Vaidya::Action::\"export\", resource) when { resource has patient && resource.patient == Vaidya::Patient::\"p-ent\" };";
+    std::fs::write(dir.join("vaidya.cedar"), format!("{DEFAULT_POLICIES}\n{extra}")).unwrap();
+    let named = Policies::from_dir(&dir).unwrap();
+    assert!(named.current.read().unwrap().names_patients);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let gm = target("Observation", Some((Who::OfGenMed, "N", false)));
+    let ent = target("Observation", Some((Who::Elsewhere, "N", false)));
+    // Same attributes apart from departments: make them equal so that only the id differs.
+    let mut ent_like_gm = ent.clone();
+    ent_like_gm.patient.as_mut().unwrap().departments = gm.patient.as_ref().unwrap().departments.clone();
+    assert!(named.decide_by_attributes(&machine, Action::Export, &gm, NO).unwrap().allowed);
+    assert!(!named.decide_by_attributes(&machine, Action::Export, &ent_like_gm, NO).unwrap().allowed, "the named patient stays out");
+}
+
+#[test]
 fn unreleased_results_stay_in_the_lab() {
     let mut t = target("DiagnosticReport", Some((Who::OfGenMed, "N", false)));
     t.released = false;

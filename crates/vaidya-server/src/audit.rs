@@ -50,6 +50,12 @@ fn classify(method: &Method, path: &str, printing: bool) -> (Action, Vec<String>
         return (Action::Print, what(2));
     }
     match (method.as_str(), parts.as_slice()) {
+        // Bulk Data export (fhir/export.rs): the kick-off and each file are data leaving.
+        ("GET", ["$export"]) => (Action::Export, vec![]),
+        ("GET", [_, "$export"]) => (Action::Export, what(1)),
+        ("GET", [_, _, "$export"]) => (Action::Export, what(2)),
+        ("GET", ["$export-file", _, _]) => (Action::Export, vec![parts.join("/")]),
+        ("GET", ["$export-status", ..]) => (Action::Operation("$export-status".into()), what(2)),
         ("POST", []) => (Action::Transaction, vec![]),
         ("GET", ["_history"]) | ("GET", [_, "_history"]) => (Action::History, what(1)),
         ("GET", [_, _, "_history"]) => (Action::History, what(2)),
@@ -157,7 +163,7 @@ pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Re
     rec.who = who.unwrap_or_default();
     rec.source = src;
     rec.what = what;
-    rec.query = query.filter(|_| matches!(rec.action, Action::Search | Action::History));
+    rec.query = query.filter(|_| matches!(rec.action, Action::Search | Action::History | Action::Export));
     rec.returned = audited.returned;
     rec.patients = audited.patients;
     if rec.patients.is_empty() && rec.outcome != Outcome::Allowed {
@@ -241,6 +247,10 @@ mod tests {
         assert_eq!(c(Method::POST, "/Invoice/$gather"), (Action::Operation("$gather".into()), vec!["Invoice".to_string()]));
         assert_eq!(c(Method::PUT, "/Patient/p1").0, Action::Update);
         assert_eq!(c(Method::DELETE, "/Patient/p1").0, Action::Delete);
+        assert_eq!(c(Method::GET, "/$export"), (Action::Export, vec![]));
+        assert_eq!(c(Method::GET, "/Group/g1/$export"), (Action::Export, vec!["Group/g1".to_string()]));
+        assert_eq!(c(Method::GET, "/$export-file/j1/Patient-1.ndjson"), (Action::Export, vec!["$export-file/j1/Patient-1.ndjson".to_string()]));
+        assert_eq!(c(Method::GET, "/Patient/$export").0, Action::Export);
         assert_eq!(c(Method::POST, "/").0, Action::Transaction);
         assert_eq!(classify(&Method::GET, "/DiagnosticReport/r1", true), (Action::Print, vec!["DiagnosticReport/r1".to_string()]));
         assert_eq!(outcome(StatusCode::FORBIDDEN), Outcome::Denied("403 Forbidden".into()));

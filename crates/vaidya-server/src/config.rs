@@ -43,6 +43,12 @@
 //! # redirect_url = "https://his.hospital.example/auth/oidc/callback"
 //! # username_claim = "preferred_username"                   # names the local account
 //! # scopes = ["profile"]                                    # asked for besides "openid"
+//!
+//! [export]
+//! max_jobs = 8                   # bulk export jobs waiting for approval or running, at most
+//! max_running = 2                # export jobs running at once (more wait their turn)
+//! max_resources_per_file = 100000  # NDJSON files are split after this many resources
+//! expire_seconds = 86400         # unapproved jobs lapse, finished jobs and files are removed
 //! ```
 
 use serde::Deserialize;
@@ -62,6 +68,7 @@ pub struct Config {
     pub access: Access,
     /// Single sign-on with OpenID Connect; `None` (no `[oidc]` section): off.
     pub oidc: Option<Oidc>,
+    pub export: Export,
 }
 
 /// `[oidc]`: staff single sign-on through an OpenID Connect provider (authorization code flow
@@ -96,6 +103,24 @@ fn default_username_claim() -> String {
 
 fn default_scopes() -> Vec<String> {
     vec!["profile".into()]
+}
+
+/// Bulk Data `$export` (`fhir/export.rs`): how many jobs, how large a file, how long kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Export {
+    pub max_jobs: usize,
+    pub max_running: usize,
+    pub max_resources_per_file: usize,
+    /// A job awaiting approval lapses, and a finished job and its files are removed, this long
+    /// after it was asked for or finished.
+    pub expire_seconds: u64,
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Export { max_jobs: 8, max_running: 2, max_resources_per_file: 100_000, expire_seconds: 24 * 3600 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +233,7 @@ impl Default for Config {
             keys: Keys::default(),
             access: Access::default(),
             oidc: None,
+            export: Export::default(),
         }
     }
 }
@@ -260,6 +286,7 @@ mod tests {
         let c: Config = toml::from_str(&example).unwrap();
         assert_eq!(c.limits.max_bundle_entries, 10_000);
         assert_eq!(c.auth.session_idle_seconds, 1800);
+        assert_eq!(c.export.max_resources_per_file, Export::default().max_resources_per_file);
         assert_eq!(c.auth.session_max_seconds, Auth::default().session_max_seconds);
         assert_eq!(c.access.distinct_patients_per_hour, Access::default().distinct_patients_per_hour);
         assert_eq!(c.access.read_burst, Access::default().read_burst);

@@ -10,6 +10,7 @@ mod db;
 mod index_rows;
 mod merkle;
 pub mod read;
+pub mod scan;
 pub mod schema;
 pub mod search;
 pub mod tokens;

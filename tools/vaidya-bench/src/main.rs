@@ -9,11 +9,13 @@
 //! - `opd`: the OPD morning rush (register, book, check in) against a running server, then an
 //!   independent count of every slot's bookings (fails if any slot is overbooked);
 //! - `run-patients`, `run-opd`: those two end to end on fresh data directories
-//!   (`scripts/bench patients`, `scripts/bench opd`).
+//!   (`scripts/bench patients`, `scripts/bench opd`);
+//! - `run-export`: Bulk Data `$export` to NDJSON end to end (import, serve, kick off, approve, time).
 //!
 //! Load is only ever sent to a loopback address (127.0.0.0/8, ::1, localhost).
 
 mod all;
+mod export;
 mod gen_patients;
 mod gen_synthea;
 mod http;
@@ -55,6 +57,8 @@ enum Command {
     RunPatients(suite::RunPatientsArgs),
     /// End to end: vaidya serve on a fresh data directory, then `opd`.
     RunOpd(suite::RunOpdArgs),
+    /// End to end: vaidya import of Synthea, vaidya serve, then a timed, approved `$export`.
+    RunExport(export::RunExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Opd(a) => opd::run_command(&a),
         Command::RunPatients(a) => suite::run_patients(&a),
         Command::RunOpd(a) => suite::run_opd(&a),
+        Command::RunExport(a) => export::run(&a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

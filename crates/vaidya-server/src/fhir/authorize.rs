@@ -273,6 +273,47 @@ pub fn complete(conn: &vaidya_store::Connection, actor: &Actor, d: &Described) -
     Ok(Target { kind: d.kind.clone(), category: Category::of_type(&d.kind, in_patient_compartment(&d.kind)), patient, released: d.released })
 }
 
+/// Patients' facts remembered across many records (a bulk export), so that each patient is
+/// looked up once, not once per record. Bounded: when full it starts again.
+#[derive(Default)]
+pub struct FactsCache(std::collections::HashMap<String, PatientFacts>);
+
+impl FactsCache {
+    const MAX: usize = 100_000;
+}
+
+/// [`complete`] with each patient's facts looked up once per [`FactsCache`]. The record's own
+/// labels are still applied to it alone.
+pub fn complete_cached(conn: &vaidya_store::Connection, actor: &Actor, d: &Described, cache: &mut FactsCache) -> Result<Target, ApiError> {
+    let patient = match &d.patient {
+        Some(p) => {
+            let base = match cache.0.get(p) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = patient_facts(conn, actor, p, ("N", false), false)?;
+                    if cache.0.len() >= FactsCache::MAX {
+                        cache.0.clear();
+                    }
+                    cache.0.insert(p.clone(), f.clone());
+                    f
+                }
+            };
+            let confidentiality = stricter(confidentiality_level(&base.confidentiality), d.labels.0).to_string();
+            Some(PatientFacts { confidentiality, vip: base.vip || d.labels.1, ..base })
+        }
+        None => None,
+    };
+    Ok(Target { kind: d.kind.clone(), category: Category::of_type(&d.kind, in_patient_compartment(&d.kind)), patient, released: d.released })
+}
+
+fn confidentiality_level(s: &str) -> &'static str {
+    match s {
+        "V" => "V",
+        "R" => "R",
+        _ => "N",
+    }
+}
+
 /// The target of an action on one resource (stored or submitted).
 pub fn target_of(conn: &vaidya_store::Connection, actor: &Actor, rtype: &str, resource: &Value) -> Result<Target, ApiError> {
     complete(conn, actor, &describe(rtype, resource))

@@ -9,7 +9,7 @@ use vaidya_fhir::model::Model;
 use vaidya_fhir::search_params::{ParamType, search_params};
 
 /// The hospital's operations, by resource type: (type, name, what it does).
-pub const OPERATIONS: [(&str, &str, &str); 15] = [
+pub const OPERATIONS: [(&str, &str, &str); 17] = [
     ("Schedule", "generate-slots", "instance: Slots from a weekly OPD pattern (idempotent)"),
     ("Patient", "duplicates", "type: likely existing patients for a registration (same ABHA, or mobile and similar name)"),
     ("Patient", "merge", "type: merge source into target, keeping both histories, with Patient.link"),
@@ -25,6 +25,8 @@ pub const OPERATIONS: [(&str, &str, &str); 15] = [
     ("Invoice", "waive", "instance: waive the balance, with the approver and a reason"),
     ("Invoice", "cancel", "instance: cancel with a reason while no money is held"),
     ("Invoice", "cash-report", "type: the day-end cash report per counter and cashier for a date"),
+    ("Patient", "export", "type: Bulk Data export of every patient's records as NDJSON (asynchronous; a privacy officer approves each job)"),
+    ("Group", "export", "instance: Bulk Data export of the Group's member patients' records as NDJSON (asynchronous; a privacy officer approves each job)"),
 ];
 
 pub fn capability_statement(base: &str) -> Value {
@@ -78,6 +80,7 @@ pub fn capability_statement(base: &str) -> Value {
         "software": {"name": "Vaidya", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Vaidya hospital information system", "url": base},
         "fhirVersion": "4.0.1",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
@@ -87,6 +90,11 @@ pub fn capability_statement(base: &str) -> Value {
             },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "operation": [{
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                "documentation": "Bulk Data export (kick-off with Prefer: respond-async; _type, _since, _outputFormat=application/fhir+ndjson). Every job waits for a privacy officer's approval: POST $export-status/{job}/$approve or $reject. Status at $export-status/{job}, files at $export-file/{job}/{file} with the bearer token."
+            }],
             "searchParam": [
                 {"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
                 {"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},

@@ -10,6 +10,7 @@ pub mod charges;
 pub mod consultation;
 pub mod bundle;
 pub mod duplicates;
+pub mod export;
 pub mod lab;
 pub mod operations;
 pub mod ops;

@@ -33,6 +33,8 @@ pub fn router(state: AppState, max_body: usize) -> Router<AppState> {
         .route("/{rtype}/{id}/_history", get(history_instance))
         .route("/{rtype}/{id}/{operation}", axum::routing::post(instance_operation))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
+        // Bulk Data `$export`: kick-off, approval, status and files (fhir/export.rs).
+        .merge(super::export::routes(&state))
         // The audit record is inside authentication (it knows the account), around the handler.
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::audit::record))
         .route_layer(middleware::from_fn_with_state(state, crate::app::authenticate));
