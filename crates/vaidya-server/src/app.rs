@@ -21,6 +21,8 @@ pub struct AppState {
     pub policies: vaidya_policy::Policies,
     /// The audit ledger every access is recorded in before its response leaves.
     pub audit: vaidya_audit::Audit,
+    /// The privacy officer's alerts (log, and the webhook if configured).
+    pub alerts: crate::alerts::Alerts,
     /// The exfiltration guard: per-account read rate and distinct-patient anomaly rule.
     pub guard: Arc<crate::guard::Guard>,
 }
@@ -38,6 +40,8 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Accounts suspended by the anomaly rule: every one is an alert for the privacy officer.
     pub account_suspensions: AtomicU64,
+    /// Alerts that could not be delivered to the `[alerts]` webhook.
+    pub alert_delivery_failures: AtomicU64,
 }
 
 /// Who is calling, as established from their bearer token.
@@ -190,6 +194,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
          # HELP vaidya_break_glass_total Break-the-glass grants (alert on any increase).\n# TYPE vaidya_break_glass_total counter\nvaidya_break_glass_total {}\n\
          # HELP vaidya_rate_limited_total Reads refused by the per-account read-rate limit.\n# TYPE vaidya_rate_limited_total counter\nvaidya_rate_limited_total {}\n\
          # HELP vaidya_account_suspensions_total Accounts suspended by the exfiltration guard (alert on any increase).\n# TYPE vaidya_account_suspensions_total counter\nvaidya_account_suspensions_total {}\n\
+         # HELP vaidya_alert_delivery_failures_total Alerts the webhook did not take (alert on any increase).\n# TYPE vaidya_alert_delivery_failures_total counter\nvaidya_alert_delivery_failures_total {}\n\
          # HELP vaidya_ledger_entries Entries in the data ledger.\n# TYPE vaidya_ledger_entries gauge\nvaidya_ledger_entries {}\n",
         m.requests.load(Ordering::Relaxed),
         m.responses_4xx.load(Ordering::Relaxed),
@@ -198,6 +203,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
         m.break_glass.load(Ordering::Relaxed),
         m.rate_limited.load(Ordering::Relaxed),
         m.account_suspensions.load(Ordering::Relaxed),
+        m.alert_delivery_failures.load(Ordering::Relaxed),
         size
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()

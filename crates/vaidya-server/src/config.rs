@@ -44,6 +44,11 @@
 //! # username_claim = "preferred_username"                   # names the local account
 //! # scopes = ["profile"]                                    # asked for besides "openid"
 //!
+//! [alerts]
+//! # webhook_url = "https://sms-gateway.hospital.internal/vaidya"  # alerts POSTed as JSON; absent: log only
+//! # webhook_token_file = "/etc/vaidya/alert-token"   # sent as `Authorization: Bearer ...`
+//! webhook_timeout_seconds = 5
+//!
 //! [export]
 //! max_jobs = 8                   # bulk export jobs waiting for approval or running, at most
 //! max_running = 2                # export jobs running at once (more wait their turn)
@@ -69,6 +74,24 @@ pub struct Config {
     /// Single sign-on with OpenID Connect; `None` (no `[oidc]` section): off.
     pub oidc: Option<Oidc>,
     pub export: Export,
+    pub alerts: Alerts,
+}
+
+/// `[alerts]`: where the privacy officer's alerts go besides the log (`alerts.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// POST each alert as JSON here (the hospital's SMS/e-mail gateway); none: log only.
+    pub webhook_url: Option<String>,
+    /// A file holding a token sent as `Authorization: Bearer <token>`.
+    pub webhook_token_file: Option<PathBuf>,
+    pub webhook_timeout_seconds: u64,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts { webhook_url: None, webhook_token_file: None, webhook_timeout_seconds: 5 }
+    }
 }
 
 /// `[oidc]`: staff single sign-on through an OpenID Connect provider (authorization code flow
@@ -234,6 +257,7 @@ impl Default for Config {
             access: Access::default(),
             oidc: None,
             export: Export::default(),
+            alerts: Alerts::default(),
         }
     }
 }

@@ -294,11 +294,13 @@ pub async fn suspend(app: &AppState, who: &vaidya_audit::Who, source: vaidya_aud
         Ok(revoked) => {
             tracing::error!(target: "vaidya::alert", user = %name, role = %role, distinct_patients = distinct, window_minutes = WINDOW_MS / 60_000,
                 limit, tokens_revoked = revoked, "ACCOUNT SUSPENDED: unusual access: one account read the records of too many distinct patients; re-enable with `vaidya user enable`");
+            app.alerts.raise("account-suspended", serde_json::json!({"user": name, "role": role, "distinct_patients": distinct, "window_minutes": WINDOW_MS / 60_000, "limit": limit}));
             vaidya_audit::Outcome::Allowed
         }
         Err(e) => {
             tracing::error!(target: "vaidya::alert", user = %name, role = %role, distinct_patients = distinct, window_minutes = WINDOW_MS / 60_000,
                 limit, error = %e, "ACCOUNT SUSPENSION FAILED in the store: the account is NOT disabled; disable it by hand (`vaidya user disable`, `vaidya token --revoke-user`)");
+            app.alerts.raise("account-suspension-failed", serde_json::json!({"user": name, "role": role, "distinct_patients": distinct, "error": e.to_string()}));
             vaidya_audit::Outcome::Failed(format!("the store refused the suspension: {e}"))
         }
     };

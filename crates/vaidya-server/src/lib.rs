@@ -1,6 +1,7 @@
 //! Vaidya's top crate: the HTTP application (FHIR REST API, health, metrics) and the `vaidya`
 //! command line. Only this crate knows HTTP; it wires the lower crates together.
 
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod auth;

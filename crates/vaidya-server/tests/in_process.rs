@@ -31,7 +31,9 @@ fn app() -> App {
     vaidya_store::tokens::insert_user(&conn, "integration", "machine", None, None, false).unwrap();
     vaidya_store::tokens::insert_token(&conn, &t.id, &t.secret_hash, "integration", None).unwrap();
     let guard = Arc::new(vaidya_server::guard::Guard::new(vaidya_server::guard::Limits::from_config(&config.access)));
-    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics: Arc::new(Metrics::default()), policies: vaidya_policy::Policies::builtin(), audit, guard };
+    let metrics = Arc::new(Metrics::default());
+    let alerts = vaidya_server::alerts::Alerts::log_only(metrics.clone());
+    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics, policies: vaidya_policy::Policies::builtin(), audit, guard, alerts };
     App { _dir: dir, state, token: t.text }
 }
 

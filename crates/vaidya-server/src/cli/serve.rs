@@ -55,8 +55,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         watch_policies(policies.clone(), dir, config.access.policy_reload_seconds.max(1));
     }
     let guard = Arc::new(crate::guard::Guard::new(crate::guard::Limits::from_config(&config.access)));
-    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics: Arc::new(Metrics::default()), policies, audit: audit.clone(), guard };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::default());
+    // The alert delivery task runs on the server's runtime.
+    let alerts = {
+        let _inside = runtime.enter();
+        crate::alerts::Alerts::start(&config.alerts, &config.hospital_name, metrics.clone())?
+    };
+    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics, policies, audit: audit.clone(), guard, alerts };
     let demo = args.demo;
     let demo_store = store.clone();
     let demo_data = config.data.clone();

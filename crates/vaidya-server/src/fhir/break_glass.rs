@@ -41,6 +41,7 @@ pub async fn grant(app: &AppState, who: &Principal, patient: &str, reason: Strin
     let until = vaidya_fhir::datetime::format_instant(expires_ms);
     tracing::error!(target: "vaidya::alert", user = %who.user, role = %who.role, patient = %patient, until = %until, reason = %reason,
         "BREAK-THE-GLASS: emergency access to a patient's records outside normal rights");
+    app.alerts.raise("break-glass", json!({"user": who.user, "role": who.role, "patient": patient, "until": until, "reason": reason}));
     Ok(super::wire::json_response(
         StatusCode::OK,
         &json!({"resourceType": "Parameters", "parameter": [
