@@ -56,28 +56,37 @@ fn content(seq: u64, bytes: &[u8]) -> Result<Value, AuditError> {
         .map_err(|e| AuditError::Corrupt(format!("entry {seq} is not JSON: {e} (run `vaidya audit verify`)")))
 }
 
-/// Write the AuditEvents committed in `[since_ms, until_ms)` (UTC milliseconds) to `out` as
-/// NDJSON, one event per line exactly as stored, oldest first; returns how many. Entries'
-/// commit times never decrease, so the range is found by binary search and the export costs
-/// only what it writes.
-pub fn export(dir: &Path, since_ms: i64, until_ms: i64, out: &mut impl Write) -> Result<u64, AuditError> {
+/// Call `each(seq, entry)` for every entry committed in `[since_ms, until_ms)` (UTC
+/// milliseconds), oldest first, in one snapshot. Entries' commit times never decrease, so the
+/// range is found by binary search and a scan costs only what it reads.
+fn scan_range(dir: &Path, since_ms: i64, until_ms: i64, mut each: impl FnMut(u64, Entry) -> Result<(), AuditError>) -> Result<(), AuditError> {
     let conn = open_read_only(dir)?;
     conn.execute_batch("BEGIN")?;
     let size: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM ledger", [], |r| r.get(0))?;
     let first = first_at_or_after(&conn, since_ms, size as u64)?;
     let mut stmt = conn.prepare("SELECT seq, entry FROM ledger WHERE seq >= ?1 ORDER BY seq")?;
     let mut rows = stmt.query([first as i64])?;
-    let mut n = 0u64;
     while let Some(row) = rows.next()? {
         let seq = row.get::<_, i64>(0)? as u64;
         let entry = decode(seq, &row.get::<_, Vec<u8>>(1)?)?;
         if entry.time_ms >= until_ms {
             break;
         }
+        each(seq, entry)?;
+    }
+    Ok(())
+}
+
+/// Write the AuditEvents committed in `[since_ms, until_ms)` (UTC milliseconds) to `out` as
+/// NDJSON, one event per line exactly as stored, oldest first; returns how many.
+pub fn export(dir: &Path, since_ms: i64, until_ms: i64, out: &mut impl Write) -> Result<u64, AuditError> {
+    let mut n = 0u64;
+    scan_range(dir, since_ms, until_ms, |_, entry| {
         out.write_all(&entry.content)?;
         out.write_all(b"\n")?;
         n += 1;
-    }
+        Ok(())
+    })?;
     out.flush()?;
     Ok(n)
 }
@@ -86,31 +95,21 @@ pub fn export(dir: &Path, since_ms: i64, until_ms: i64, out: &mut impl Write) ->
 /// access made under one (purpose of use `BTG`), oldest first, for the privacy officer's
 /// review. A scan of the range (break-the-glass is rare; a day is a few seconds at most).
 pub fn break_glass_events(dir: &Path, since_ms: i64, until_ms: i64) -> Result<Vec<Value>, AuditError> {
-    let conn = open_read_only(dir)?;
-    conn.execute_batch("BEGIN")?;
-    let size: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM ledger", [], |r| r.get(0))?;
-    let first = first_at_or_after(&conn, since_ms, size as u64)?;
-    let mut stmt = conn.prepare("SELECT seq, entry FROM ledger WHERE seq >= ?1 ORDER BY seq")?;
-    let mut rows = stmt.query([first as i64])?;
     let mut out = vec![];
     // The code as it appears in the stored JSON; only candidates are parsed.
     let needle = br#""code":"BTG""#;
-    while let Some(row) = rows.next()? {
-        let seq = row.get::<_, i64>(0)? as u64;
-        let entry = decode(seq, &row.get::<_, Vec<u8>>(1)?)?;
-        if entry.time_ms >= until_ms {
-            break;
-        }
+    scan_range(dir, since_ms, until_ms, |seq, entry| {
         if !entry.content.windows(needle.len()).any(|w| w == needle) {
-            continue;
+            return Ok(());
         }
         let ev: Value = serde_json::from_slice(&entry.content)
             .map_err(|e| AuditError::Corrupt(format!("entry {seq} is not JSON: {e} (run `vaidya audit verify`)")))?;
-        let btg = ev["purposeOfEvent"].as_array().into_iter().flatten().flat_map(|p| p["coding"].as_array().into_iter().flatten()).any(|c| c["code"] == "BTG");
-        if btg {
+        let mut codes = ev["purposeOfEvent"].as_array().into_iter().flatten().flat_map(|p| p["coding"].as_array().into_iter().flatten());
+        if codes.any(|c| c["code"] == "BTG") {
             out.push(ev);
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -295,26 +295,8 @@ fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -
     match pred {
         Pred::Constant(all) => sql.push(if *all { "1" } else { "0" }),
         Pred::NotIds(ids) if ids.is_empty() => sql.push("1"),
-        Pred::NotIds(ids) => {
-            sql.push(&format!("{alias}.rid NOT IN ("));
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.arg(id.clone());
-            }
-            sql.push(")");
-        }
-        Pred::Id(ids) => {
-            sql.push(&format!("{alias}.rid IN ("));
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.arg(id.clone());
-            }
-            sql.push(")");
-        }
+        Pred::NotIds(ids) => id_list_sql(sql, alias, "NOT IN", ids),
+        Pred::Id(ids) => id_list_sql(sql, alias, "IN", ids),
         Pred::LastUpdated(ranges) => {
             sql.push("(");
             for (i, (prefix, lo, hi)) in ranges.iter().enumerate() {
@@ -374,6 +356,18 @@ fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -
         }
     }
     Ok(())
+}
+
+/// `{alias}.rid IN|NOT IN (?, ?, ...)`.
+fn id_list_sql(sql: &mut SqlBuilder, alias: &str, op: &str, ids: &[String]) {
+    sql.push(&format!("{alias}.rid {op} ("));
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.arg(id.clone());
+    }
+    sql.push(")");
 }
 
 /// Date-range semantics of FHIR prefixes: the stored value is the range [lo_col, hi_col].
