@@ -369,9 +369,11 @@ pub fn check(policies: &Policies, actor: &Actor, action: Action, target: &Target
 }
 
 /// Whether `actor` may read this stored resource (for filtering search and history results),
-/// and whose it is.
-pub fn may_read(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, rtype: &str, content: &[u8]) -> Result<(bool, Option<String>), ApiError> {
-    let target = complete(conn, actor, &describe_stored(rtype, content)?)?;
+/// and whose it is. `facts`: one per request, so that the matches of a search, which mostly
+/// share a patient, look that patient up once (a clinician's departments of care are two
+/// searches).
+pub fn may_read(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, rtype: &str, content: &[u8], facts: &mut FactsCache) -> Result<(bool, Option<String>), ApiError> {
+    let target = complete_cached(conn, actor, &describe_stored(rtype, content)?, facts)?;
     let allowed = policies.decide(actor, Action::Read, &target, Facts::default()).map_err(|e| ApiError::internal(e.to_string()))?.allowed;
     Ok((allowed, target.patient.map(|p| p.id)))
 }

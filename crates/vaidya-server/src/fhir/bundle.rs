@@ -366,10 +366,11 @@ fn read_entry(conn: &vaidya_store::Connection, e: &Entry, caller: &Caller) -> Re
             }
             let found = vaidya_store::search::run(conn, &q)?;
             let mut patients = vec![];
+            let mut facts = authorize::FactsCache::default();
             let mut w = BundleWriter::new(wire::bundle_head("searchset", Some(found.total), &[]));
             for m in found.matches.iter().filter(|m| visible(viewer, &m.resource_type, &m.content)) {
                 if let Some((actor, policies)) = &caller.checks {
-                    let (ok, patient) = authorize::may_read(conn, policies, actor, &m.resource_type, &m.content)?;
+                    let (ok, patient) = authorize::may_read(conn, policies, actor, &m.resource_type, &m.content, &mut facts)?;
                     if !ok {
                         continue;
                     }

@@ -75,8 +75,9 @@ pub fn exclusions(conn: &vaidya_store::Connection, policies: &Policies, actor: &
         return Err(too_many());
     }
     let mut hidden = vec![];
+    let mut facts = authorize::FactsCache::default();
     for m in found.matches {
-        if !authorize::may_read(conn, policies, actor, rtype, &m.content)?.0 {
+        if !authorize::may_read(conn, policies, actor, rtype, &m.content, &mut facts)?.0 {
             hidden.push(m.id);
         }
     }

@@ -346,8 +346,9 @@ async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: 
             // What the policies refuse one by one (another patient's record among included
             // ones, a protected patient) is left out; the patients of the rest are audited.
             let mut patients = target.patient.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+            let mut facts = authorize::FactsCache::default();
             let mut keep = |m: &search::Found| {
-                let (ok, patient) = authorize::may_read(conn, &policies, &actor, &m.resource_type, &m.content)?;
+                let (ok, patient) = authorize::may_read(conn, &policies, &actor, &m.resource_type, &m.content, &mut facts)?;
                 if ok {
                     patients.extend(patient);
                 }
@@ -457,8 +458,9 @@ async fn history_common(app: AppState, who: Principal, scope: (Option<String>, O
                 _ => HistoryScope::System,
             };
             let (items, total) = vaidya_store::read::history(conn, scope, since, count, offset)?;
+            let mut facts = authorize::FactsCache::default();
             let mut keep = |it: &vaidya_store::read::HistoryItem| {
-                if it.stored.deleted { Ok(true) } else { Ok(authorize::may_read(conn, &policies, &actor, &it.resource_type, &it.stored.content)?.0) }
+                if it.stored.deleted { Ok(true) } else { Ok(authorize::may_read(conn, &policies, &actor, &it.resource_type, &it.stored.content, &mut facts)?.0) }
             };
             Ok((filter_ok(items, &mut keep)?, total))
         })
