@@ -85,23 +85,15 @@ impl Server {
 
     /// Start with extra `vaidya serve` arguments.
     pub fn start_with(dir: tempfile::TempDir, serve_args: &[&str]) -> Server {
-        let mut s = Server {
-            dir,
-            child: None,
-            base: String::new(),
-            token: String::new(),
-            admin_password: None,
-            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
-            log: None,
-            agent: agent(),
-        };
-        s.spawn();
-        s.token = s.integration_token();
-        s
+        Server::launch(dir, serve_args, None)
     }
 
     /// [`Server::start_with`], with the server's log (level info) in `log`, appended across restarts.
     pub fn start_logging(dir: tempfile::TempDir, serve_args: &[&str], log: PathBuf) -> Server {
+        Server::launch(dir, serve_args, Some(log))
+    }
+
+    fn launch(dir: tempfile::TempDir, serve_args: &[&str], log: Option<PathBuf>) -> Server {
         let mut s = Server {
             dir,
             child: None,
@@ -109,7 +101,7 @@ impl Server {
             token: String::new(),
             admin_password: None,
             serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
-            log: Some(log),
+            log,
             agent: agent(),
         };
         s.spawn();
