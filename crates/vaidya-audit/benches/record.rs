@@ -81,8 +81,8 @@ fn main() {
         started.elapsed().as_secs_f64() * 1e6 / n as f64,
         bytes / n as usize
     );
-    println!("| callers | events | seconds | events/s | p50 ms | p99 ms | max ms | commits | events/commit | disk bytes/event | writer busy | of which COMMIT (WAL write) | WAL flushes | ms/flush |");
-    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("| callers | events | seconds | events/s | p50 ms | p99 ms | max ms | commits | events/commit | disk bytes/event | writer busy | of which COMMIT (WAL write) | flushes | ms/flush | audit threads' CPU µs/event |");
+    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut verified = Vec::new();
     for &callers in &a.callers {
         let dir = tempfile::Builder::new().prefix("vaidya-audit-bench").tempdir_in(&a.dir).expect("temp dir");
@@ -90,6 +90,7 @@ fn main() {
         let audit = Audit::open(dir.path(), vaidya_ledger::LedgerKey::from_private(key.private_text()).unwrap()).expect("open");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let written_before = write_bytes();
+        let cpu_before = audit_threads_cpu_us();
         let deadline = Instant::now() + Duration::from_secs(a.secs);
         let started = Instant::now();
         let latencies: Vec<u32> = rt.block_on(async {
@@ -116,11 +117,12 @@ fn main() {
         });
         let secs = started.elapsed().as_secs_f64();
         let stats = audit.stats();
+        let cpu = audit_threads_cpu_us() - cpu_before;
         let written = write_bytes() - written_before;
         let mut sorted = latencies;
         sorted.sort_unstable();
         println!(
-            "| {callers} | {} | {secs:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {:.0}% | {:.0}% | {} | {:.2} |",
+            "| {callers} | {} | {secs:.1} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {:.0}% | {:.0}% | {} | {:.2} | {:.1} |",
             sorted.len(),
             sorted.len() as f64 / secs,
             percentile(&sorted, 0.50),
@@ -133,6 +135,7 @@ fn main() {
             stats.commit_us as f64 / 1e4 / secs,
             stats.syncs,
             stats.sync_us as f64 / 1e3 / stats.syncs.max(1) as f64,
+            cpu as f64 / stats.events.max(1) as f64,
         );
         drop(rt);
         audit.shutdown();
@@ -151,4 +154,23 @@ fn write_bytes() -> u64 {
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("write_bytes: ").and_then(|v| v.trim().parse().ok())))
         .unwrap_or(0)
+}
+
+/// CPU time (user + system, µs) of this process's audit threads (writer, flusher, indexer),
+/// from `/proc/self/task/*/stat`.
+fn audit_threads_cpu_us() -> u64 {
+    let tick_us = 1_000_000 / 100; // USER_HZ is 100 on Linux
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if !stat[open + 1..close].starts_with("vaidya-audit") {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After the name: state is field 3 of stat(5); utime and stime are fields 14 and 15.
+        let (ut, st): (u64, u64) = (fields[11].parse().unwrap_or(0), fields[12].parse().unwrap_or(0));
+        total += (ut + st) * tick_us;
+    }
+    total
 }

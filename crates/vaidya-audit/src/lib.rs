@@ -75,7 +75,7 @@ pub const MAX_EVENTS_PER_COMMIT: usize = 4_096;
 pub const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
 /// Staged report-index rows are merged into the ordered indexes once this many events are
 /// staged (or when the writer is idle); see [`schema`].
-pub const MERGE_EVENTS: u64 = 50_000;
+pub const MERGE_EVENTS: u64 = 1_000_000;
 /// ... or when this many entries are unsigned.
 pub const CHECKPOINT_EVERY_ENTRIES: u64 = 100_000;
 

@@ -77,6 +77,10 @@ type Reply = oneshot::Sender<Result<(), AuditError>>;
 struct Syncer {
     tx: Option<std::sync::mpsc::Sender<Vec<Reply>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Commits handed over so far.
+    handed: u64,
+    /// Commits covered by a finished flush (raised by the sync thread).
+    flushed: Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
 }
 
 impl Syncer {
@@ -84,13 +88,17 @@ impl Syncer {
         let wal = PathBuf::from(format!("{}-wal", db.display()));
         let dir = db.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         let (tx, rx) = std::sync::mpsc::channel::<Vec<Reply>>();
+        let flushed = Arc::new((std::sync::Mutex::new(0u64), std::sync::Condvar::new()));
+        let done = flushed.clone();
         let thread = std::thread::Builder::new().name("vaidya-audit-sync".into()).spawn(move || {
             let mut file: Option<std::fs::File> = None;
             while let Ok(first) = rx.recv() {
                 let mut waiting = first;
+                let mut commits = 1u64;
                 // Every commit handed over so far precedes the flush below.
                 while let Ok(more) = rx.try_recv() {
                     waiting.extend(more);
+                    commits += 1;
                 }
                 let t = Instant::now();
                 let outcome = flush_wal(&mut file, &wal, &dir);
@@ -103,17 +111,35 @@ impl Syncer {
                 for reply in waiting {
                     let _ = reply.send(outcome.clone().map_err(AuditError::CommitFailed));
                 }
+                let (count, flushed) = &*done;
+                *count.lock().expect("not poisoned") += commits;
+                flushed.notify_all();
             }
         })?;
-        Ok(Syncer { tx: Some(tx), thread: Some(thread) })
+        Ok(Syncer { tx: Some(tx), thread: Some(thread), handed: 0, flushed })
     }
 
-    fn hand_over(&self, replies: Vec<Reply>) {
-        if let Some(tx) = &self.tx
-            && let Err(std::sync::mpsc::SendError(replies)) = tx.send(replies)
-        {
-            for reply in replies {
-                let _ = reply.send(Err(AuditError::WriterGone));
+    /// Wait until at most one handed-over commit is not yet covered by a finished flush: the
+    /// writer then commits while the disk flushes, but not more often than the disk flushes,
+    /// so that events arriving during a flush share one commit (each commit rewrites the last
+    /// pages of every table it touches, whatever the number of events in it).
+    fn wait_for_flush(&self) {
+        let (count, flushed) = &*self.flushed;
+        let mut n = count.lock().expect("not poisoned");
+        while self.handed.saturating_sub(*n) > 1 {
+            n = flushed.wait(n).expect("not poisoned");
+        }
+    }
+
+    fn hand_over(&mut self, replies: Vec<Reply>) {
+        if let Some(tx) = &self.tx {
+            match tx.send(replies) {
+                Ok(()) => self.handed += 1,
+                Err(std::sync::mpsc::SendError(replies)) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(AuditError::WriterGone));
+                    }
+                }
             }
         }
     }
@@ -178,6 +204,8 @@ impl Writer {
                 }
                 Ok(Some(Msg::Record(events, reply))) => batch.push((events, reply)),
             }
+            // Let events gather while the previous commit is flushed.
+            self.syncer.wait_for_flush();
             let mut n: usize = batch[0].0.len();
             while n < MAX_EVENTS_PER_COMMIT {
                 match rx.try_recv() {

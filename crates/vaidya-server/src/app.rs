@@ -12,8 +12,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use vaidya_store::Store;
 
+/// What every request handler shares. Cheap to clone (one `Arc`): axum clones the state for
+/// every middleware layer of every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+pub struct AppParts {
     pub store: Arc<Store>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
@@ -25,6 +42,8 @@ pub struct AppState {
     pub alerts: crate::alerts::Alerts,
     /// The exfiltration guard: per-account read rate and distinct-patient anomaly rule.
     pub guard: Arc<crate::guard::Guard>,
+    /// Bearer tokens already looked up, valid until anything is committed to the database.
+    pub tokens: crate::auth::TokenCache,
 }
 
 /// Counters for `/metrics` (Prometheus text format).

@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
-use vaidya_server::app::{AppState, Metrics, router};
+use vaidya_server::app::{AppParts, AppState, Metrics, router};
 use vaidya_server::config::Config;
 use vaidya_server::datadir;
 
@@ -33,7 +33,17 @@ fn app() -> App {
     let guard = Arc::new(vaidya_server::guard::Guard::new(vaidya_server::guard::Limits::from_config(&config.access)));
     let metrics = Arc::new(Metrics::default());
     let alerts = vaidya_server::alerts::Alerts::log_only(metrics.clone());
-    let state = AppState { store: Arc::new(store), config: Arc::new(config), metrics, policies: vaidya_policy::Policies::builtin(), audit, guard, alerts };
+    let tokens = vaidya_server::auth::TokenCache::open(&datadir::db_path(&config.data)).unwrap();
+    let state = AppState::new(AppParts {
+        store: Arc::new(store),
+        config: Arc::new(config),
+        metrics,
+        policies: vaidya_policy::Policies::builtin(),
+        audit,
+        guard,
+        alerts,
+        tokens,
+    });
     App { _dir: dir, state, token: t.text }
 }
 

@@ -19,9 +19,12 @@
 //!
 //! Every outcome is an [`events::AuthEvent`] given to [`events::record_auth_event`].
 
+mod cache;
 pub mod events;
 pub mod oidc;
 pub mod scopes;
+
+pub use cache::TokenCache;
 
 use crate::app::{AppState, Principal};
 use crate::error::ApiError;
@@ -72,7 +75,7 @@ pub struct Bearer {
 /// about once a minute per token, off the request's path) for idle expiry and `token --list`.
 pub fn bearer(app: &AppState, token: &str) -> Result<Option<Bearer>, ApiError> {
     let Some((id, secret)) = vaidya_access::token::parse(token) else { return Ok(None) };
-    let Some(row) = app.read_now(|conn| Ok(tokens::find_token(conn, id)?))? else { return Ok(None) };
+    let Some(row) = app.tokens.find(id, || app.read_now(|conn| Ok(tokens::find_token(conn, id)?)))? else { return Ok(None) };
     if !vaidya_access::token::matches(secret, &row.secret_hash) {
         return Ok(None);
     }

@@ -1,7 +1,7 @@
 //! `vaidya serve`
 
 use super::DataArgs;
-use crate::app::{AppState, Metrics, router};
+use crate::app::{AppParts, AppState, Metrics, router};
 use crate::datadir;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -62,7 +62,17 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         let _inside = runtime.enter();
         crate::alerts::Alerts::start(&config.alerts, &config.hospital_name, metrics.clone())?
     };
-    let state = AppState { store: store.clone(), config: Arc::new(config.clone()), metrics, policies, audit: audit.clone(), guard, alerts };
+    let tokens = crate::auth::TokenCache::open(&crate::datadir::db_path(&config.data)).map_err(|e| e.to_string())?;
+    let state = AppState::new(AppParts {
+        store: store.clone(),
+        config: Arc::new(config.clone()),
+        metrics,
+        policies,
+        audit: audit.clone(),
+        guard,
+        alerts,
+        tokens,
+    });
     let demo = args.demo;
     let demo_store = store.clone();
     let demo_data = config.data.clone();
