@@ -59,6 +59,7 @@ fn the_matrix() {
     let appt = |who: Who| target("Appointment", Some((who, "N", false)));
     let dept = target("HealthcareService", None);
     let audit = target("AuditEvent", None);
+    let trail = |who: Who| target("AuditEvent", Some((who, "N", false)));
     // (role, action, target, expected)
     let rows: Vec<(Role, Action, Target, bool)> = vec![
         // Registration: patients and appointments, not clinical records.
@@ -98,6 +99,14 @@ fn the_matrix() {
         (Auditor, Read, obs(Who::OfGenMed), false),
         (PrivacyOfficer, Update, audit.clone(), false),
         (Admin, Delete, audit.clone(), false),
+        (PrivacyOfficer, Search, trail(Who::OfGenMed), true),
+        (Doctor, Search, trail(Who::OfGenMed), false),
+        (Registration, Search, trail(Who::Elsewhere), false),
+        (Admin, Search, trail(Who::OfGenMed), false),
+        // A patient sees who accessed their own record, no one else's.
+        (Patient, Search, trail(Who::Own), true),
+        (Patient, Search, trail(Who::OfGenMed), false),
+        (Patient, Create, trail(Who::Own), false),
         // A patient reads their own records, released ones, and nothing else.
         (Patient, Read, obs(Who::Own), true),
         (Patient, Read, invoice(Who::Own), true),

@@ -292,3 +292,49 @@ fn a_clinician_sees_the_patients_they_see_themselves() {
     let out = s.vaidya(&["user", "add", "--data", &data, "--name", "clerk.x", "--role", "registration", "--practitioner", "dr-x"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only for"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn the_privacy_officer_and_the_patient_see_who_accessed_the_record() {
+    let s = Server::start();
+    for p in ["p1", "p2"] {
+        assert_eq!(s.put(&format!("/Patient/{p}"), &json!({"resourceType": "Patient", "id": p, "name": [{"family": "Iyer"}]})).status, 201);
+    }
+    let obs = observation(&s, "p1");
+    let admin = s.make_token("admin");
+    let officer = s.add_user("po.kavita", "privacy-officer", &[]);
+    let clerk = s.add_user("reg.asha", "registration", &[]);
+    let own = s.add_user("p.one", "patient", &["--patient", "p1"]);
+    assert_eq!(s.request_as(&admin, "GET", &format!("/Observation/{obs}"), None).status, 403);
+    assert_eq!(s.request_as(&clerk, "GET", "/Patient/p1", None).status, 200);
+    let get = |token: &str, path: &str| s.request_as(token, "GET", path, None);
+
+    let r = get(&officer, "/AuditEvent?patient=Patient/p1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bundle = r.json();
+    let events: Vec<&Value> = bundle["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+    assert!(events.len() >= 3, "the create, the clerk's read and the administrator's refusal: {}", r.body);
+    assert_eq!(bundle["total"].as_u64().unwrap() as usize, events.len());
+    let by = |e: &Value| e["agent"][0]["name"].as_str().unwrap_or_default().to_string();
+    assert_eq!(by(events[0]), "reg.asha", "newest first");
+    assert!(events.iter().any(|e| by(e) == "admin" && e["outcome"] == "4"), "the refusal is shown: {}", r.body);
+    assert!(events.iter().all(|e| e["resourceType"] == "AuditEvent"
+        && e["entity"].as_array().unwrap().iter().any(|x| x["what"]["reference"] == "Patient/p1")));
+    let r = get(&officer, "/AuditEvent?patient=p1&_count=1");
+    assert_eq!(r.json()["entry"].as_array().unwrap().len(), 1);
+    assert!(r.json()["total"].as_u64().unwrap() >= 4, "the total counts every event, including the officer's own look");
+
+    // The patient sees the trail of their own record, not another's.
+    let r = get(&own, "/AuditEvent?patient=Patient/p1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("po.kavita"), "the privacy officer's looks are in the patient's view too");
+    assert_eq!(get(&own, "/AuditEvent?patient=Patient/p2").status, 403);
+    // Staff outside oversight, the administrator included, are refused.
+    assert_eq!(get(&clerk, "/AuditEvent?patient=Patient/p1").status, 403);
+    assert_eq!(get(&admin, "/AuditEvent?patient=Patient/p1").status, 403);
+    // Bad queries: a clear 400, nothing read.
+    for bad in ["/AuditEvent", "/AuditEvent?patient=Patient/p1&date=ge2020", "/AuditEvent?patient=Patient/p1&_count=5000", "/AuditEvent?patient=Patient/a%20b"] {
+        let r = get(&officer, bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(r.body.contains("OperationOutcome"), "{}", r.body);
+    }
+}

@@ -68,6 +68,16 @@ pub fn capability_statement(base: &str) -> Value {
             if !operations.is_empty() {
                 resource["operation"] = Value::Array(operations);
             }
+            if t == "AuditEvent" {
+                // Served from the audit ledger (fhir/audit_trail.rs): searched, never written.
+                resource = json!({
+                    "type": t,
+                    "documentation": "The audit trail of one patient's record, newest first, from the audit ledger: for the privacy officer, auditors, and the patient's own account. Written only by the server.",
+                    "interaction": [{"code": "search-type"}],
+                    "searchParam": [{"name": "patient", "definition": "http://hl7.org/fhir/SearchParameter/AuditEvent-patient", "type": "reference",
+                                     "documentation": "Required: one Patient"}]
+                });
+            }
             resource
         })
         .collect();

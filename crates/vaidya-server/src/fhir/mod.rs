@@ -1,6 +1,7 @@
 //! The FHIR R4 REST API at `/fhir`: interactions (this module and [`bundle`]), their HTTP
 //! surface ([`rest`]), and the CapabilityStatement ([`capability`]).
 
+pub mod audit_trail;
 pub mod authorize;
 pub mod billing;
 pub mod booking;

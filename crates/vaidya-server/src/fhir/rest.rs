@@ -324,6 +324,10 @@ async fn search_post(
 
 async fn search_common(app: AppState, who: Principal, rtype: String, mut pairs: Vec<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     wire::check_accept(&headers, format_param(&pairs))?;
+    if rtype == "AuditEvent" {
+        // The audit trail lives in the audit ledger, not in the clinical store.
+        return super::audit_trail::search(app, who, pairs, headers).await;
+    }
     let viewer = Viewer::of(&who);
     for (_, v) in pairs.iter_mut().filter(|(k, _)| k == "phone") {
         *v = super::registration::normalise_phone_search(v);
