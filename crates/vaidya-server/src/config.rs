@@ -16,6 +16,7 @@
 //! [auth]
 //! session_max_seconds = 43200    # a login session ends 12 hours after the login
 //! session_idle_seconds = 1800    # ... or after 30 minutes without a request
+//! secure_cookies = true          # web UI cookies only over HTTPS (and http://localhost)
 //! trust_forwarded_for = false    # take the client address for login records from
 //!                                # X-Forwarded-For (only behind your own reverse proxy)
 //! totp_issuer = "Vaidya"         # name authenticator apps show beside the code
@@ -221,11 +222,20 @@ pub struct Auth {
     pub trust_forwarded_for: bool,
     /// The issuer shown in authenticator apps (`otpauth://` URIs).
     pub totp_issuer: String,
+    /// Mark the web UI's cookies `Secure` (sent over HTTPS only; browsers count
+    /// http://localhost as secure too). Turn off only for a plain-HTTP test setup.
+    pub secure_cookies: bool,
 }
 
 impl Default for Auth {
     fn default() -> Self {
-        Auth { session_max_seconds: 12 * 3600, session_idle_seconds: 30 * 60, trust_forwarded_for: false, totp_issuer: "Vaidya".into() }
+        Auth {
+            session_max_seconds: 12 * 3600,
+            session_idle_seconds: 30 * 60,
+            trust_forwarded_for: false,
+            totp_issuer: "Vaidya".into(),
+            secure_cookies: true,
+        }
     }
 }
 

@@ -14,3 +14,4 @@ pub mod fhir;
 pub mod guard;
 pub mod import;
 pub mod print;
+pub mod web;

@@ -119,6 +119,13 @@ pub struct AuthError {
 }
 
 impl AuthError {
+    /// What to tell the person (never which of password or code was wrong).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
     fn new(status: StatusCode, message: impl Into<String>) -> AuthError {
         AuthError { status, message: message.into(), retry_after_ms: None }
     }
@@ -173,9 +180,9 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, AuthErr
     serde_json::from_slice(body).map_err(|e| AuthError::new(StatusCode::BAD_REQUEST, format!("the request body is not the expected JSON: {e}")))
 }
 
-type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+pub type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
 
-fn client(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Client {
+pub fn client(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Client {
     Client::of(app, headers, peer.as_ref().map(|p| p.0.0))
 }
 
@@ -249,6 +256,29 @@ async fn login(State(app): State<AppState>, peer: Peer, headers: HeaderMap, body
 
 async fn do_login(app: &AppState, who: &Client, body: &Bytes) -> Result<Response, AuthError> {
     let b: LoginBody = parse_body(body)?;
+    let s = start_session(app, who, b.user, b.password, b.totp).await?;
+    Ok(axum::Json(json!({
+        "token": s.token,
+        "expires": vaidya_fhir::datetime::format_instant(s.expires_ms),
+        "idle_timeout_seconds": app.config.auth.session_idle_seconds,
+        "must_change_password": s.must_change_password,
+    }))
+    .into_response())
+}
+
+/// A session a login started.
+pub struct Session {
+    /// The bearer token (`vdy_<id>_<secret>`).
+    pub token: String,
+    pub expires_ms: i64,
+    pub must_change_password: bool,
+}
+
+/// Check a staff login (password, lockout, disabled account, TOTP where enrolled or required)
+/// and start a session: the one login rule behind `/auth/login` and the web UI's login form.
+/// Every outcome is recorded.
+pub async fn start_session(app: &AppState, who: &Client, user: String, password: String, totp: Option<String>) -> Result<Session, AuthError> {
+    let b = LoginBody { user, password, totp };
     if b.user.is_empty() || b.user.len() > 64 || b.password.len() > 1024 {
         return Err(AuthError::bad_credentials());
     }
@@ -318,27 +348,27 @@ async fn do_login(app: &AppState, who: &Client, body: &Bytes) -> Result<Response
     let mut e = who.event(Action::Login, &row.name, Outcome::Success, None);
     e.token_id = Some(t.id.clone());
     record_auth_event(app, e);
-    Ok(axum::Json(json!({
-        "token": t.text,
-        "expires": vaidya_fhir::datetime::format_instant(expires),
-        "idle_timeout_seconds": app.config.auth.session_idle_seconds,
-        "must_change_password": row.must_change_password,
-    }))
-    .into_response())
+    Ok(Session { token: t.text, expires_ms: expires, must_change_password: row.must_change_password })
 }
 
 async fn logout(State(app): State<AppState>, peer: Peer, headers: HeaderMap) -> Response {
     let who = client(&app, &headers, &peer);
     let run = async {
         let b = caller(&app, &headers)?;
-        let id = b.row.id.clone();
-        write(&app, move |c| tokens::revoke_token(c, &id)).await?;
-        let mut e = who.event(Action::Logout, &b.row.user, Outcome::Success, None);
-        e.token_id = Some(b.row.id.clone());
-        record_auth_event(&app, e);
+        end_session(&app, &who, &b).await?;
         Ok::<_, AuthError>(axum::Json(json!({"logged_out": true})).into_response())
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// End the session `b` was presented with: its token is revoked and the logout recorded.
+pub async fn end_session(app: &AppState, who: &Client, b: &Bearer) -> Result<(), AuthError> {
+    let id = b.row.id.clone();
+    write(app, move |c| tokens::revoke_token(c, &id)).await?;
+    let mut e = who.event(Action::Logout, &b.row.user, Outcome::Success, None);
+    e.token_id = Some(b.row.id.clone());
+    record_auth_event(app, e);
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -135,24 +135,8 @@ fn verify(data: DataArgs) -> Result<ExitCode, String> {
 
 /// The Patient id of a UHID, from the data database (read-only).
 fn patient_for_uhid(config: &crate::config::Config, uhid: &str) -> Result<String, String> {
-    let normal = uhid
-        .parse::<vaidya_domain::Uhid>()
-        .map_err(|e| format!("'{uhid}' is not a valid UHID: {e}"))?
-        .to_string();
     let conn = vaidya_store::open_read_only(&datadir::db_path(&config.data)).map_err(|e| e.to_string())?;
-    let pairs = vec![("identifier".to_string(), format!("{}|{normal}", crate::fhir::UHID_SYSTEM))];
-    let q = vaidya_store::search::parse_query("Patient", &pairs, vaidya_store::search::Handling::Strict)
-        .map_err(|e| e.to_string())?;
-    let found = vaidya_store::search::run(&conn, &q).map_err(|e| e.to_string())?;
-    match found.matches.as_slice() {
-        [] => Err(format!("no patient has UHID {normal}")),
-        [one] => Ok(one.id.clone()),
-        many => Err(format!(
-            "{} patients have UHID {normal} ({}); use --patient-id",
-            many.len(),
-            many.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
-        )),
-    }
+    crate::fhir::registration::patient_for_uhid(&conn, uhid).map_err(|e| format!("{e}; or use --patient-id"))
 }
 
 type DayRange = (Option<String>, Option<String>);

@@ -1,4 +1,4 @@
-//! `GET /fhir/AuditEvent?patient=Patient/<id>`: the audit trail of one patient's record, read
+//! `GET /fhir/AuditEvent?patient=Patient/<id>` (or `patient.identifier=<UHID>`): the audit trail of one patient's record, read
 //! from the audit ledger (not the clinical store): who accessed it, when, from where and why,
 //! newest first, as FHIR AuditEvents. For the privacy officer and auditors (any patient:
 //! policy `oversight`) and for a patient's own account (their own record only: policy
@@ -21,6 +21,7 @@ pub const MAX_COUNT: usize = 1_000;
 
 pub async fn search(app: AppState, who: Principal, pairs: Vec<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     let mut patient = None;
+    let mut uhid = None;
     let mut count = DEFAULT_COUNT;
     for (k, v) in &pairs {
         match k.as_str() {
@@ -28,6 +29,12 @@ pub async fn search(app: AppState, who: Principal, pairs: Vec<(String, String)>,
                 let id = v.strip_prefix("Patient/").unwrap_or(v);
                 super::check_id(id).map_err(|_| ApiError::bad_request(format!("{k} '{v}' is not a Patient reference")))?;
                 if patient.replace(id.to_string()).is_some() {
+                    return Err(ApiError::bad_request("give one patient"));
+                }
+            }
+            "patient.identifier" => {
+                let value = v.strip_prefix(&format!("{}|", super::UHID_SYSTEM)).unwrap_or(v);
+                if uhid.replace(value.to_string()).is_some() {
                     return Err(ApiError::bad_request("give one patient"));
                 }
             }
@@ -39,22 +46,31 @@ pub async fn search(app: AppState, who: Principal, pairs: Vec<(String, String)>,
             "_format" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "AuditEvent is searched by patient (and _count) only; '{other}' is not supported"
+                    "AuditEvent is searched by patient or patient.identifier (and _count) only; '{other}' is not supported"
                 )));
             }
         }
     }
-    let Some(patient) = patient else {
-        return Err(ApiError::bad_request("AuditEvent needs patient=Patient/<id>: the trail is read one patient at a time"));
-    };
+    if patient.is_none() && uhid.is_none() || patient.is_some() && uhid.is_some() {
+        return Err(ApiError::bad_request(
+            "AuditEvent needs one of patient=Patient/<id> or patient.identifier=<UHID>: the trail is read one patient at a time",
+        ));
+    }
     let actor = authorize::actor(&who);
     let policies = app.policies.clone();
-    let named = vec![("patient".to_string(), format!("Patient/{patient}"))];
-    app.read(move |conn| {
-        let target = authorize::target_of_search(conn, &actor, "AuditEvent", &named)?;
-        authorize::check(&policies, &actor, Action::Search, &target, "this patient's audit trail")
-    })
-    .await?;
+    let patient = app
+        .read(move |conn| {
+            let patient = match (patient, uhid) {
+                (Some(id), _) => id,
+                (None, Some(u)) => super::registration::patient_for_uhid(conn, &u).map_err(ApiError::bad_request)?,
+                (None, None) => unreachable!("checked above"),
+            };
+            let named = vec![("patient".to_string(), format!("Patient/{patient}"))];
+            let target = authorize::target_of_search(conn, &actor, "AuditEvent", &named)?;
+            authorize::check(&policies, &actor, Action::Search, &target, "this patient's audit trail")?;
+            Ok(patient)
+        })
+        .await?;
 
     let dir = vaidya_audit::audit_dir(&app.config.data);
     let id = patient.clone();

@@ -1,0 +1,58 @@
+//! The FHIR API, called in-process by the web UI's pages as the signed-in person: the request
+//! goes through the same authentication, Cedar policies, exfiltration guard and audit record as
+//! one from any API client, with the browser's address and user agent as its source.
+
+use crate::app::AppState;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use serde_json::Value;
+use std::net::SocketAddr;
+use tower::ServiceExt;
+
+/// Largest FHIR answer a page reads.
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct Fhir(axum::Router);
+
+impl Fhir {
+    pub fn new(state: &AppState) -> Fhir {
+        Fhir(crate::fhir::rest::router(state.clone(), state.config.limits.max_body_bytes).with_state(state.clone()))
+    }
+
+    /// `GET` a path below `/fhir` (with its query) with the session `token`, on behalf of the
+    /// browser request whose `headers` and `peer` are given: the status and the JSON answer
+    /// (an OperationOutcome when refused).
+    pub async fn get(&self, token: &str, headers: &HeaderMap, peer: Option<SocketAddr>, path: &str) -> (StatusCode, Value) {
+        let mut req = Request::builder().method("GET").uri(path).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        for name in [header::USER_AGENT, header::HOST] {
+            if let Some(v) = headers.get(&name) {
+                req = req.header(name, v);
+            }
+        }
+        let Ok(mut req) = req.header(header::ACCEPT, "application/fhir+json").body(Body::empty()) else {
+            return (StatusCode::BAD_REQUEST, Value::Null);
+        };
+        if let Some(addr) = peer {
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        let resp = match self.0.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let status = resp.status();
+        match axum::body::to_bytes(resp.into_body(), MAX_ANSWER_BYTES).await {
+            Ok(bytes) => (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)),
+            Err(e) => {
+                tracing::error!("reading a FHIR answer for a page failed: {e}");
+                (StatusCode::INTERNAL_SERVER_ERROR, Value::Null)
+            }
+        }
+    }
+}
+
+/// The message of an OperationOutcome (its first issue's diagnostics), for showing on a page.
+pub fn outcome_message(v: &Value) -> String {
+    v.pointer("/issue/0/diagnostics").and_then(Value::as_str).unwrap_or("the request was refused").to_string()
+}

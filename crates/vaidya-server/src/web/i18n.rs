@@ -1,0 +1,111 @@
+//! The web UI's words in English and Hindi. Every screen takes its text from [`Lang::t`], so a
+//! missing translation is a compile error (each key is a match arm with both languages).
+
+/// The language a page is shown in (cookie `vaidya_lang`, switched from every page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    Hi,
+}
+
+/// Every text the screens show.
+#[derive(Debug, Clone, Copy)]
+pub enum Key {
+    SignIn,
+    User,
+    Password,
+    TotpCode,
+    TotpHint,
+    SignOut,
+    SignedInAs,
+    Home,
+    Switch,
+    AuditTrail,
+    AuditIntro,
+    Uhid,
+    Show,
+    Time,
+    Who,
+    Role,
+    Action,
+    Outcome,
+    From,
+    Why,
+    Records,
+    NoEvents,
+    Events,
+    NothingHereYet,
+    FormExpired,
+    ChangePasswordFirst,
+}
+
+impl Lang {
+    pub fn from_code(code: &str) -> Lang {
+        match code {
+            "hi" => Lang::Hi,
+            _ => Lang::En,
+        }
+    }
+
+    /// The `lang` attribute and cookie value.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Hi => "hi",
+        }
+    }
+
+    /// The other language, for the switch.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Hi,
+            Lang::Hi => Lang::En,
+        }
+    }
+
+    pub fn t(self, key: Key) -> &'static str {
+        use Key::*;
+        let (en, hi) = match key {
+            SignIn => ("Sign in", "साइन इन करें"),
+            User => ("User name", "उपयोगकर्ता नाम"),
+            Password => ("Password", "पासवर्ड"),
+            TotpCode => ("Authenticator code", "ऑथेंटिकेटर कोड"),
+            TotpHint => ("Six digits from your authenticator app, if your account has one", "आपके ऑथेंटिकेटर ऐप के छह अंक, यदि आपके खाते में है"),
+            SignOut => ("Sign out", "साइन आउट करें"),
+            SignedInAs => ("Signed in as", "इस रूप में साइन इन"),
+            Home => ("Home", "मुख्य पृष्ठ"),
+            Switch => ("हिन्दी", "English"),
+            AuditTrail => ("Who accessed a record", "किसने रिकॉर्ड देखा"),
+            AuditIntro => (
+                "Every access to a patient's record, allowed or refused, newest first: who, when, from where and why.",
+                "मरीज़ के रिकॉर्ड तक हर पहुँच, अनुमत या अस्वीकृत, नवीनतम पहले: किसने, कब, कहाँ से और क्यों।",
+            ),
+            Uhid => ("UHID", "यूएचआईडी"),
+            Show => ("Show", "दिखाएँ"),
+            Time => ("Time (IST)", "समय (IST)"),
+            Who => ("User", "उपयोगकर्ता"),
+            Role => ("Role", "भूमिका"),
+            Action => ("Action", "क्रिया"),
+            Outcome => ("Outcome", "परिणाम"),
+            From => ("From", "कहाँ से"),
+            Why => ("Reason", "कारण"),
+            Records => ("Records", "रिकॉर्ड"),
+            NoEvents => ("No access to this record has been recorded.", "इस रिकॉर्ड तक कोई पहुँच दर्ज नहीं है।"),
+            Events => ("events", "घटनाएँ"),
+            NothingHereYet => (
+                "The screens for your work are not built yet; the FHIR API serves them meanwhile.",
+                "आपके काम की स्क्रीन अभी नहीं बनी हैं; तब तक FHIR API उपलब्ध है।",
+            ),
+            FormExpired => ("This form has expired; please try again.", "यह फ़ॉर्म समाप्त हो गया है; कृपया फिर से प्रयास करें।"),
+            ChangePasswordFirst => (
+                "Your password is a one-time password: change it first (POST /auth/password), then sign in here.",
+                "आपका पासवर्ड एक बार का पासवर्ड है: पहले इसे बदलें (POST /auth/password), फिर यहाँ साइन इन करें।",
+            ),
+        };
+        match self {
+            Lang::En => en,
+            Lang::Hi => hi,
+        }
+    }
+}

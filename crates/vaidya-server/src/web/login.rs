@@ -1,0 +1,81 @@
+//! Signing in and out of the web UI (staff accounts; the rules are `auth::start_session`'s).
+
+use super::i18n::Key;
+use super::{Ctx, SESSION_COOKIE, csrf_ok, render, safe_next, set_cookie, signed_in};
+use crate::app::AppState;
+use crate::auth::Peer;
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+#[derive(Template)]
+#[template(path = "web/login.html")]
+struct LoginPage<'a> {
+    ctx: &'a Ctx,
+    user: &'a str,
+    next: &'a str,
+    error: Option<String>,
+}
+
+pub async fn page(State(app): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let ctx = Ctx::of(&app, &headers, "/ui/login");
+    let next = form_urlencoded::parse(q.unwrap_or_default().as_bytes()).find(|(k, _)| k == "next").map(|(_, v)| v.into_owned());
+    let next = safe_next(next.as_deref()).to_string();
+    if signed_in(&app, &headers).is_some() {
+        return Redirect::to(&next).into_response();
+    }
+    render(&app, &ctx, StatusCode::OK, &LoginPage { ctx: &ctx, user: "", next: &next, error: None })
+}
+
+struct LoginForm {
+    user: String,
+    password: String,
+    totp: String,
+    next: String,
+    csrf: String,
+}
+
+pub async fn submit(State(app): State<AppState>, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    let ctx = Ctx::of(&app, &headers, "/ui/login");
+    let field = super::form_fields(&body);
+    let f = LoginForm { user: field("user"), password: field("password"), totp: field("totp"), next: field("next"), csrf: field("csrf") };
+    let next = safe_next(Some(&f.next)).to_string();
+    if !csrf_ok(&headers, &f.csrf) {
+        let error = Some(ctx.t(Key::FormExpired).to_string());
+        return render(&app, &ctx, StatusCode::FORBIDDEN, &LoginPage { ctx: &ctx, user: &f.user, next: &next, error });
+    }
+    let who = crate::auth::client(&app, &headers, &peer);
+    let totp = Some(f.totp.trim().to_string()).filter(|t| !t.is_empty());
+    match crate::auth::start_session(&app, &who, f.user.trim().to_string(), f.password, totp).await {
+        Ok(s) if s.must_change_password => {
+            // The one-time password must be changed first (POST /auth/password); no session cookie.
+            let error = Some(ctx.t(Key::ChangePasswordFirst).to_string());
+            render(&app, &ctx, StatusCode::FORBIDDEN, &LoginPage { ctx: &ctx, user: &f.user, next: &next, error })
+        }
+        Ok(s) => {
+            let mut resp = Redirect::to(&next).into_response();
+            resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, &s.token, Some(app.config.auth.session_max_seconds)));
+            resp
+        }
+        Err(e) => render(&app, &ctx, e.status(), &LoginPage { ctx: &ctx, user: &f.user, next: &next, error: Some(e.message().to_string()) }),
+    }
+}
+
+pub async fn logout(State(app): State<AppState>, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    if !csrf_ok(&headers, &super::form_fields(&body)("csrf")) {
+        return (StatusCode::FORBIDDEN, "This form has expired; go back and try again.").into_response();
+    }
+    if let Some(token) = super::cookie(&headers, SESSION_COOKIE)
+        && let Ok(Some(b)) = crate::auth::bearer(&app, token)
+    {
+        let who = crate::auth::client(&app, &headers, &peer);
+        if let Err(e) = crate::auth::end_session(&app, &who, &b).await {
+            tracing::error!("sign-out could not end the session: {}", e.message());
+        }
+    }
+    let mut resp = Redirect::to("/ui/login").into_response();
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", Some(0)));
+    resp
+}

@@ -1,0 +1,216 @@
+//! The web UI under `/ui`: server-rendered pages (askama templates in `templates/web/`) for
+//! staff and patients, in English and Hindi.
+//!
+//! How a page gets its data: it calls the FHIR API in-process (`fhir_call.rs`) with the
+//! signed-in person's own session token, so every screen is decided by the same Cedar policies
+//! and leaves the same audit records as an API client would; a page never reads the database
+//! behind the policies' back.
+//!
+//! Sessions and forms:
+//! - Signing in (`login.rs`) starts the same session as `POST /auth/login`; its token travels
+//!   in the cookie `vaidya_session` (HttpOnly, SameSite=Strict, `Secure` unless
+//!   `[auth] secure_cookies = false`, path `/ui`).
+//! - Every form carries a CSRF token equal to the cookie `vaidya_csrf` (random, HttpOnly,
+//!   SameSite=Strict), and every POST is refused unless the two match: another site can
+//!   neither read the cookie nor send it.
+//! - Pages are sent with a Content-Security-Policy that allows no scripts and nothing from
+//!   other origins; values are HTML-escaped by the templates.
+//!
+//! Screens: `login.rs` (sign in, sign out), `home` below, `audit.rs` (who accessed a record:
+//! privacy officer and auditors).
+
+mod audit;
+mod fhir_call;
+pub mod i18n;
+mod login;
+
+use crate::app::{AppState, Principal};
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use fhir_call::Fhir;
+use i18n::{Key, Lang};
+
+pub const SESSION_COOKIE: &str = "vaidya_session";
+pub const CSRF_COOKIE: &str = "vaidya_csrf";
+pub const LANG_COOKIE: &str = "vaidya_lang";
+/// Largest form body accepted.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+const CSS: &str = include_str!("../../templates/web/app.css");
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let fhir = Fhir::new(&state);
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login::page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/lang", get(switch_lang))
+        .route("/audit", get(audit::page))
+        .route("/static/app.css", get(css))
+        .layer(axum::Extension(fhir))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
+}
+
+/// What every page knows about the request: language, CSRF token, the signed-in person.
+pub struct Ctx {
+    pub lang: Lang,
+    pub csrf: String,
+    /// A new CSRF cookie to set (the browser had none).
+    new_csrf: bool,
+    pub hospital: String,
+    pub path: String,
+}
+
+impl Ctx {
+    pub fn of(app: &AppState, headers: &HeaderMap, path: &str) -> Ctx {
+        let lang = cookie(headers, LANG_COOKIE).map(Lang::from_code).unwrap_or_default();
+        let (csrf, new_csrf) = match cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit())) {
+            Some(c) => (c.to_string(), false),
+            None => (uuid::Uuid::new_v4().simple().to_string(), true),
+        };
+        Ctx { lang, csrf, new_csrf, hospital: app.config.hospital_name.clone(), path: path.to_string() }
+    }
+
+    pub fn t(&self, key: Key) -> &'static str {
+        self.lang.t(key)
+    }
+
+    /// The link that shows this page in the other language.
+    pub fn switch_href(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        s.append_pair("to", self.lang.other().code());
+        s.append_pair("next", &self.path);
+        format!("/ui/lang?{}", s.finish())
+    }
+}
+
+/// The signed-in person, from the session cookie (a valid, unexpired session of an enabled
+/// account), with the token for calls to the FHIR API.
+pub struct Signed {
+    pub principal: Principal,
+    pub token: String,
+}
+
+pub fn signed_in(app: &AppState, headers: &HeaderMap) -> Option<Signed> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    let bearer = crate::auth::bearer(app, token).ok().flatten()?;
+    if bearer.row.must_change_password {
+        return None;
+    }
+    Some(Signed { principal: bearer.principal, token: token.to_string() })
+}
+
+/// A posted form (`application/x-www-form-urlencoded`): a field's value by name, `""` if absent
+/// (the first if repeated).
+pub fn form_fields(body: &[u8]) -> impl Fn(&str) -> String {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+}
+
+/// A cookie's value from the request (the first of that name).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `Set-Cookie` for one of our cookies.
+pub fn set_cookie(app: &AppState, name: &str, value: &str, max_age_seconds: Option<u64>) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict");
+    if app.config.auth.secure_cookies {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age_seconds {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&c).expect("cookie values are token characters")
+}
+
+/// Whether a posted form's CSRF field matches the browser's cookie (compared in constant time).
+pub fn csrf_ok(headers: &HeaderMap, posted: &str) -> bool {
+    let Some(expected) = cookie(headers, CSRF_COOKIE) else { return false };
+    expected.len() == posted.len() && expected.bytes().zip(posted.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// An HTML page with the UI's security headers (and the CSRF cookie if the browser had none).
+pub fn page(app: &AppState, ctx: &Ctx, status: StatusCode, html: String) -> Response {
+    let mut resp = (status, html).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if ctx.new_csrf {
+        h.append(header::SET_COOKIE, set_cookie(app, CSRF_COOKIE, &ctx.csrf, None));
+    }
+    resp
+}
+
+pub fn render(app: &AppState, ctx: &Ctx, status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => page(app, ctx, status, html),
+        Err(e) => {
+            tracing::error!("page template failed: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be drawn").into_response()
+        }
+    }
+}
+
+/// To the sign-in page, coming back to `next` afterwards.
+pub fn to_login(next: &str) -> Response {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    s.append_pair("next", next);
+    Redirect::to(&format!("/ui/login?{}", s.finish())).into_response()
+}
+
+/// A path to go on to after signing in or switching language: only pages of this UI.
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with("/ui/") && !n.starts_with("/ui//") && !n.contains('\\') => n,
+        _ => "/ui/",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "web/home.html")]
+struct HomePage<'a> {
+    ctx: &'a Ctx,
+    user: &'a str,
+    role: &'a str,
+    oversight: bool,
+}
+
+async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let ctx = Ctx::of(&app, &headers, "/ui/");
+    let Some(s) = signed_in(&app, &headers) else { return to_login("/ui/") };
+    let oversight = matches!(s.principal.role.as_str(), "privacy-officer" | "auditor");
+    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight })
+}
+
+async fn switch_lang(State(app): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
+    let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let lang = Lang::from_code(get("to").unwrap_or("en"));
+    let mut resp = Redirect::to(safe_next(get("next"))).into_response();
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, LANG_COOKIE, lang.code(), Some(365 * 24 * 3600)));
+    resp
+}
+
+async fn css() -> Response {
+    let mut resp = CSS.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    resp
+}
