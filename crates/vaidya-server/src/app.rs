@@ -110,7 +110,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/fhir", fhir)
         .nest("/print", crate::print::router(state.clone()))
         .nest("/auth", crate::auth::router(state.clone()))
-        .nest("/ui", crate::web::router(state.clone()))
+        .merge(crate::web::router(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)

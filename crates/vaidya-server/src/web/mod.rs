@@ -46,12 +46,13 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
 pub fn router(state: AppState) -> Router<AppState> {
     let fhir = Fhir::new(&state);
     Router::new()
-        .route("/", get(home))
-        .route("/login", get(login::page).post(login::submit))
-        .route("/logout", post(login::logout))
-        .route("/lang", get(switch_lang))
-        .route("/audit", get(audit::page))
-        .route("/static/app.css", get(css))
+        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        .route("/ui/", get(home))
+        .route("/ui/login", get(login::page).post(login::submit))
+        .route("/ui/logout", post(login::logout))
+        .route("/ui/lang", get(switch_lang))
+        .route("/ui/audit", get(audit::page))
+        .route("/ui/static/app.css", get(css))
         .layer(axum::Extension(fhir))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
 }
@@ -213,4 +214,48 @@ async fn css() -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pages_of_this_ui_are_places_to_go_next() {
+        assert_eq!(safe_next(Some("/ui/audit?uhid=1")), "/ui/audit?uhid=1");
+        for away in ["https://evil.example/", "//evil.example/ui/", "/ui//evil.example", "/ui/\\evil", "/fhir/Patient", "", "ui/"] {
+            assert_eq!(safe_next(Some(away)), "/ui/", "{away}");
+        }
+        assert_eq!(safe_next(None), "/ui/");
+    }
+
+    #[test]
+    fn cookies_and_csrf_fields_are_read_exactly() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; vaidya_csrf=0123456789abcdef0123456789abcdef"));
+        h.append(header::COOKIE, HeaderValue::from_static("vaidya_session=vdy_x_y"));
+        assert_eq!(cookie(&h, "vaidya_session"), Some("vdy_x_y"));
+        assert_eq!(cookie(&h, "vaidya"), None);
+        assert!(csrf_ok(&h, "0123456789abcdef0123456789abcdef"));
+        assert!(!csrf_ok(&h, "0123456789abcdef0123456789abcdee"));
+        assert!(!csrf_ok(&h, ""));
+        assert!(!csrf_ok(&HeaderMap::new(), ""), "no cookie, no form");
+        let field = form_fields(b"user=reg.asha&password=a%20b%26c&user=second");
+        assert_eq!((field("user"), field("password"), field("totp")), ("reg.asha".into(), "a b&c".into(), String::new()));
+    }
+
+    #[test]
+    fn every_text_has_both_languages() {
+        use Key::*;
+        let keys = [
+            SignIn, User, Password, TotpCode, TotpHint, SignOut, SignedInAs, Home, Switch, AuditTrail, AuditIntro, Uhid, Show, Time, Who,
+            Role, Action, Outcome, From, Why, Records, NoEvents, Events, NothingHereYet, FormExpired, ChangePasswordFirst,
+        ];
+        for k in keys {
+            let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));
+            assert!(!en.is_empty() && !hi.is_empty() && en != hi, "{k:?}");
+        }
+        // Hindi is written in Devanagari (U+0900-U+097F), apart from the switch, which names English.
+        assert!(Lang::Hi.t(SignIn).chars().any(|c| ('\u{0900}'..='\u{097F}').contains(&c)));
+    }
 }

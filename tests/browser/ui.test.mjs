@@ -1,0 +1,217 @@
+// The web UI in a real browser (Debian's headless Chromium, driven by playwright-core): signing
+// in with a second factor, the privacy officer's "who accessed a record" screen, the Hindi
+// switch, refusals shown on the page, CSRF, signing out. Screenshots go to
+// target/screenshots/ (VAIDYA_SCREENSHOTS to change), for a person to look at.
+//
+// Run by ./scripts/test after the release build: VAIDYA_BIN=target/release/vaidya node --test tests/browser/
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createHmac } from 'node:crypto';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = process.env.VAIDYA_BIN ?? join(ROOT, 'target/release/vaidya');
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+const SHOTS = process.env.VAIDYA_SCREENSHOTS ?? join(ROOT, 'target/screenshots');
+const NEW_PASSWORD = 'correct horse battery staple 42';
+
+let server, base, data, browser;
+
+// RFC 6238 TOTP (SHA-1, 6 digits, 30 s), what an authenticator app computes.
+function totp(secretBase32, unixSeconds) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secretBase32.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(unixSeconds / 30)));
+  const h = createHmac('sha1', key).update(counter).digest();
+  const o = h[h.length - 1] & 0xf;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+const vaidya = (...args) => execFileSync(BIN, args, { encoding: 'utf8' });
+
+async function json(method, path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const r = await fetch(base + path, { method, headers, body: body && JSON.stringify(body) });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
+// A staff account ready for the browser: one-time password changed, TOTP enrolled where the
+// role needs it. Returns what the person types, and (TOTP roles) the code for their browser login.
+async function account(name, role) {
+  const oneTime = vaidya('user', 'add', '--data', data, '--name', name, '--role', role).match(/One-time password: (\S+)/)[1];
+  let code, next;
+  if (['privacy-officer', 'auditor', 'admin'].includes(role)) {
+    const secret = vaidya('user', 'totp', '--data', data, '--name', name).match(/Secret: (\S+)/)[1];
+    const now = Date.now() / 1000;
+    code = totp(secret, now);
+    next = totp(secret, now + 30); // the next step: a code is accepted once, one step of skew
+  }
+  const login = await json('POST', '/auth/login', { user: name, password: oneTime, totp: code });
+  assert.equal(login.status, 200, JSON.stringify(login.body));
+  const changed = await json('POST', '/auth/password', { old: oneTime, new: NEW_PASSWORD }, login.body.token);
+  assert.equal(changed.status, 200, JSON.stringify(changed.body));
+  return { name, password: NEW_PASSWORD, code: next };
+}
+
+async function signIn(page, who) {
+  await page.fill('#user', who.name);
+  await page.fill('#password', who.password);
+  if (who.code) await page.fill('#totp', who.code);
+  await page.press('#password', 'Enter');
+  await page.waitForLoadState('domcontentloaded');
+}
+
+const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  data = mkdtempSync(join(tmpdir(), 'vaidya-ui-'));
+  server = spawn(BIN, ['serve', '--demo', '--data', data, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  base = await new Promise((ok, fail) => {
+    let out = '';
+    const timer = setTimeout(() => fail(new Error(`the server did not start:\n${out}`)), 60_000);
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/Vaidya is listening on (http:\/\/\S+)/);
+      if (m) { clearTimeout(timer); ok(m[1]); }
+    });
+    server.stderr.on('data', (d) => { out += d; });
+    server.on('exit', (c) => fail(new Error(`the server exited (${c}):\n${out}`)));
+  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((ok) => server.on('exit', ok));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  if (data) rmSync(data, { recursive: true, force: true });
+});
+
+// A demo patient's UHID, and a read of their record by the registration desk.
+async function patientSeenByTheDesk() {
+  const token = vaidya('token', '--data', data, '--user', 'reg.asha').trim();
+  const found = await json('GET', '/fhir/Patient?_count=1', undefined, token);
+  assert.equal(found.status, 200);
+  const patient = found.body.entry[0].resource;
+  const uhid = patient.identifier.find((i) => i.system === 'https://vaidya.dev/fhir/sid/uhid').value;
+  assert.equal((await json('GET', `/fhir/Patient/${patient.id}`, undefined, token)).status, 200);
+  return uhid;
+}
+
+test('the privacy officer signs in with a second factor and sees who accessed a record, in English and Hindi', async () => {
+  const uhid = await patientSeenByTheDesk();
+  const officer = await account('po.kavita', 'privacy-officer');
+  const page = await browser.newPage();
+
+  // Not signed in: the screen sends the officer to sign in first, and back afterwards.
+  await page.goto(`${base}/ui/audit`);
+  assert.match(page.url(), /\/ui\/login\?next=%2Fui%2Faudit/);
+  for (const input of await page.locator('input:not([type=hidden])').all()) {
+    const id = await input.getAttribute('id');
+    assert.equal(await page.locator(`label[for="${id}"]`).count(), 1, `input #${id} has a label`);
+  }
+  await shot(page, 'login');
+  await signIn(page, officer);
+  assert.equal(new URL(page.url()).pathname, '/ui/audit');
+
+  // Keyboard only: the UHID field, then Enter.
+  await page.focus('#uhid');
+  await page.keyboard.type(uhid);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#trail');
+  const rows = await page.locator('#trail tbody tr').allInnerTexts();
+  assert.ok(rows.some((r) => r.includes('reg.asha') && r.includes('read')), `the desk's read is listed:\n${rows.join('\n')}`);
+  assert.ok(Number(await page.textContent('#total')) >= 2);
+  await shot(page, 'audit-trail');
+
+  // हिन्दी: the same page, in Devanagari; the choice stays for the next page.
+  await page.click('#lang-switch');
+  await page.waitForSelector('#trail');
+  assert.equal(await page.getAttribute('html', 'lang'), 'hi');
+  assert.match(await page.textContent('h1'), /किसने रिकॉर्ड देखा/);
+  await shot(page, 'audit-trail-hi');
+  await page.click('#lang-switch');
+  assert.equal(await page.getAttribute('html', 'lang'), 'en');
+
+  // A mistyped UHID: the reason, next to the field; nothing else shown.
+  await page.fill('#uhid', '12345');
+  await page.press('#uhid', 'Enter');
+  await page.waitForSelector('#uhid-error');
+  assert.match(await page.textContent('#uhid-error'), /not a valid UHID/);
+  assert.equal(await page.getAttribute('#uhid', 'aria-invalid'), 'true');
+  assert.equal(await page.locator('#trail').count(), 0);
+
+  // Signing out ends the session: the screen asks to sign in again.
+  await page.goto(`${base}/ui/`);
+  await page.click('text=Sign out');
+  await page.waitForURL(/\/ui\/login/);
+  await page.goto(`${base}/ui/audit`);
+  assert.match(page.url(), /\/ui\/login/);
+  await page.close();
+});
+
+test('a clerk may not see the audit trail: the page says so', async () => {
+  const uhid = await patientSeenByTheDesk();
+  const clerk = await account('reg.meena', 'registration');
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/login`);
+  await signIn(page, clerk);
+  assert.match(await page.textContent('#who'), /reg\.meena/);
+  await page.goto(`${base}/ui/audit?uhid=${encodeURIComponent(uhid)}`);
+  assert.match(await page.textContent('#uhid-error'), /oversight|not allowed|refused|policy/i);
+  assert.equal(await page.locator('#trail').count(), 0);
+  await shot(page, 'audit-refused');
+  await page.close();
+});
+
+test('forms without their CSRF token, and wrong passwords, change nothing', async () => {
+  // What every page is sent with: a CSP allowing no scripts, and cookies scripts cannot read
+  // that no other site can make the browser send.
+  const loginPage = await fetch(`${base}/ui/login`);
+  assert.match(loginPage.headers.get('content-security-policy'), /default-src 'none'/);
+  const csrfCookie = loginPage.headers.get('set-cookie') ?? '';
+  for (const flag of ['vaidya_csrf=', 'HttpOnly', 'SameSite=Strict', 'Secure', 'Path=/ui']) assert.ok(csrfCookie.includes(flag), `${flag} in ${csrfCookie}`);
+
+  const clerk = await account('reg.ravi', 'registration');
+  // A login posted from elsewhere (no CSRF cookie or field): refused, no session cookie.
+  const forged = await fetch(`${base}/ui/login`, {
+    method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ user: clerk.name, password: clerk.password }),
+  });
+  assert.equal(forged.status, 403);
+  assert.ok(!(forged.headers.get('set-cookie') ?? '').includes('vaidya_session='));
+
+  // A wrong password in the browser: the same page, the reason shown, still signed out.
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/login`);
+  await signIn(page, { ...clerk, password: 'not the password' });
+  assert.match(await page.textContent('#login-error'), /password|credentials/i);
+  assert.equal((await page.context().cookies()).filter((c) => c.name === 'vaidya_session').length, 0);
+  // Signed in, a sign-out with a wrong CSRF field leaves the session alone.
+  await signIn(page, clerk);
+  const cookies = await page.context().cookies();
+  const header = cookies.map((c) => `${c.name}=${c.value}`).join('; ');
+  const bad = await fetch(`${base}/ui/logout`, {
+    method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: header },
+    body: 'csrf=0123456789abcdef0123456789abcdef',
+  });
+  assert.equal(bad.status, 403);
+  await page.goto(`${base}/ui/`);
+  assert.match(await page.textContent('#who'), /reg\.ravi/);
+  await page.close();
+});
