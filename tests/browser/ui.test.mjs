@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createHmac } from 'node:crypto';
@@ -214,4 +214,72 @@ test('forms without their CSRF token, and wrong passwords, change nothing', asyn
   await page.goto(`${base}/ui/`);
   assert.match(await page.textContent('#who'), /reg\.ravi/);
   await page.close();
+});
+
+// The newest SMS in the development outbox for a mobile number: its text.
+function lastSms(mobile) {
+  const dir = join(data, 'sms-outbox');
+  const files = readdirSync(dir).filter((f) => f.endsWith(`-${mobile}.txt`)).sort();
+  assert.ok(files.length > 0, `an SMS to ${mobile} is in ${dir}`);
+  return readFileSync(join(dir, files[files.length - 1]), 'utf8');
+}
+
+test('a patient signs in with a code sent by SMS and sees who has seen their record', async () => {
+  // Registered at the desk with a mobile number (the UHID is issued then), and looked up.
+  const desk = vaidya('token', '--data', data, '--user', 'reg.asha').trim();
+  const made = await json('POST', '/fhir/Patient', {
+    resourceType: 'Patient', name: [{ family: 'Devi', given: ['Sita'] }], gender: 'female', birthDate: '1980-04-02',
+    telecom: [{ system: 'phone', use: 'mobile', value: '+91 98765 43210' }],
+  }, desk);
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const uhid = made.body.identifier.find((i) => i.system === 'https://vaidya.dev/fhir/sid/uhid').value;
+  assert.equal((await json('GET', `/fhir/Patient/${made.body.id}`, undefined, desk)).status, 200);
+
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/login`);
+  await page.click('#patient-link');
+  // An unknown mobile number: nothing is sent, and the page does not say whether it exists.
+  await page.fill('#who', '90000 00001');
+  await page.press('#who', 'Enter');
+  assert.match(await page.textContent('#who-error'), /No code could be sent/);
+  // Not a UHID or a mobile number at all.
+  await page.fill('#who', 'Sita Devi');
+  await page.press('#who', 'Enter');
+  assert.match(await page.textContent('#who-error'), /UHID \(12 digits/);
+
+  await page.fill('#who', uhid);
+  await page.press('#who', 'Enter');
+  assert.match(await page.textContent('#sent-to'), /\*{6}3210/);
+  const code = lastSms('9876543210').match(/code is (\d{6})/)[1];
+  await shot(page, 'patient-code');
+  // A wrong code first: said so, and another try is allowed.
+  await page.fill('#code', code === '000000' ? '111111' : '000000');
+  await page.press('#code', 'Enter');
+  assert.match(await page.textContent('#code-error'), /not right/);
+  await page.fill('#code', code);
+  await page.press('#code', 'Enter');
+  await page.waitForURL(/\/ui\/$/);
+
+  await page.click('#my-access-link');
+  await page.waitForSelector('#trail');
+  const rows = await page.locator('#trail tbody tr').allInnerTexts();
+  assert.ok(rows.some((r) => r.includes('reg.asha') && r.includes('read')), `the desk's look is listed:\n${rows.join('\n')}`);
+  assert.ok(rows.some((r) => r.includes('reg.asha') && r.includes('create')), `the registration is listed:\n${rows.join('\n')}`);
+  await shot(page, 'patient-my-access');
+  // Their own trail only: another patient's is refused, on any screen.
+  await page.goto(`${base}/ui/audit?uhid=${encodeURIComponent(await patientSeenByTheDesk())}`);
+  await page.waitForSelector('#uhid-error');
+  assert.equal(await page.locator('#trail').count(), 0);
+
+  // A used code does not sign in again.
+  const again = await browser.newPage();
+  await again.goto(`${base}/ui/patient/login`);
+  await again.fill('#who', '9876543210');
+  await again.press('#who', 'Enter');
+  const second = lastSms('9876543210').match(/code is (\d{6})/)[1];
+  await again.fill('#code', code === second ? '000000' : code);
+  await again.press('#code', 'Enter');
+  assert.match(await again.textContent('#code-error'), /not right/);
+  await page.close();
+  await again.close();
 });

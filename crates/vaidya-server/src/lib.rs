@@ -14,4 +14,5 @@ pub mod fhir;
 pub mod guard;
 pub mod import;
 pub mod print;
+pub mod sms;
 pub mod web;

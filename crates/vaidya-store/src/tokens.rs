@@ -79,6 +79,14 @@ pub fn insert_user(
     Ok(n == 1)
 }
 
+/// The Patient a patient's account is linked to (`None`: no such account, or none linked).
+pub fn user_patient(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT patient FROM api_user WHERE name = ?1", [name], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
 /// Link a patient's account to their Patient resource (by id).
 pub fn set_user_patient(conn: &Connection, name: &str, patient: &str) -> Result<bool, StoreError> {
     Ok(conn.execute("UPDATE api_user SET patient = ?2 WHERE name = ?1", params![name, patient])? == 1)

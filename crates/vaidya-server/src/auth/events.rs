@@ -61,6 +61,8 @@ pub enum Reason {
     OidcNoSecondFactor,
     /// Single sign-on: the account is not a staff member's (a patient's own, or a machine's).
     OidcNotStaff,
+    /// The patient portal: a one-time code sent by SMS was wrong, used, or expired.
+    BadCode,
 }
 
 impl Action {
@@ -87,6 +89,7 @@ impl Reason {
             Reason::TotpNotEnrolled => "totp-not-enrolled",
             Reason::Locked => "locked",
             Reason::Disabled => "disabled",
+            Reason::BadCode => "bad-code",
             Reason::WeakPassword => "weak-password",
             Reason::OidcBadState => "oidc-bad-state",
             Reason::OidcDenied => "oidc-denied",

@@ -150,6 +150,8 @@ async fn create(
             ops::create(tx, &who.user, prepared, &id, if_none_exist.as_ref())
         })
         .await?;
+    // A new Patient is its own patient: its id exists only now (or it is the one If-None-Exist found).
+    let patient = if outcome.resource_type == "Patient" { Some(outcome.id.clone()) } else { patient };
     Ok(crate::audit::attach(write_response(outcome, &headers, &base), crate::audit::Audited::patient(patient)))
 }
 

@@ -56,8 +56,15 @@ pub async fn page(State(app): State<AppState>, Extension(fhir): Extension<Fhir>,
         let error = Some(outcome_message(&answer));
         return render(&app, &ctx, status, &AuditPage { ctx: &ctx, uhid: &uhid, error, rows: None, total: 0 });
     }
+    let rows = rows_of(&app, &answer);
+    let total = answer["total"].as_u64().unwrap_or(0);
+    render(&app, &ctx, StatusCode::OK, &AuditPage { ctx: &ctx, uhid: &uhid, error: None, rows: Some(rows), total })
+}
+
+/// The table rows of a Bundle of AuditEvents (times in the hospital's zone).
+pub fn rows_of(app: &AppState, answer: &serde_json::Value) -> Vec<Row> {
     let zone = crate::print::format::Zone::from_config(&app.config.timezone);
-    let rows = answer["entry"]
+    answer["entry"]
         .as_array()
         .into_iter()
         .flatten()
@@ -75,7 +82,5 @@ pub async fn page(State(app): State<AppState>, Extension(fhir): Extension<Fhir>,
                 what: r.what,
             }
         })
-        .collect();
-    let total = answer["total"].as_u64().unwrap_or(0);
-    render(&app, &ctx, StatusCode::OK, &AuditPage { ctx: &ctx, uhid: &uhid, error: None, rows: Some(rows), total })
+        .collect()
 }

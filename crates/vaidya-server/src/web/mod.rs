@@ -23,6 +23,7 @@ mod audit;
 mod fhir_call;
 pub mod i18n;
 mod login;
+pub mod patient;
 
 use crate::app::{AppState, Principal};
 use askama::Template;
@@ -45,6 +46,10 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
 
 pub fn router(state: AppState) -> Router<AppState> {
     let fhir = Fhir::new(&state);
+    let portal = patient::Portal {
+        codes: std::sync::Arc::new(patient::Codes::default()),
+        sms: std::sync::Arc::new(crate::sms::Outbox::new(crate::sms::outbox_dir(&state.config.data))),
+    };
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(home))
@@ -52,8 +57,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/logout", post(login::logout))
         .route("/ui/lang", get(switch_lang))
         .route("/ui/audit", get(audit::page))
+        .route("/ui/patient/login", get(patient::login_page).post(patient::send_code))
+        .route("/ui/patient/code", post(patient::verify_code))
+        .route("/ui/my/access", get(patient::my_access))
         .route("/ui/static/app.css", get(css))
         .layer(axum::Extension(fhir))
+        .layer(axum::Extension(portal))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
 }
 
@@ -190,13 +199,15 @@ struct HomePage<'a> {
     user: &'a str,
     role: &'a str,
     oversight: bool,
+    patient: bool,
 }
 
 async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let ctx = Ctx::of(&app, &headers, "/ui/");
     let Some(s) = signed_in(&app, &headers) else { return to_login("/ui/") };
     let oversight = matches!(s.principal.role.as_str(), "privacy-officer" | "auditor");
-    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight })
+    let patient = s.principal.role == "patient";
+    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient })
 }
 
 async fn switch_lang(State(app): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
@@ -249,7 +260,9 @@ mod tests {
         use Key::*;
         let keys = [
             SignIn, User, Password, TotpCode, TotpHint, SignOut, SignedInAs, Home, Switch, AuditTrail, AuditIntro, Uhid, Show, Time, Who,
-            Role, Action, Outcome, From, Why, Records, NoEvents, Events, NothingHereYet, FormExpired, ChangePasswordFirst,
+            Role, Action, Outcome, From, Why, Records, NoEvents, Events, NothingHereYet, FormExpired, ChangePasswordFirst, PatientSignIn,
+            StaffSignIn, UhidOrMobile, UhidOrMobileHint, SendCode, Code, CodeSentTo, NotUhidOrMobile, CodeNotSent, TooManyCodes, WrongCode,
+            CodeExpired, AccountBlocked, TryLater, MyAccess, MyAccessIntro,
         ];
         for k in keys {
             let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));
