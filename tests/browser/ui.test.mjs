@@ -283,3 +283,79 @@ test('a patient signs in with a code sent by SMS and sees who has seen their rec
   await page.close();
   await again.close();
 });
+
+test('the registration desk searches first, registers with the duplicate check, and a double submit registers once', async () => {
+  const clerk = await account('reg.sunita', 'registration');
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/login`);
+  await signIn(page, clerk);
+  await page.click('#desk-link');
+  const search = async (q) => {
+    await page.fill('#q', q);
+    await page.press('#q', 'Enter');
+    await page.waitForLoadState('domcontentloaded');
+  };
+  await search('Kaur');
+  assert.match(await page.textContent('#patients'), /Gurpreet Kaur/);
+  await search('+91 98100 00003');
+  assert.match(await page.textContent('#patients'), /Mohammed Rafi/);
+  await search('x');
+  assert.match(await page.textContent('#q-error'), /at least two letters/);
+  await search('Zzyzx');
+  assert.equal(await page.locator('#none-found').count(), 1);
+  await shot(page, 'registration-search');
+
+  // An empty form: each problem next to its field; nothing registered.
+  await page.click('#register-new');
+  await page.click('#register');
+  await page.waitForSelector('#given-error');
+  for (const field of ['given', 'gender', 'birth']) {
+    assert.equal(await page.getAttribute(`#${field}`, 'aria-invalid'), 'true', field);
+  }
+  await shot(page, 'register-errors');
+
+  // Someone who may already be registered: the desk is shown who, and must confirm.
+  await page.fill('#given', 'Gurpreet');
+  await page.fill('#family', 'Kaur');
+  await page.selectOption('#gender', 'female');
+  await page.fill('#age', '43');
+  await page.fill('#mobile', '98100 00005');
+  await page.click('#register');
+  await page.waitForSelector('#duplicates');
+  assert.match(await page.textContent('#duplicates'), /Gurpreet Kaur/);
+  await shot(page, 'register-duplicates');
+  await page.check('#confirm');
+  await page.click('#register');
+  await page.waitForSelector('#slip-uhid');
+  assert.match(await page.textContent('#slip-uhid'), /^\d{4}-\d{4}-\d{4}$/);
+  await shot(page, 'registration-slip');
+
+  // A double submit (two posts of one form): one patient.
+  await page.goto(`${base}/ui/registration/new`);
+  await page.fill('#given', 'Anil');
+  await page.fill('#family', 'Mehtaji');
+  await page.selectOption('#gender', 'male');
+  await page.fill('#birth', '1985-01-01');
+  await page.fill('#mobile', '98123 45678');
+  const form = new URLSearchParams();
+  for (const name of ['csrf', 'key', 'given', 'family', 'gender', 'birth', 'age', 'mobile']) {
+    form.set(name, await page.inputValue(`[name=${name}]`));
+  }
+  const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+  const post = () => fetch(`${base}/ui/registration/new`, {
+    method: 'POST', redirect: 'manual', body: form,
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+  });
+  const [a, b] = await Promise.all([post(), post()]);
+  const third = await post();
+  for (const r of [a, b, third]) assert.ok([303, 409].includes(r.status), `status ${r.status}`);
+  assert.equal(third.status, 303, 'once saved, the same form leads to the patient it registered');
+  await page.goto(`${base}/ui/registration?q=Mehtaji`);
+  assert.equal(await page.locator('#patients tbody tr').count(), 1, 'one Anil Mehtaji');
+
+  // हिन्दी at the desk.
+  await page.click('#lang-switch');
+  assert.match(await page.textContent('h1'), /पंजीकरण काउंटर/);
+  await page.click('#lang-switch');
+  await page.close();
+});

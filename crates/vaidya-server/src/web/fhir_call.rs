@@ -25,13 +25,26 @@ impl Fhir {
     /// browser request whose `headers` and `peer` are given: the status and the JSON answer
     /// (an OperationOutcome when refused).
     pub async fn get(&self, token: &str, headers: &HeaderMap, peer: Option<SocketAddr>, path: &str) -> (StatusCode, Value) {
-        let mut req = Request::builder().method("GET").uri(path).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        self.call("GET", token, headers, peer, path, None).await
+    }
+
+    /// `POST` a FHIR resource (JSON) to a path below `/fhir`, as [`Fhir::get`] does a read.
+    pub async fn post(&self, token: &str, headers: &HeaderMap, peer: Option<SocketAddr>, path: &str, body: &Value) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        self.call("POST", token, headers, peer, path, Some(bytes)).await
+    }
+
+    async fn call(&self, method: &str, token: &str, headers: &HeaderMap, peer: Option<SocketAddr>, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/fhir+json");
+        }
         for name in [header::USER_AGENT, header::HOST] {
             if let Some(v) = headers.get(&name) {
                 req = req.header(name, v);
             }
         }
-        let Ok(mut req) = req.header(header::ACCEPT, "application/fhir+json").body(Body::empty()) else {
+        let Ok(mut req) = req.header(header::ACCEPT, "application/fhir+json").body(body.map(Body::from).unwrap_or_else(Body::empty)) else {
             return (StatusCode::BAD_REQUEST, Value::Null);
         };
         if let Some(addr) = peer {

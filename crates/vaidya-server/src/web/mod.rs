@@ -24,6 +24,7 @@ mod fhir_call;
 pub mod i18n;
 mod login;
 pub mod patient;
+mod registration;
 
 use crate::app::{AppState, Principal};
 use askama::Template;
@@ -60,9 +61,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/patient/login", get(patient::login_page).post(patient::send_code))
         .route("/ui/patient/code", post(patient::verify_code))
         .route("/ui/my/access", get(patient::my_access))
+        .route("/ui/registration", get(registration::search))
+        .route("/ui/registration/new", get(registration::new_form).post(registration::register))
+        .route("/ui/registration/slip", get(registration::slip))
         .route("/ui/static/app.css", get(css))
         .layer(axum::Extension(fhir))
         .layer(axum::Extension(portal))
+        .layer(axum::Extension(std::sync::Arc::new(registration::Submitted::default())))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
 }
 
@@ -200,6 +205,7 @@ struct HomePage<'a> {
     role: &'a str,
     oversight: bool,
     patient: bool,
+    desk: bool,
 }
 
 async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -207,7 +213,8 @@ async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let Some(s) = signed_in(&app, &headers) else { return to_login("/ui/") };
     let oversight = matches!(s.principal.role.as_str(), "privacy-officer" | "auditor");
     let patient = s.principal.role == "patient";
-    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient })
+    let desk = s.principal.role == "registration";
+    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient, desk })
 }
 
 async fn switch_lang(State(app): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
@@ -263,6 +270,7 @@ mod tests {
             Role, Action, Outcome, From, Why, Records, NoEvents, Events, NothingHereYet, FormExpired, ChangePasswordFirst, PatientSignIn,
             StaffSignIn, UhidOrMobile, UhidOrMobileHint, SendCode, Code, CodeSentTo, NotUhidOrMobile, CodeNotSent, TooManyCodes, WrongCode,
             CodeExpired, AccountBlocked, TryLater, MyAccess, MyAccessIntro,
+            RegistrationDesk, FindPatient, SearchLabel, Search, SearchHow, NoneFound, RegisterNew, Name, GivenName, FamilyName, Sex, Male, Female, OtherSex, UnknownSex, BirthDate, AgeYears, Mobile, Register, PossibleDuplicates, NotADuplicate, MatchReason, NeedName, BadName, NeedGender, BadBirth, BadAge, NeedBirth, BadMobile, BeingSaved, UhidSlip, Registered, Print,
         ];
         for k in keys {
             let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));
