@@ -328,6 +328,7 @@ test('the registration desk searches first, registers with the duplicate check, 
   await page.click('#register');
   await page.waitForSelector('#slip-uhid');
   assert.match(await page.textContent('#slip-uhid'), /^\d{4}-\d{4}-\d{4}$/);
+  assert.equal(await page.locator('#slip-qr svg').count(), 1, 'the UHID as a QR code');
   await shot(page, 'registration-slip');
 
   // A double submit (two posts of one form): one patient.

@@ -42,6 +42,18 @@ pub struct Found {
     pub why: String,
 }
 
+/// The sex as the page's language says it.
+fn sex_label(lang: super::i18n::Lang, code: &str) -> String {
+    let key = match code {
+        "male" => Key::Male,
+        "female" => Key::Female,
+        "other" => Key::OtherSex,
+        "unknown" => Key::UnknownSex,
+        other => return other.to_string(),
+    };
+    lang.t(key).to_string()
+}
+
 fn found_of(p: &Value, why: &str) -> Found {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let uhid = p["identifier"].as_array().into_iter().flatten().find(|i| i["system"] == crate::fhir::UHID_SYSTEM).map(|i| s(&i["value"]));
@@ -95,7 +107,16 @@ pub async fn search(State(app): State<AppState>, Extension(fhir): Extension<Fhir
     if !status.is_success() {
         return render(&app, &ctx, status, &SearchPage { ctx: &ctx, q: &q, error: Some(outcome_message(&answer)), found: None });
     }
-    let found = answer["entry"].as_array().into_iter().flatten().map(|e| found_of(&e["resource"], "")).collect();
+    let found = answer["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let mut f = found_of(&e["resource"], "");
+            f.gender = sex_label(ctx.lang, &f.gender);
+            f
+        })
+        .collect();
     render(&app, &ctx, StatusCode::OK, &SearchPage { ctx: &ctx, q: &q, error: None, found: Some(found) })
 }
 
@@ -256,7 +277,11 @@ pub async fn register(
             .as_array()
             .into_iter()
             .flatten()
-            .map(|e| found_of(&e["resource"], e.pointer("/search/extension/0/valueString").and_then(Value::as_str).unwrap_or_default()))
+            .map(|e| {
+                let mut f = found_of(&e["resource"], e.pointer("/search/extension/0/valueString").and_then(Value::as_str).unwrap_or_default());
+                f.gender = sex_label(ctx.lang, &f.gender);
+                f
+            })
             .collect();
         if !duplicates.is_empty() {
             return page(&form, StatusCode::OK, duplicates, None);
@@ -293,6 +318,20 @@ struct SlipPage<'a> {
     ctx: &'a Ctx,
     p: Found,
     registered: String,
+    /// The UHID as a QR code (inline SVG made here from the UHID's digits only).
+    qr: String,
+}
+
+/// A QR code of `text` as an inline `<svg>` element.
+fn qr_svg(text: &str) -> String {
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(code) => {
+            let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(120, 120).quiet_zone(true).build();
+            // Inline in HTML: the element without the XML declaration.
+            svg.find("<svg").map(|i| svg[i..].to_string()).unwrap_or_default()
+        }
+        Err(_) => String::new(),
+    }
 }
 
 /// `GET /ui/registration/slip?id=`: the UHID slip to print and hand over.
@@ -311,7 +350,10 @@ pub async fn slip(State(app): State<AppState>, Extension(fhir): Extension<Fhir>,
     }
     let zone = crate::print::format::Zone::from_config(&app.config.timezone);
     let registered = answer.pointer("/meta/lastUpdated").and_then(Value::as_str).map(|t| zone.fhir(t)).unwrap_or_default();
-    render(&app, &ctx, StatusCode::OK, &SlipPage { ctx: &ctx, p: found_of(&answer, ""), registered })
+    let mut p = found_of(&answer, "");
+    p.gender = sex_label(ctx.lang, &p.gender);
+    let qr = qr_svg(&p.uhid.chars().filter(char::is_ascii_digit).collect::<String>());
+    render(&app, &ctx, StatusCode::OK, &SlipPage { ctx: &ctx, p, registered, qr })
 }
 
 #[cfg(test)]
@@ -321,6 +363,14 @@ mod tests {
 
     fn form(given: &str, gender: &str, birth: &str, age: &str, mobile: &str) -> Form {
         Form { given: given.into(), gender: gender.into(), birth: birth.into(), age: age.into(), mobile: mobile.into(), ..Form::default() }
+    }
+
+    #[test]
+    fn the_slip_carries_the_uhid_as_a_qr_code() {
+        let svg = qr_svg("100000000019");
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>") && svg.contains("<path"), "{svg}");
+        assert_eq!(svg, qr_svg("100000000019"), "the same UHID, the same code");
+        assert_ne!(svg, qr_svg("100000000027"));
     }
 
     #[test]
