@@ -360,3 +360,31 @@ test('the registration desk searches first, registers with the duplicate check, 
   await page.click('#lang-switch');
   await page.close();
 });
+
+test('a new staff account signs in with its one-time password and must choose its own first', async () => {
+  const oneTime = vaidya('user', 'add', '--data', data, '--name', 'reg.kiran', '--role', 'registration').match(/One-time password: (\S+)/)[1];
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/registration`);
+  await signIn(page, { name: 'reg.kiran', password: oneTime });
+  assert.equal(new URL(page.url()).pathname, '/ui/password');
+  // Until then no other page opens.
+  await page.goto(`${base}/ui/registration`);
+  assert.match(page.url(), /\/ui\/login/);
+  await page.goBack();
+  await page.goto(`${base}/ui/password?next=%2Fui%2Fregistration`);
+  const choose = async (old, next, repeat) => {
+    await page.fill('#old', old);
+    await page.fill('#new', next);
+    await page.fill('#repeat', repeat);
+    await page.press('#repeat', 'Enter');
+    await page.waitForLoadState('domcontentloaded');
+  };
+  await choose(oneTime, NEW_PASSWORD, `${NEW_PASSWORD}!`);
+  assert.match(await page.textContent('#repeat-error'), /not the same/);
+  await choose('wrong one', NEW_PASSWORD, NEW_PASSWORD);
+  assert.match(await page.textContent('#old-error'), /not right/);
+  await shot(page, 'choose-password');
+  await choose(oneTime, NEW_PASSWORD, NEW_PASSWORD);
+  assert.equal(new URL(page.url()).pathname, '/ui/registration');
+  await page.close();
+});

@@ -392,39 +392,46 @@ async fn change_password(State(app): State<AppState>, peer: Peer, headers: Heade
     let run = async {
         let caller = session_caller(&app, &headers)?;
         let b: PasswordBody = parse_body(&body)?;
-        let name = caller.row.user.clone();
-        let n = name.clone();
-        let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(AuthError::bad_credentials)?;
-        let now = vaidya_store::now_ms();
-        if let lockout::Gate::Locked { until_ms } = lock_gate(&row, now) {
-            record_auth_event(&app, who.event(Action::PasswordChange, &name, Outcome::Failure, Some(Reason::Locked)));
-            return Err(AuthError::locked(until_ms, now));
-        }
-        if b.old.len() > 1024 || !verify_password(b.old.clone(), row.password_hash.clone()).await {
-            count_failure(&app, &who, Action::PasswordChange, &name, Reason::BadPassword).await?;
-            return Err(AuthError::new(StatusCode::UNAUTHORIZED, "the old password is not right"));
-        }
-        if let Err(why) = password::check_new(&b.new, &b.old) {
-            record_auth_event(&app, who.event(Action::PasswordChange, &name, Outcome::Failure, Some(Reason::WeakPassword)));
-            return Err(AuthError::new(StatusCode::BAD_REQUEST, why));
-        }
-        let new = b.new;
-        let hash = tokio::task::spawn_blocking(move || password::hash(&new))
-            .await
-            .map_err(|e| AuthError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("hashing failed: {e}")))?;
-        let (n, keep) = (name.clone(), caller.row.id.clone());
-        let revoked = write(&app, move |c| {
-            tokens::set_password(c, &n, &hash)?;
-            tokens::record_login_success(c, &n)?;
-            tokens::revoke_other_sessions(c, &n, &keep)
-        })
-        .await?;
-        let mut e = who.event(Action::PasswordChange, &name, Outcome::Success, None);
-        e.token_id = Some(caller.row.id.clone());
-        record_auth_event(&app, e);
-        Ok(axum::Json(json!({"changed": true, "other_sessions_ended": revoked})).into_response())
+        let revoked = change_password_of(&app, &who, &caller, b.old, b.new).await?;
+        Ok::<_, AuthError>(axum::Json(json!({"changed": true, "other_sessions_ended": revoked})).into_response())
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Change the password of the account whose session `caller` is (the old one must be right,
+/// the new one must pass the rules); the account's other sessions end. The one rule behind
+/// `POST /auth/password` and the web UI's password page. Returns the sessions ended.
+pub async fn change_password_of(app: &AppState, who: &Client, caller: &Bearer, old: String, new: String) -> Result<usize, AuthError> {
+    let name = caller.row.user.clone();
+    let n = name.clone();
+    let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(AuthError::bad_credentials)?;
+    let now = vaidya_store::now_ms();
+    if let lockout::Gate::Locked { until_ms } = lock_gate(&row, now) {
+        record_auth_event(app, who.event(Action::PasswordChange, &name, Outcome::Failure, Some(Reason::Locked)));
+        return Err(AuthError::locked(until_ms, now));
+    }
+    if old.len() > 1024 || !verify_password(old.clone(), row.password_hash.clone()).await {
+        count_failure(app, who, Action::PasswordChange, &name, Reason::BadPassword).await?;
+        return Err(AuthError::new(StatusCode::UNAUTHORIZED, "the old password is not right"));
+    }
+    if let Err(why) = password::check_new(&new, &old) {
+        record_auth_event(app, who.event(Action::PasswordChange, &name, Outcome::Failure, Some(Reason::WeakPassword)));
+        return Err(AuthError::new(StatusCode::BAD_REQUEST, why));
+    }
+    let hash = tokio::task::spawn_blocking(move || password::hash(&new))
+        .await
+        .map_err(|e| AuthError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("hashing failed: {e}")))?;
+    let (n, keep) = (name.clone(), caller.row.id.clone());
+    let revoked = write(app, move |c| {
+        tokens::set_password(c, &n, &hash)?;
+        tokens::record_login_success(c, &n)?;
+        tokens::revoke_other_sessions(c, &n, &keep)
+    })
+    .await?;
+    let mut e = who.event(Action::PasswordChange, &name, Outcome::Success, None);
+    e.token_id = Some(caller.row.id.clone());
+    record_auth_event(app, e);
+    Ok(revoked)
 }
 
 async fn totp_enrol(State(app): State<AppState>, peer: Peer, headers: HeaderMap) -> Response {

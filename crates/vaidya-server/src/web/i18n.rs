@@ -37,7 +37,6 @@ pub enum Key {
     Events,
     NothingHereYet,
     FormExpired,
-    ChangePasswordFirst,
     PatientSignIn,
     StaffSignIn,
     UhidOrMobile,
@@ -87,6 +86,13 @@ pub enum Key {
     UhidSlip,
     Registered,
     Print,
+    ChangePassword,
+    ChangePasswordIntro,
+    OldPassword,
+    NewPassword,
+    RepeatPassword,
+    PasswordsDiffer,
+    Save,
 }
 
 impl Lang {
@@ -208,10 +214,13 @@ impl Lang {
             UhidSlip => ("Registration slip", "पंजीकरण पर्ची"),
             Registered => ("Registered", "पंजीकृत"),
             Print => ("Print", "प्रिंट करें"),
-            ChangePasswordFirst => (
-                "Your password is a one-time password: change it first (POST /auth/password), then sign in here.",
-                "आपका पासवर्ड एक बार का पासवर्ड है: पहले इसे बदलें (POST /auth/password), फिर यहाँ साइन इन करें।",
-            ),
+            ChangePassword => ("Choose your password", "अपना पासवर्ड चुनें"),
+            ChangePasswordIntro => ("You signed in with a one-time password. Choose your own before you go on.", "आपने एक बार के पासवर्ड से साइन इन किया है। आगे बढ़ने से पहले अपना पासवर्ड चुनें।"),
+            OldPassword => ("Current (one-time) password", "वर्तमान (एक बार का) पासवर्ड"),
+            NewPassword => ("New password", "नया पासवर्ड"),
+            RepeatPassword => ("New password again", "नया पासवर्ड फिर से"),
+            PasswordsDiffer => ("The two new passwords are not the same.", "दोनों नए पासवर्ड एक जैसे नहीं हैं।"),
+            Save => ("Save", "सहेजें"),
         };
         match self {
             Lang::En => en,

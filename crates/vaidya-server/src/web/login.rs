@@ -49,13 +49,11 @@ pub async fn submit(State(app): State<AppState>, peer: Peer, headers: HeaderMap,
     let who = crate::auth::client(&app, &headers, &peer);
     let totp = Some(f.totp.trim().to_string()).filter(|t| !t.is_empty());
     match crate::auth::start_session(&app, &who, f.user.trim().to_string(), f.password, totp).await {
-        Ok(s) if s.must_change_password => {
-            // The one-time password must be changed first (POST /auth/password); no session cookie.
-            let error = Some(ctx.t(Key::ChangePasswordFirst).to_string());
-            render(&app, &ctx, StatusCode::FORBIDDEN, &LoginPage { ctx: &ctx, user: &f.user, next: &next, error })
-        }
         Ok(s) => {
-            let mut resp = Redirect::to(&next).into_response();
+            // A one-time password: the session may only choose a new one (`signed_in` refuses it
+            // everywhere else), so the way on is the password page.
+            let to = if s.must_change_password { password_url(&next) } else { next.clone() };
+            let mut resp = Redirect::to(&to).into_response();
             resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, &s.token, Some(app.config.auth.session_max_seconds)));
             resp
         }
@@ -78,4 +76,55 @@ pub async fn logout(State(app): State<AppState>, peer: Peer, headers: HeaderMap,
     let mut resp = Redirect::to("/ui/login").into_response();
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", Some(0)));
     resp
+}
+
+fn password_url(next: &str) -> String {
+    let q = { form_urlencoded::Serializer::new(String::new()).append_pair("next", next).finish() };
+    format!("/ui/password?{q}")
+}
+
+#[derive(Template)]
+#[template(path = "web/password.html")]
+struct PasswordPage<'a> {
+    ctx: &'a Ctx,
+    next: &'a str,
+    /// (field, message): the error and the field it belongs to.
+    error: Option<(&'static str, String)>,
+}
+
+/// The session behind the cookie, one-time-password sessions included (only this page takes them).
+fn any_session(app: &AppState, headers: &HeaderMap) -> Option<crate::auth::Bearer> {
+    let token = super::cookie(headers, SESSION_COOKIE)?;
+    crate::auth::bearer(app, token).ok().flatten()
+}
+
+pub async fn password_page(State(app): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let next = form_urlencoded::parse(q.unwrap_or_default().as_bytes()).find(|(k, _)| k == "next").map(|(_, v)| v.into_owned());
+    let next = safe_next(next.as_deref()).to_string();
+    let ctx = Ctx::of(&app, &headers, &password_url(&next));
+    if any_session(&app, &headers).is_none() {
+        return super::to_login(&ctx.path);
+    }
+    render(&app, &ctx, StatusCode::OK, &PasswordPage { ctx: &ctx, next: &next, error: None })
+}
+
+pub async fn change_password(State(app): State<AppState>, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    let field = super::form_fields(&body);
+    let next = safe_next(Some(&field("next"))).to_string();
+    let ctx = Ctx::of(&app, &headers, &password_url(&next));
+    let again = |status, error| render(&app, &ctx, status, &PasswordPage { ctx: &ctx, next: &next, error: Some(error) });
+    if !csrf_ok(&headers, &field("csrf")) {
+        return again(StatusCode::FORBIDDEN, ("old", ctx.t(Key::FormExpired).to_string()));
+    }
+    let Some(b) = any_session(&app, &headers) else { return super::to_login(&ctx.path) };
+    let (old, new) = (field("old"), field("new"));
+    if new != field("repeat") {
+        return again(StatusCode::UNPROCESSABLE_ENTITY, ("repeat", ctx.t(Key::PasswordsDiffer).to_string()));
+    }
+    let who = crate::auth::client(&app, &headers, &peer);
+    match crate::auth::change_password_of(&app, &who, &b, old, new).await {
+        Ok(_) => Redirect::to(&next).into_response(),
+        Err(e) if e.status() == StatusCode::BAD_REQUEST => again(e.status(), ("new", e.message().to_string())),
+        Err(e) => again(e.status(), ("old", e.message().to_string())),
+    }
 }

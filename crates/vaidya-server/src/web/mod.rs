@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/", get(home))
         .route("/ui/login", get(login::page).post(login::submit))
         .route("/ui/logout", post(login::logout))
+        .route("/ui/password", get(login::password_page).post(login::change_password))
         .route("/ui/lang", get(switch_lang))
         .route("/ui/audit", get(audit::page))
         .route("/ui/patient/login", get(patient::login_page).post(patient::send_code))
@@ -267,10 +268,11 @@ mod tests {
         use Key::*;
         let keys = [
             SignIn, User, Password, TotpCode, TotpHint, SignOut, SignedInAs, Home, Switch, AuditTrail, AuditIntro, Uhid, Show, Time, Who,
-            Role, Action, Outcome, From, Why, Records, NoEvents, Events, NothingHereYet, FormExpired, ChangePasswordFirst, PatientSignIn,
+            Role, Action, Outcome, From, Why, Records, NoEvents, Events, NothingHereYet, FormExpired, PatientSignIn,
             StaffSignIn, UhidOrMobile, UhidOrMobileHint, SendCode, Code, CodeSentTo, NotUhidOrMobile, CodeNotSent, TooManyCodes, WrongCode,
             CodeExpired, AccountBlocked, TryLater, MyAccess, MyAccessIntro,
             RegistrationDesk, FindPatient, SearchLabel, Search, SearchHow, NoneFound, RegisterNew, Name, GivenName, FamilyName, Sex, Male, Female, OtherSex, UnknownSex, BirthDate, AgeYears, Mobile, Register, PossibleDuplicates, NotADuplicate, MatchReason, NeedName, BadName, NeedGender, BadBirth, BadAge, NeedBirth, BadMobile, BeingSaved, UhidSlip, Registered, Print,
+            ChangePassword, ChangePasswordIntro, OldPassword, NewPassword, RepeatPassword, PasswordsDiffer, Save,
         ];
         for k in keys {
             let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));
