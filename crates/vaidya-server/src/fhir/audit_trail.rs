@@ -51,7 +51,7 @@ pub async fn search(app: AppState, who: Principal, pairs: Vec<(String, String)>,
             }
         }
     }
-    if patient.is_none() && uhid.is_none() || patient.is_some() && uhid.is_some() {
+    if patient.is_some() == uhid.is_some() {
         return Err(ApiError::bad_request(
             "AuditEvent needs one of patient=Patient/<id> or patient.identifier=<UHID>: the trail is read one patient at a time",
         ));
@@ -63,7 +63,7 @@ pub async fn search(app: AppState, who: Principal, pairs: Vec<(String, String)>,
             let patient = match (patient, uhid) {
                 (Some(id), _) => id,
                 (None, Some(u)) => super::registration::patient_for_uhid(conn, &u).map_err(ApiError::bad_request)?,
-                (None, None) => unreachable!("checked above"),
+                (None, None) => unreachable!("one of the two, checked above"),
             };
             let named = vec![("patient".to_string(), format!("Patient/{patient}"))];
             let target = authorize::target_of_search(conn, &actor, "AuditEvent", &named)?;

@@ -127,6 +127,24 @@ fn central_serials(index: &[(&'static vaidya_fhir::search_params::SearchParam, v
         .collect()
 }
 
+/// The Patient id of the patient with `uhid` (any written form): an error naming the problem if
+/// it is not a UHID, nobody has it, or (after a bad import) several do.
+pub fn patient_for_uhid(conn: &vaidya_store::Connection, uhid: &str) -> Result<String, String> {
+    let normal = uhid.parse::<vaidya_domain::Uhid>().map_err(|e| format!("'{uhid}' is not a valid UHID: {e}"))?.to_string();
+    let pairs = vec![("identifier".to_string(), format!("{UHID_SYSTEM}|{normal}"))];
+    let q = vaidya_store::search::parse_query("Patient", &pairs, vaidya_store::search::Handling::Strict).map_err(|e| e.to_string())?;
+    let found = vaidya_store::search::run(conn, &q).map_err(|e| e.to_string())?;
+    match found.matches.as_slice() {
+        [] => Err(format!("no patient has UHID {normal}")),
+        [one] => Ok(one.id.clone()),
+        many => Err(format!(
+            "{} patients have UHID {normal} ({})",
+            many.len(),
+            many.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,23 +171,5 @@ mod tests {
         let err = normalise_uhids(&mut typo).unwrap_err();
         assert_eq!(err.issues[0].expression.as_deref(), Some("Patient.identifier[0].value"));
         assert!(!normalise_uhids(&mut json!({"resourceType": "Patient"})).unwrap());
-    }
-}
-
-/// The Patient id of the patient with `uhid` (any written form): an error naming the problem if
-/// it is not a UHID, nobody has it, or (after a bad import) several do.
-pub fn patient_for_uhid(conn: &vaidya_store::Connection, uhid: &str) -> Result<String, String> {
-    let normal = uhid.parse::<vaidya_domain::Uhid>().map_err(|e| format!("'{uhid}' is not a valid UHID: {e}"))?.to_string();
-    let pairs = vec![("identifier".to_string(), format!("{UHID_SYSTEM}|{normal}"))];
-    let q = vaidya_store::search::parse_query("Patient", &pairs, vaidya_store::search::Handling::Strict).map_err(|e| e.to_string())?;
-    let found = vaidya_store::search::run(conn, &q).map_err(|e| e.to_string())?;
-    match found.matches.as_slice() {
-        [] => Err(format!("no patient has UHID {normal}")),
-        [one] => Ok(one.id.clone()),
-        many => Err(format!(
-            "{} patients have UHID {normal} ({})",
-            many.len(),
-            many.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
-        )),
     }
 }

@@ -40,7 +40,7 @@ struct AuditPage<'a> {
 }
 
 pub async fn page(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let uhid = form_urlencoded::parse(q.unwrap_or_default().as_bytes()).find(|(k, _)| k == "uhid").map(|(_, v)| v.trim().to_string()).unwrap_or_default();
+    let uhid = super::form_fields(q.unwrap_or_default().as_bytes())("uhid").trim().to_string();
     // (Serializers are not Send: each is finished inside a block, before any await.)
     let path = { form_urlencoded::Serializer::new("/ui/audit?".to_string()).append_pair("uhid", &uhid).finish() };
     let ctx = Ctx::of(&app, &headers, &path);

@@ -1,13 +1,13 @@
 //! Signing in and out of the web UI (staff accounts; the rules are `auth::start_session`'s).
 
 use super::i18n::Key;
-use super::{Ctx, SESSION_COOKIE, csrf_ok, render, safe_next, set_cookie, signed_in};
+use super::{Ctx, SESSION_COOKIE, csrf_ok, redirect_with_cookie, render, safe_next, set_cookie, signed_in};
 use crate::app::AppState;
 use crate::auth::Peer;
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 #[derive(Template)]
@@ -21,8 +21,7 @@ struct LoginPage<'a> {
 
 pub async fn page(State(app): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let ctx = Ctx::of(&app, &headers, "/ui/login");
-    let next = form_urlencoded::parse(q.unwrap_or_default().as_bytes()).find(|(k, _)| k == "next").map(|(_, v)| v.into_owned());
-    let next = safe_next(next.as_deref()).to_string();
+    let next = safe_next(Some(&super::form_fields(q.unwrap_or_default().as_bytes())("next"))).to_string();
     if signed_in(&app, &headers).is_some() {
         return Redirect::to(&next).into_response();
     }
@@ -53,9 +52,7 @@ pub async fn submit(State(app): State<AppState>, peer: Peer, headers: HeaderMap,
             // A one-time password: the session may only choose a new one (`signed_in` refuses it
             // everywhere else), so the way on is the password page.
             let to = if s.must_change_password { password_url(&next) } else { next.clone() };
-            let mut resp = Redirect::to(&to).into_response();
-            resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, &s.token, Some(app.config.auth.session_max_seconds)));
-            resp
+            redirect_with_cookie(&to, set_cookie(&app, SESSION_COOKIE, &s.token, Some(app.config.auth.session_max_seconds)))
         }
         Err(e) => render(&app, &ctx, e.status(), &LoginPage { ctx: &ctx, user: &f.user, next: &next, error: Some(e.message().to_string()) }),
     }
@@ -65,17 +62,13 @@ pub async fn logout(State(app): State<AppState>, peer: Peer, headers: HeaderMap,
     if !csrf_ok(&headers, &super::form_fields(&body)("csrf")) {
         return (StatusCode::FORBIDDEN, "This form has expired; go back and try again.").into_response();
     }
-    if let Some(token) = super::cookie(&headers, SESSION_COOKIE)
-        && let Ok(Some(b)) = crate::auth::bearer(&app, token)
-    {
+    if let Some((b, _)) = super::session(&app, &headers) {
         let who = crate::auth::client(&app, &headers, &peer);
         if let Err(e) = crate::auth::end_session(&app, &who, &b).await {
             tracing::error!("sign-out could not end the session: {}", e.message());
         }
     }
-    let mut resp = Redirect::to("/ui/login").into_response();
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", Some(0)));
-    resp
+    redirect_with_cookie("/ui/login", set_cookie(&app, SESSION_COOKIE, "", Some(0)))
 }
 
 fn password_url(next: &str) -> String {
@@ -92,17 +85,10 @@ struct PasswordPage<'a> {
     error: Option<(&'static str, String)>,
 }
 
-/// The session behind the cookie, one-time-password sessions included (only this page takes them).
-fn any_session(app: &AppState, headers: &HeaderMap) -> Option<crate::auth::Bearer> {
-    let token = super::cookie(headers, SESSION_COOKIE)?;
-    crate::auth::bearer(app, token).ok().flatten()
-}
-
 pub async fn password_page(State(app): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let next = form_urlencoded::parse(q.unwrap_or_default().as_bytes()).find(|(k, _)| k == "next").map(|(_, v)| v.into_owned());
-    let next = safe_next(next.as_deref()).to_string();
+    let next = safe_next(Some(&super::form_fields(q.unwrap_or_default().as_bytes())("next"))).to_string();
     let ctx = Ctx::of(&app, &headers, &password_url(&next));
-    if any_session(&app, &headers).is_none() {
+    if super::session(&app, &headers).is_none() {
         return super::to_login(&ctx.path);
     }
     render(&app, &ctx, StatusCode::OK, &PasswordPage { ctx: &ctx, next: &next, error: None })
@@ -116,7 +102,7 @@ pub async fn change_password(State(app): State<AppState>, peer: Peer, headers: H
     if !csrf_ok(&headers, &field("csrf")) {
         return again(StatusCode::FORBIDDEN, ("old", ctx.t(Key::FormExpired).to_string()));
     }
-    let Some(b) = any_session(&app, &headers) else { return super::to_login(&ctx.path) };
+    let Some((b, _)) = super::session(&app, &headers) else { return super::to_login(&ctx.path) };
     let (old, new) = (field("old"), field("new"));
     if new != field("repeat") {
         return again(StatusCode::UNPROCESSABLE_ENTITY, ("repeat", ctx.t(Key::PasswordsDiffer).to_string()));

@@ -113,17 +113,23 @@ pub struct Signed {
 }
 
 pub fn signed_in(app: &AppState, headers: &HeaderMap) -> Option<Signed> {
-    let token = cookie(headers, SESSION_COOKIE)?;
-    let bearer = crate::auth::bearer(app, token).ok().flatten()?;
+    let (bearer, token) = session(app, headers)?;
     if bearer.row.must_change_password {
         return None;
     }
     Some(Signed { principal: bearer.principal, token: token.to_string() })
 }
 
-/// A posted form (`application/x-www-form-urlencoded`): a field's value by name, `""` if absent
-/// (the first if repeated).
-pub fn form_fields(body: &[u8]) -> impl Fn(&str) -> String {
+/// The valid session behind the cookie and its token, one-time-password sessions included
+/// (only the password page and sign-out take those; every other page uses [`signed_in`]).
+pub fn session<'a>(app: &AppState, headers: &'a HeaderMap) -> Option<(crate::auth::Bearer, &'a str)> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    Some((crate::auth::bearer(app, token).ok().flatten()?, token))
+}
+
+/// A posted form or a query string (`application/x-www-form-urlencoded`): a field's value by
+/// name, `""` if absent (the first if repeated).
+pub fn form_fields(body: &[u8]) -> impl Fn(&str) -> String + use<> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
 }
@@ -183,6 +189,13 @@ pub fn render(app: &AppState, ctx: &Ctx, status: StatusCode, t: &impl Template) 
     }
 }
 
+/// A redirect to `to` that sets one cookie (a session, a sign-out, a language).
+pub fn redirect_with_cookie(to: &str, cookie: HeaderValue) -> Response {
+    let mut resp = Redirect::to(to).into_response();
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    resp
+}
+
 /// To the sign-in page, coming back to `next` afterwards.
 pub fn to_login(next: &str) -> Response {
     let mut s = form_urlencoded::Serializer::new(String::new());
@@ -219,12 +232,9 @@ async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn switch_lang(State(app): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
-    let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    let lang = Lang::from_code(get("to").unwrap_or("en"));
-    let mut resp = Redirect::to(safe_next(get("next"))).into_response();
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, LANG_COOKIE, lang.code(), Some(365 * 24 * 3600)));
-    resp
+    let field = form_fields(q.unwrap_or_default().as_bytes());
+    let lang = Lang::from_code(&field("to"));
+    redirect_with_cookie(safe_next(Some(&field("next"))), set_cookie(&app, LANG_COOKIE, lang.code(), Some(365 * 24 * 3600)))
 }
 
 async fn css() -> Response {

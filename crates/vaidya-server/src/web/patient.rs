@@ -19,7 +19,7 @@ use askama::Template;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -46,10 +46,6 @@ struct Pending {
     code_hash: [u8; 32],
     expires_ms: i64,
     attempts_left: u8,
-}
-
-fn hash(code: &str) -> [u8; 32] {
-    Sha256::digest(code.as_bytes()).into()
 }
 
 /// The portal's pieces shared by its pages.
@@ -149,7 +145,7 @@ pub async fn send_code(State(app): State<AppState>, Extension(portal): Extension
         if pending.len() >= MAX_PENDING {
             pending.clear();
         }
-        pending.insert(challenge.clone(), Pending { patient, code_hash: hash(&code), expires_ms: now + CODE_TTL_MS, attempts_left: MAX_ATTEMPTS });
+        pending.insert(challenge.clone(), Pending { patient, code_hash: vaidya_access::token::hash_secret(&code), expires_ms: now + CODE_TTL_MS, attempts_left: MAX_ATTEMPTS });
     }
     let national = mobile.national();
     let masked = format!("******{}", &national[national.len() - 4..]);
@@ -182,8 +178,7 @@ pub async fn verify_code(State(app): State<AppState>, Extension(portal): Extensi
                 Err(None)
             }
             Some(p) => {
-                let given = hash(&code);
-                if given.iter().zip(p.code_hash.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0 {
+                if vaidya_access::token::matches(&code, &p.code_hash) {
                     Ok(pending.remove(&challenge).expect("present").patient)
                 } else {
                     p.attempts_left = p.attempts_left.saturating_sub(1);
@@ -216,7 +211,7 @@ pub async fn verify_code(State(app): State<AppState>, Extension(portal): Extensi
     let name = account_name(&patient);
     let t = vaidya_access::token::generate();
     let expires = now + (app.config.auth.session_max_seconds as i64).saturating_mul(1000);
-    let (n, p, id, secret_hash) = (name.clone(), patient.clone(), t.id.clone(), t.secret_hash.clone());
+    let (n, p, id, secret_hash) = (name.clone(), patient.clone(), t.id.clone(), t.secret_hash);
     let started = app
         .store
         .write(move |tx| -> Result<bool, vaidya_store::StoreError> {
@@ -239,9 +234,7 @@ pub async fn verify_code(State(app): State<AppState>, Extension(portal): Extensi
             let mut e = who.event(Action::Login, &name, Outcome::Success, None);
             e.token_id = Some(t.id.clone());
             record_auth_event(&app, e);
-            let mut resp = Redirect::to("/ui/").into_response();
-            resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, &t.text, Some(app.config.auth.session_max_seconds)));
-            resp
+            super::redirect_with_cookie("/ui/", set_cookie(&app, SESSION_COOKIE, &t.text, Some(app.config.auth.session_max_seconds)))
         }
         Ok(false) => {
             record_auth_event(&app, who.event(Action::Login, &name, Outcome::Failure, Some(Reason::Disabled)));

@@ -54,7 +54,7 @@ fn sex_label(lang: super::i18n::Lang, code: &str) -> String {
     lang.t(key).to_string()
 }
 
-fn found_of(p: &Value, why: &str) -> Found {
+fn found_of(p: &Value, why: &str, lang: super::i18n::Lang) -> Found {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let uhid = p["identifier"].as_array().into_iter().flatten().find(|i| i["system"] == crate::fhir::UHID_SYSTEM).map(|i| s(&i["value"]));
     let names = p["name"].as_array().cloned().unwrap_or_default();
@@ -71,7 +71,7 @@ fn found_of(p: &Value, why: &str) -> Found {
         .collect::<Vec<_>>()
         .join(" / ");
     let mobile = p["telecom"].as_array().into_iter().flatten().find(|t| t["system"] == "phone").map(|t| s(&t["value"])).unwrap_or_default();
-    Found { id: s(&p["id"]), uhid: uhid.unwrap_or_default(), name, gender: s(&p["gender"]), birth: s(&p["birthDate"]), mobile, why: why.to_string() }
+    Found { id: s(&p["id"]), uhid: uhid.unwrap_or_default(), name, gender: sex_label(lang, p["gender"].as_str().unwrap_or_default()), birth: s(&p["birthDate"]), mobile, why: why.to_string() }
 }
 
 #[derive(Template)]
@@ -85,7 +85,7 @@ struct SearchPage<'a> {
 
 /// `GET /ui/registration?q=`: the desk's first screen, a search.
 pub async fn search(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let q = form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).find(|(k, _)| k == "q").map(|(_, v)| v.trim().to_string()).unwrap_or_default();
+    let q = form_fields(raw.unwrap_or_default().as_bytes())("q").trim().to_string();
     let path = { form_urlencoded::Serializer::new("/ui/registration?".to_string()).append_pair("q", &q).finish() };
     let ctx = Ctx::of(&app, &headers, &path);
     let Some(s) = signed_in(&app, &headers) else { return to_login(&ctx.path) };
@@ -111,11 +111,7 @@ pub async fn search(State(app): State<AppState>, Extension(fhir): Extension<Fhir
         .as_array()
         .into_iter()
         .flatten()
-        .map(|e| {
-            let mut f = found_of(&e["resource"], "");
-            f.gender = sex_label(ctx.lang, &f.gender);
-            f
-        })
+        .map(|e| found_of(&e["resource"], "", ctx.lang))
         .collect();
     render(&app, &ctx, StatusCode::OK, &SearchPage { ctx: &ctx, q: &q, error: None, found: Some(found) })
 }
@@ -277,11 +273,7 @@ pub async fn register(
             .as_array()
             .into_iter()
             .flatten()
-            .map(|e| {
-                let mut f = found_of(&e["resource"], e.pointer("/search/extension/0/valueString").and_then(Value::as_str).unwrap_or_default());
-                f.gender = sex_label(ctx.lang, &f.gender);
-                f
-            })
+            .map(|e| found_of(&e["resource"], e.pointer("/search/extension/0/valueString").and_then(Value::as_str).unwrap_or_default(), ctx.lang))
             .collect();
         if !duplicates.is_empty() {
             return page(&form, StatusCode::OK, duplicates, None);
@@ -336,7 +328,7 @@ fn qr_svg(text: &str) -> String {
 
 /// `GET /ui/registration/slip?id=`: the UHID slip to print and hand over.
 pub async fn slip(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let id = form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).find(|(k, _)| k == "id").map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let id = form_fields(raw.unwrap_or_default().as_bytes())("id");
     let path = { form_urlencoded::Serializer::new("/ui/registration/slip?".to_string()).append_pair("id", &id).finish() };
     let ctx = Ctx::of(&app, &headers, &path);
     let Some(s) = signed_in(&app, &headers) else { return to_login(&ctx.path) };
@@ -350,8 +342,7 @@ pub async fn slip(State(app): State<AppState>, Extension(fhir): Extension<Fhir>,
     }
     let zone = crate::print::format::Zone::from_config(&app.config.timezone);
     let registered = answer.pointer("/meta/lastUpdated").and_then(Value::as_str).map(|t| zone.fhir(t)).unwrap_or_default();
-    let mut p = found_of(&answer, "");
-    p.gender = sex_label(ctx.lang, &p.gender);
+    let p = found_of(&answer, "", ctx.lang);
     let qr = qr_svg(&p.uhid.chars().filter(char::is_ascii_digit).collect::<String>());
     render(&app, &ctx, StatusCode::OK, &SlipPage { ctx: &ctx, p, registered, qr })
 }
