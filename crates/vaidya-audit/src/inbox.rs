@@ -9,9 +9,12 @@
 //! locking makes that one short write transaction; `synchronous=FULL`, so the event is on disk
 //! when [`ToolAudit::record`] returns). The writer that holds the lock takes inbox rows into the
 //! ledger at start, when idle (every [`crate::CHECKPOINT_INTERVAL_MS`]) and at most once that
-//! often while busy, each row appended and deleted in one transaction: exactly once, in inbox
-//! order. A row that cannot be an entry (it was not written by [`ToolAudit::record`]) is kept
-//! with the reason in `rejected` and logged.
+//! often while busy, in inbox order, and deletes each row once its entry is flushed to the
+//! journal. A crash between the flush and the delete leaves the row behind with its entry
+//! already appended; the next start recognises it (the same user and AuditEvent among the
+//! entries after the last checkpoint, which is never signed between the two steps) and deletes
+//! it: each row is appended exactly once. A row that cannot be an entry (it was not written by
+//! [`ToolAudit::record`]) is kept with the reason in `rejected` and logged.
 //!
 //! If the lock is free (no server running), the tool opens the ledger itself and appends
 //! directly, taking any waiting inbox rows first.
@@ -19,6 +22,9 @@
 use crate::{AuditError, AuditRecord, JSON_PREFIX, MAX_EVENT_BYTES, MAX_USER_BYTES, Prepared};
 use crate::{Audit, DB_FILE, prepare};
 use rusqlite::{Connection, params};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use vaidya_ledger::Entry;
 use std::path::Path;
 use vaidya_ledger::LedgerKey;
 
@@ -132,4 +138,45 @@ pub(crate) fn waiting(conn: &Connection) -> rusqlite::Result<Vec<(i64, String, V
 /// Whether any row waits (a cheap check outside a transaction).
 pub(crate) fn any_waiting(conn: &Connection) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE rejected IS NULL)")?.query_row([], |r| r.get(0))
+}
+
+/// What identifies an inbox event among appended entries: its user and AuditEvent JSON (the
+/// entry's content without the `id` the writer inserted).
+fn key_of(user: &str, json: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((user.len() as u64).to_be_bytes());
+    h.update(user.as_bytes());
+    h.update(json);
+    h.finalize().into()
+}
+
+/// [`key_of`] an appended entry.
+pub(crate) fn appended_key(entry: &Entry) -> Option<[u8; 32]> {
+    let id_part = format!("\"id\":\"{}\",", entry.seq);
+    let rest = entry.content.strip_prefix(JSON_PREFIX)?.strip_prefix(id_part.as_bytes())?;
+    let mut json = Vec::with_capacity(JSON_PREFIX.len() + rest.len());
+    json.extend_from_slice(JSON_PREFIX);
+    json.extend_from_slice(rest);
+    Some(key_of(&entry.author, &json))
+}
+
+/// Delete waiting rows whose events are among `appended` (a crash came between their flush and
+/// their deletion).
+pub(crate) fn forget_appended(conn: &Connection, appended: &HashSet<[u8; 32]>) -> Result<(), AuditError> {
+    if appended.is_empty() || !any_waiting(conn)? {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    let rows: Vec<(i64, String, Vec<u8>)> = tx
+        .prepare("SELECT id, user, json FROM inbox WHERE rejected IS NULL ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, user, json) in rows {
+        if appended.contains(&key_of(&user, &json)) {
+            tracing::warn!("audit inbox row {id} was appended before a crash; deleting it");
+            tx.execute("DELETE FROM inbox WHERE id = ?1", [id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }

@@ -3,32 +3,35 @@
 //! as a FHIR R4 AuditEvent, in an append-only ledger with the same hash chain, Merkle tree and
 //! signed checkpoints as the data ledger, durable before [`Audit::record`] returns.
 //!
-//! - Storage: `<data>/audit/audit.db`, its own SQLite database (WAL; commits flushed by a sync thread
-//!   before callers are answered, see `writer`), so that
-//!   audit writes never wait behind clinical writes for SQLite's single write lock, nor the other
-//!   way round. Tables (see [`schema`]): `ledger(seq, entry)`, `tree_hash(idx, hash)`,
-//!   `checkpoint(tree_size, time_ms, note)`, and the report indexes `audit_patient(patient, seq,
-//!   time_ms)` and `audit_user(user, seq, time_ms)`.
+//! - Storage: `<data>/audit/`, apart from the clinical database so that audit writes never
+//!   wait behind clinical writes, nor the other way round:
+//!   - `journal/*.log`: the entries, in append-only segment files (see [`journal`]), written and
+//!     flushed in batches before callers are answered (see `writer`);
+//!   - `audit.db`: the signed checkpoints and the inbox (see [`schema`]);
+//!   - `index.db`: the report indexes by patient and by user, derived from the journal about a
+//!     second after each entry (rebuilt from the journal if lost).
 //! - Entry: exactly a data-ledger entry ([`vaidya_ledger::Entry`], same bytes, same RFC 6962
 //!   leaf hash, same chaining): `author` = user name, `op` = Put, `resource_type` =
 //!   `AuditEvent`, `resource_id` = the sequence number in decimal, `version` = 1, `content` =
-//!   the AuditEvent JSON with `"id"` = the sequence number, `time_ms` = commit time (never
+//!   the AuditEvent JSON with `"id"` = the sequence number, `time_ms` = append time (never
 //!   decreasing).
-//! - One writer thread with group commit ([`Audit::record`]) and one thread that flushes the
-//!   WAL and answers callers, so that commits overlap flushes; checkpoints signed with the
-//!   ledger key at most every [`CHECKPOINT_INTERVAL_MS`] while events arrive, when idle, and at
-//!   shutdown.
+//! - Callers append under a mutex (numbering, chaining, hashing, framing) and one thread writes
+//!   and flushes the journal and answers them, so that a flush covers every event that arrived
+//!   during the previous one; checkpoints signed with the ledger key at most every
+//!   [`CHECKPOINT_INTERVAL_MS`] while events arrive, when idle, and at shutdown.
 //! - Other processes (the command line while the server runs) record through the writer's
 //!   inbox: [`ToolAudit`] (see `inbox.rs` for why a second process never appends itself).
 //! - Offline: [`verify()`], [`report_for_patient`], [`export`].
-//! - Retention: nothing here ever deletes or rewrites an entry (triggers refuse UPDATE and
-//!   DELETE on the ledger tables). Keep the audit database at least 180 days (CERT-In) and in
-//!   the backups with the data database.
+//! - Retention: nothing here ever deletes or rewrites an entry (segments are only appended to;
+//!   triggers refuse UPDATE and DELETE of checkpoints). Keep the audit directory at least 180
+//!   days (CERT-In) and in the backups with the data database.
 //!
 //! **Architecture invariant:** no HTTP and no dependency on the server; the caller builds
 //! [`AuditRecord`]s and decides what to record.
 
 mod inbox;
+mod index;
+pub mod journal;
 mod record;
 mod report;
 pub mod schema;
@@ -41,7 +44,7 @@ pub use record::{
     USER_SYSTEM, Who, days_from_civil, format_instant, format_local, now_ms, parse_instant,
 };
 pub use inbox::{Delivery, INBOX_BATCH, ToolAudit};
-pub use report::{ReportRow, break_glass_events, export, open_read_only, report_for_patient, report_for_user};
+pub use report::{ReportRow, break_glass_events, export, report_for_patient, report_for_user};
 pub use verify::{AuditVerifyError, VerifyReport, verify};
 
 use std::fs::File;
@@ -49,13 +52,15 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use tokio::sync::{mpsc, oneshot};
 use vaidya_ledger::LedgerKey;
 
 /// The audit directory inside a data directory.
 pub const AUDIT_DIR: &str = "audit";
-/// The database file inside the audit directory.
+/// The database of checkpoints and inbox inside the audit directory.
 pub const DB_FILE: &str = "audit.db";
+/// The report-index database inside the audit directory (derived from the journal).
+pub const INDEX_FILE: &str = "index.db";
+pub use writer::MAX_BUFFER_BYTES;
 const LOCK_FILE: &str = "LOCK";
 
 /// Largest AuditEvent JSON accepted (a search returning 1,000 resources is ~80 KiB).
@@ -66,15 +71,11 @@ pub const MAX_USER_BYTES: usize = 256;
 pub const MAX_PATIENTS_PER_EVENT: usize = 1_000;
 /// Most events in one call to [`Audit::record`].
 pub const MAX_EVENTS_PER_CALL: usize = 10_000;
-/// Calls waiting for the writer at most; further callers wait to enqueue (back-pressure).
-pub const QUEUE_DEPTH: usize = 4_096;
-/// The writer stops adding waiting calls to a commit once it holds this many events.
-pub const MAX_EVENTS_PER_COMMIT: usize = 4_096;
 /// A checkpoint is signed with a commit when this much time passed since the last one (or the
 /// writer has been idle this long with unsigned entries).
 pub const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
 /// Staged report-index rows are merged into the ordered indexes once this many events are
-/// staged (or when the writer is idle); see [`schema`].
+/// staged (and at shutdown); see [`schema`].
 pub const MERGE_EVENTS: u64 = 1_000_000;
 /// ... or when this many entries are unsigned.
 pub const CHECKPOINT_EVERY_ENTRIES: u64 = 100_000;
@@ -102,17 +103,17 @@ pub enum AuditError {
 /// Counters of the writer since [`Audit::open`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuditStats {
-    /// Transactions committed.
+    /// Batches written to the journal.
     pub commits: u64,
-    /// Events committed.
+    /// Events written.
     pub events: u64,
-    /// Time the writer spent committing (inserting, hashing, writing the WAL), microseconds.
+    /// Time the flusher spent on batches (writing, flushing, answering, checkpoints), microseconds.
     pub busy_us: u64,
-    /// Of which in COMMIT: writing the WAL (and SQLite's occasional checkpoint).
+    /// Of which writing the journal (before the flush).
     pub commit_us: u64,
-    /// Commits or WAL flushes that failed (their callers heard so).
+    /// Writes or flushes that failed (their callers heard so).
     pub failed_commits: u64,
-    /// WAL flushes (`fdatasync`) by the sync thread; each covers one or more commits.
+    /// Journal flushes (`fdatasync`); each covers one batch.
     pub syncs: u64,
     /// Time spent in those flushes, microseconds.
     pub sync_us: u64,
@@ -140,8 +141,7 @@ pub struct Audit {
 
 struct Inner {
     dir: PathBuf,
-    stats: Arc<writer::Counters>,
-    tx: mpsc::Sender<writer::Msg>,
+    shared: Arc<writer::Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     _lock: File,
 }
@@ -152,6 +152,12 @@ impl Audit {
     /// `LedgerKey::from_private(key.private_text())`), so `<data>/keys/ledger.pub` checks both.
     /// Only one process may have the directory open (a lock file guards it).
     pub fn open(dir: &Path, key: LedgerKey) -> Result<Audit, AuditError> {
+        Audit::open_with_segment_bytes(dir, key, journal::SEGMENT_BYTES)
+    }
+
+    /// [`Audit::open`] with journal segments of `segment_bytes` (tests: many small segments).
+    #[doc(hidden)]
+    pub fn open_with_segment_bytes(dir: &Path, key: LedgerKey, segment_bytes: u64) -> Result<Audit, AuditError> {
         std::fs::create_dir_all(dir)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = File::options().create(true).truncate(false).write(true).open(&lock_path)?;
@@ -160,15 +166,8 @@ impl Audit {
             Err(std::fs::TryLockError::WouldBlock) => return Err(AuditError::Locked(dir.to_path_buf())),
             Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
-        let db = dir.join(DB_FILE);
-        let conn = schema::open_writer(&db)?;
-        let stats = Arc::new(writer::Counters::default());
-        let w = writer::Writer::new(conn, &db, key, stats.clone())?;
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let handle = std::thread::Builder::new().name("vaidya-audit".into()).spawn(move || w.run(rx))?;
-        Ok(Audit {
-            inner: Arc::new(Inner { dir: dir.to_path_buf(), stats, tx, thread: Mutex::new(Some(handle)), _lock: lock }),
-        })
+        let (shared, handle) = writer::start(dir, key, segment_bytes, Arc::new(writer::Counters::default()))?;
+        Ok(Audit { inner: Arc::new(Inner { dir: dir.to_path_buf(), shared, thread: Mutex::new(Some(handle)), _lock: lock }) })
     }
 
     /// Open `<data>/audit` (see [`Audit::open`]).
@@ -184,7 +183,7 @@ impl Audit {
     /// What the writer has done since it was opened (for metrics and benchmarks).
     pub fn stats(&self) -> AuditStats {
         use std::sync::atomic::Ordering::Relaxed;
-        let c = &self.inner.stats;
+        let c = &self.inner.shared.counters;
         AuditStats {
             commits: c.commits.load(Relaxed),
             events: c.events.load(Relaxed),
@@ -196,38 +195,47 @@ impl Audit {
         }
     }
 
-    /// Record `events`; resolves once they are committed and fsynced (or with the reason they
-    /// were not: then none of them was recorded, and a request handler should fail closed,
-    /// i.e. not send the data it was about to send). Events from many concurrent callers share
-    /// one commit. Waits (asynchronously) while the writer's queue is full. The events are
-    /// checked and serialised to AuditEvent JSON on the caller's task, not on the writer.
+    /// Record `events`; resolves once they are written to the journal and flushed (or with the
+    /// reason they were not: then a request handler should fail closed, i.e. not send the data
+    /// it was about to send). Events from many concurrent callers share one flush. The events
+    /// are checked, serialised, numbered and hashed on the caller's task; it waits (briefly,
+    /// asynchronously) while [`MAX_BUFFER_BYTES`] are waiting for the disk.
     pub fn record(&self, events: Vec<AuditRecord>) -> impl Future<Output = Result<(), AuditError>> + Send + 'static {
         let inner = self.inner.clone();
         async move {
-            let prepared = prepare(&events)?;
+            let mut prepared = prepare(&events)?;
             if prepared.is_empty() {
                 return Ok(());
             }
-            let (reply, rx) = oneshot::channel();
-            inner.tx.send(writer::Msg::Record(prepared, reply)).await.map_err(|_| AuditError::WriterGone)?;
-            rx.await.map_err(|_| AuditError::WriterGone)?
+            loop {
+                match inner.shared.append(&mut prepared) {
+                    writer::Appended::Queued(rx) => return rx.await.map_err(|_| AuditError::WriterGone)?,
+                    writer::Appended::Full => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                    writer::Appended::Refused(e) => return Err(e),
+                }
+            }
         }
     }
 
     /// [`Audit::record`] for callers outside an async runtime (CLI tools, blocking threads).
     /// Must not be called from inside an async task.
     pub fn record_blocking(&self, events: Vec<AuditRecord>) -> Result<(), AuditError> {
-        let prepared = prepare(&events)?;
+        let mut prepared = prepare(&events)?;
         if prepared.is_empty() {
             return Ok(());
         }
-        let (reply, rx) = oneshot::channel();
-        self.inner.tx.blocking_send(writer::Msg::Record(prepared, reply)).map_err(|_| AuditError::WriterGone)?;
-        rx.blocking_recv().map_err(|_| AuditError::WriterGone)?
+        loop {
+            match self.inner.shared.append(&mut prepared) {
+                writer::Appended::Queued(rx) => return rx.blocking_recv().map_err(|_| AuditError::WriterGone)?,
+                writer::Appended::Full => std::thread::sleep(std::time::Duration::from_millis(1)),
+                writer::Appended::Refused(e) => return Err(e),
+            }
+        }
     }
 
-    /// Sign a final checkpoint, flush the WAL and stop the writer. Idempotent; later calls to
-    /// `record` fail with [`AuditError::WriterGone`]. Blocks: call it from a blocking context.
+    /// Write what is buffered, sign a final checkpoint, bring the index up to date and stop the
+    /// writer. Idempotent; later calls to `record` fail with [`AuditError::WriterGone`]. Blocks:
+    /// call it from a blocking context.
     pub fn shutdown(&self) {
         self.inner.shutdown();
     }
@@ -235,22 +243,7 @@ impl Audit {
 
 impl Inner {
     fn shutdown(&self) {
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        // try_send: never block here; if the queue is full the writer drains it first.
-        let mut msg = writer::Msg::Shutdown(done_tx);
-        loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => {
-                    let _ = done_rx.recv();
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Full(m)) => {
-                    msg = m;
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
-            }
-        }
+        self.shared.stop();
         if let Some(handle) = self.thread.lock().expect("not poisoned").take() {
             let _ = handle.join();
         }

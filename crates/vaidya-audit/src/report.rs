@@ -1,48 +1,88 @@
 //! Reading the audit ledger: who accessed a patient's record, and exports for incident reports.
 //!
-//! These open the database read-only and can run beside a running server.
+//! These only read (the journal's files and `index.db`) and can run beside a running server.
+//! Entries the index does not hold yet (the last second or so) are found by reading the journal
+//! after the index's marker.
 
-use crate::{AuditError, DB_FILE, schema};
-use rusqlite::{Connection, OptionalExtension};
+use crate::index::{self, Key};
+use crate::journal::{self, HEADER, Next, Pos, SegmentReader};
+use crate::{AuditError, INDEX_FILE, schema};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use vaidya_ledger::Entry;
 
-/// A read-only connection to the audit database in `dir` (`<data>/audit`).
-pub fn open_read_only(dir: &Path) -> Result<Connection, AuditError> {
-    let path = dir.join(DB_FILE);
-    if !path.exists() {
-        return Err(AuditError::Io(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no audit database at {}", path.display()),
-        )));
-    }
-    Ok(schema::open_reader(&path)?)
+fn no_audit(dir: &Path) -> AuditError {
+    AuditError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no audit journal in {}", dir.display())))
 }
 
 /// Every AuditEvent naming Patient `patient_id` (as a patient entity), oldest first.
 pub fn report_for_patient(dir: &Path, patient_id: &str) -> Result<Vec<Value>, AuditError> {
-    let conn = open_read_only(dir)?;
-    events_by_index(&conn, "SELECT seq FROM audit_patient WHERE patient = ?1 UNION ALL SELECT seq FROM audit_patient_new WHERE patient = ?1 ORDER BY 1", patient_id)
+    events_by_key(dir, Key::Patient(patient_id))
 }
 
 /// Every AuditEvent by user `user` (`anonymous` for requests without valid credentials),
 /// oldest first.
 pub fn report_for_user(dir: &Path, user: &str) -> Result<Vec<Value>, AuditError> {
-    let conn = open_read_only(dir)?;
-    events_by_index(&conn, "SELECT seq FROM audit_user WHERE user = ?1 UNION ALL SELECT seq FROM audit_user_new WHERE user = ?1 ORDER BY 1", user)
+    events_by_key(dir, Key::User(user))
 }
 
-fn events_by_index(conn: &Connection, sql: &str, key: &str) -> Result<Vec<Value>, AuditError> {
-    let conn_tx = conn.unchecked_transaction()?; // one snapshot: a merge cannot move rows between the two reads
-    let seqs: Vec<i64> = conn_tx.prepare(sql)?.query_map([key], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(seqs.len());
-    let mut stmt = conn_tx.prepare("SELECT entry FROM ledger WHERE seq = ?1")?;
-    for seq in seqs {
-        let bytes: Vec<u8> = stmt.query_row([seq], |r| r.get(0))?;
-        out.push(content(seq as u64, &bytes)?);
+fn events_by_key(dir: &Path, key: Key<'_>) -> Result<Vec<Value>, AuditError> {
+    if !journal::journal_dir(dir).exists() {
+        return Err(no_audit(dir));
     }
+    let index_path = dir.join(INDEX_FILE);
+    let (found, (indexed, tail)) = if index_path.exists() {
+        index::lookup(&schema::open_reader(&index_path)?, key)?
+    } else {
+        (vec![], (0, Pos { seg: 1, off: HEADER }))
+    };
+    let mut out = Vec::with_capacity(found.len());
+    let mut files: HashMap<u64, File> = HashMap::new();
+    for (seq, pos) in found {
+        let file = match files.get(&pos.seg) {
+            Some(f) => f,
+            None => {
+                let f = File::open(journal::segment_path(dir, pos.seg))
+                    .map_err(|e| AuditError::Corrupt(format!("entry {seq}: segment {}: {e} (run `vaidya audit verify`)", pos.seg)))?;
+                files.entry(pos.seg).or_insert(f)
+            }
+        };
+        let frame = journal::read_frame_at(file, pos.off)
+            .map_err(|e| AuditError::Corrupt(format!("entry {seq}: {e} (run `vaidya audit verify`)")))?;
+        let entry = decode(seq, &frame.entry)?;
+        if entry.seq != seq {
+            return Err(AuditError::Corrupt(format!("the index places entry {seq} where entry {} is (run `vaidya audit verify`)", entry.seq)));
+        }
+        out.push(content(&entry)?);
+    }
+    // The entries after the index's marker: read them, keeping those filed under `key`.
+    let needle = match key {
+        Key::Patient(p) => Some(format!("\"reference\":\"Patient/{p}\"").into_bytes()),
+        Key::User(_) => None,
+    };
+    journal::walk(dir, tail, |_, next| {
+        let Next::Frame(f) = next else { return Ok(true) };
+        if let Some(n) = &needle
+            && !f.entry.windows(n.len()).any(|w| w == n.as_slice())
+        {
+            return Ok(true);
+        }
+        let entry = decode(indexed, &f.entry)?;
+        let wanted = match key {
+            Key::User(u) => entry.author == u,
+            Key::Patient(p) => {
+                let (_, patients) = crate::verify::content_keys(&entry).map_err(|e| AuditError::Corrupt(format!("entry {}: {e}", entry.seq)))?;
+                patients.iter().any(|x| x == p)
+            }
+        };
+        if wanted {
+            out.push(content(&entry)?);
+        }
+        Ok(true)
+    })?;
     Ok(out)
 }
 
@@ -50,38 +90,45 @@ fn decode(seq: u64, bytes: &[u8]) -> Result<Entry, AuditError> {
     Entry::decode(bytes).map_err(|e| AuditError::Corrupt(format!("entry {seq}: {e} (run `vaidya audit verify`)")))
 }
 
-fn content(seq: u64, bytes: &[u8]) -> Result<Value, AuditError> {
-    let entry = decode(seq, bytes)?;
+fn content(entry: &Entry) -> Result<Value, AuditError> {
     serde_json::from_slice(&entry.content)
-        .map_err(|e| AuditError::Corrupt(format!("entry {seq} is not JSON: {e} (run `vaidya audit verify`)")))
+        .map_err(|e| AuditError::Corrupt(format!("entry {} is not JSON: {e} (run `vaidya audit verify`)", entry.seq)))
 }
 
-/// Call `each(seq, entry)` for every entry committed in `[since_ms, until_ms)` (UTC
-/// milliseconds), oldest first, in one snapshot. Entries' commit times never decrease, so the
-/// range is found by binary search and a scan costs only what it reads.
-fn scan_range(dir: &Path, since_ms: i64, until_ms: i64, mut each: impl FnMut(u64, Entry) -> Result<(), AuditError>) -> Result<(), AuditError> {
-    let conn = open_read_only(dir)?;
-    conn.execute_batch("BEGIN")?;
-    let size: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM ledger", [], |r| r.get(0))?;
-    let first = first_at_or_after(&conn, since_ms, size as u64)?;
-    let mut stmt = conn.prepare("SELECT seq, entry FROM ledger WHERE seq >= ?1 ORDER BY seq")?;
-    let mut rows = stmt.query([first as i64])?;
-    while let Some(row) = rows.next()? {
-        let seq = row.get::<_, i64>(0)? as u64;
-        let entry = decode(seq, &row.get::<_, Vec<u8>>(1)?)?;
-        if entry.time_ms >= until_ms {
-            break;
-        }
-        each(seq, entry)?;
+/// Call `each(entry)` for every entry appended in `[since_ms, until_ms)` (UTC milliseconds),
+/// oldest first. Entries' times never decrease, so whole segments before the range are
+/// skipped by their first entry's time, and the walk stops at the first entry past it.
+fn scan_range(dir: &Path, since_ms: i64, until_ms: i64, mut each: impl FnMut(Entry) -> Result<(), AuditError>) -> Result<(), AuditError> {
+    if !journal::journal_dir(dir).exists() {
+        return Err(no_audit(dir));
     }
-    Ok(())
+    let segs = journal::segments(dir)?;
+    // The last segment whose first entry is before `since_ms`: the range starts in it or later.
+    let mut start = segs.first().copied().unwrap_or(1);
+    for &seg in &segs {
+        match SegmentReader::open(dir, seg, HEADER)?.next()? {
+            Next::Frame(f) if decode(seg, &f.entry)?.time_ms < since_ms => start = seg,
+            _ => break,
+        }
+    }
+    journal::walk(dir, Pos { seg: start, off: HEADER }, |seg, next| {
+        let Next::Frame(f) = next else { return Ok(true) };
+        let entry = decode(seg, &f.entry)?;
+        if entry.time_ms >= until_ms {
+            return Ok(false);
+        }
+        if entry.time_ms >= since_ms {
+            each(entry)?;
+        }
+        Ok(true)
+    })
 }
 
-/// Write the AuditEvents committed in `[since_ms, until_ms)` (UTC milliseconds) to `out` as
+/// Write the AuditEvents appended in `[since_ms, until_ms)` (UTC milliseconds) to `out` as
 /// NDJSON, one event per line exactly as stored, oldest first; returns how many.
 pub fn export(dir: &Path, since_ms: i64, until_ms: i64, out: &mut impl Write) -> Result<u64, AuditError> {
     let mut n = 0u64;
-    scan_range(dir, since_ms, until_ms, |_, entry| {
+    scan_range(dir, since_ms, until_ms, |entry| {
         out.write_all(&entry.content)?;
         out.write_all(b"\n")?;
         n += 1;
@@ -91,19 +138,18 @@ pub fn export(dir: &Path, since_ms: i64, until_ms: i64, out: &mut impl Write) ->
     Ok(n)
 }
 
-/// Every break-the-glass event committed in `[since_ms, until_ms)`: the grants, and every
+/// Every break-the-glass event appended in `[since_ms, until_ms)`: the grants, and every
 /// access made under one (purpose of use `BTG`), oldest first, for the privacy officer's
 /// review. A scan of the range (break-the-glass is rare; a day is a few seconds at most).
 pub fn break_glass_events(dir: &Path, since_ms: i64, until_ms: i64) -> Result<Vec<Value>, AuditError> {
     let mut out = vec![];
     // The code as it appears in the stored JSON; only candidates are parsed.
     let needle = br#""code":"BTG""#;
-    scan_range(dir, since_ms, until_ms, |seq, entry| {
+    scan_range(dir, since_ms, until_ms, |entry| {
         if !entry.content.windows(needle.len()).any(|w| w == needle) {
             return Ok(());
         }
-        let ev: Value = serde_json::from_slice(&entry.content)
-            .map_err(|e| AuditError::Corrupt(format!("entry {seq} is not JSON: {e} (run `vaidya audit verify`)")))?;
+        let ev = content(&entry)?;
         let mut codes = ev["purposeOfEvent"].as_array().into_iter().flatten().flat_map(|p| p["coding"].as_array().into_iter().flatten());
         if codes.any(|c| c["code"] == "BTG") {
             out.push(ev);
@@ -111,22 +157,6 @@ pub fn break_glass_events(dir: &Path, since_ms: i64, until_ms: i64) -> Result<Ve
         Ok(())
     })?;
     Ok(out)
-}
-
-/// The first sequence number whose entry time is `>= t` (`size + 1` if none).
-fn first_at_or_after(conn: &Connection, t: i64, size: u64) -> Result<u64, AuditError> {
-    let mut stmt = conn.prepare("SELECT entry FROM ledger WHERE seq = ?1")?;
-    let (mut lo, mut hi) = (1u64, size + 1);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let bytes: Option<Vec<u8>> = stmt.query_row([mid as i64], |r| r.get(0)).optional()?;
-        let time = match bytes {
-            Some(b) => decode(mid, &b)?.time_ms,
-            None => return Err(AuditError::Corrupt(format!("entry {mid} is missing (run `vaidya audit verify`)"))),
-        };
-        if time < t { lo = mid + 1 } else { hi = mid }
-    }
-    Ok(lo)
 }
 
 /// One line of a human-readable access report, taken from an AuditEvent.

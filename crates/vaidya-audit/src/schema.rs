@@ -1,36 +1,46 @@
-//! The audit database's schema and connection settings.
+//! The two SQLite databases beside the journal, their schemas and connection settings.
 //!
-//! - `ledger(seq, entry)`: canonical entry bytes ([`vaidya_ledger::Entry::encode`]), seq from 1.
-//! - `tree_hash(idx, hash)`: the RFC 6962 tree's stored hashes in tlog order (entry `seq` is
-//!   tree record `seq - 1`), exactly as in the data database.
-//! - `checkpoint(tree_size, time_ms, note)`: signed tree heads (c2sp signed notes).
-//! - `audit_patient(patient, seq, time_ms)`, `audit_user(user, seq, time_ms)`: report indexes,
-//!   projections of the entries (`time_ms` is the entry's commit time); `verify` recomputes
-//!   them. The writer does not insert into them event by event: each event's rows are first
-//!   appended, in the entry's own transaction, to `audit_patient_new(seq, patient, time_ms)` /
-//!   `audit_user_new(seq, user, time_ms)`, which are in `seq` order, so a commit dirties only the
-//!   last page or two of each instead of one random page per event of a patient- or
-//!   user-ordered index (that made ~15 KB of disk writes per 1.7 KB event). Every
-//!   [`crate::MERGE_EVENTS`] events, or when the writer is idle, the staged rows are moved into
-//!   the ordered indexes in one sorted pass. Reports read both.
-//!
+//! `audit.db` (kept; in the backups):
+//! - `checkpoint(tree_size, time_ms, note, edge, seg, off, last_leaf, last_time_ms)`: signed tree
+//!   heads (c2sp signed notes), each with what a restarted writer needs to continue from it
+//!   without rereading the journal: the Merkle tree's right edge, where the journal ends at that
+//!   size, and the last entry's leaf hash and time. `verify` recomputes all of these.
 //! - `inbox(id, time_ms, user, json, rejected)`: events left by other processes for the writer
 //!   (see [`crate::inbox`]); not part of the ledger.
 //!
-//! Triggers refuse UPDATE and DELETE on every table except DELETE on the two staging tables (the
-//! merge) and on the inbox (a row is deleted in the transaction that appends it): the software never changes what it has recorded (someone with write access to the
-//! file can drop them; `verify` is what detects that).
+//! `index.db` (derived; rebuilt from the journal if deleted): the report indexes
+//! `audit_patient(patient, seq, seg, off, time_ms)` and `audit_user(user, seq, seg, off,
+//! time_ms)`, projections of the entries with where each entry's frame is, and `indexed(seq,
+//! seg, off)`: the entries up to `seq` are indexed and the journal after them starts at
+//! (`seg`, `off`). Rows are appended in `seq` order to `audit_patient_new` / `audit_user_new`
+//! and moved into the ordered tables every [`crate::MERGE_EVENTS`] events, so a write dirties
+//! the last pages of the staging tables instead of one random page per event. Reports read both
+//! and scan the journal after `indexed` (the index trails the journal by about a second).
+//!
+//! Triggers refuse UPDATE and DELETE on `checkpoint` and rewriting inbox events: the software
+//! never changes what it has recorded (someone with write access to the files can; `verify` is
+//! what detects that).
 
 use rusqlite::Connection;
 use std::path::Path;
 
-pub const SCHEMA_VERSION: i64 = 2;
+/// Version 3: the entries moved from a `ledger` table into the journal files.
+pub const SCHEMA_VERSION: i64 = 3;
+pub const INDEX_SCHEMA_VERSION: i64 = 1;
 
-/// Version 2: `inbox`, where processes other than the ledger's writer (the `vaidya` command
-/// line while the server runs) leave events for the writer to append (see [`crate::inbox`]).
-/// `rejected` is set (and the row kept) when a row cannot become an entry. Its rows are deleted
-/// in the transaction that appends them, so each is appended exactly once.
-pub const INBOX: &str = r#"
+const AUDIT_SCHEMA: &str = r#"
+CREATE TABLE checkpoint (
+    tree_size INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    edge BLOB NOT NULL,
+    seg INTEGER NOT NULL,
+    off INTEGER NOT NULL,
+    last_leaf BLOB NOT NULL,
+    last_time_ms INTEGER NOT NULL
+);
+CREATE TRIGGER checkpoint_no_update BEFORE UPDATE ON checkpoint BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
+CREATE TRIGGER checkpoint_no_delete BEFORE DELETE ON checkpoint BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
 CREATE TABLE inbox (
     id INTEGER PRIMARY KEY,
     time_ms INTEGER NOT NULL,
@@ -41,92 +51,82 @@ CREATE TABLE inbox (
 CREATE TRIGGER inbox_no_update BEFORE UPDATE OF id, time_ms, user, json ON inbox BEGIN SELECT RAISE(ABORT, 'inbox events are not rewritten'); END;
 "#;
 
-pub const SCHEMA: &str = r#"
-CREATE TABLE ledger (
-    seq INTEGER PRIMARY KEY,
-    entry BLOB NOT NULL
-);
-CREATE TABLE tree_hash (
-    idx INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL
-);
-CREATE TABLE checkpoint (
-    tree_size INTEGER PRIMARY KEY,
-    time_ms INTEGER NOT NULL,
-    note TEXT NOT NULL
-);
+const INDEX_SCHEMA: &str = r#"
 CREATE TABLE audit_patient (
     patient TEXT NOT NULL,
     seq INTEGER NOT NULL,
+    seg INTEGER NOT NULL,
+    off INTEGER NOT NULL,
     time_ms INTEGER NOT NULL,
     PRIMARY KEY (patient, seq)
 ) WITHOUT ROWID;
 CREATE TABLE audit_user (
     user TEXT NOT NULL,
     seq INTEGER NOT NULL,
+    seg INTEGER NOT NULL,
+    off INTEGER NOT NULL,
     time_ms INTEGER NOT NULL,
     PRIMARY KEY (user, seq)
 ) WITHOUT ROWID;
 CREATE TABLE audit_patient_new (
     seq INTEGER NOT NULL,
     patient TEXT NOT NULL,
+    seg INTEGER NOT NULL,
+    off INTEGER NOT NULL,
     time_ms INTEGER NOT NULL,
     PRIMARY KEY (seq, patient)
 ) WITHOUT ROWID;
 CREATE TABLE audit_user_new (
     seq INTEGER PRIMARY KEY,
     user TEXT NOT NULL,
+    seg INTEGER NOT NULL,
+    off INTEGER NOT NULL,
     time_ms INTEGER NOT NULL
+);
+CREATE TABLE indexed (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL,
+    seg INTEGER NOT NULL,
+    off INTEGER NOT NULL
 );
 "#;
 
-/// Tables whose rows are never updated or deleted.
-pub const TABLES: [&str; 5] = ["ledger", "tree_hash", "checkpoint", "audit_patient", "audit_user"];
-/// Staging tables: rows are deleted only when moved into the ordered indexes.
-pub const STAGING_TABLES: [&str; 2] = ["audit_patient_new", "audit_user_new"];
-
-pub(crate) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open_audit_db(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // NORMAL: a commit writes the WAL without waiting for the disk; the writer's sync thread
-    // (see `writer::Syncer`) fsyncs the WAL and only then acknowledges the events, so that the
-    // next batch is committed while the disk flushes the previous ones. Checkpoints still sync
-    // the WAL before copying it into the database and the database before the WAL is reused.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
-    conn.pragma_update(None, "wal_autocheckpoint", 5_000)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    init(&conn)?;
+    // Checkpoints are written about once a second and inbox rows rarely: every commit is flushed.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    init(&conn, AUDIT_SCHEMA, SCHEMA_VERSION, "audit database")?;
     Ok(conn)
 }
 
-fn init(conn: &Connection) -> rusqlite::Result<()> {
+pub(crate) fn open_index_db(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Derived data: a commit lost in a power cut is rebuilt from the journal at the next start.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    init(&conn, INDEX_SCHEMA, INDEX_SCHEMA_VERSION, "audit index")?;
+    Ok(conn)
+}
+
+fn init(conn: &Connection, schema: &str, want: i64, what: &str) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version == 0 {
-        let mut sql = String::from("BEGIN;");
-        sql.push_str(SCHEMA);
-        for t in TABLES {
-            sql.push_str(&format!(
-                "CREATE TRIGGER {t}_no_update BEFORE UPDATE ON {t} BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
-                 CREATE TRIGGER {t}_no_delete BEFORE DELETE ON {t} BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;"
-            ));
-        }
-        for t in STAGING_TABLES {
-            sql.push_str(&format!(
-                "CREATE TRIGGER {t}_no_update BEFORE UPDATE ON {t} BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;"
-            ));
-        }
-        sql.push_str(INBOX);
-        sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
-        conn.execute_batch(&sql)?;
-    } else if version == 1 {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {INBOX} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
-    } else if version != SCHEMA_VERSION {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {schema} PRAGMA user_version = {want}; COMMIT;"))?;
+    } else if version != want {
+        let hint = if what == "audit database" && version < 3 {
+            " (it was written by a Vaidya that kept audit entries in SQLite; export it with that version's \
+             `vaidya audit export`, then move the audit directory aside)"
+        } else {
+            ""
+        };
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-            Some(format!("audit database schema version {version} is not {SCHEMA_VERSION}")),
+            Some(format!("{what} schema version {version} is not {want}{hint}")),
         ));
     }
     Ok(())
@@ -138,6 +138,6 @@ pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.pragma_update(None, "cache_size", -16_384)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
 }

@@ -1,21 +1,20 @@
 //! The Merkle tree's right edge ("frontier"): the latest stored hash of each level. Appending a
 //! leaf and computing the root of the whole tree need only these, so the writer and `verify`
-//! keep them in memory; anything else is read from the `tree_hash` table (writer only).
+//! keep them in memory, and each signed checkpoint stores the edge it was computed from (so a
+//! restarted writer continues from the last checkpoint without rereading the whole journal).
 
-use rusqlite::{Connection, OptionalExtension};
 use vaidya_ledger::{EntryHash, Hash, HashReader, TlogError, stored_hash_index, stored_hashes_for_record_hash};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Frontier {
     /// (stored index, hash) per level.
     levels: Vec<Option<(u64, Hash)>>,
 }
 
 impl Frontier {
-    /// Append record `n` (entry `n + 1`) with leaf hash `leaf`; returns its first stored index
-    /// and the hashes to store from there on (its leaf, then each subtree it completes).
-    pub(crate) fn append(&mut self, n: u64, leaf: EntryHash, conn: Option<&Connection>) -> Result<(u64, Vec<Hash>), TlogError> {
-        let hashes = stored_hashes_for_record_hash(n, Hash(leaf.0), &Reader { frontier: self, conn })?;
+    /// Append record `n` (entry `n + 1`) with leaf hash `leaf`.
+    pub(crate) fn append(&mut self, n: u64, leaf: EntryHash) -> Result<(), TlogError> {
+        let hashes = stored_hashes_for_record_hash(n, Hash(leaf.0), &Reader { frontier: self })?;
         let first = stored_hash_index(0, n);
         for (level, h) in hashes.iter().enumerate() {
             if self.levels.len() <= level {
@@ -23,37 +22,79 @@ impl Frontier {
             }
             self.levels[level] = Some((first + level as u64, *h));
         }
-        Ok((first, hashes))
+        Ok(())
     }
 
-    /// Root hash of the first `size` records (the whole tree when `size` is the number
-    /// appended; other sizes may need the table).
-    pub(crate) fn root(&self, size: u64, conn: Option<&Connection>) -> Result<Hash, TlogError> {
-        vaidya_ledger::tree_hash(size, &Reader { frontier: self, conn })
+    /// Root hash of the first `size` records, where `size` is the number appended.
+    pub(crate) fn root(&self, size: u64) -> Result<Hash, TlogError> {
+        vaidya_ledger::tree_hash(size, &Reader { frontier: self })
+    }
+
+    /// Bytes to store with a checkpoint: per level, a presence byte, then index and hash.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.levels.len() * 41);
+        for level in &self.levels {
+            match level {
+                None => out.push(0),
+                Some((idx, h)) => {
+                    out.push(1);
+                    out.extend_from_slice(&idx.to_be_bytes());
+                    out.extend_from_slice(&h.0);
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn decode(mut bytes: &[u8]) -> Option<Frontier> {
+        let mut levels = Vec::new();
+        while let Some((&flag, rest)) = bytes.split_first() {
+            match flag {
+                0 => {
+                    levels.push(None);
+                    bytes = rest;
+                }
+                1 if rest.len() >= 40 => {
+                    let idx = u64::from_be_bytes(rest[..8].try_into().ok()?);
+                    let h: [u8; 32] = rest[8..40].try_into().ok()?;
+                    levels.push(Some((idx, Hash(h))));
+                    bytes = &rest[40..];
+                }
+                _ => return None,
+            }
+        }
+        Some(Frontier { levels })
     }
 }
 
 struct Reader<'a> {
     frontier: &'a Frontier,
-    conn: Option<&'a Connection>,
 }
 
 impl HashReader for Reader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
-        let mut out = Vec::with_capacity(indexes.len());
-        for &idx in indexes {
-            if let Some(h) = self.frontier.levels.iter().flatten().find(|(i, _)| *i == idx).map(|(_, h)| *h) {
-                out.push(h);
-                continue;
-            }
-            let conn = self.conn.ok_or(TlogError::IndexesNotInTree)?;
-            let blob: Option<Vec<u8>> = conn
-                .prepare_cached("SELECT hash FROM tree_hash WHERE idx = ?1")
-                .and_then(|mut s| s.query_row([idx as i64], |r| r.get(0)).optional())
-                .map_err(|_| TlogError::IndexesNotInTree)?;
-            let bytes: [u8; 32] = blob.and_then(|b| b.try_into().ok()).ok_or(TlogError::IndexesNotInTree)?;
-            out.push(Hash(bytes));
+        indexes
+            .iter()
+            .map(|&idx| {
+                self.frontier.levels.iter().flatten().find(|(i, _)| *i == idx).map(|(_, h)| *h).ok_or(TlogError::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_edge_survives_encoding_and_gives_the_same_root() {
+        let mut f = Frontier::default();
+        for n in 0..37u64 {
+            f.append(n, EntryHash([n as u8; 32])).unwrap();
         }
-        Ok(out)
+        let back = Frontier::decode(&f.encode()).unwrap();
+        assert_eq!(back, f);
+        assert_eq!(back.root(37).unwrap(), f.root(37).unwrap());
+        assert!(Frontier::decode(&[1, 2, 3]).is_none());
     }
 }

@@ -1,13 +1,20 @@
-//! Verification of an audit database from the entry bytes and the public key alone.
+//! Verification of the audit ledger from its files and the public key alone.
 //!
-//! One pass in sequence order recomputes every entry's leaf hash, the hash chain, the Merkle
-//! tree (only its right edge is kept in memory, so a database of any size verifies in constant
-//! memory), compares the stored tree hashes, and checks each signed checkpoint when the pass
-//! reaches its tree size. Then the report indexes are recomputed from the AuditEvents. The
-//! first problem stops the check and names its position (the entry's sequence number).
+//! One pass over the journal in sequence order recomputes every entry's leaf hash, the hash
+//! chain and the Merkle tree (only its right edge is kept in memory, so a ledger of any size
+//! verifies in constant memory), and checks each signed checkpoint when the pass reaches its
+//! tree size, together with what the checkpoint row stores for restarts (tree edge, journal
+//! position, last leaf). The report indexes are compared with the entries as the pass goes (an
+//! order-independent digest of the rows; the first differing entry is looked for only when the
+//! digests differ). The first problem stops the check and names its position (the entry's
+//! sequence number).
+//!
+//! Safe while the server runs: the checkpoints and the index are read in one snapshot each,
+//! taken before the journal is read, and the journal is only ever appended to.
 
-use crate::schema;
+use crate::journal::{self, HEADER, Next, Pos};
 use crate::tree::Frontier;
+use crate::{INDEX_FILE, schema};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -31,7 +38,9 @@ pub struct VerifyReport {
 pub enum AuditVerifyError {
     #[error("cannot read the audit database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("no audit database at {0}")]
+    #[error("cannot read the audit journal: {0}")]
+    Journal(String),
+    #[error("no audit ledger at {0}")]
     NotFound(String),
     #[error("entry {seq} is missing (deleted){}", match next { Some(n) => format!("; the next entry present is {n}"), None => String::new() })]
     Missing { seq: u64, next: Option<u64> },
@@ -47,8 +56,8 @@ pub enum AuditVerifyError {
     TimeBackwards { seq: u64 },
     #[error("entry {seq} is not the AuditEvent it should be: {reason}")]
     BadContent { seq: u64, reason: String },
-    #[error("entry {seq}: Merkle tree hash {idx} does not match the entries")]
-    TreeHash { seq: u64, idx: u64 },
+    #[error("journal segment {seg} starts with entry {seq}: segments were renamed or moved")]
+    SegmentName { seq: u64, seg: u64 },
     #[error("entries {from} to {to} are missing: a signed checkpoint covers {to} entries, the ledger has {}", from - 1)]
     Truncated { from: u64, to: u64 },
     #[error("checkpoint at tree size {tree_size} is not valid: {reason}")]
@@ -66,7 +75,7 @@ impl AuditVerifyError {
     pub fn position(&self) -> Option<u64> {
         use AuditVerifyError::*;
         match self {
-            Sqlite(_) | NotFound(_) | BadCheckpoint { .. } => None,
+            Sqlite(_) | Journal(_) | NotFound(_) | BadCheckpoint { .. } => None,
             Missing { seq, .. }
             | Undecodable { seq, .. }
             | Misplaced { seq, .. }
@@ -74,7 +83,7 @@ impl AuditVerifyError {
             | ChainBroken { seq }
             | TimeBackwards { seq }
             | BadContent { seq, .. }
-            | TreeHash { seq, .. }
+            | SegmentName { seq, .. }
             | Index { seq, .. }
             | IndexBeyondEnd { seq } => Some(*seq),
             Truncated { from, .. } => Some(*from),
@@ -83,17 +92,29 @@ impl AuditVerifyError {
     }
 }
 
-/// Verify the audit database in `dir` (the audit directory, `<data>/audit`) against the
-/// ledger's public verifier key (`<data>/keys/ledger.pub`). Safe while the server runs (it
-/// reads one consistent snapshot).
+impl From<crate::AuditError> for AuditVerifyError {
+    fn from(e: crate::AuditError) -> Self {
+        match e {
+            crate::AuditError::Sqlite(e) => AuditVerifyError::Sqlite(e),
+            other => AuditVerifyError::Journal(other.to_string()),
+        }
+    }
+}
+
+/// Verify the audit ledger in `dir` (the audit directory, `<data>/audit`) against the ledger's
+/// public verifier key (`<data>/keys/ledger.pub`).
 pub fn verify(dir: &Path, verifier_key: &str) -> Result<VerifyReport, AuditVerifyError> {
     let path = dir.join(crate::DB_FILE);
-    if !path.exists() {
-        return Err(AuditVerifyError::NotFound(path.display().to_string()));
+    if !path.exists() || !journal::journal_dir(dir).exists() {
+        return Err(AuditVerifyError::NotFound(dir.display().to_string()));
     }
     let conn = schema::open_reader(&path)?;
-    conn.execute_batch("BEGIN")?; // one snapshot for all the queries below
-    let report = verify_conn(&conn, verifier_key);
+    conn.execute_batch("BEGIN")?;
+    let index = match dir.join(INDEX_FILE) {
+        p if p.exists() => Some(schema::open_reader(&p)?),
+        _ => None,
+    };
+    let report = verify_files(dir, &conn, index.as_ref(), verifier_key);
     let _ = conn.execute_batch("COMMIT");
     report
 }
@@ -101,25 +122,67 @@ pub fn verify(dir: &Path, verifier_key: &str) -> Result<VerifyReport, AuditVerif
 type Digest128 = u128;
 
 /// Order-independent digest of an index row (the sum of these over a set of rows).
-fn row_digest(kind: u8, key: &str, seq: u64, time_ms: i64) -> Digest128 {
+fn row_digest(kind: u8, key: &str, seq: u64, pos: Pos, time_ms: i64) -> Digest128 {
     let mut h = Sha256::new();
     h.update([kind]);
     h.update((key.len() as u64).to_be_bytes());
     h.update(key.as_bytes());
     h.update(seq.to_be_bytes());
+    h.update(pos.seg.to_be_bytes());
+    h.update(pos.off.to_be_bytes());
     h.update(time_ms.to_be_bytes());
     u128::from_be_bytes(h.finalize()[..16].try_into().expect("16 bytes"))
 }
 
-pub(crate) fn verify_conn(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, AuditVerifyError> {
+/// The index as stored: its marker, and the digest and count of its rows.
+struct StoredIndex {
+    marker: (u64, Pos),
+    digest: Digest128,
+    rows: u64,
+}
+
+fn stored_index(index: Option<&Connection>) -> Result<StoredIndex, AuditVerifyError> {
+    let Some(conn) = index else {
+        return Ok(StoredIndex { marker: (0, Pos { seg: 1, off: HEADER }), digest: 0, rows: 0 });
+    };
+    conn.execute_batch("BEGIN")?;
+    let marker = crate::index::marker(conn)?;
+    let mut digest: Digest128 = 0;
+    let mut rows = 0u64;
+    for_each_index_row(conn, |kind, key, seq, pos, time| {
+        digest = digest.wrapping_add(row_digest(kind, key, seq, pos, time));
+        rows += 1;
+    })?;
+    conn.execute_batch("COMMIT")?;
+    Ok(StoredIndex { marker, digest, rows })
+}
+
+const INDEX_QUERIES: [(u8, &str); 4] = [
+    (b'u', "SELECT user, seq, seg, off, time_ms FROM audit_user"),
+    (b'u', "SELECT user, seq, seg, off, time_ms FROM audit_user_new"),
+    (b'p', "SELECT patient, seq, seg, off, time_ms FROM audit_patient"),
+    (b'p', "SELECT patient, seq, seg, off, time_ms FROM audit_patient_new"),
+];
+
+fn for_each_index_row(conn: &Connection, mut each: impl FnMut(u8, &str, u64, Pos, i64)) -> rusqlite::Result<()> {
+    for (kind, sql) in INDEX_QUERIES {
+        let mut stmt = conn.prepare(sql)?;
+        let mut r = stmt.query([])?;
+        while let Some(row) = r.next()? {
+            let key: String = row.get(0)?;
+            let pos = Pos { seg: row.get::<_, i64>(2)? as u64, off: row.get::<_, i64>(3)? as u64 };
+            each(kind, &key, row.get::<_, i64>(1)? as u64, pos, row.get(4)?);
+        }
+    }
+    Ok(())
+}
+
+fn verify_files(dir: &Path, conn: &Connection, index: Option<&Connection>, verifier_key: &str) -> Result<VerifyReport, AuditVerifyError> {
     use AuditVerifyError::*;
     // A note verifier key is `<name>+<key hash>+<key>`; the audit log's origin derives from the name.
     let expected_origin = crate::origin(verifier_key.split('+').next().unwrap_or_default());
-    let mut ledger_stmt = conn.prepare("SELECT seq, entry FROM ledger ORDER BY seq")?;
-    let mut ledger_rows = ledger_stmt.query([])?;
-    let mut tree_stmt = conn.prepare("SELECT idx, hash FROM tree_hash ORDER BY idx")?;
-    let mut tree_rows = tree_stmt.query([])?;
-    let mut cp_stmt = conn.prepare("SELECT tree_size, note FROM checkpoint ORDER BY tree_size")?;
+    let stored = stored_index(index)?;
+    let mut cp_stmt = conn.prepare("SELECT tree_size, note, edge, seg, off, last_leaf, last_time_ms FROM checkpoint ORDER BY tree_size")?;
     let mut cp_rows = cp_stmt.query([])?;
     let mut next_cp = next_checkpoint(&mut cp_rows)?;
 
@@ -131,108 +194,179 @@ pub(crate) fn verify_conn(conn: &Connection, verifier_key: &str) -> Result<Verif
     let mut last_checkpoint: Option<(u64, i64)> = None;
     let mut index_digest: Digest128 = 0;
     let mut index_rows = 0u64;
+    let mut failure: Option<AuditVerifyError> = None;
 
-    while let Some(row) = ledger_rows.next()? {
-        let seq = row.get::<_, i64>(0)? as u64;
-        let bytes: Vec<u8> = row.get(1)?;
-        if seq != expected {
-            return Err(Missing { seq: expected, next: Some(seq) });
-        }
-        let leaf = hash_encoded(&bytes);
-        let entry = Entry::decode(&bytes).map_err(|e| Undecodable { seq, reason: e.to_string() })?;
-        if entry.seq != seq {
-            return Err(Misplaced { seq, claims: entry.seq });
-        }
-        // The tree hashes stored when this entry was appended: its leaf first.
-        let (first, hashes) =
-            frontier.append(seq - 1, leaf, None).map_err(|e| BadContent { seq, reason: format!("tree: {e}") })?;
-        for (i, h) in hashes.iter().enumerate() {
-            let idx = first + i as u64;
-            let stored = match tree_rows.next()? {
-                Some(r) => Some((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
-                None => None,
-            };
-            match stored {
-                Some((i2, hash)) if i2 == idx && hash[..] == h.0[..] => {}
-                Some((i2, _)) if i2 == idx && i == 0 => return Err(Altered { seq }),
-                _ => return Err(TreeHash { seq, idx }),
+    let walked = journal::walk(dir, Pos { seg: 1, off: HEADER }, |seg, next| {
+        let Next::Frame(frame) = next else { return Ok(true) };
+        let seq = expected;
+        let step = (|| -> Result<(), AuditVerifyError> {
+            let entry = Entry::decode(&frame.entry).map_err(|e| Undecodable { seq, reason: e.to_string() })?;
+            if entry.seq > seq {
+                return Err(Missing { seq, next: Some(entry.seq) });
             }
-        }
-        if entry.prev_hash != prev {
-            return Err(ChainBroken { seq });
-        }
-        if entry.time_ms < prev_time {
-            return Err(TimeBackwards { seq });
-        }
-        let (user, patients) = content_keys(&entry).map_err(|reason| BadContent { seq, reason })?;
-        index_digest = index_digest.wrapping_add(row_digest(b'u', &user, seq, entry.time_ms));
-        index_rows += 1;
-        for p in &patients {
-            index_digest = index_digest.wrapping_add(row_digest(b'p', p, seq, entry.time_ms));
-            index_rows += 1;
-        }
-        prev = leaf;
-        prev_time = entry.time_ms;
+            if entry.seq != seq {
+                return Err(Misplaced { seq, claims: entry.seq });
+            }
+            if frame.off == HEADER && seg != seq {
+                return Err(SegmentName { seq, seg });
+            }
+            let leaf = hash_encoded(&frame.entry);
+            if leaf.0 != frame.leaf {
+                return Err(Altered { seq });
+            }
+            if entry.prev_hash != prev {
+                return Err(ChainBroken { seq });
+            }
+            if entry.time_ms < prev_time {
+                return Err(TimeBackwards { seq });
+            }
+            frontier.append(seq - 1, leaf).map_err(|e| BadContent { seq, reason: format!("tree: {e}") })?;
+            let (user, patients) = content_keys(&entry).map_err(|reason| BadContent { seq, reason })?;
+            if seq <= stored.marker.0 {
+                let pos = Pos { seg, off: frame.off };
+                index_digest = index_digest.wrapping_add(row_digest(b'u', &user, seq, pos, entry.time_ms));
+                index_rows += 1;
+                for p in &patients {
+                    index_digest = index_digest.wrapping_add(row_digest(b'p', p, seq, pos, entry.time_ms));
+                    index_rows += 1;
+                }
+                if seq == stored.marker.0 && stored.marker.1 != (Pos { seg, off: frame.end() }) {
+                    return Err(Index { seq, what: "the index's marker does not point just past it".into() });
+                }
+            }
+            prev = leaf;
+            prev_time = entry.time_ms;
 
-        // Every checkpoint at this size: signed by our key, and over the root recomputed here.
-        while let Some((size, note)) = next_cp.as_ref().filter(|(size, _)| *size <= seq).cloned() {
-            checkpoints += 1;
-            let cp = vaidya_ledger::verify_checkpoint(&note, verifier_key)
-                .map_err(|e| BadCheckpoint { tree_size: size, reason: e.to_string() })?;
-            if cp.origin != expected_origin {
-                return Err(BadCheckpoint { tree_size: size, reason: format!("it is a checkpoint of '{}', not of the audit log '{expected_origin}'", cp.origin) });
+            // Every checkpoint at this size: signed by our key, over the root recomputed here,
+            // with the restart state it stores matching the entries.
+            while let Some(cp) = next_cp.take_if(|cp| cp.size <= seq) {
+                checkpoints += 1;
+                let size = cp.size;
+                let bad = |reason: String| BadCheckpoint { tree_size: size, reason };
+                let signed = vaidya_ledger::verify_checkpoint(&cp.note, verifier_key).map_err(|e| bad(e.to_string()))?;
+                if signed.origin != expected_origin {
+                    return Err(bad(format!("it is a checkpoint of '{}', not of the audit log '{expected_origin}'", signed.origin)));
+                }
+                if signed.tree_size != size {
+                    return Err(bad(format!("it signs tree size {}", signed.tree_size)));
+                }
+                if size < seq {
+                    return Err(bad("out of order".into()));
+                }
+                let root = frontier.root(seq).map_err(|e| BadContent { seq, reason: format!("tree: {e}") })?;
+                if root != signed.root {
+                    let from = last_checkpoint.map_or(1, |(s, _)| s + 1);
+                    return Err(CheckpointMismatch { tree_size: size, from });
+                }
+                if cp.edge != frontier.encode() || cp.pos != (Pos { seg, off: frame.end() }) || cp.last_leaf != leaf.0.to_vec() || cp.last_time_ms != entry.time_ms {
+                    return Err(bad("the restart state stored with it (tree edge, journal position, last entry) does not match the entries".into()));
+                }
+                last_checkpoint = Some((size, signed.time_ms));
+                next_cp = next_checkpoint(&mut cp_rows)?;
             }
-            if cp.tree_size != size {
-                return Err(BadCheckpoint { tree_size: size, reason: format!("it signs tree size {}", cp.tree_size) });
+            Ok(())
+        })();
+        match step {
+            Ok(()) => {
+                expected += 1;
+                Ok(true)
             }
-            if size == 0 {
-                return Err(BadCheckpoint { tree_size: 0, reason: "empty tree".into() });
+            Err(e) => {
+                failure = Some(e);
+                Ok(false)
             }
-            if size < seq {
-                // Only possible if a row appeared out of order; the cursor is sorted.
-                return Err(BadCheckpoint { tree_size: size, reason: "out of order".into() });
-            }
-            let root = frontier.root(seq, None).map_err(|e| BadContent { seq, reason: format!("tree: {e}") })?;
-            if root != cp.root {
-                let from = last_checkpoint.map_or(1, |(s, _)| s + 1);
-                return Err(CheckpointMismatch { tree_size: size, from });
-            }
-            last_checkpoint = Some((size, cp.time_ms));
-            next_cp = next_checkpoint(&mut cp_rows)?;
         }
-        expected += 1;
+    });
+    if let Some(f) = failure {
+        return Err(f);
     }
+    walked?;
     let entries = expected - 1;
-    if let Some((size, note)) = next_cp {
+    if let Some(cp) = next_cp {
         // A checkpoint beyond the end: entries were removed (if its signature is ours).
-        vaidya_ledger::verify_checkpoint(&note, verifier_key)
-            .map_err(|e| BadCheckpoint { tree_size: size, reason: e.to_string() })?;
-        let mut last = size;
-        while let Some((s, _)) = next_checkpoint(&mut cp_rows)? {
-            last = s;
+        vaidya_ledger::verify_checkpoint(&cp.note, verifier_key).map_err(|e| BadCheckpoint { tree_size: cp.size, reason: e.to_string() })?;
+        let mut last = cp.size;
+        while let Some(more) = next_checkpoint(&mut cp_rows)? {
+            last = more.size;
         }
         return Err(Truncated { from: entries + 1, to: last });
     }
-    if let Some(r) = tree_rows.next()? {
-        // Tree hashes for entries that are gone: the tail was deleted.
-        let _ = r;
-        return Err(Missing { seq: entries + 1, next: None });
+    if stored.marker.0 > entries {
+        return Err(IndexBeyondEnd { seq: entries + 1 });
     }
-    let root = frontier.root(entries, None).map_err(|e| BadContent { seq: entries, reason: format!("tree: {e}") })?;
-    drop(ledger_rows);
-    drop(tree_rows);
-    drop(cp_rows);
-
-    verify_indexes(conn, entries, index_digest, index_rows)?;
+    let root = frontier.root(entries).map_err(|e| BadContent { seq: entries, reason: format!("tree: {e}") })?;
+    if index_digest != stored.digest || index_rows != stored.rows {
+        return Err(first_index_difference(dir, index, stored.marker.0));
+    }
     let unsigned = entries - last_checkpoint.map_or(0, |(s, _)| s);
     Ok(VerifyReport { entries, checkpoints, root, last_checkpoint, unsigned })
 }
 
-fn next_checkpoint(rows: &mut rusqlite::Rows<'_>) -> Result<Option<(u64, String)>, rusqlite::Error> {
+struct CheckpointRow {
+    size: u64,
+    note: String,
+    edge: Vec<u8>,
+    pos: Pos,
+    last_leaf: Vec<u8>,
+    last_time_ms: i64,
+}
+
+fn next_checkpoint(rows: &mut rusqlite::Rows<'_>) -> Result<Option<CheckpointRow>, rusqlite::Error> {
     Ok(match rows.next()? {
-        Some(r) => Some((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+        Some(r) => Some(CheckpointRow {
+            size: r.get::<_, i64>(0)? as u64,
+            note: r.get(1)?,
+            edge: r.get(2)?,
+            pos: Pos { seg: r.get::<_, i64>(3)? as u64, off: r.get::<_, i64>(4)? as u64 },
+            last_leaf: r.get(5)?,
+            last_time_ms: r.get(6)?,
+        }),
         None => None,
     })
+}
+
+/// The digests differ: find the first entry concerned (slow path, in memory).
+fn first_index_difference(dir: &Path, index: Option<&Connection>, marker: u64) -> AuditVerifyError {
+    let mut stored: BTreeSet<(u64, u8, String, Pos, i64)> = BTreeSet::new();
+    if let Some(conn) = index {
+        let r = for_each_index_row(conn, |kind, key, seq, pos, time| {
+            stored.insert((seq, kind, key.to_string(), pos, time));
+        });
+        if let Err(e) = r {
+            return e.into();
+        }
+    }
+    let mut wanted: BTreeSet<(u64, u8, String, Pos, i64)> = BTreeSet::new();
+    let walked = journal::walk(dir, Pos { seg: 1, off: HEADER }, |seg, next| {
+        let Next::Frame(f) = next else { return Ok(true) };
+        let Ok(entry) = Entry::decode(&f.entry) else { return Ok(false) };
+        if entry.seq > marker {
+            return Ok(false);
+        }
+        let Ok((user, patients)) = content_keys(&entry) else { return Ok(false) };
+        let pos = Pos { seg, off: f.off };
+        wanted.insert((entry.seq, b'u', user, pos, entry.time_ms));
+        for p in patients {
+            wanted.insert((entry.seq, b'p', p, pos, entry.time_ms));
+        }
+        Ok(true)
+    });
+    if let Err(e) = walked {
+        return e.into();
+    }
+    match stored.symmetric_difference(&wanted).next().cloned() {
+        Some((seq, ..)) if seq > marker || seq == 0 => AuditVerifyError::IndexBeyondEnd { seq },
+        Some((seq, kind, key, ..)) => {
+            let what = match (stored.iter().any(|r| r.0 == seq && r.1 == kind && r.2 == key), kind) {
+                (true, b'u') => format!("the user index files it under {key:?}, which it does not name (or at another place)"),
+                (true, _) => format!("the patient index files it under Patient/{key}, which it does not name (or at another place)"),
+                (false, b'u') => format!("the user index lacks its user {key:?}"),
+                (false, _) => format!("the patient index lacks its Patient/{key}"),
+            };
+            AuditVerifyError::Index { seq, what }
+        }
+        None => AuditVerifyError::Index { seq: marker, what: "index digests differ".into() },
+    }
 }
 
 /// The user and patients an entry must be indexed under, from its bytes: the author, and the
@@ -267,68 +401,3 @@ pub(crate) fn patients_of(v: &serde_json::Value) -> Vec<String> {
     out
 }
 
-/// Every report-index row, ordered and staged: (kind, key, seq, time).
-const INDEX_QUERIES: [(u8, &str); 4] = [
-    (b'u', "SELECT user, seq, time_ms FROM audit_user"),
-    (b'u', "SELECT user, seq, time_ms FROM audit_user_new"),
-    (b'p', "SELECT patient, seq, time_ms FROM audit_patient"),
-    (b'p', "SELECT patient, seq, time_ms FROM audit_patient_new"),
-];
-
-fn verify_indexes(conn: &Connection, entries: u64, expected: Digest128, expected_rows: u64) -> Result<(), AuditVerifyError> {
-    let mut digest: Digest128 = 0;
-    let mut rows = 0u64;
-    for (kind, sql) in INDEX_QUERIES {
-        let mut stmt = conn.prepare(sql)?;
-        let mut r = stmt.query([])?;
-        while let Some(row) = r.next()? {
-            let (key, seq, time): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-            digest = digest.wrapping_add(row_digest(kind, &key, seq as u64, time));
-            rows += 1;
-        }
-    }
-    if digest == expected && rows == expected_rows {
-        return Ok(());
-    }
-    // Something differs: find the first entry concerned (slow path, in memory).
-    let stored = stored_index_rows(conn)?;
-    let mut wanted: BTreeSet<(u64, u8, String, i64)> = BTreeSet::new();
-    let mut stmt = conn.prepare("SELECT seq, entry FROM ledger ORDER BY seq")?;
-    let mut r = stmt.query([])?;
-    while let Some(row) = r.next()? {
-        let seq = row.get::<_, i64>(0)? as u64;
-        let entry = Entry::decode(&row.get::<_, Vec<u8>>(1)?)
-            .map_err(|e| AuditVerifyError::Undecodable { seq, reason: e.to_string() })?;
-        let (user, patients) = content_keys(&entry).map_err(|reason| AuditVerifyError::BadContent { seq: entry.seq, reason })?;
-        wanted.insert((entry.seq, b'u', user, entry.time_ms));
-        for p in patients {
-            wanted.insert((entry.seq, b'p', p, entry.time_ms));
-        }
-    }
-    let first = stored.symmetric_difference(&wanted).next().cloned();
-    match first {
-        Some((seq, ..)) if seq > entries || seq == 0 => Err(AuditVerifyError::IndexBeyondEnd { seq }),
-        Some((seq, kind, key, _)) => {
-            let what = match (stored.iter().any(|r| r.0 == seq && r.1 == kind && r.2 == key), kind) {
-                (true, b'u') => format!("the user index files it under {key:?}, which it does not name"),
-                (true, _) => format!("the patient index files it under Patient/{key}, which it does not name"),
-                (false, b'u') => format!("the user index lacks its user {key:?}"),
-                (false, _) => format!("the patient index lacks its Patient/{key}"),
-            };
-            Err(AuditVerifyError::Index { seq, what })
-        }
-        None => Err(AuditVerifyError::Index { seq: entries, what: "index digests differ".into() }),
-    }
-}
-
-fn stored_index_rows(conn: &Connection) -> Result<BTreeSet<(u64, u8, String, i64)>, rusqlite::Error> {
-    let mut out = BTreeSet::new();
-    for (kind, sql) in INDEX_QUERIES {
-        let mut stmt = conn.prepare(sql)?;
-        let mut r = stmt.query([])?;
-        while let Some(row) = r.next()? {
-            out.insert((row.get::<_, i64>(1)? as u64, kind, row.get(0)?, row.get(2)?));
-        }
-    }
-    Ok(out)
-}

@@ -1,54 +1,47 @@
-//! The audit writer: one thread owns the write connection and commits every waiting call's
-//! events in one transaction; a second thread (the [`Syncer`]) makes commits durable and then
-//! answers their callers.
+//! Appending to the audit journal: callers number, chain and frame their own entries; one
+//! flusher thread writes and flushes them and then answers the callers.
 //!
-//! Why two threads: a commit with `synchronous=FULL` holds the writer for the disk's whole
-//! flush (0.2-4 ms on this VM), and with one event in flight per caller, throughput is then
-//! at most callers / (insert time + flush). Here the writer commits with `synchronous=NORMAL`
-//! (the WAL is written, not flushed) and hands the batch's callers to the syncer, which runs
-//! `fdatasync` on the WAL file and then answers every caller whose commit preceded that flush.
-//! While the disk flushes batch k, the writer commits batch k+1; one flush covers every commit
-//! made while the previous flush ran. A caller is answered only after a flush that began after
-//! its commit, so an acknowledged event is on disk, as before. Checkpoints of the WAL into the
-//! database (SQLite's own, under NORMAL) flush the WAL first and the database before the WAL is
-//! reused, so a commit whose WAL frames are overwritten is already safe in the database.
+//! A caller ([`Shared::append`]) takes the journal's tip under a mutex, gives each event the
+//! next sequence number, encodes the ledger entry, hashes it into the chain and the Merkle tree's
+//! right edge, and adds its frame to the shared buffer (a few microseconds); then it waits. The
+//! flusher takes the whole buffer, writes it to the current segment with one `write`, runs
+//! `fdatasync`, and answers every caller whose events were in it: an acknowledged event is on
+//! disk. While the disk flushes one buffer, callers fill the next, so one flush covers every
+//! event that arrived during the previous one. There is no per-event database write on this path
+//! (that was the cost: see `journal`).
 //!
-//! Events are checked and serialised by the callers; the writer only numbers, chains, hashes
-//! and inserts them. A commit that fails is rolled back whole (ledger tip included) and every
-//! caller in it hears that nothing was recorded.
+//! After a flush the flusher signs a checkpoint when one is due (every
+//! [`CHECKPOINT_INTERVAL_MS`] while events arrive, or [`CHECKPOINT_EVERY_ENTRIES`], when idle,
+//! and at shutdown), takes other processes' events from the inbox (see `inbox`), and hands the
+//! flushed entries' index rows to the indexer thread, which writes them to `index.db` about once
+//! a second.
+//!
+//! A write or flush that fails leaves the journal's end unknown: every waiting caller hears that
+//! nothing was recorded, and every later event is refused until the process restarts (and
+//! recovery finds the journal's true end). Request handlers then fail closed.
 
+use crate::journal::{self, HEADER, MAGIC, Next, Pos};
 use crate::tree::Frontier;
-use crate::{
-    AuditError, CHECKPOINT_EVERY_ENTRIES, CHECKPOINT_INTERVAL_MS, JSON_PREFIX, MAX_EVENTS_PER_COMMIT, MERGE_EVENTS, Prepared, now_ms,
-};
+use crate::{AuditError, CHECKPOINT_EVERY_ENTRIES, CHECKPOINT_INTERVAL_MS, JSON_PREFIX, MERGE_EVENTS, Prepared, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use vaidya_ledger::{Entry, EntryHash, LedgerKey, Op, hash_encoded};
 
-/// One caller's events and where to tell it the outcome.
-type Call = (Vec<Prepared>, oneshot::Sender<Result<(), AuditError>>);
+/// Bytes of frames waiting for the flusher at most; callers wait (briefly) when it is full.
+pub const MAX_BUFFER_BYTES: usize = 64 << 20;
+/// Index rows are handed to the indexer at least this often while events arrive...
+const INDEX_INTERVAL: Duration = Duration::from_millis(1_000);
+/// ... or once this many have gathered.
+const INDEX_BATCH: usize = 50_000;
 
-pub(crate) enum Msg {
-    Record(Vec<Prepared>, oneshot::Sender<Result<(), AuditError>>),
-    /// Sign a checkpoint if anything is unsigned, flush the WAL, and stop.
-    Shutdown(std::sync::mpsc::Sender<()>),
-}
-
-#[derive(Debug, Clone)]
-struct Tip {
-    size: u64,
-    prev_hash: EntryHash,
-    last_time_ms: i64,
-    checkpoint_size: u64,
-    checkpoint_time_ms: i64,
-    frontier: Frontier,
-    /// Events whose index rows are in the staging tables.
-    staged: u64,
-}
+pub(crate) type Reply = oneshot::Sender<Result<(), AuditError>>;
 
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -61,430 +54,636 @@ pub(crate) struct Counters {
     pub(crate) sync_us: AtomicU64,
 }
 
-pub(crate) struct Writer {
-    conn: Connection,
-    tip: Tip,
-    key: LedgerKey,
-    stats: Arc<Counters>,
-    syncer: Syncer,
-    /// When the inbox was last looked at (see [`crate::inbox`]).
-    inbox_checked: Instant,
+/// The end of the chain: what the next entry builds on.
+#[derive(Debug, Clone)]
+pub(crate) struct Tip {
+    pub(crate) size: u64,
+    pub(crate) prev_hash: EntryHash,
+    pub(crate) last_time_ms: i64,
+    pub(crate) frontier: Frontier,
 }
 
-type Reply = oneshot::Sender<Result<(), AuditError>>;
-
-/// The thread that flushes the WAL and answers callers (see the module documentation).
-struct Syncer {
-    tx: Option<std::sync::mpsc::Sender<Vec<Reply>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// Commits handed over so far.
-    handed: u64,
-    /// Commits covered by a finished flush (raised by the sync thread).
-    flushed: Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
-}
-
-impl Syncer {
-    fn start(db: &Path, stats: Arc<Counters>) -> Result<Syncer, AuditError> {
-        let wal = PathBuf::from(format!("{}-wal", db.display()));
-        let dir = db.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<Reply>>();
-        let flushed = Arc::new((std::sync::Mutex::new(0u64), std::sync::Condvar::new()));
-        let done = flushed.clone();
-        let thread = std::thread::Builder::new().name("vaidya-audit-sync".into()).spawn(move || {
-            let mut file: Option<std::fs::File> = None;
-            while let Ok(first) = rx.recv() {
-                let mut waiting = first;
-                let mut commits = 1u64;
-                // Every commit handed over so far precedes the flush below.
-                while let Ok(more) = rx.try_recv() {
-                    waiting.extend(more);
-                    commits += 1;
-                }
-                let t = Instant::now();
-                let outcome = flush_wal(&mut file, &wal, &dir);
-                stats.sync_us.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
-                stats.syncs.fetch_add(1, Relaxed);
-                if let Err(e) = &outcome {
-                    stats.failed.fetch_add(1, Relaxed);
-                    tracing::error!("audit WAL flush failed: {e}");
-                }
-                for reply in waiting {
-                    let _ = reply.send(outcome.clone().map_err(AuditError::CommitFailed));
-                }
-                let (count, flushed) = &*done;
-                *count.lock().expect("not poisoned") += commits;
-                flushed.notify_all();
-            }
-        })?;
-        Ok(Syncer { tx: Some(tx), thread: Some(thread), handed: 0, flushed })
+impl Tip {
+    fn genesis() -> Tip {
+        Tip { size: 0, prev_hash: vaidya_ledger::GENESIS_PREV, last_time_ms: 0, frontier: Frontier::default() }
     }
 
-    /// Wait until at most one handed-over commit is not yet covered by a finished flush: the
-    /// writer then commits while the disk flushes, but not more often than the disk flushes,
-    /// so that events arriving during a flush share one commit (each commit rewrites the last
-    /// pages of every table it touches, whatever the number of events in it).
-    fn wait_for_flush(&self) {
-        let (count, flushed) = &*self.flushed;
-        let mut n = count.lock().expect("not poisoned");
-        while self.handed.saturating_sub(*n) > 1 {
-            n = flushed.wait(n).expect("not poisoned");
+    /// Check a frame read back and make it the new tip (recovery and index catch-up).
+    fn take(&mut self, frame: &journal::Frame) -> Result<Entry, AuditError> {
+        let seq = self.size + 1;
+        let leaf = hash_encoded(&frame.entry);
+        if leaf.0 != frame.leaf {
+            return Err(AuditError::Corrupt(format!("journal entry {seq} was altered (its hash does not match); run `vaidya audit verify`")));
+        }
+        let entry = Entry::decode(&frame.entry).map_err(|e| AuditError::Corrupt(format!("journal entry {seq} cannot be decoded: {e}")))?;
+        if entry.seq != seq || entry.prev_hash != self.prev_hash {
+            return Err(AuditError::Corrupt(format!("journal entry {seq} does not follow entry {}; run `vaidya audit verify`", seq - 1)));
+        }
+        self.frontier.append(seq - 1, leaf).map_err(|e| AuditError::Corrupt(format!("Merkle tree at entry {seq}: {e}")))?;
+        self.size = seq;
+        self.prev_hash = leaf;
+        self.last_time_ms = entry.time_ms;
+        Ok(entry)
+    }
+}
+
+/// One entry's report-index rows and where its frame is.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexRow {
+    pub(crate) seq: u64,
+    pub(crate) time_ms: i64,
+    pub(crate) user: String,
+    pub(crate) patients: Vec<String>,
+    /// Start of the frame (while in the buffer: `seg` 0 and `off` within the buffer).
+    pub(crate) pos: Pos,
+    pub(crate) frame_len: u64,
+}
+
+struct State {
+    tip: Tip,
+    buf: Vec<u8>,
+    waiters: Vec<Reply>,
+    rows: Vec<IndexRow>,
+    broken: Option<String>,
+    stop: bool,
+}
+
+/// What callers and the flusher share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    pub(crate) counters: Arc<Counters>,
+}
+
+pub(crate) enum Appended {
+    /// Framed; the receiver hears when they are on disk.
+    Queued(oneshot::Receiver<Result<(), AuditError>>),
+    /// The buffer is full: try again shortly (nothing was taken).
+    Full,
+    Refused(AuditError),
+}
+
+impl Shared {
+    /// Number, chain and frame `events` (all of them, or none when the answer is not `Queued`).
+    pub(crate) fn append(&self, events: &mut Vec<Prepared>) -> Appended {
+        let mut st = self.state.lock().expect("not poisoned");
+        if let Some(refusal) = refusal(&st) {
+            return Appended::Refused(refusal);
+        }
+        if st.buf.len() >= MAX_BUFFER_BYTES {
+            return Appended::Full;
+        }
+        let wake = st.buf.is_empty();
+        for p in events.drain(..) {
+            if let Err(e) = append_one(&mut st, p) {
+                st.broken = Some(e.to_string());
+                return Appended::Refused(e);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        st.waiters.push(tx);
+        drop(st);
+        if wake {
+            self.wake.notify_one();
+        }
+        Appended::Queued(rx)
+    }
+
+    /// Append without anyone to answer (the flusher's own: inbox rows). The last sequence number.
+    fn append_unanswered(&self, events: Vec<Prepared>) -> Result<u64, AuditError> {
+        let mut st = self.state.lock().expect("not poisoned");
+        if let Some(refusal) = refusal(&st) {
+            return Err(refusal);
+        }
+        for p in events {
+            if let Err(e) = append_one(&mut st, p) {
+                st.broken = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        Ok(st.tip.size)
+    }
+
+    /// Stop: the flusher writes what is buffered, signs a final checkpoint and ends.
+    pub(crate) fn stop(&self) {
+        self.state.lock().expect("not poisoned").stop = true;
+        self.wake.notify_one();
+    }
+}
+
+fn refusal(st: &State) -> Option<AuditError> {
+    if st.stop {
+        return Some(AuditError::WriterGone);
+    }
+    st.broken.as_ref().map(|b| AuditError::CommitFailed(format!("the audit journal could not be written ({b}); restart the server")))
+}
+
+fn append_one(st: &mut State, p: Prepared) -> Result<(), AuditError> {
+    let seq = st.tip.size + 1;
+    let time_ms = now_ms().max(st.tip.last_time_ms);
+    let id = seq.to_string();
+    // `{"resourceType":"AuditEvent","id":"<seq>",` + the rest of the caller's JSON.
+    let rest = &p.json[JSON_PREFIX.len()..];
+    let mut content = Vec::with_capacity(p.json.len() + id.len() + 8);
+    content.extend_from_slice(JSON_PREFIX);
+    content.extend_from_slice(b"\"id\":\"");
+    content.extend_from_slice(id.as_bytes());
+    content.extend_from_slice(b"\",");
+    content.extend_from_slice(rest);
+    let entry = Entry {
+        seq,
+        time_ms,
+        author: p.user,
+        op: Op::Put,
+        resource_type: "AuditEvent".into(),
+        resource_id: id,
+        version: 1,
+        content,
+        prev_hash: st.tip.prev_hash,
+    };
+    let bytes = entry.encode();
+    let leaf = hash_encoded(&bytes);
+    st.tip.frontier.append(seq - 1, leaf).map_err(|e| AuditError::Corrupt(format!("Merkle tree at entry {seq}: {e}")))?;
+    let off = st.buf.len() as u64;
+    journal::push_frame(&mut st.buf, &bytes, &leaf.0);
+    st.rows.push(IndexRow {
+        seq,
+        time_ms,
+        user: entry.author,
+        patients: p.patients,
+        pos: Pos { seg: 0, off },
+        frame_len: st.buf.len() as u64 - off,
+    });
+    st.tip.size = seq;
+    st.tip.prev_hash = leaf;
+    st.tip.last_time_ms = time_ms;
+    Ok(())
+}
+
+/// Open the journal for appending: recover its end, take back inbox rows a crash left behind
+/// after appending them, bring the index up to date, and start the flusher.
+pub(crate) fn start(dir: &Path, key: LedgerKey, segment_bytes: u64, counters: Arc<Counters>) -> Result<(Arc<Shared>, std::thread::JoinHandle<()>), AuditError> {
+    std::fs::create_dir_all(journal::journal_dir(dir))?;
+    let db = crate::schema::open_audit_db(&dir.join(crate::DB_FILE))?;
+    let recovered = recover(dir, &db)?;
+    crate::inbox::forget_appended(&db, &recovered.appended)?;
+    let index = crate::schema::open_index_db(&dir.join(crate::INDEX_FILE))?;
+    let staged = catch_up_index(dir, &index, recovered.tip.size)?;
+    let last_cp: (u64, i64) = db
+        .query_row("SELECT tree_size, time_ms FROM checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, 0));
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State { tip: recovered.tip.clone(), buf: Vec::new(), waiters: Vec::new(), rows: Vec::new(), broken: None, stop: false }),
+        wake: Condvar::new(),
+        counters,
+    });
+    let (seg, len) = match recovered.last_segment {
+        Some((seg, len)) => (seg, len),
+        None => (0, 0),
+    };
+    let flusher = Flusher {
+        dir: dir.to_path_buf(),
+        shared: shared.clone(),
+        key,
+        db,
+        seg,
+        file: None,
+        len,
+        segment_bytes,
+        last_cp,
+        durable: recovered.tip,
+        indexer: Indexer::start(index, staged)?,
+        pending_rows: Vec::new(),
+        rows_sent: Instant::now(),
+        inbox_checked: Instant::now() - Duration::from_secs(3600),
+        inbox_taken: Vec::new(),
+    };
+    let thread = std::thread::Builder::new().name("vaidya-audit".into()).spawn(move || flusher.run())?;
+    Ok((shared, thread))
+}
+
+struct Recovered {
+    tip: Tip,
+    /// The last segment and its length.
+    last_segment: Option<(u64, u64)>,
+    /// Keys of the entries after the last checkpoint (see `inbox::appended_key`).
+    appended: HashSet<[u8; 32]>,
+}
+
+/// Find the journal's end: start from the last signed checkpoint's tip and position and read
+/// forward, checking each frame; cut off a frame that a crash left half-written at the very end.
+fn recover(dir: &Path, db: &Connection) -> Result<Recovered, AuditError> {
+    type Cp = (u64, Vec<u8>, u64, u64, Vec<u8>, i64);
+    let cp: Option<Cp> = db
+        .query_row("SELECT tree_size, edge, seg, off, last_leaf, last_time_ms FROM checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64, r.get(4)?, r.get(5)?))
+        })
+        .optional()?;
+    let segs = journal::segments(dir)?;
+    let (mut tip, from) = match cp {
+        None => (Tip::genesis(), Pos { seg: segs.first().copied().unwrap_or(1), off: HEADER }),
+        Some((size, edge, seg, off, last_leaf, last_time_ms)) => {
+            let frontier = Frontier::decode(&edge).ok_or_else(|| AuditError::Corrupt("the last checkpoint's tree edge is unreadable".into()))?;
+            let prev: [u8; 32] = last_leaf.try_into().map_err(|_| AuditError::Corrupt("the last checkpoint's leaf hash is unreadable".into()))?;
+            let len = std::fs::metadata(journal::segment_path(dir, seg)).map(|m| m.len()).unwrap_or(0);
+            if len < off {
+                return Err(AuditError::Corrupt(format!(
+                    "the audit journal ends before the last signed checkpoint (entry {size}): entries were removed; run `vaidya audit verify`"
+                )));
+            }
+            (Tip { size, prev_hash: EntryHash(prev), last_time_ms, frontier }, Pos { seg, off })
+        }
+    };
+    // A segment created just before a crash may lack its header: it holds no entries.
+    if let Some(&last) = segs.last() {
+        let path = journal::segment_path(dir, last);
+        let len = std::fs::metadata(&path)?.len();
+        if len < HEADER {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            f.set_len(0)?;
+            f.write_all(MAGIC)?;
+            f.sync_all()?;
+        }
+    }
+    let mut appended = HashSet::new();
+    journal::walk(dir, from, |seg, next| {
+        match next {
+            Next::Frame(f) => {
+                let entry = tip.take(&f)?;
+                if f.off == HEADER && entry.seq != seg {
+                    return Err(AuditError::Corrupt(format!("journal segment {seg} starts with entry {}", entry.seq)));
+                }
+                if let Some(k) = crate::inbox::appended_key(&entry) {
+                    appended.insert(k);
+                }
+            }
+            Next::Torn(off) => {
+                tracing::warn!(segment = seg, offset = off, "audit journal ends in a frame cut short by a crash; cutting it off (it was never acknowledged)");
+                let f = std::fs::OpenOptions::new().write(true).open(journal::segment_path(dir, seg))?;
+                f.set_len(off)?;
+                f.sync_all()?;
+            }
+            Next::End => {}
+        }
+        Ok(true)
+    })?;
+    let last_segment = match segs.last() {
+        Some(&seg) => Some((seg, std::fs::metadata(journal::segment_path(dir, seg))?.len())),
+        None => None,
+    };
+    Ok(Recovered { tip, last_segment, appended })
+}
+
+/// Index the entries the index lacks (after a crash, or when `index.db` was deleted); returns
+/// how many rows are staged.
+fn catch_up_index(dir: &Path, index: &Connection, size: u64) -> Result<u64, AuditError> {
+    let (seq, from) = crate::index::marker(index)?;
+    if seq > size {
+        return Err(AuditError::Corrupt(format!(
+            "the audit index names {seq} entries but the journal holds {size}: entries were removed; run `vaidya audit verify`"
+        )));
+    }
+    if seq < size {
+        let started = Instant::now();
+        let mut tip = Tip { size: seq, ..Tip::genesis() };
+        let mut rows = Vec::new();
+        journal::walk(dir, from, |seg, next| {
+            if let Next::Frame(f) = next {
+                // Only the sequence matters here; recovery has checked the chain.
+                let entry = Entry::decode(&f.entry).map_err(|e| AuditError::Corrupt(format!("journal entry {}: {e}", tip.size + 1)))?;
+                tip.size = entry.seq;
+                let (user, patients) = crate::verify::content_keys(&entry).map_err(|e| AuditError::Corrupt(format!("journal entry {}: {e}", entry.seq)))?;
+                rows.push(IndexRow { seq: entry.seq, time_ms: entry.time_ms, user, patients, pos: Pos { seg, off: f.off }, frame_len: f.end() - f.off });
+                if rows.len() >= INDEX_BATCH {
+                    crate::index::write(index, &std::mem::take(&mut rows))?;
+                }
+            }
+            Ok(true)
+        })?;
+        crate::index::write(index, &rows)?;
+        tracing::info!(entries = size - seq, ms = started.elapsed().as_millis() as u64, "audit index brought up to date from the journal");
+    }
+    crate::index::staged(index)
+}
+
+struct Flusher {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    key: LedgerKey,
+    db: Connection,
+    /// The current segment (0: none yet) and its length.
+    seg: u64,
+    file: Option<File>,
+    len: u64,
+    /// A new segment starts once the current one holds this many bytes.
+    segment_bytes: u64,
+    /// The last signed checkpoint: (tree size, time).
+    last_cp: (u64, i64),
+    /// The tip as far as the journal is on disk (what checkpoints sign).
+    durable: Tip,
+    indexer: Indexer,
+    pending_rows: Vec<IndexRow>,
+    rows_sent: Instant,
+    inbox_checked: Instant,
+    /// Inbox rows appended but not yet flushed: (row id, sequence number).
+    inbox_taken: Vec<(i64, u64)>,
+}
+
+/// One buffer taken from the callers.
+struct Batch {
+    buf: Vec<u8>,
+    waiters: Vec<Reply>,
+    rows: Vec<IndexRow>,
+    /// The tip after this batch.
+    tip: Tip,
+    /// Whether a checkpoint is due once it is on disk.
+    checkpoint_due: bool,
+}
+
+impl Flusher {
+    fn run(mut self) {
+        let idle = Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64);
+        let mut spare: Vec<u8> = Vec::new();
+        self.take_inbox();
+        loop {
+            let batch = {
+                let mut st = self.shared.state.lock().expect("not poisoned");
+                while st.buf.is_empty() && !st.stop {
+                    let (guard, timeout) = self.shared.wake.wait_timeout(st, idle).expect("not poisoned");
+                    st = guard;
+                    if timeout.timed_out() && st.buf.is_empty() && !st.stop {
+                        drop(st);
+                        self.idle();
+                        st = self.shared.state.lock().expect("not poisoned");
+                    }
+                }
+                if st.buf.is_empty() {
+                    // Stopping, and nothing left to write.
+                    drop(st);
+                    self.finish();
+                    return;
+                }
+                let due = st.tip.size >= self.last_cp.0 + CHECKPOINT_EVERY_ENTRIES || now_ms() - self.last_cp.1 >= CHECKPOINT_INTERVAL_MS;
+                spare.clear();
+                Batch {
+                    buf: std::mem::replace(&mut st.buf, std::mem::take(&mut spare)),
+                    waiters: std::mem::take(&mut st.waiters),
+                    rows: std::mem::take(&mut st.rows),
+                    tip: st.tip.clone(),
+                    checkpoint_due: due,
+                }
+            };
+            spare = self.flush(batch);
         }
     }
 
-    fn hand_over(&mut self, replies: Vec<Reply>) {
-        if let Some(tx) = &self.tx {
-            match tx.send(replies) {
-                Ok(()) => self.handed += 1,
-                Err(std::sync::mpsc::SendError(replies)) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(AuditError::WriterGone));
+    /// Write and flush one batch, answer its callers, then do what is due. Returns the buffer
+    /// for reuse.
+    fn flush(&mut self, mut batch: Batch) -> Vec<u8> {
+        let started = Instant::now();
+        let first_seq = batch.rows.first().map(|r| r.seq).unwrap_or(0);
+        let last_seq = batch.rows.last().map(|r| r.seq).unwrap_or(0);
+        let written = self.write(first_seq, &batch.buf);
+        let c = self.shared.counters.clone();
+        match &written {
+            Ok(base) => {
+                for w in batch.waiters.drain(..) {
+                    let _ = w.send(Ok(()));
+                }
+                c.commits.fetch_add(1, Relaxed);
+                c.events.fetch_add(batch.rows.len() as u64, Relaxed);
+                for mut r in batch.rows.drain(..) {
+                    r.pos = Pos { seg: self.seg, off: base + r.pos.off };
+                    self.pending_rows.push(r);
+                }
+                self.forget_flushed_inbox_rows(last_seq);
+                self.durable = batch.tip;
+                if batch.checkpoint_due {
+                    self.checkpoint();
+                }
+            }
+            Err(e) => {
+                c.failed.fetch_add(1, Relaxed);
+                tracing::error!("audit journal write failed, {} events not recorded: {e}", batch.rows.len());
+                self.shared.state.lock().expect("not poisoned").broken = Some(e.clone());
+                for w in batch.waiters.drain(..) {
+                    let _ = w.send(Err(AuditError::CommitFailed(e.clone())));
+                }
+            }
+        }
+        if self.pending_rows.len() >= INDEX_BATCH || self.rows_sent.elapsed() >= INDEX_INTERVAL {
+            self.send_rows();
+        }
+        if self.inbox_checked.elapsed() >= Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64) {
+            self.take_inbox();
+        }
+        c.busy_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        let mut buf = batch.buf;
+        buf.clear();
+        buf
+    }
+
+    /// Append `buf` (frames starting with entry `first_seq`) to the journal and flush it; the
+    /// offset in the current segment where `buf` starts.
+    fn write(&mut self, first_seq: u64, buf: &[u8]) -> Result<u64, String> {
+        let t = Instant::now();
+        if self.seg == 0 || self.len >= self.segment_bytes {
+            self.new_segment(first_seq)?;
+        }
+        if self.file.is_none() {
+            let path = journal::segment_path(&self.dir, self.seg);
+            let f = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            self.file = Some(f);
+        }
+        let file = self.file.as_mut().expect("opened above");
+        let base = self.len;
+        file.write_all(buf).map_err(|e| format!("cannot write the audit journal: {e}"))?;
+        let c = &self.shared.counters;
+        c.commit_us.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+        let t = Instant::now();
+        file.sync_data().map_err(|e| format!("cannot flush the audit journal: {e}"))?;
+        c.sync_us.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+        c.syncs.fetch_add(1, Relaxed);
+        self.len += buf.len() as u64;
+        Ok(base)
+    }
+
+    /// Close the current segment and start one named `first_seq`; its name made durable.
+    fn new_segment(&mut self, first_seq: u64) -> Result<(), String> {
+        if let Some(f) = self.file.take() {
+            f.sync_all().map_err(|e| format!("cannot flush the audit journal: {e}"))?;
+        }
+        let path = journal::segment_path(&self.dir, first_seq);
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        f.write_all(MAGIC).and_then(|()| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let jdir = journal::journal_dir(&self.dir);
+        File::open(&jdir).and_then(|d| d.sync_all()).map_err(|e| format!("cannot flush {}: {e}", jdir.display()))?;
+        self.seg = first_seq;
+        self.len = HEADER;
+        self.file = Some(f);
+        Ok(())
+    }
+
+    /// Sign the tree as far as it is on disk, and store the checkpoint with the position.
+    fn checkpoint(&mut self) {
+        let tip = &self.durable;
+        if tip.size == 0 || tip.size <= self.last_cp.0 {
+            return;
+        }
+        let result = (|| -> Result<i64, AuditError> {
+            let root = tip.frontier.root(tip.size).map_err(|e| AuditError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
+            let time_ms = now_ms().max(tip.last_time_ms);
+            let note = vaidya_ledger::sign_checkpoint_for(&self.key, &crate::origin(self.key.name()), tip.size, root, time_ms);
+            self.db.prepare_cached(
+                "INSERT INTO checkpoint (tree_size, time_ms, note, edge, seg, off, last_leaf, last_time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                tip.size as i64,
+                time_ms,
+                note,
+                tip.frontier.encode(),
+                self.seg as i64,
+                self.len as i64,
+                &tip.prev_hash.0[..],
+                tip.last_time_ms
+            ])?;
+            Ok(time_ms)
+        })();
+        match result {
+            Ok(time_ms) => self.last_cp = (tip.size, time_ms),
+            Err(e) => tracing::error!("audit checkpoint at {} entries failed: {e}", tip.size),
+        }
+    }
+
+    /// Nothing arrived for a while: sign what is unsigned, hand over index rows, look at the inbox.
+    fn idle(&mut self) {
+        self.checkpoint();
+        self.send_rows();
+        self.take_inbox();
+    }
+
+    fn finish(mut self) {
+        self.checkpoint();
+        self.send_rows();
+        self.indexer.stop();
+        if let Err(e) = self.db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::error!("audit database WAL checkpoint failed: {e}");
+        }
+        tracing::debug!(entries = self.durable.size, "audit writer stopped");
+    }
+
+    fn send_rows(&mut self) {
+        self.rows_sent = Instant::now();
+        if !self.pending_rows.is_empty() {
+            self.indexer.send(std::mem::take(&mut self.pending_rows));
+        }
+    }
+
+    /// Append waiting inbox rows (they are flushed with the next batch, and deleted then).
+    fn take_inbox(&mut self) {
+        self.inbox_checked = Instant::now();
+        if !self.inbox_taken.is_empty() {
+            return; // the last ones are not flushed yet
+        }
+        let rows = match crate::inbox::waiting(&self.db) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!("audit inbox unreadable: {e}");
+                return;
+            }
+        };
+        for (id, user, json) in rows {
+            match crate::inbox::check_row(user, json) {
+                Ok(p) => match self.shared.append_unanswered(vec![p]) {
+                    Ok(seq) => self.inbox_taken.push((id, seq)),
+                    Err(e) => {
+                        tracing::error!("audit inbox row {id} not appended: {e}");
+                        return;
+                    }
+                },
+                Err(reason) => {
+                    tracing::error!("audit inbox row {id} rejected (kept in the inbox): {reason}");
+                    if let Err(e) = self.db.execute("UPDATE inbox SET rejected = ?2 WHERE id = ?1", params![id, reason]) {
+                        tracing::error!("audit inbox row {id} could not be marked rejected: {e}");
                     }
                 }
             }
         }
     }
 
-    /// Answer everything handed over, then stop the thread.
+    /// Delete inbox rows whose entries are now on disk (exactly once: see `inbox`).
+    fn forget_flushed_inbox_rows(&mut self, flushed_to: u64) {
+        let done: Vec<i64> = self.inbox_taken.iter().filter(|(_, seq)| *seq <= flushed_to).map(|(id, _)| *id).collect();
+        if done.is_empty() {
+            return;
+        }
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.db.unchecked_transaction()?;
+            for id in &done {
+                tx.execute("DELETE FROM inbox WHERE id = ?1", [id])?;
+            }
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => self.inbox_taken.retain(|(_, seq)| *seq > flushed_to),
+            Err(e) => tracing::error!("audit inbox rows appended but not deleted (they will be recognised at the next start): {e}"),
+        }
+    }
+}
+
+/// The thread that writes index rows to `index.db`, so that the flusher never waits for SQLite.
+struct Indexer {
+    tx: Option<std::sync::mpsc::Sender<Vec<IndexRow>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Indexer {
+    fn start(conn: Connection, mut staged: u64) -> Result<Indexer, AuditError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<IndexRow>>();
+        let thread = std::thread::Builder::new().name("vaidya-audit-index".into()).spawn(move || {
+            while let Ok(mut rows) = rx.recv() {
+                while let Ok(more) = rx.try_recv() {
+                    rows.extend(more);
+                }
+                let t = Instant::now();
+                match crate::index::write(&conn, &rows) {
+                    Ok(()) => staged += rows.len() as u64,
+                    // The rows are not lost: the next start indexes the journal from the marker.
+                    Err(e) => tracing::error!("audit index write failed ({} entries; rebuilt at the next start): {e}", rows.len()),
+                }
+                if staged >= MERGE_EVENTS {
+                    match crate::index::merge(&conn) {
+                        Ok(()) => staged = 0,
+                        Err(e) => tracing::error!("audit index merge failed: {e}"),
+                    }
+                }
+                tracing::trace!(rows = rows.len(), ms = t.elapsed().as_millis() as u64, "audit index rows written");
+            }
+            if staged > 0
+                && let Err(e) = crate::index::merge(&conn)
+            {
+                tracing::error!("audit index merge failed: {e}");
+            }
+            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        })?;
+        Ok(Indexer { tx: Some(tx), thread: Some(thread) })
+    }
+
+    fn send(&self, rows: Vec<IndexRow>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(rows);
+        }
+    }
+
     fn stop(&mut self) {
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
-}
-
-/// `fdatasync` the WAL. The file is opened on first use (SQLite creates it with the first
-/// write) and the directory is flushed once then, so that the WAL's name is durable too.
-fn flush_wal(file: &mut Option<std::fs::File>, wal: &Path, dir: &Path) -> Result<(), String> {
-    if file.is_none() {
-        let f = std::fs::File::open(wal).map_err(|e| format!("cannot open {}: {e}", wal.display()))?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("cannot flush {}: {e}", dir.display()))?;
-        *file = Some(f);
-    }
-    file.as_ref().expect("opened above").sync_data().map_err(|e| format!("cannot flush {}: {e}", wal.display()))
-}
-
-impl Writer {
-    pub(crate) fn new(conn: Connection, db: &Path, key: LedgerKey, stats: Arc<Counters>) -> Result<Writer, AuditError> {
-        let tip = load_tip(&conn)?;
-        let syncer = Syncer::start(db, stats.clone())?;
-        Ok(Writer { conn, tip, key, stats, syncer, inbox_checked: Instant::now() })
-    }
-
-    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("audit writer cannot start: {e}");
-                return;
-            }
-        };
-        let idle = Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64);
-        let mut batch: Vec<Call> = Vec::new();
-        self.drain_inbox();
-        loop {
-            let first = rt.block_on(async { tokio::time::timeout(idle, rx.recv()).await });
-            let mut shutdown = None;
-            match first {
-                Err(_) => {
-                    // Idle: sign what is unsigned, so a quiet night still ends in a checkpoint,
-                    // and move staged index rows while nobody waits; take other processes' events.
-                    self.drain_inbox();
-                    self.maintain(false);
-                    continue;
-                }
-                Ok(None) => {
-                    self.shutdown();
-                    return;
-                }
-                Ok(Some(Msg::Shutdown(done))) => {
-                    self.shutdown();
-                    let _ = done.send(());
-                    return;
-                }
-                Ok(Some(Msg::Record(events, reply))) => batch.push((events, reply)),
-            }
-            // Let events gather while the previous commit is flushed.
-            self.syncer.wait_for_flush();
-            let mut n: usize = batch[0].0.len();
-            while n < MAX_EVENTS_PER_COMMIT {
-                match rx.try_recv() {
-                    Ok(Msg::Record(events, reply)) => {
-                        n += events.len();
-                        batch.push((events, reply));
-                    }
-                    Ok(Msg::Shutdown(done)) => {
-                        shutdown = Some(done);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.commit(&mut batch);
-            if let Some(done) = shutdown {
-                self.shutdown();
-                let _ = done.send(());
-                return;
-            }
-        }
-    }
-
-    fn commit(&mut self, batch: &mut Vec<Call>) {
-        let started = Instant::now();
-        let tip_before = self.tip.clone();
-        // Every caller in the batch hears the commit's outcome, whatever happens below.
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut calls = Vec::with_capacity(batch.len());
-        for (prepared, reply) in batch.drain(..) {
-            replies.push(reply);
-            calls.push(prepared);
-        }
-        let mut events = 0usize;
-        let result = (|| -> Result<(), AuditError> {
-            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-            for p in calls.into_iter().flatten() {
-                events += 1;
-                self.append(p)?;
-            }
-            if self.inbox_checked.elapsed() >= Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64) {
-                events += self.take_inbox()?;
-            }
-            if self.tip.staged >= MERGE_EVENTS {
-                self.merge_staged()?;
-            }
-            self.checkpoint_if_due(false)?;
-            let t = Instant::now();
-            self.conn.prepare_cached("COMMIT")?.execute([])?;
-            self.stats.commit_us.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                self.stats.commits.fetch_add(1, Relaxed);
-                self.stats.events.fetch_add(events as u64, Relaxed);
-                // Answered once the WAL holding this commit is flushed.
-                self.syncer.hand_over(replies);
-            }
-            Err(e) => {
-                self.stats.failed.fetch_add(1, Relaxed);
-                tracing::error!("audit commit of {events} events failed: {e}");
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.tip = tip_before;
-                for reply in replies {
-                    let _ = reply.send(Err(AuditError::CommitFailed(e.to_string())));
-                }
-            }
-        }
-        self.stats.busy_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-    }
-
-    fn append(&mut self, p: Prepared) -> Result<(), AuditError> {
-        let seq = self.tip.size + 1;
-        let time_ms = now_ms().max(self.tip.last_time_ms);
-        let id = seq.to_string();
-        // `{"resourceType":"AuditEvent","id":"<seq>",` + the rest of the caller's JSON.
-        let rest = &p.json[JSON_PREFIX.len()..];
-        let mut content = Vec::with_capacity(p.json.len() + id.len() + 8);
-        content.extend_from_slice(JSON_PREFIX);
-        content.extend_from_slice(b"\"id\":\"");
-        content.extend_from_slice(id.as_bytes());
-        content.extend_from_slice(b"\",");
-        content.extend_from_slice(rest);
-        let entry = Entry {
-            seq,
-            time_ms,
-            author: p.user,
-            op: Op::Put,
-            resource_type: "AuditEvent".into(),
-            resource_id: id,
-            version: 1,
-            content,
-            prev_hash: self.tip.prev_hash,
-        };
-        let bytes = entry.encode();
-        let leaf = hash_encoded(&bytes);
-        self.conn.prepare_cached("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)")?.execute(params![seq as i64, bytes])?;
-        let (first, hashes) = self
-            .tip
-            .frontier
-            .append(seq - 1, leaf, Some(&self.conn))
-            .map_err(|e| AuditError::Corrupt(format!("Merkle tree hashes unreadable at entry {seq}: {e}")))?;
-        let mut stmt = self.conn.prepare_cached("INSERT INTO tree_hash (idx, hash) VALUES (?1, ?2)")?;
-        for (i, h) in hashes.iter().enumerate() {
-            stmt.execute(params![(first + i as u64) as i64, &h.0[..]])?;
-        }
-        self.conn
-            .prepare_cached("INSERT INTO audit_user_new (seq, user, time_ms) VALUES (?1, ?2, ?3)")?
-            .execute(params![seq as i64, entry.author, time_ms])?;
-        let mut stmt = self.conn.prepare_cached("INSERT INTO audit_patient_new (seq, patient, time_ms) VALUES (?1, ?2, ?3)")?;
-        for patient in &p.patients {
-            stmt.execute(params![seq as i64, patient, time_ms])?;
-        }
-        self.tip.staged += 1;
-        self.tip.size = seq;
-        self.tip.prev_hash = leaf;
-        self.tip.last_time_ms = time_ms;
-        Ok(())
-    }
-
-    /// Append waiting inbox rows (inside the caller's transaction), deleting each: the count
-    /// appended. Rows that cannot be entries are marked rejected and kept.
-    fn take_inbox(&mut self) -> Result<usize, AuditError> {
-        self.inbox_checked = Instant::now();
-        let rows = crate::inbox::waiting(&self.conn)?;
-        let mut n = 0;
-        for (id, user, json) in rows {
-            match crate::inbox::check_row(user, json) {
-                Ok(p) => {
-                    self.append(p)?;
-                    self.conn.prepare_cached("DELETE FROM inbox WHERE id = ?1")?.execute([id])?;
-                    n += 1;
-                }
-                Err(reason) => {
-                    tracing::error!("audit inbox row {id} rejected (kept in the inbox): {reason}");
-                    self.conn.prepare_cached("UPDATE inbox SET rejected = ?2 WHERE id = ?1")?.execute(params![id, reason])?;
-                }
-            }
-        }
-        Ok(n)
-    }
-
-    /// Take waiting inbox rows in a transaction of their own (at start and when idle).
-    fn drain_inbox(&mut self) {
-        self.inbox_checked = Instant::now();
-        match crate::inbox::any_waiting(&self.conn) {
-            Ok(false) => return,
-            Ok(true) => {}
-            Err(e) => {
-                tracing::error!("audit inbox unreadable: {e}");
-                return;
-            }
-        }
-        let tip_before = self.tip.clone();
-        let result = (|| -> Result<usize, AuditError> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let n = self.take_inbox()?;
-            self.checkpoint_if_due(false)?;
-            self.conn.execute_batch("COMMIT")?;
-            Ok(n)
-        })();
-        match result {
-            Ok(n) => {
-                self.stats.events.fetch_add(n as u64, Relaxed);
-                tracing::debug!(events = n, "audit inbox taken into the ledger");
-            }
-            Err(e) => {
-                tracing::error!("audit inbox could not be taken into the ledger: {e}");
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.tip = tip_before;
-            }
-        }
-    }
-
-    fn checkpoint_if_due(&mut self, force: bool) -> Result<(), AuditError> {
-        let now = now_ms();
-        let unsigned = self.tip.size - self.tip.checkpoint_size;
-        let due = force
-            || now - self.tip.checkpoint_time_ms >= CHECKPOINT_INTERVAL_MS
-            || unsigned >= CHECKPOINT_EVERY_ENTRIES;
-        if unsigned == 0 || !due {
-            return Ok(());
-        }
-        let root = self
-            .tip
-            .frontier
-            .root(self.tip.size, Some(&self.conn))
-            .map_err(|e| AuditError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
-        let time_ms = now.max(self.tip.last_time_ms);
-        let note = vaidya_ledger::sign_checkpoint_for(&self.key, &crate::origin(self.key.name()), self.tip.size, root, time_ms);
-        self.conn
-            .prepare_cached("INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
-            .execute(params![self.tip.size as i64, time_ms, note])?;
-        self.tip.checkpoint_size = self.tip.size;
-        self.tip.checkpoint_time_ms = time_ms;
-        Ok(())
-    }
-
-    /// Move the staged index rows into the ordered indexes, in one sorted pass each.
-    fn merge_staged(&mut self) -> Result<(), AuditError> {
-        let t = Instant::now();
-        self.conn.execute_batch(
-            "INSERT INTO audit_patient (patient, seq, time_ms) SELECT patient, seq, time_ms FROM audit_patient_new ORDER BY patient, seq;
-             DELETE FROM audit_patient_new;
-             INSERT INTO audit_user (user, seq, time_ms) SELECT user, seq, time_ms FROM audit_user_new ORDER BY user, seq;
-             DELETE FROM audit_user_new;",
-        )?;
-        tracing::debug!(events = self.tip.staged, ms = t.elapsed().as_millis() as u64, "audit index rows merged");
-        self.tip.staged = 0;
-        Ok(())
-    }
-
-    /// When idle or stopping: merge staged index rows and sign a checkpoint (forced: even if
-    /// the last one is recent), in a transaction of their own.
-    fn maintain(&mut self, force: bool) {
-        if self.tip.size == self.tip.checkpoint_size && self.tip.staged == 0 {
-            return;
-        }
-        let tip_before = self.tip.clone();
-        let result = (|| -> Result<(), AuditError> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            if self.tip.staged > 0 {
-                self.merge_staged()?;
-            }
-            self.checkpoint_if_due(force)?;
-            self.conn.execute_batch("COMMIT")?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::error!("audit checkpoint or index merge failed: {e}");
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.tip = tip_before;
-        }
-    }
-
-    fn shutdown(&mut self) {
-        tracing::debug!(
-            commits = self.stats.commits.load(Relaxed),
-            busy_ms = self.stats.busy_us.load(Relaxed) / 1000,
-            entries = self.tip.size,
-            "audit writer stopping"
-        );
-        self.drain_inbox();
-        self.maintain(true);
-        // Answer every caller still waiting for a flush before the checkpoint below moves
-        // (and syncs) the WAL into the database.
-        self.syncer.stop();
-        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-            tracing::error!("audit WAL checkpoint failed: {e}");
-        }
-    }
-}
-
-fn load_tip(conn: &Connection) -> Result<Tip, AuditError> {
-    let last: Option<(i64, Vec<u8>)> = conn
-        .query_row("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (size, prev_hash, last_time_ms) = match last {
-        None => (0, vaidya_ledger::GENESIS_PREV, 0),
-        Some((seq, bytes)) => {
-            let entry = Entry::decode(&bytes).map_err(|e| AuditError::Corrupt(format!("entry {seq}: {e}")))?;
-            (seq as u64, hash_encoded(&bytes), entry.time_ms)
-        }
-    };
-    let (checkpoint_size, checkpoint_time_ms): (i64, i64) = conn
-        .query_row("SELECT tree_size, time_ms FROM checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?
-        .unwrap_or((0, 0));
-    let staged: i64 = conn.query_row("SELECT count(*) FROM audit_user_new", [], |r| r.get(0))?;
-    Ok(Tip {
-        staged: staged as u64,
-        size,
-        prev_hash,
-        last_time_ms,
-        checkpoint_size: checkpoint_size as u64,
-        checkpoint_time_ms,
-        frontier: Frontier::default(),
-    })
 }
