@@ -1,4 +1,4 @@
-//! `vaidya audit`: check, read and export the audit ledger (`<data>/audit/audit.db`).
+//! `vaidya audit`: check, read and export the audit ledger (`<data>/audit/`).
 
 use super::DataArgs;
 use crate::datadir;
