@@ -8,7 +8,7 @@
 //! Each caller is a tokio task (2 worker threads, like the server on this machine) that
 //! records one realistic event (a doctor reading a Patient: user, role, token, IP address, user
 //! agent, purpose) at a time and waits until it is durable, as a request handler would. The
-//! database is a fresh `audit.db` in `--dir` (default: the system temp dir; use the disk the
+//! ledger is a fresh audit directory in `--dir` (default: the system temp dir; use the disk the
 //! data directory lives on).
 
 use std::time::{Duration, Instant};
@@ -81,7 +81,7 @@ fn main() {
         started.elapsed().as_secs_f64() * 1e6 / n as f64,
         bytes / n as usize
     );
-    println!("| callers | events | seconds | events/s | p50 ms | p99 ms | max ms | commits | events/commit | disk bytes/event | writer busy | of which COMMIT (WAL write) | flushes | ms/flush | audit threads' CPU µs/event |");
+    println!("| callers | events | seconds | events/s | p50 ms | p99 ms | max ms | flushes | events/flush | disk bytes/event | flusher busy | of which write | syncs | ms/sync | audit threads' CPU µs/event |");
     println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut verified = Vec::new();
     for &callers in &a.callers {

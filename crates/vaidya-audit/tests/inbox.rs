@@ -86,3 +86,39 @@ fn rows_not_written_by_the_recorder_are_kept_aside_not_appended() {
     audit.shutdown();
     assert_eq!(vaidya_audit::verify(dir.path(), &verifier).unwrap().entries, 1);
 }
+
+#[test]
+fn an_inbox_row_whose_entry_was_flushed_just_before_a_crash_is_not_appended_twice() {
+    // The crash window: the writer flushed the row's entry but died before deleting the row
+    // (and before the next checkpoint). Built here by hand: the entry appended, the final
+    // checkpoint removed, the row put back into the inbox.
+    let dir = tempfile::tempdir().unwrap();
+    let k = key();
+    let verifier = k.verifier_text().to_string();
+    let copy = || vaidya_ledger::LedgerKey::from_private(k.private_text()).unwrap();
+    let audit = Audit::open(dir.path(), copy()).unwrap();
+    audit.record_blocking(vec![read_event(1)]).unwrap();
+    drop(audit);
+    let audit = Audit::open(dir.path(), copy()).unwrap();
+    let event = account_event("user-add", "clerk9");
+    audit.record_blocking(vec![event.clone()]).unwrap();
+    drop(audit);
+    let conn = rusqlite::Connection::open(dir.path().join(vaidya_audit::DB_FILE)).unwrap();
+    conn.execute_batch("DROP TRIGGER checkpoint_no_delete; DELETE FROM checkpoint WHERE tree_size = 2;").unwrap();
+    conn.execute("INSERT INTO inbox (time_ms, user, json) VALUES (0, 'os:operator', ?1)", [event.to_fhir_json()]).unwrap();
+    // A different event still waiting is appended as usual.
+    conn.execute("INSERT INTO inbox (time_ms, user, json) VALUES (0, 'os:operator', ?1)", [account_event("user-add", "clerk10").to_fhir_json()])
+        .unwrap();
+    drop(conn);
+    let audit = Audit::open(dir.path(), copy()).unwrap();
+    let events = wait_for(dir.path(), "os:operator", 2);
+    drop(audit);
+    let targets: Vec<&str> = events.iter().map(|e| e["entity"][0]["what"]["identifier"]["value"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["clerk9", "clerk10"], "clerk9 once, clerk10 appended");
+    let waiting: i64 = rusqlite::Connection::open(dir.path().join(vaidya_audit::DB_FILE))
+        .unwrap()
+        .query_row("SELECT count(*) FROM inbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(waiting, 0);
+    assert_eq!(vaidya_audit::verify(dir.path(), &verifier).unwrap().entries, 3);
+}
