@@ -46,8 +46,8 @@ async function json(method, path, body, token) {
 
 // A staff account ready for the browser: one-time password changed, TOTP enrolled where the
 // role needs it. Returns what the person types, and (TOTP roles) the code for their browser login.
-async function account(name, role) {
-  const oneTime = vaidya('user', 'add', '--data', data, '--name', name, '--role', role).match(/One-time password: (\S+)/)[1];
+async function account(name, role, ...extra) {
+  const oneTime = vaidya('user', 'add', '--data', data, '--name', name, '--role', role, ...extra).match(/One-time password: (\S+)/)[1];
   let code, next;
   if (['privacy-officer', 'auditor', 'admin'].includes(role)) {
     const secret = vaidya('user', 'totp', '--data', data, '--name', name).match(/Secret: (\S+)/)[1];
@@ -387,4 +387,101 @@ test('a new staff account signs in with its one-time password and must choose it
   await choose(oneTime, NEW_PASSWORD, NEW_PASSWORD);
   assert.equal(new URL(page.url()).pathname, '/ui/registration');
   await page.close();
+});
+
+test('the OPD: walk-in tokens (a double submit gives one), a booking, calling the next patient, the consultation, and the queue board', async () => {
+  const clerk = await account('opd.ravi', 'registration');
+  const doctor = await account('dr.sharma.ui', 'doctor', '--department', 'gen-med', '--practitioner', 'dr-sharma');
+  const token = vaidya('token', '--data', data, '--user', 'opd.ravi').trim();
+  const uhids = (await json('GET', '/fhir/Patient?_count=3&_sort=_id', undefined, token)).body.entry
+    .map((e) => e.resource.identifier.find((i) => i.system === 'https://vaidya.dev/fhir/sid/uhid').value);
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/login`);
+  await signIn(page, clerk);
+  await page.click('#opd-link');
+  await page.click('#dept-gen-med');
+  await page.waitForSelector('#walk-in-form');
+
+  // A mistyped UHID is said beside the form; nothing is made.
+  await page.fill('#walk-in-uhid', '1234');
+  await page.click('#walk-in');
+  assert.match(await page.textContent('#opd-error'), /12-digit UHID/);
+
+  // A walk-in gets today's first token.
+  await page.fill('#walk-in-uhid', uhids[0]);
+  await page.click('#walk-in');
+  await page.waitForSelector('#opd-notice');
+  assert.match(await page.textContent('#opd-notice'), /GENMED-001/);
+  assert.match(await page.textContent('#queue'), /GENMED-001/);
+
+  // The same walk-in form posted twice at once: one token.
+  await page.fill('#walk-in-uhid', uhids[1]);
+  const form = new URLSearchParams();
+  for (const name of ['csrf', 'key', 'date', 'uhid']) form.set(name, await page.inputValue(`#walk-in-form [name=${name}]`));
+  const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+  const post = () => fetch(`${base}/ui/opd/gen-med/walk-in`, {
+    method: 'POST', redirect: 'manual', body: form,
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+  });
+  const [a, b] = await Promise.all([post(), post()]);
+  for (const r of [a, b]) assert.ok([303, 409].includes(r.status), `status ${r.status}`);
+  await page.goto(`${base}/ui/opd/gen-med`);
+  const tokens = await page.locator('#queue tbody td:first-child').allTextContents();
+  assert.deepEqual(tokens.filter((t) => t.startsWith('GENMED-')).sort(), ['GENMED-001', 'GENMED-002'], 'two walk-ins, two tokens');
+
+  // A booking on the next day with free General Medicine slots.
+  const slot = (await json('GET', '/fhir/Slot?schedule=Schedule/dr-sharma-opd&status=free&_sort=start&_count=1', undefined, token)).body.entry[0].resource;
+  const day = new Date(Date.parse(slot.start) + 330 * 60_000).toISOString().slice(0, 10); // IST date
+  await page.goto(`${base}/ui/opd/gen-med?date=${day}`);
+  const rowsOf = () => page.locator('#queue tbody tr', { hasText: uhids[2] }).allTextContents();
+  const before = (await rowsOf()).length;
+  await page.fill('#book-uhid', uhids[2]);
+  await page.selectOption('#slot', slot.id);
+  await page.click('#book');
+  await page.waitForSelector('#opd-notice');
+  const after = await rowsOf();
+  assert.equal(after.length, before + 1, 'one new booking');
+  assert.ok(after.every((r) => /Booked/.test(r)), after.join('|'));
+  await shot(page, 'opd-day-booked');
+
+  // Calling: the lowest waiting token first; the board shows it as called.
+  await page.goto(`${base}/ui/opd/gen-med`);
+  await page.click('#call-next');
+  await page.waitForLoadState('domcontentloaded');
+  assert.match(await page.locator('#queue tbody tr', { hasText: 'GENMED-001' }).textContent(), /Called/);
+  await shot(page, 'opd-day');
+  const board = await browser.newPage();
+  await board.context().addCookies(await page.context().cookies());
+  await board.goto(`${base}/ui/opd/gen-med/board`);
+  assert.match(await board.textContent('#calling'), /GENMED-001/);
+  assert.match(await board.textContent('#waiting'), /GENMED-002/);
+  assert.doesNotMatch(await board.content(), new RegExp(uhids[0]), 'the board shows tokens, not who holds them');
+  assert.match(await board.getAttribute('meta[http-equiv=refresh]', 'content'), /^\d+$/, 'the board reloads itself');
+  await shot(board, 'opd-board');
+
+  // The doctor of the department starts and ends the consultation; the board follows.
+  const desk = await browser.newPage();
+  await desk.goto(`${base}/ui/login`);
+  await signIn(desk, doctor);
+  await desk.goto(`${base}/ui/opd/gen-med`);
+  await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).locator('button[data-to=in-consultation]').click();
+  await desk.waitForLoadState('domcontentloaded');
+  assert.match(await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).textContent(), /With the doctor/);
+  await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).locator('button[data-to=done]').click();
+  await desk.waitForLoadState('domcontentloaded');
+  assert.match(await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).textContent(), /Seen/);
+  await board.reload();
+  assert.doesNotMatch(await board.textContent('#calling'), /GENMED-001/);
+
+  // A step the queue does not allow is refused with the reason, and changes nothing.
+  const form2 = new URLSearchParams({ csrf: form.get('csrf'), date: form.get('date'), appointment: 'no-such-appointment', to: 'done' });
+  const refused = await fetch(`${base}/ui/opd/gen-med/queue`, { method: 'POST', redirect: 'manual', body: form2, headers: { 'content-type': 'application/x-www-form-urlencoded', cookie } });
+  assert.equal(refused.status, 422);
+  assert.match(await refused.text(), /no-such-appointment is not known/);
+
+  // हिन्दी on the board.
+  await board.goto(`${base}/ui/lang?to=hi&next=/ui/opd/gen-med/board`);
+  assert.match(await board.textContent('#calling-h'), /अभी बुलाया जा रहा है/);
+  await shot(board, 'opd-board-hi');
+  for (const p of [page, board, desk]) await p.close();
 });

@@ -7,7 +7,9 @@ use crate::writer::IndexRow;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// `(seq, pos)`: the entries up to `seq` are indexed; the journal after them starts at `pos`.
-pub(crate) fn marker(conn: &Connection) -> Result<(u64, Pos), AuditError> {
+pub(crate) type Marker = (u64, Pos);
+
+pub(crate) fn marker(conn: &Connection) -> Result<Marker, AuditError> {
     let row: Option<(i64, i64, i64)> =
         conn.query_row("SELECT seq, seg, off FROM indexed WHERE one = 1", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
     Ok(match row {
@@ -68,7 +70,7 @@ pub(crate) enum Key<'a> {
 
 /// The positions of the indexed entries filed under `key`, in sequence order, and the marker
 /// (read in one snapshot).
-pub(crate) fn lookup(conn: &Connection, key: Key<'_>) -> Result<(Vec<(u64, Pos)>, (u64, Pos)), AuditError> {
+pub(crate) fn lookup(conn: &Connection, key: Key<'_>) -> Result<(Vec<(u64, Pos)>, Marker), AuditError> {
     let tx = conn.unchecked_transaction()?;
     let (sql, k) = match key {
         Key::Patient(p) => (

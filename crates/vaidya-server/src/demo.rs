@@ -143,6 +143,16 @@ fn opd_slots(today: LocalDate, now_ms: i64) -> Vec<DemoSlot> {
     out
 }
 
+/// The doctor whose OPD a demo slot belongs to (its schedule is `<doctor>-opd`).
+fn doctor_of(slot: &DemoSlot) -> &str {
+    slot.schedule.strip_suffix("-opd").unwrap_or(&slot.schedule)
+}
+
+/// The department of a demo slot's doctor.
+fn department_of(slot: &DemoSlot) -> &'static str {
+    DOCTORS.iter().find(|d| d.0 == doctor_of(slot)).map(|d| d.4).unwrap_or("gen-med")
+}
+
 /// The demo hospital as a transaction Bundle. `slots` are the generated OPD slots; `uhids`
 /// the patients' UHIDs, one per patient in order.
 pub fn bundle(slots: &[DemoSlot], uhids: &[String]) -> Value {
@@ -241,7 +251,11 @@ pub fn bundle(slots: &[DemoSlot], uhids: &[String]) -> Value {
         entries.push(entry(json!({
             "resourceType": "Appointment", "id": format!("appt-{}", n + 1), "status": "booked",
             "slot": [{"reference": format!("Slot/{}", s.id)}], "start": s.start, "end": s.end,
-            "participant": [{"actor": {"reference": format!("Patient/pt-{}", n + 1)}, "status": "accepted"}]
+            "participant": [
+                {"actor": {"reference": format!("Patient/pt-{}", n + 1)}, "status": "accepted"},
+                {"actor": {"reference": format!("Practitioner/{}", doctor_of(s))}, "status": "accepted"},
+                {"actor": {"reference": format!("HealthcareService/{}", department_of(s))}, "status": "accepted"}
+            ]
         })));
     }
     entries.push(entry(json!({

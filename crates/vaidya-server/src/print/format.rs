@@ -35,6 +35,11 @@ impl Zone {
         from_utc_ms(utc_ms, self.offset_minutes).ok().map(|(d, _)| d)
     }
 
+    /// The local time of day of a UTC instant.
+    pub fn time_of(&self, utc_ms: i64) -> Option<vaidya_domain::schedule::LocalTime> {
+        from_utc_ms(utc_ms, self.offset_minutes).ok().map(|(_, t)| t)
+    }
+
     /// `27 Nov 2026, 13:05 IST`.
     pub fn date_time(&self, utc_ms: i64) -> String {
         match from_utc_ms(utc_ms, self.offset_minutes) {

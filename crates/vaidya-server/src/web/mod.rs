@@ -17,12 +17,15 @@
 //!   other origins; values are HTML-escaped by the templates.
 //!
 //! Screens: `login.rs` (sign in, sign out), `home` below, `audit.rs` (who accessed a record:
-//! privacy officer and auditors).
+//! privacy officer and auditors), `registration.rs` (the registration desk), `opd.rs` (a
+//! department's day, booking, walk-in tokens, the queue and its board), `patient.rs` (the
+//! patient portal).
 
 mod audit;
 mod fhir_call;
 pub mod i18n;
 mod login;
+mod opd;
 pub mod patient;
 mod registration;
 
@@ -65,6 +68,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/registration", get(registration::search))
         .route("/ui/registration/new", get(registration::new_form).post(registration::register))
         .route("/ui/registration/slip", get(registration::slip))
+        .route("/ui/opd", get(opd::departments))
+        .route("/ui/opd/{dept}", get(opd::day))
+        .route("/ui/opd/{dept}/board", get(opd::board))
+        .route("/ui/opd/{dept}/walk-in", post(opd::walk_in))
+        .route("/ui/opd/{dept}/book", post(opd::book))
+        .route("/ui/opd/{dept}/queue", post(opd::queue))
+        .route("/ui/opd/{dept}/next", post(opd::call_next))
         .route("/ui/static/app.css", get(css))
         .layer(axum::Extension(fhir))
         .layer(axum::Extension(portal))
@@ -220,6 +230,7 @@ struct HomePage<'a> {
     oversight: bool,
     patient: bool,
     desk: bool,
+    opd: bool,
 }
 
 async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -228,7 +239,8 @@ async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let oversight = matches!(s.principal.role.as_str(), "privacy-officer" | "auditor");
     let patient = s.principal.role == "patient";
     let desk = s.principal.role == "registration";
-    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient, desk })
+    let opd = matches!(s.principal.role.as_str(), "registration" | "doctor" | "nurse");
+    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient, desk, opd })
 }
 
 async fn switch_lang(State(app): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
@@ -283,6 +295,7 @@ mod tests {
             CodeExpired, AccountBlocked, TryLater, MyAccess, MyAccessIntro,
             RegistrationDesk, FindPatient, SearchLabel, Search, SearchHow, NoneFound, RegisterNew, Name, GivenName, FamilyName, Sex, Male, Female, OtherSex, UnknownSex, BirthDate, AgeYears, Mobile, Register, PossibleDuplicates, NotADuplicate, MatchReason, NeedName, BadName, NeedGender, BadBirth, BadAge, NeedBirth, BadMobile, BeingSaved, UhidSlip, Registered, Print,
             ChangePassword, ChangePasswordIntro, OldPassword, NewPassword, RepeatPassword, PasswordsDiffer, Save,
+            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
         ];
         for k in keys {
             let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));

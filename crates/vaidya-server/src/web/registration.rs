@@ -31,6 +31,37 @@ const MAX_KEYS: usize = 50_000;
 #[derive(Default)]
 pub struct Submitted(Mutex<HashMap<String, Option<String>>>);
 
+impl Submitted {
+    /// Claim a form key before doing what the form asks: `Err` when it was used already, with
+    /// what it made (`Some`), or `None` while that is still being saved.
+    pub(super) fn claim(&self, key: &str) -> Result<(), Option<String>> {
+        let mut keys = self.0.lock().expect("not poisoned");
+        match keys.get(key) {
+            Some(done) => Err(done.clone()),
+            None => {
+                if keys.len() >= MAX_KEYS {
+                    keys.clear();
+                }
+                keys.insert(key.to_string(), None);
+                Ok(())
+            }
+        }
+    }
+
+    /// After the form's work: remember what it made, or free the key if it failed.
+    pub(super) fn settle(&self, key: &str, made: Option<String>) {
+        let mut keys = self.0.lock().expect("not poisoned");
+        match made {
+            Some(m) => {
+                keys.insert(key.to_string(), Some(m));
+            }
+            None => {
+                keys.remove(key);
+            }
+        }
+    }
+}
+
 /// One patient in a list.
 pub struct Found {
     pub id: String,
