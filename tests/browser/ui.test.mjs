@@ -467,6 +467,38 @@ test('the OPD: walk-in tokens (a double submit gives one), a booking, calling th
   await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).locator('button[data-to=in-consultation]').click();
   await desk.waitForLoadState('domcontentloaded');
   assert.match(await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).textContent(), /With the doctor/);
+
+  // The chart, from the queue: a note, a diagnosis and an order go into the visit.
+  await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).locator('a.chart-link').click();
+  await desk.waitForSelector('#note-form');
+  assert.match(await desk.textContent('#chart-uhid'), new RegExp(uhids[0]));
+  await desk.fill('#note-text', 'Fever for three days, no cough. Throat congested.');
+  await desk.click('#save-note');
+  await desk.waitForSelector('#notes');
+  await desk.fill('#diagnosis-text', 'Viral pharyngitis');
+  await desk.check('#provisional');
+  await desk.click('#save-diagnosis');
+  await desk.waitForSelector('#diagnoses');
+  assert.match(await desk.textContent('#diagnoses'), /Viral pharyngitis.*provisional/s);
+  const test = (await desk.locator('#test option').allTextContents())[1];
+  await desk.selectOption('#test', { index: 1 });
+  await desk.click('#save-order');
+  await desk.waitForSelector('#orders');
+  assert.match(await desk.textContent('#orders'), new RegExp(test.split(' ')[0]));
+  assert.match(await desk.textContent('#notes'), /Fever for three days/);
+  // An empty note is refused beside the form; nothing is written.
+  await desk.evaluate(() => document.querySelector('#note-text').removeAttribute('required'));
+  await desk.click('#save-note');
+  assert.match(await desk.textContent('#note-error'), /Write the note/);
+  assert.equal(await desk.getAttribute('#note-text', 'aria-invalid'), 'true');
+  await shot(desk, 'chart-in-visit');
+
+  // A patient with a released result: the trend table marks it new (no visit since).
+  await desk.goto(`${base}/ui/chart/pt-2`);
+  assert.match(await desk.textContent('#results'), /new/);
+  assert.equal(await desk.locator('#no-visit').count(), 1, 'no visit in progress: no forms');
+  await shot(desk, 'chart-results');
+  await desk.goto(`${base}/ui/opd/gen-med`);
   await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).locator('button[data-to=done]').click();
   await desk.waitForLoadState('domcontentloaded');
   assert.match(await desk.locator('#queue tbody tr', { hasText: 'GENMED-001' }).textContent(), /Seen/);

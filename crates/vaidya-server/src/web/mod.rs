@@ -18,10 +18,12 @@
 //!
 //! Screens: `login.rs` (sign in, sign out), `home` below, `audit.rs` (who accessed a record:
 //! privacy officer and auditors), `registration.rs` (the registration desk), `opd.rs` (a
-//! department's day, booking, walk-in tokens, the queue and its board), `patient.rs` (the
+//! department's day, booking, walk-in tokens, the queue and its board), `chart.rs` (the
+//! doctor's chart of a patient, and notes, diagnoses and orders during a visit), `patient.rs` (the
 //! patient portal).
 
 mod audit;
+mod chart;
 mod fhir_call;
 pub mod i18n;
 mod login;
@@ -68,6 +70,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/registration", get(registration::search))
         .route("/ui/registration/new", get(registration::new_form).post(registration::register))
         .route("/ui/registration/slip", get(registration::slip))
+        .route("/ui/chart/{patient}", get(chart::page))
+        .route("/ui/chart/{patient}/{what}", post(chart::write))
         .route("/ui/opd", get(opd::departments))
         .route("/ui/opd/{dept}", get(opd::day))
         .route("/ui/opd/{dept}/board", get(opd::board))
@@ -295,7 +299,7 @@ mod tests {
             CodeExpired, AccountBlocked, TryLater, MyAccess, MyAccessIntro,
             RegistrationDesk, FindPatient, SearchLabel, Search, SearchHow, NoneFound, RegisterNew, Name, GivenName, FamilyName, Sex, Male, Female, OtherSex, UnknownSex, BirthDate, AgeYears, Mobile, Register, PossibleDuplicates, NotADuplicate, MatchReason, NeedName, BadName, NeedGender, BadBirth, BadAge, NeedBirth, BadMobile, BeingSaved, UhidSlip, Registered, Print,
             ChangePassword, ChangePasswordIntro, OldPassword, NewPassword, RepeatPassword, PasswordsDiffer, Save,
-            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
+            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, Chart, Results, NoResults, Test, Latest, Range, Trend, New, ThisVisit, Note, Diagnosis, Provisional, OrderTest, ChooseTest, Order, VisitHint, NoVisitOpen, Diagnoses, Orders, Notes, Visits, NoteLength, DiagnosisLength, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
         ];
         for k in keys {
             let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));

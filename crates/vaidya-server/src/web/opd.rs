@@ -52,6 +52,8 @@ pub struct Row {
     pub id: String,
     pub time: String,
     pub token: String,
+    /// The Patient's id (for the chart link).
+    pub patient_id: String,
     pub patient: String,
     pub uhid: String,
     pub walk_in: bool,
@@ -155,6 +157,7 @@ fn rows_of(ctx: &Ctx, zone: &Zone, bundle: &Value) -> Vec<Row> {
                 id: s(&a["id"]),
                 time: hhmm(zone, a["start"].as_str().unwrap_or_default()),
                 token,
+                patient_id: patient_ref.trim_start_matches("Patient/").to_string(),
                 patient: patient.map(person_name).unwrap_or_default(),
                 uhid: patient.map(uhid_of).unwrap_or_default(),
                 walk_in,
@@ -252,15 +255,19 @@ impl Desk<'_> {
                 app,
                 ctx,
                 status,
-                &DayPage { ctx, dept, name: day.name, date: date.to_string(), today: date == today(app), rows: day.rows, slots: day.slots, walk_key: new_key(), book_key: new_key(), error, notice, uhid: uhid.to_string() },
+                &DayPage { ctx, dept, clinician: self.clinician(), name: day.name, date: date.to_string(), today: date == today(app), rows: day.rows, slots: day.slots, walk_key: new_key(), book_key: new_key(), error, notice, uhid: uhid.to_string() },
             ),
             Err((st, message)) => render(
                 app,
                 ctx,
                 st,
-                &DayPage { ctx, dept, name: dept.to_string(), date: date.to_string(), today: false, rows: vec![], slots: vec![], walk_key: new_key(), book_key: new_key(), error: Some(message), notice: None, uhid: String::new() },
+                &DayPage { ctx, dept, clinician: false, name: dept.to_string(), date: date.to_string(), today: false, rows: vec![], slots: vec![], walk_key: new_key(), book_key: new_key(), error: Some(message), notice: None, uhid: String::new() },
             ),
         }
+    }
+
+    fn clinician(&self) -> bool {
+        matches!(self.s.principal.role.as_str(), "doctor" | "nurse")
     }
 
     /// The day page with an error.
@@ -357,6 +364,8 @@ struct DayPage<'a> {
     today: bool,
     rows: Vec<Row>,
     slots: Vec<SlotRow>,
+    /// Whether names link to the chart (doctors and nurses).
+    clinician: bool,
     /// Fresh form keys for the walk-in and booking forms.
     walk_key: String,
     book_key: String,
