@@ -517,3 +517,73 @@ test('the OPD: walk-in tokens (a double submit gives one), a booking, calling th
   await shot(board, 'opd-board-hi');
   for (const p of [page, board, desk]) await p.close();
 });
+
+test('the laboratory: collection with a barcode, result entry with ranges and flags, verification by a second person, release and the printed report', async () => {
+  const meena = await account('lab.meena', 'lab', '--department', 'lab');
+  const arun = await account('lab.arun', 'lab', '--department', 'lab');
+  const token = vaidya('token', '--data', data, '--user', 'lab.meena').trim();
+  const order = await json('POST', '/fhir/ServiceRequest', {
+    resourceType: 'ServiceRequest', status: 'active', intent: 'order', subject: { reference: 'Patient/pt-3' },
+    instantiatesCanonical: ['https://vaidya.dev/demo/catalogue/hb'],
+    code: { coding: [{ system: 'http://loinc.org', code: '718-7', display: 'Hemoglobin [Mass/volume] in Blood' }] },
+  }, token);
+  assert.equal(order.status, 201, JSON.stringify(order.body));
+  const id = order.body.id;
+
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/login`);
+  await signIn(page, meena);
+  await page.click('#lab-link');
+  await page.fill(`#barcode-${id}`, 'LAB-TEST-0001');
+  await page.locator(`#to-collect #order-${id} button`).click();
+  await page.waitForSelector('#lab-notice');
+  assert.match(await page.textContent('#lab-notice'), /LAB-TEST-0001/);
+  assert.equal(await page.locator(`#to-enter #order-${id}`).count(), 1);
+  await shot(page, 'lab-worklist');
+
+  // Result entry: a value that is not a number is refused beside its row; nothing is saved.
+  await page.locator(`#to-enter #order-${id} a`).click();
+  await page.waitForSelector('#results-form');
+  assert.equal(await page.inputValue('#code0'), '718-7');
+  await page.fill('#value0', '9.6');
+  await page.fill('#unit0', 'g/dL');
+  await page.fill('#low0', '12');
+  await page.fill('#high0', '15.5');
+  await page.fill('#name1', 'Haematocrit');
+  await page.fill('#value1', 'abc');
+  await page.click('#save-results');
+  await page.waitForSelector('#row-error1');
+  assert.match(await page.textContent('#row-error1'), /as a number/);
+  assert.equal(await page.getAttribute('#name1', 'aria-invalid'), 'true');
+  await page.fill('#value1', '31');
+  await page.fill('#unit1', '%');
+  await page.fill('#low1', '36');
+  await page.fill('#high1', '46');
+  await shot(page, 'lab-results-entry');
+  await page.click('#save-results');
+  await page.waitForSelector(`#to-verify #order-${id}`);
+
+  // The one who entered the results may not verify them.
+  await page.locator(`#to-verify #order-${id} button`).click();
+  await page.waitForSelector('#lab-error');
+  assert.match(await page.textContent('#lab-error'), /second person/);
+
+  // A second technician verifies and releases; the printed report shows the flags.
+  const second = await browser.newPage();
+  await second.goto(`${base}/ui/login`);
+  await signIn(second, arun);
+  await second.goto(`${base}/ui/lab`);
+  await second.locator(`#to-verify #order-${id} button`).click();
+  await second.waitForSelector(`#to-release #order-${id}`);
+  await second.locator(`#to-release #order-${id} button`).click();
+  await second.waitForSelector(`#released #order-${id}`);
+  await second.locator(`#released #order-${id} a.print-link`).click();
+  await second.waitForLoadState('domcontentloaded');
+  const printed = await second.textContent('body');
+  assert.match(printed, /Hemoglobin/);
+  assert.match(printed, /Haematocrit/);
+  assert.match(printed, /Low/);
+  await shot(second, 'lab-printed-report');
+  await page.close();
+  await second.close();
+});

@@ -69,3 +69,35 @@ impl Fhir {
 pub fn outcome_message(v: &Value) -> String {
     v.pointer("/issue/0/diagnostics").and_then(Value::as_str).unwrap_or("the request was refused").to_string()
 }
+
+/// The printable documents (`/print/...`), called in-process by the web UI as the signed-in
+/// person, as [`Fhir`] calls the API.
+#[derive(Clone)]
+pub struct Printer(axum::Router);
+
+impl Printer {
+    pub fn new(state: &AppState) -> Printer {
+        Printer(crate::print::router(state.clone()).with_state(state.clone()))
+    }
+
+    /// The printable page of DiagnosticReport `id`, as `/print` answers it (its own security
+    /// headers included).
+    pub async fn report(&self, token: &str, headers: &HeaderMap, peer: Option<SocketAddr>, id: &str) -> axum::response::Response {
+        let mut req = Request::builder().method("GET").uri(format!("/DiagnosticReport/{id}")).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        for name in [header::USER_AGENT, header::HOST] {
+            if let Some(v) = headers.get(&name) {
+                req = req.header(name, v);
+            }
+        }
+        let Ok(mut req) = req.body(Body::empty()) else {
+            return axum::response::IntoResponse::into_response(StatusCode::BAD_REQUEST);
+        };
+        if let Some(addr) = peer {
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        match self.0.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+}

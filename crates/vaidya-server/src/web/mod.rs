@@ -19,13 +19,15 @@
 //! Screens: `login.rs` (sign in, sign out), `home` below, `audit.rs` (who accessed a record:
 //! privacy officer and auditors), `registration.rs` (the registration desk), `opd.rs` (a
 //! department's day, booking, walk-in tokens, the queue and its board), `chart.rs` (the
-//! doctor's chart of a patient, and notes, diagnoses and orders during a visit), `patient.rs` (the
+//! doctor's chart of a patient, and notes, diagnoses and orders during a visit), `lab.rs`
+//! (the laboratory's worklist, collection, result entry, verification, release, printing), `patient.rs` (the
 //! patient portal).
 
 mod audit;
 mod chart;
 mod fhir_call;
 pub mod i18n;
+mod lab;
 mod login;
 mod opd;
 pub mod patient;
@@ -72,6 +74,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/registration/slip", get(registration::slip))
         .route("/ui/chart/{patient}", get(chart::page))
         .route("/ui/chart/{patient}/{what}", post(chart::write))
+        .route("/ui/lab", get(lab::worklist))
+        .route("/ui/lab/collect", post(lab::collect))
+        .route("/ui/lab/results/{request}", get(lab::results_form).post(lab::enter_results))
+        .route("/ui/lab/report/{id}/{step}", post(lab::report_step))
+        .route("/ui/lab/print/{id}", get(lab::print))
         .route("/ui/opd", get(opd::departments))
         .route("/ui/opd/{dept}", get(opd::day))
         .route("/ui/opd/{dept}/board", get(opd::board))
@@ -81,6 +88,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/opd/{dept}/next", post(opd::call_next))
         .route("/ui/static/app.css", get(css))
         .layer(axum::Extension(fhir))
+        .layer(axum::Extension(fhir_call::Printer::new(&state)))
         .layer(axum::Extension(portal))
         .layer(axum::Extension(std::sync::Arc::new(registration::Submitted::default())))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
@@ -235,6 +243,7 @@ struct HomePage<'a> {
     patient: bool,
     desk: bool,
     opd: bool,
+    lab: bool,
 }
 
 async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -244,7 +253,8 @@ async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let patient = s.principal.role == "patient";
     let desk = s.principal.role == "registration";
     let opd = matches!(s.principal.role.as_str(), "registration" | "doctor" | "nurse");
-    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient, desk, opd })
+    let lab = matches!(s.principal.role.as_str(), "lab" | "radiology");
+    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient, desk, opd, lab })
 }
 
 async fn switch_lang(State(app): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
@@ -299,7 +309,7 @@ mod tests {
             CodeExpired, AccountBlocked, TryLater, MyAccess, MyAccessIntro,
             RegistrationDesk, FindPatient, SearchLabel, Search, SearchHow, NoneFound, RegisterNew, Name, GivenName, FamilyName, Sex, Male, Female, OtherSex, UnknownSex, BirthDate, AgeYears, Mobile, Register, PossibleDuplicates, NotADuplicate, MatchReason, NeedName, BadName, NeedGender, BadBirth, BadAge, NeedBirth, BadMobile, BeingSaved, UhidSlip, Registered, Print,
             ChangePassword, ChangePasswordIntro, OldPassword, NewPassword, RepeatPassword, PasswordsDiffer, Save,
-            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, Chart, Results, NoResults, Test, Latest, Range, Trend, New, ThisVisit, Note, Diagnosis, Provisional, OrderTest, ChooseTest, Order, VisitHint, NoVisitOpen, Diagnoses, Orders, Notes, Visits, NoteLength, DiagnosisLength, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
+            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, Laboratory, ToCollect, ToEnter, ToVerify, ToRelease, Released, Ordered, Barcode, ScanOrLeaveEmpty, Collect, Collected, EnterResults, Verify, Release, Value, Unit, Low, High, FlagsHint, SaveResults, ResultNeedsName, BadLoinc, BadValue, BadRange, NeedUnit, NoResultsEntered, CollectFirst, Chart, Results, NoResults, Test, Latest, Range, Trend, New, ThisVisit, Note, Diagnosis, Provisional, OrderTest, ChooseTest, Order, VisitHint, NoVisitOpen, Diagnoses, Orders, Notes, Visits, NoteLength, DiagnosisLength, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
         ];
         for k in keys {
             let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));
