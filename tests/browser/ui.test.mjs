@@ -587,3 +587,74 @@ test('the laboratory: collection with a barcode, result entry with ranges and fl
   await page.close();
   await second.close();
 });
+
+test('the billing counter: charges, invoice, payments by UPI and cash (a double submit pays once), receipt, refund and the day-end report', async () => {
+  const cashier = await account('bill.priya', 'billing');
+  const clerkToken = vaidya('token', '--data', data, '--user', 'reg.asha').trim();
+  const made = await json('POST', '/fhir/Patient', {
+    resourceType: 'Patient', name: [{ given: ['Kamla'], family: 'Devi' }], gender: 'female', birthDate: '1961-05-04',
+  }, clerkToken);
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const uhid = made.body.identifier.find((i) => i.system === 'https://vaidya.dev/fhir/sid/uhid').value;
+
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/login`);
+  await signIn(page, cashier);
+  await page.click('#billing-link');
+  await page.fill('#uhid', uhid);
+  await page.press('#uhid', 'Enter');
+  await page.waitForLoadState('domcontentloaded');
+  if (!(await page.locator('#charges').count())) throw new Error(await page.textContent('main'));
+  assert.match(await page.textContent('#charges'), /registration.*₹10\.00/is);
+  await page.click('#make-invoice');
+  await page.waitForSelector('.pay-form');
+  assert.equal(await page.locator('#no-charges').count(), 1, 'the charge is on the invoice now');
+  const section = page.locator('section[id^=invoice-]');
+  assert.match(await section.locator('.due').textContent(), /₹10\.00/);
+
+  // A mistyped amount is said, and nothing is taken.
+  await section.locator('input[name=amount]').first().fill('ten');
+  await section.locator('button.pay').click();
+  assert.match(await page.textContent('#billing-error'), /amount in rupees/);
+
+  // ₹4 by UPI, the form posted twice at once: one payment.
+  await section.locator('input[name=amount]').first().fill('4');
+  await section.locator('select[name=mode]').selectOption('upi');
+  const form = new URLSearchParams();
+  for (const name of ['csrf', 'uhid', 'invoice', 'key', 'amount', 'mode']) form.set(name, await section.locator(`.pay-form [name=${name}]`).inputValue());
+  const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+  const post = () => fetch(`${base}/ui/billing/pay`, { method: 'POST', redirect: 'manual', body: form, headers: { 'content-type': 'application/x-www-form-urlencoded', cookie } });
+  const [a, b] = await Promise.all([post(), post()]);
+  for (const r of [a, b]) assert.equal(r.status, 303);
+  await page.goto(`${base}/ui/billing?uhid=${uhid}`);
+  assert.equal(await section.locator('.receipts tr').count(), 1, 'one receipt for the double submit');
+  assert.match(await section.locator('.due').textContent(), /₹6\.00/);
+
+  // The rest in cash (the amount is filled in with what is due).
+  assert.equal(await section.locator('input[name=amount]').first().inputValue(), '6.00');
+  await section.locator('button.pay').click();
+  await page.waitForSelector('#billing-notice');
+  assert.match(await section.locator('.due').textContent(), /₹0\.00/);
+  await shot(page, 'billing-counter');
+
+  // The receipt prints.
+  await section.locator('a.receipt-link').first().click();
+  await page.waitForSelector('#receipt-number');
+  assert.match(await page.textContent('#receipt-amount'), /₹4\.00/);
+  await shot(page, 'billing-receipt');
+  await page.goBack();
+
+  // A refund of ₹2, with its reason.
+  await section.locator('.refund-form input[name=amount]').fill('2');
+  await section.locator('.refund-form input[name=reason]').fill('Registration fee charged twice by mistake');
+  await section.locator('button.refund').click();
+  await page.waitForSelector('#billing-notice');
+  assert.equal(await section.locator('.receipts tr').count(), 3);
+
+  // The day's report: this cashier took ₹10 and gave back ₹2.
+  await page.goto(`${base}/ui/billing/day`);
+  const row = await page.locator('#day-end tbody tr', { hasText: 'bill.priya' }).textContent();
+  assert.match(row, /₹8\.00/);
+  await shot(page, 'billing-day-end');
+  await page.close();
+});
