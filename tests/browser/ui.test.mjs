@@ -658,3 +658,128 @@ test('the billing counter: charges, invoice, payments by UPI and cash (a double 
   await shot(page, 'billing-day-end');
   await page.close();
 });
+
+test('the whole patient journey through the screens: registration, OPD token, consultation with an order, laboratory, billing, and the patient portal', async () => {
+  const clerk = await account('journey.clerk', 'registration');
+  const doctor = await account('journey.doctor', 'doctor', '--department', 'gen-med', '--practitioner', 'dr-khan');
+  const tech1 = await account('journey.lab1', 'lab', '--department', 'lab');
+  const tech2 = await account('journey.lab2', 'lab', '--department', 'lab');
+  const cashier = await account('journey.cashier', 'billing');
+  const as = async (who) => {
+    const p = await browser.newPage();
+    await p.goto(`${base}/ui/login`);
+    await signIn(p, who);
+    return p;
+  };
+
+  // 1. The registration desk registers the patient and gives an OPD token.
+  const desk = await as(clerk);
+  await desk.goto(`${base}/ui/registration/new`);
+  await desk.fill('#given', 'Bhagwati');
+  await desk.fill('#family', 'Prasad');
+  await desk.selectOption('#gender', 'female');
+  await desk.fill('#age', '58');
+  await desk.fill('#mobile', '97111 22334');
+  await desk.click('#register');
+  await desk.waitForSelector('#slip-uhid');
+  const uhid = (await desk.textContent('#slip-uhid')).trim();
+  await desk.goto(`${base}/ui/opd/gen-med`);
+  await desk.fill('#walk-in-uhid', uhid);
+  await desk.click('#walk-in');
+  await desk.waitForSelector('#opd-notice');
+  const token = (await desk.textContent('#opd-notice')).match(/GENMED-\d+/)[0];
+
+  // 2. The doctor calls the patient, opens the chart, writes and orders, and finishes.
+  const doc = await as(doctor);
+  await doc.goto(`${base}/ui/opd/gen-med`);
+  const row = () => doc.locator('#queue tbody tr', { hasText: token });
+  await row().locator('button[data-to=called]').click();
+  await doc.waitForLoadState('domcontentloaded');
+  await row().locator('button[data-to=in-consultation]').click();
+  await doc.waitForLoadState('domcontentloaded');
+  await row().locator('a.chart-link').click();
+  await doc.waitForSelector('#note-form');
+  await doc.fill('#note-text', 'Tired for a month. Pale.');
+  await doc.click('#save-note');
+  await doc.waitForSelector('#notes');
+  await doc.fill('#diagnosis-text', 'Anaemia, cause to be found');
+  await doc.click('#save-diagnosis');
+  await doc.waitForSelector('#diagnoses');
+  const hb = await doc.locator('#test option', { hasText: 'Hemoglobin' }).first().getAttribute('value');
+  await doc.selectOption('#test', hb);
+  await doc.click('#save-order');
+  await doc.waitForSelector('#orders');
+  await doc.goto(`${base}/ui/opd/gen-med`);
+  await row().locator('button[data-to=done]').click();
+  await doc.waitForLoadState('domcontentloaded');
+  assert.match(await row().textContent(), /Seen/);
+
+  // 3. The laboratory collects, enters, verifies (a second person) and releases.
+  const lab = await as(tech1);
+  await lab.goto(`${base}/ui/lab`);
+  const order = lab.locator('#to-collect tbody tr', { hasText: uhid });
+  await order.locator('button').click();
+  await lab.waitForSelector('#lab-notice');
+  await lab.locator('#to-enter tbody tr', { hasText: uhid }).locator('a').click();
+  await lab.waitForSelector('#results-form');
+  await lab.fill('#value0', '8.9');
+  await lab.fill('#unit0', 'g/dL');
+  await lab.fill('#low0', '12');
+  await lab.fill('#high0', '15.5');
+  await lab.click('#save-results');
+  await lab.waitForSelector('#to-verify');
+  const lab2 = await as(tech2);
+  await lab2.goto(`${base}/ui/lab`);
+  await lab2.locator('#to-verify tbody tr', { hasText: uhid }).locator('button').click();
+  await lab2.waitForLoadState('domcontentloaded');
+  await lab2.locator('#to-release tbody tr', { hasText: uhid }).locator('button').click();
+  await lab2.waitForLoadState('domcontentloaded');
+  assert.equal(await lab2.locator('#released tbody tr', { hasText: uhid }).count(), 1);
+
+  // The doctor sees the result in the chart, flagged low and new.
+  await doc.goBack();
+  await doc.goto(`${base}/ui/opd/gen-med`);
+  await row().locator('a.chart-link').click();
+  await doc.waitForSelector('#results');
+  assert.match(await doc.textContent('#results'), /8\.9 g\/dL.*Low/s);
+
+  // 4. The cashier bills everything and takes the payment.
+  const counter = await as(cashier);
+  await counter.goto(`${base}/ui/billing?uhid=${uhid}`);
+  assert.match(await counter.textContent('#charges'), /registration/i);
+  await counter.click('#make-invoice');
+  await counter.waitForSelector('.pay-form');
+  const due = await counter.locator('section[id^=invoice-] input[name=amount]').first().inputValue();
+  await counter.locator('section[id^=invoice-] button.pay').click();
+  await counter.waitForSelector('#billing-notice');
+  assert.match(await counter.locator('section[id^=invoice-] .due').textContent(), /₹0\.00/);
+
+  // 5. The patient signs in with a code and sees the visit, the report and the bill.
+  const me = await browser.newPage();
+  await me.goto(`${base}/ui/patient/login`);
+  await me.fill('#who', uhid);
+  await me.press('#who', 'Enter');
+  const code = lastSms('9711122334').match(/code is (\d{6})/)[1];
+  await me.fill('#code', code);
+  await me.press('#code', 'Enter');
+  await me.waitForURL(/\/ui\/$/);
+  await me.click('#my-appointments-link');
+  assert.match(await me.textContent('#my-appointments'), new RegExp(token));
+  await me.goto(`${base}/ui/my/reports`);
+  assert.match(await me.textContent('#my-reports'), /Hemoglobin/);
+  await me.locator('a.view-report').first().click();
+  await me.waitForLoadState('domcontentloaded');
+  assert.match(await me.textContent('body'), /8\.9 g\/dL/);
+  await shot(me, 'journey-patient-report');
+  await me.goto(`${base}/ui/my/bills`);
+  assert.match(await me.textContent('.my-bill'), new RegExp(`₹${due.replace('.', '\\.')}`));
+  await shot(me, 'journey-patient-bills');
+  await me.goto(`${base}/ui/my/access`);
+  const trail = await me.locator('#trail tbody tr').allInnerTexts();
+  assert.ok(trail.some((r) => r.includes('journey.doctor')), 'the doctor who read the record is listed');
+  assert.ok(trail.some((r) => r.includes('journey.lab1')), 'so is the lab');
+  // Another patient's report is not theirs to see.
+  const other = await me.goto(`${base}/ui/my/report/report-1`);
+  assert.notEqual(other.status(), 200);
+  for (const p of [desk, doc, lab, lab2, counter, me]) await p.close();
+});

@@ -107,7 +107,7 @@ fn key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn bill_of(inv: &Value, zone: &Zone, ctx: &Ctx) -> Bill {
+pub(super) fn bill_of(inv: &Value, zone: &Zone, ctx: &Ctx) -> Bill {
     let total = paise_of(&inv["totalGross"]);
     let mut paid = 0i64;
     let mut receipts = Vec::new();

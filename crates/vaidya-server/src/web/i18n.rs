@@ -210,6 +210,12 @@ pub enum Key {
     BadAmount,
     ChooseMode,
     NeedReason,
+    MyAppointments,
+    MyReports,
+    MyBills,
+    View,
+    Download,
+    NoBills,
 }
 
 impl Lang {
@@ -338,6 +344,12 @@ impl Lang {
             RepeatPassword => ("New password again", "नया पासवर्ड फिर से"),
             PasswordsDiffer => ("The two new passwords are not the same.", "दोनों नए पासवर्ड एक जैसे नहीं हैं।"),
             Save => ("Save", "सहेजें"),
+            MyAppointments => ("My appointments", "मेरे अपॉइंटमेंट"),
+            MyReports => ("My reports", "मेरी रिपोर्ट"),
+            MyBills => ("My bills and receipts", "मेरे बिल और रसीदें"),
+            View => ("View", "देखें"),
+            Download => ("Download", "डाउनलोड करें"),
+            NoBills => ("No bills.", "कोई बिल नहीं।"),
             BillingCounter => ("Billing counter", "बिलिंग काउंटर"),
             DayEnd => ("Day-end cash report", "दिन के अंत की नकद रिपोर्ट"),
             OpenCharges => ("Charges not yet billed", "अभी बिल न हुए शुल्क"),

@@ -22,7 +22,8 @@
 //! doctor's chart of a patient, and notes, diagnoses and orders during a visit), `lab.rs`
 //! (the laboratory's worklist, collection, result entry, verification, release, printing),
 //! `billing.rs` (the billing counter: charges, invoice, payment, receipt, refund, day end), `patient.rs` (the
-//! patient portal).
+//! patient portal's sign-in and access log), `portal.rs` (the patient's appointments, reports
+//! and bills).
 
 mod audit;
 mod billing;
@@ -33,6 +34,7 @@ mod lab;
 mod login;
 mod opd;
 pub mod patient;
+mod portal;
 mod registration;
 
 use crate::app::{AppState, Principal};
@@ -71,6 +73,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/patient/login", get(patient::login_page).post(patient::send_code))
         .route("/ui/patient/code", post(patient::verify_code))
         .route("/ui/my/access", get(patient::my_access))
+        .route("/ui/my/appointments", get(portal::appointments))
+        .route("/ui/my/reports", get(portal::reports))
+        .route("/ui/my/report/{id}", get(portal::report))
+        .route("/ui/my/report/{id}/download", get(portal::download))
+        .route("/ui/my/bills", get(portal::bills))
         .route("/ui/registration", get(registration::search))
         .route("/ui/registration/new", get(registration::new_form).post(registration::register))
         .route("/ui/registration/slip", get(registration::slip))
@@ -317,7 +324,7 @@ mod tests {
             CodeExpired, AccountBlocked, TryLater, MyAccess, MyAccessIntro,
             RegistrationDesk, FindPatient, SearchLabel, Search, SearchHow, NoneFound, RegisterNew, Name, GivenName, FamilyName, Sex, Male, Female, OtherSex, UnknownSex, BirthDate, AgeYears, Mobile, Register, PossibleDuplicates, NotADuplicate, MatchReason, NeedName, BadName, NeedGender, BadBirth, BadAge, NeedBirth, BadMobile, BeingSaved, UhidSlip, Registered, Print,
             ChangePassword, ChangePasswordIntro, OldPassword, NewPassword, RepeatPassword, PasswordsDiffer, Save,
-            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, BillingCounter, DayEnd, OpenCharges, NoCharges, Item, Quantity, Price, MakeInvoice, Invoices, Total, Paid, Due, AmountRupees, Mode, CashWord, CardWord, Pay, Reason, RefundAction, Payment, Refund, ReceiptNo, Cashier, Payments, Refunded, Drawer, Net, BadAmount, ChooseMode, NeedReason, Laboratory, ToCollect, ToEnter, ToVerify, ToRelease, Released, Ordered, Barcode, ScanOrLeaveEmpty, Collect, Collected, EnterResults, Verify, Release, Value, Unit, Low, High, FlagsHint, SaveResults, ResultNeedsName, BadLoinc, BadValue, BadRange, NeedUnit, NoResultsEntered, CollectFirst, Chart, Results, NoResults, Test, Latest, Range, Trend, New, ThisVisit, Note, Diagnosis, Provisional, OrderTest, ChooseTest, Order, VisitHint, NoVisitOpen, Diagnoses, Orders, Notes, Visits, NoteLength, DiagnosisLength, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
+            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, MyAppointments, MyReports, MyBills, View, Download, NoBills, BillingCounter, DayEnd, OpenCharges, NoCharges, Item, Quantity, Price, MakeInvoice, Invoices, Total, Paid, Due, AmountRupees, Mode, CashWord, CardWord, Pay, Reason, RefundAction, Payment, Refund, ReceiptNo, Cashier, Payments, Refunded, Drawer, Net, BadAmount, ChooseMode, NeedReason, Laboratory, ToCollect, ToEnter, ToVerify, ToRelease, Released, Ordered, Barcode, ScanOrLeaveEmpty, Collect, Collected, EnterResults, Verify, Release, Value, Unit, Low, High, FlagsHint, SaveResults, ResultNeedsName, BadLoinc, BadValue, BadRange, NeedUnit, NoResultsEntered, CollectFirst, Chart, Results, NoResults, Test, Latest, Range, Trend, New, ThisVisit, Note, Diagnosis, Provisional, OrderTest, ChooseTest, Order, VisitHint, NoVisitOpen, Diagnoses, Orders, Notes, Visits, NoteLength, DiagnosisLength, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
         ];
         for k in keys {
             let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));
