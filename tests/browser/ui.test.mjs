@@ -783,3 +783,96 @@ test('the whole patient journey through the screens: registration, OPD token, co
   assert.notEqual(other.status(), 200);
   for (const p of [desk, doc, lab, lab2, counter, me]) await p.close();
 });
+
+// Basic accessibility of a page: one h1 and a language; every field has a label; every button
+// and link says what it does; text has at least WCAG AA contrast (4.5:1) against its background.
+async function assertAccessible(page, name) {
+  const problems = await page.evaluate(() => {
+    const out = [];
+    if (!document.documentElement.lang) out.push('no lang on <html>');
+    if (document.querySelectorAll('h1').length !== 1) out.push(`${document.querySelectorAll('h1').length} h1 elements`);
+    for (const el of document.querySelectorAll('input, select, textarea')) {
+      if (el.type === 'hidden') continue;
+      const labelled = (el.labels && el.labels.length > 0) || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+      if (!labelled) out.push(`field without a label: ${el.outerHTML.slice(0, 80)}`);
+    }
+    for (const el of document.querySelectorAll('button, a')) {
+      if (!el.textContent.trim() && !el.getAttribute('aria-label')) out.push(`${el.tagName} without text: ${el.outerHTML.slice(0, 80)}`);
+    }
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const ch = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * ch(r) + 0.7152 * ch(g) + 0.0722 * ch(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c.length >= 3 && (c.length < 4 || c[3] > 0)) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    for (const el of document.querySelectorAll('body *')) {
+      if (!el.childNodes || ![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+      const style = getComputedStyle(el);
+      if (style.visibility === 'hidden' || style.display === 'none' || el.closest('.visually-hidden')) continue;
+      const [a, b] = [lum(rgb(style.color).slice(0, 3)), lum(background(el))];
+      const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      if (ratio < 4.5) out.push(`contrast ${ratio.toFixed(2)} for "${el.textContent.trim().slice(0, 30)}"`);
+    }
+    return out;
+  });
+  assert.deepEqual(problems, [], `${name}:\n${problems.join('\n')}`);
+}
+
+test('every main screen passes basic accessibility checks, and a clerk can work with the keyboard alone', async () => {
+  const clerk = await account('a11y.clerk', 'registration');
+  const doctor = await account('a11y.doctor', 'doctor', '--department', 'gen-med', '--practitioner', 'dr-sharma');
+  const tech = await account('a11y.lab', 'lab', '--department', 'lab');
+  const cashier = await account('a11y.cashier', 'billing');
+  const page = await browser.newPage();
+
+  // Keyboard only: the sign-in form, the desk link, a search.
+  await page.goto(`${base}/ui/login`);
+  await assertAccessible(page, 'sign in');
+  await page.focus('#user');
+  await page.keyboard.type(clerk.name);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(clerk.password);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#desk-link');
+  await page.focus('#desk-link');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#q');
+  await page.keyboard.type('Kaur');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#patients');
+  const outline = await page.evaluate(() => { document.querySelector('#q').focus(); return getComputedStyle(document.querySelector('#q')).outlineStyle; });
+  assert.notEqual(outline, 'none', 'the focused field shows where the focus is');
+
+  const screens = {
+    clerk: ['/ui/', '/ui/registration?q=Kaur', '/ui/registration/new', '/ui/opd', '/ui/opd/gen-med', '/ui/opd/gen-med/board'],
+    doctor: ['/ui/opd/gen-med', '/ui/chart/pt-2'],
+    lab: ['/ui/lab'],
+    cashier: ['/ui/billing', '/ui/billing/day'],
+  };
+  const people = { clerk, doctor, lab: tech, cashier };
+  for (const [who, paths] of Object.entries(people).map(([k, v]) => [v, screens[k]])) {
+    const p = await browser.newPage();
+    await p.goto(`${base}/ui/login`);
+    await signIn(p, who);
+    for (const path of paths) {
+      for (const lang of ['en', 'hi']) {
+        await p.goto(`${base}/ui/lang?to=${lang}&next=${encodeURIComponent(path)}`);
+        await assertAccessible(p, `${who.name} ${path} (${lang})`);
+      }
+    }
+    await p.close();
+  }
+  // The checks can fail: an unlabelled field and pale text on the page are both reported.
+  await page.evaluate(() => {
+    document.querySelector('main').insertAdjacentHTML('beforeend', '<input name="x"><p id="faint">faint</p>');
+    document.querySelector('#faint').style.color = '#bbb'; // (the pages' CSP refuses style attributes)
+  });
+  await assert.rejects(assertAccessible(page, 'spoiled'), (e) => /field without a label/.test(e.message) && /contrast .* "faint"/.test(e.message));
+  await page.close();
+});
