@@ -781,6 +781,28 @@ test('the whole patient journey through the screens: registration, OPD token, co
   // Another patient's report is not theirs to see.
   const other = await me.goto(`${base}/ui/my/report/report-1`);
   assert.notEqual(other.status(), 200);
+
+  // A follow-up: the patient books a free time in General Medicine, then cancels it.
+  const deskToken = vaidya('token', '--data', data, '--user', 'journey.clerk').trim();
+  const free = (await json('GET', '/fhir/Slot?schedule=Schedule/dr-sharma-opd&status=free&_sort=start&_count=1', undefined, deskToken)).body.entry[0].resource;
+  const day = new Date(Date.parse(free.start) + 330 * 60_000).toISOString().slice(0, 10);
+  await me.goto(`${base}/ui/my/appointments`);
+  await me.click('#book-link');
+  await me.selectOption('#dept', 'gen-med');
+  await me.fill('#date', day);
+  await me.click('#find-slots');
+  await me.waitForSelector('#my-book-form');
+  await shot(me, 'journey-patient-book');
+  await me.click('#book');
+  await me.waitForSelector('#my-notice');
+  assert.match(await me.textContent('#my-notice'), /Booked/);
+  assert.match(await me.textContent('#my-appointments'), /Sharma/);
+  const slotNow = (await json('GET', `/fhir/Appointment?patient=Patient/${(await json('GET', `/fhir/Patient?identifier=https://vaidya.dev/fhir/sid/uhid|${uhid}`, undefined, deskToken)).body.entry[0].resource.id}&status=booked`, undefined, deskToken)).body;
+  assert.equal(slotNow.total, 1, 'the desk sees the booking');
+  await me.locator('button.cancel').first().click();
+  await me.waitForSelector('#my-notice');
+  assert.match(await me.textContent('#my-notice'), /cancelled/);
+  assert.equal(await me.locator('button.cancel').count(), 0);
   for (const p of [desk, doc, lab, lab2, counter, me]) await p.close();
 });
 

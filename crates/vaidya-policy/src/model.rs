@@ -70,6 +70,8 @@ pub enum Action {
     Delete,
     /// A named operation (`$pay`, `$queue`, ...).
     Operate,
+    /// Cancelling a booking.
+    Cancel,
     Export,
     /// Emergency access outside one's normal rights.
     BreakGlass,
@@ -84,6 +86,7 @@ impl Action {
             Action::Update => "update",
             Action::Delete => "delete",
             Action::Operate => "operate",
+            Action::Cancel => "cancel",
             Action::Export => "export",
             Action::BreakGlass => "break-glass",
         }

@@ -112,7 +112,18 @@ fn the_matrix() {
         (Patient, Read, invoice(Who::Own), true),
         (Patient, Read, obs(Who::OfGenMed), false),
         (Patient, Create, obs(Who::Own), false),
-        (Patient, Read, dept.clone(), false),
+        (Patient, Read, dept.clone(), true),
+        (Patient, Update, dept.clone(), false),
+        (Patient, Read, target("ChargeItemDefinition", None), false),
+        // A patient books and cancels their own appointments, no one else's, and does not
+        // move them through the queue.
+        (Patient, Create, appt(Who::Own), true),
+        (Patient, Cancel, appt(Who::Own), true),
+        (Patient, Operate, appt(Who::Own), false),
+        (Patient, Update, appt(Who::Own), false),
+        (Patient, Create, appt(Who::OfGenMed), false),
+        (Patient, Cancel, appt(Who::OfGenMed), false),
+        (Registration, Cancel, appt(Who::Elsewhere), true),
         // Only clinicians may break the glass.
         (Doctor, BreakGlass, patient_rec(Who::Elsewhere), true),
         (Nurse, BreakGlass, patient_rec(Who::Elsewhere), true),
@@ -283,7 +294,7 @@ fn remembered_decisions_are_the_decisions_cedar_makes() {
     // directly, over every role, action and kind of record.
     let shared = Policies::builtin();
     let loaded = shared.current.read().unwrap().clone();
-    let actions = [Action::Read, Action::Search, Action::Create, Action::Update, Action::Delete, Action::Operate, Action::Export, Action::BreakGlass];
+    let actions = [Action::Read, Action::Search, Action::Create, Action::Update, Action::Delete, Action::Operate, Action::Cancel, Action::Export, Action::BreakGlass];
     let mut targets = vec![target("HealthcareService", None)];
     for kind in ["Observation", "Patient", "Invoice", "Appointment"] {
         for who in [Who::OfGenMed, Who::Elsewhere, Who::Own] {

@@ -173,3 +173,56 @@ fn rescheduling_moves_the_place_and_frees_the_old_slot() {
     assert_eq!(s.get(&format!("/Appointment/{id}")).json()["slot"][0]["reference"], "Slot/b");
     assert_eq!(s.get("/Slot/b").json()["status"], "busy");
 }
+
+#[test]
+fn a_patient_books_and_cancels_their_own_appointment_and_nothing_more() {
+    let s = Server::start();
+    assert_eq!(s.put("/Schedule/opd-med", &json!({"resourceType": "Schedule", "id": "opd-med", "actor": [{"reference": "Practitioner/dr-rao"}]})).status, 201);
+    assert_eq!(s.put("/Slot/s1", &slot("s1", 1, "2099-01-05T09:00:00+05:30", "2099-01-05T09:10:00+05:30")).status, 201);
+    for p in ["p1", "p2"] {
+        assert_eq!(s.put(&format!("/Patient/{p}"), &json!({"resourceType": "Patient", "id": p, "name": [{"text": p}]})).status, 201);
+    }
+    let me = s.add_user("p.one", "patient", &["--patient", "p1"]);
+    // The directory is open to patients for booking: the slot and its schedule.
+    let r = s.request_as(&me, "GET", "/Slot?schedule=Schedule/opd-med", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Not for someone else, not with queue tokens or another status.
+    assert_eq!(s.request_as(&me, "POST", "/Appointment", Some(&appointment("s1", "p2"))).status, 403);
+    let mut jump = appointment("s1", "p1");
+    jump["status"] = json!("arrived");
+    assert_eq!(s.request_as(&me, "POST", "/Appointment", Some(&jump)).status, 403);
+    let mut token = appointment("s1", "p1");
+    token["identifier"] = json!([{"system": "https://vaidya.dev/fhir/sid/opd-token", "value": "GM-001"}]);
+    let r = s.request_as(&me, "POST", "/Appointment", Some(&token));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let before = s.ledger_size();
+    let r = s.request_as(&me, "POST", "/Appointment", Some(&appointment("s1", "p1")));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(s.ledger_size(), before + 2, "the appointment and the slot, now busy");
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(s.get("/Slot/s1").json()["status"], "busy");
+    // The patient may not move it through the queue, nor change it by PUT.
+    let queue = s.request_as(&me, "POST", &format!("/Appointment/{id}/$queue"), Some(&params(json!([{"name": "state", "valueCode": "waiting"}]))));
+    assert_eq!(queue.status, 403, "{}", queue.body);
+    let mut changed = s.get(&format!("/Appointment/{id}")).json();
+    changed["status"] = json!("arrived");
+    assert_eq!(s.request_as(&me, "PUT", &format!("/Appointment/{id}"), Some(&changed)).status, 403);
+    // Cancelling frees the place; a second cancel is refused.
+    let cancel = |who: &str| s.request_as(who, "POST", &format!("/Appointment/{id}/$cancel"), Some(&params(json!([{"name": "reason", "valueString": "feeling better"}]))));
+    let r = cancel(&me);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.get(&format!("/Appointment/{id}")).json()["status"], "cancelled");
+    assert_eq!(s.get("/Slot/s1").json()["status"], "free");
+    assert_eq!(cancel(&me).status, 409);
+    // Someone else's booking is not theirs to cancel; the desk may, until check-in.
+    let mut other = appointment("s1", "p2");
+    other["participant"].as_array_mut().unwrap().push(json!({"actor": {"reference": "HealthcareService/med"}, "status": "accepted"}));
+    let theirs = s.post("/Appointment", &other).json()["id"].as_str().unwrap().to_string();
+    let r = s.request_as(&me, "POST", &format!("/Appointment/{theirs}/$cancel"), Some(&params(json!([]))));
+    assert!(matches!(r.status, 403 | 404), "{}", r.body);
+    let clerk = s.add_user("desk.one", "registration", &[]);
+    let r = s.request_as(&clerk, "POST", &format!("/Appointment/{theirs}/$queue"), Some(&params(json!([{"name": "state", "valueCode": "waiting"}]))));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.request_as(&clerk, "POST", &format!("/Appointment/{theirs}/$cancel"), Some(&params(json!([]))));
+    assert_eq!(r.status, 409, "after check-in the queue decides: {}", r.body);
+}

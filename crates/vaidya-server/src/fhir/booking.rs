@@ -164,6 +164,44 @@ pub fn refresh_slots(tx: &mut WriteTx<'_>, author: &str, slots: &BTreeSet<String
     Ok(())
 }
 
+/// What a patient may write from the portal: a booking of their own, nothing more. A patient's
+/// new Appointment must be `booked` into a slot, without queue tokens or states (those are the
+/// desk's), naming no other patient. (The policies decide whose it may be; this decides what it
+/// may say.)
+pub fn check_patient_booking(role: vaidya_policy::Role, rtype: &str, resource: &Value) -> Result<(), ApiError> {
+    if role != vaidya_policy::Role::Patient || rtype != "Appointment" {
+        return Ok(());
+    }
+    let refuse = |why: &str| Err(ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, format!("a patient's booking {why}")));
+    if resource["status"] != "booked" {
+        return refuse("must have status 'booked'");
+    }
+    if resource["slot"].as_array().is_none_or(|s| s.is_empty()) {
+        return refuse("must name a slot");
+    }
+    if resource.get("identifier").is_some() || resource.get("extension").is_some() || resource.get("appointmentType").is_some() {
+        return refuse("may not carry identifiers, extensions or an appointment type (queue tokens are given at check-in)");
+    }
+    Ok(())
+}
+
+/// `Appointment/{id}/$cancel`: a booking that has not begun is cancelled and its place in the
+/// slot freed. Once the patient has checked in (a queue state), the desk's queue decides.
+pub fn cancel(tx: &mut WriteTx<'_>, author: &str, id: &str, reason: Option<String>) -> Result<super::ops::Outcome, ApiError> {
+    let (mut appt, _) = super::load_live(tx.conn(), "Appointment", id)?;
+    if appt["status"] != "booked" {
+        return Err(ApiError::new(StatusCode::CONFLICT, IssueType::BusinessRule, format!("a {} appointment cannot be cancelled", appt["status"].as_str().unwrap_or("?"))));
+    }
+    if appt["extension"].as_array().into_iter().flatten().any(|e| e["url"] == super::queue::QUEUE_STATE_URL) {
+        return Err(ApiError::new(StatusCode::CONFLICT, IssueType::BusinessRule, "the patient has checked in; the queue decides now"));
+    }
+    appt["status"] = serde_json::json!("cancelled");
+    if let Some(r) = reason {
+        appt["cancelationReason"] = serde_json::json!({"text": r});
+    }
+    super::ops::save(tx, author, id, appt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

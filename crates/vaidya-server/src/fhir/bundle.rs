@@ -54,6 +54,10 @@ impl Caller {
             (None, _) => Action::Create,
         };
         if let Some(content) = content {
+            if actor.role == vaidya_policy::Role::Patient {
+                let resource: serde_json::Value = serde_json::from_slice(content).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))?;
+                super::booking::check_patient_booking(actor.role, rtype, &resource)?;
+            }
             let target = authorize::complete(conn, actor, &authorize::describe_stored(rtype, content)?)?;
             authorize::check(policies, actor, action, &target, &what)?;
             patient = target.patient.map(|p| p.id).or(patient);

@@ -9,13 +9,14 @@ use vaidya_fhir::model::Model;
 use vaidya_fhir::search_params::{ParamType, search_params};
 
 /// The hospital's operations, by resource type: (type, name, what it does).
-pub const OPERATIONS: [(&str, &str, &str); 17] = [
+pub const OPERATIONS: [(&str, &str, &str); 18] = [
     ("Schedule", "generate-slots", "instance: Slots from a weekly OPD pattern (idempotent)"),
     ("Patient", "duplicates", "type: likely existing patients for a registration (same ABHA, or mobile and similar name)"),
     ("Patient", "merge", "type: merge source into target, keeping both histories, with Patient.link"),
     ("Patient", "break-glass", "instance: emergency access to this patient's records for a limited time, with a reason; audited and alerted"),
     ("HealthcareService", "walk-in", "instance: a walk-in Appointment with the department's next token of the day"),
     ("Appointment", "queue", "instance: move through the OPD queue (waiting, called, in-consultation, done, no-show); opens and closes the Encounter"),
+    ("Appointment", "cancel", "instance: cancel a booking that has not begun (not after check-in), freeing its place in the slot; a patient may cancel their own"),
     ("ServiceRequest", "collect", "instance: collect the sample: a Specimen with a unique barcode"),
     ("DiagnosticReport", "verify", "instance: verification by someone who entered none of the results"),
     ("DiagnosticReport", "release", "instance: release a verified report; it and its results become final"),

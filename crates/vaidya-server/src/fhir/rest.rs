@@ -136,6 +136,7 @@ async fn create(
     };
     let base = wire::base_url(&headers);
     let described = authorize::describe(&rtype, &resource);
+    super::booking::check_patient_booking(authorize::actor(&who).role, &rtype, &resource)?;
     let patient = authorize::described_patient(&described);
     let prepared = tokio::task::spawn_blocking(move || prepare(resource))
         .await
@@ -178,6 +179,7 @@ async fn update(
     let if_match = wire::if_match(&headers)?;
     let base = wire::base_url(&headers);
     let described = authorize::describe(&rtype, &resource);
+    super::booking::check_patient_booking(authorize::actor(&who).role, &rtype, &resource)?;
     let patient = authorize::described_patient(&described);
     let prepared = tokio::task::spawn_blocking(move || prepare(resource))
         .await
@@ -680,6 +682,13 @@ async fn instance_operation(
             }
             super::break_glass::grant(&app, &who, &id, reason).await
         }
+        ("Appointment", "$cancel") => {
+            let params = parse_json(&body_bytes(body)?)?;
+            let reason = Params::new("$cancel", &params)?.text("reason", 500)?;
+            let base = wire::base_url(&headers);
+            let o = app.store.write(move |tx| super::booking::cancel(tx, &who.user, &id, reason)).await?;
+            Ok(write_response(o, &headers, &base))
+        }
         ("Appointment", "$queue") => {
             let params = parse_json(&body_bytes(body)?)?;
             let state = required(Params::new("$queue", &params)?.code("state")?, "state")?;
@@ -693,7 +702,8 @@ async fn instance_operation(
 }
 
 /// May the caller run this operation on this record? An operation on a record is checked as
-/// `operate` on it; a walk-in, which makes an Appointment in a department, as making one.
+/// `operate` on it (`$cancel` as `cancel`, `$break-glass` as `break-glass`); a walk-in, which
+/// makes an Appointment in a department, as making one.
 async fn authorize_operation(app: &AppState, who: &Principal, rtype: &str, id: &str, operation: &str) -> Result<(), ApiError> {
     let (actor, policies) = (authorize::actor(who), app.policies.clone());
     let (rtype, id, operation) = (rtype.to_string(), id.to_string(), operation.to_string());
@@ -702,7 +712,11 @@ async fn authorize_operation(app: &AppState, who: &Principal, rtype: &str, id: &
             let target = authorize::target_of_search(conn, &actor, "Appointment", &[])?;
             return authorize::check(&policies, &actor, Action::Create, &target, "a walk-in Appointment");
         }
-        let action = if operation == "$break-glass" { Action::BreakGlass } else { Action::Operate };
+        let action = match operation.as_str() {
+            "$break-glass" => Action::BreakGlass,
+            "$cancel" => Action::Cancel,
+            _ => Action::Operate,
+        };
         match vaidya_store::read::current(conn, &rtype, &id)?.filter(|s| !s.deleted) {
             Some(cur) => authorize::check_stored(conn, &policies, &actor, action, &rtype, &id, &cur.content).map(|_| ()),
             // The operation itself answers that the record is not known.

@@ -97,6 +97,9 @@ pub fn released(rtype: &str, status: &str) -> bool {
     }
 }
 
+/// What a patient's account sees of the directory, to book from the portal (no patient in them).
+pub const PATIENT_DIRECTORY: [&str; 4] = ["HealthcareService", "Practitioner", "Schedule", "Slot"];
+
 /// Whether `viewer` may see this stored resource.
 pub fn visible(viewer: &Viewer, rtype: &str, content: &[u8]) -> bool {
     let results = matches!(rtype, "DiagnosticReport" | "Observation");
@@ -109,6 +112,7 @@ pub fn visible(viewer: &Viewer, rtype: &str, content: &[u8]) -> bool {
                 return false;
             }
             match viewer {
+                Viewer::Patient(_) if PATIENT_DIRECTORY.contains(&rtype) => true,
                 Viewer::Patient(own) => is_patients(own, rtype, &head),
                 _ => true,
             }
@@ -147,7 +151,9 @@ pub fn search_conditions(viewer: &Viewer, rtype: &str) -> Result<Vec<(String, St
             _ => {}
         }
     }
-    if let Viewer::Patient(own) = viewer {
+    if let Viewer::Patient(own) = viewer
+        && !PATIENT_DIRECTORY.contains(&rtype)
+    {
         let (_, param) = PATIENT_TYPES
             .iter()
             .find(|(t, _)| *t == rtype)
@@ -157,7 +163,10 @@ pub fn search_conditions(viewer: &Viewer, rtype: &str) -> Result<Vec<(String, St
     Ok(out)
 }
 
-/// A patient's own account only reads: no writes, operations, batches or history.
+/// A patient's own account reads, and books and cancels its own appointments (`POST
+/// /fhir/Appointment`, `POST /fhir/Appointment/{id}/$cancel`; the policies and
+/// `booking::check_patient_booking` decide whose and what): no other writes, operations,
+/// batches or history.
 pub fn check_patient_request(who: &Principal, method: &Method, path: &str) -> Result<(), ApiError> {
     if who.role != "patient" {
         return Ok(());
@@ -165,8 +174,17 @@ pub fn check_patient_request(who: &Principal, method: &Method, path: &str) -> Re
     if who.patient.is_none() {
         return Err(forbidden("this patient account is not linked to a patient record"));
     }
+    if method == Method::POST {
+        // The path as the FHIR router sees it (`/Appointment`), or with its mount point.
+        let path = path.strip_prefix("/fhir").unwrap_or(path);
+        let rest = path.strip_prefix("/Appointment").unwrap_or("-");
+        let cancel = rest.strip_prefix('/').and_then(|r| r.strip_suffix("/$cancel")).is_some_and(|id| !id.is_empty() && !id.contains('/'));
+        if rest.is_empty() || cancel {
+            return Ok(());
+        }
+    }
     if method != Method::GET && method != Method::HEAD {
-        return Err(forbidden("a patient's account can only read"));
+        return Err(forbidden("a patient's account can only read, and book or cancel its own appointments"));
     }
     if path.contains("/_history") || path.contains('$') {
         return Err(forbidden("a patient's account can read records, not their history or operations"));
@@ -216,6 +234,11 @@ mod tests {
         let who = |role: &str, patient: Option<&str>| Principal { user: "u".into(), role: role.into(), token_id: "t".into(), patient: patient.map(str::to_string), department: None, practitioner: None, scopes: None };
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::GET, "/fhir/Invoice").is_ok());
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::POST, "/fhir/Invoice").is_err());
+        assert!(check_patient_request(&who("patient", Some("p1")), &Method::POST, "/fhir/Appointment").is_ok());
+        assert!(check_patient_request(&who("patient", Some("p1")), &Method::POST, "/fhir/Appointment/a1/$cancel").is_ok());
+        assert!(check_patient_request(&who("patient", Some("p1")), &Method::POST, "/fhir/Appointment/a1/$queue").is_err());
+        assert!(check_patient_request(&who("patient", Some("p1")), &Method::POST, "/fhir/Appointment/a1/x/$cancel").is_err());
+        assert!(check_patient_request(&who("patient", Some("p1")), &Method::PUT, "/fhir/Appointment/a1").is_err());
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::GET, "/fhir/Patient/p1/_history").is_err());
         assert!(check_patient_request(&who("patient", None), &Method::GET, "/fhir/Patient/p1").is_err());
         assert!(check_patient_request(&who("doctor", None), &Method::POST, "/fhir/Invoice").is_ok());

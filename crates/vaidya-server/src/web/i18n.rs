@@ -216,6 +216,12 @@ pub enum Key {
     View,
     Download,
     NoBills,
+    BookedNotice,
+    CancelledNotice,
+    CancelBooking,
+    Department,
+    ChooseDepartment,
+    NoFreeSlots,
 }
 
 impl Lang {
@@ -344,6 +350,12 @@ impl Lang {
             RepeatPassword => ("New password again", "नया पासवर्ड फिर से"),
             PasswordsDiffer => ("The two new passwords are not the same.", "दोनों नए पासवर्ड एक जैसे नहीं हैं।"),
             Save => ("Save", "सहेजें"),
+            BookedNotice => ("Booked. Come 15 minutes before your time and check in at the OPD desk.", "बुक हो गया। अपने समय से 15 मिनट पहले आएँ और ओपीडी काउंटर पर चेक-इन करें।"),
+            CancelledNotice => ("The appointment is cancelled.", "अपॉइंटमेंट रद्द कर दिया गया।"),
+            CancelBooking => ("Cancel", "रद्द करें"),
+            Department => ("Department", "विभाग"),
+            ChooseDepartment => ("Choose a department", "विभाग चुनें"),
+            NoFreeSlots => ("No free times on this day. Try another day.", "इस दिन कोई खाली समय नहीं। कोई दूसरा दिन चुनें।"),
             MyAppointments => ("My appointments", "मेरे अपॉइंटमेंट"),
             MyReports => ("My reports", "मेरी रिपोर्ट"),
             MyBills => ("My bills and receipts", "मेरे बिल और रसीदें"),

@@ -8,16 +8,20 @@
 
 use super::fhir_call::{Fhir, Printer, outcome_message};
 use super::i18n::Key;
-use super::{Ctx, Signed, render, signed_in, to_login};
+use super::registration::Submitted;
+use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
 use crate::app::AppState;
 use crate::auth::Peer;
 use crate::print::format::{self as fmt, Zone};
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use vaidya_domain::schedule::LocalDate;
 
 fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
     bundle["entry"].as_array().into_iter().flatten().map(|e| &e["resource"])
@@ -39,10 +43,13 @@ fn elsewhere(app: &AppState, headers: &HeaderMap, path: &str) -> Response {
 }
 
 pub struct Visit {
+    pub id: String,
     pub when: String,
     pub with: String,
     pub status: String,
     pub token: String,
+    /// Booked, not begun, not checked in: the patient may cancel it.
+    pub cancellable: bool,
 }
 
 #[derive(Template)]
@@ -51,6 +58,7 @@ struct AppointmentsPage<'a> {
     ctx: &'a Ctx,
     visits: Vec<Visit>,
     error: Option<String>,
+    notice: Option<String>,
 }
 
 /// A participant's name for the patient: its display, else its id (`gen-med`, `dr-sharma`).
@@ -62,14 +70,28 @@ fn who(appt: &Value, prefix: &str) -> Option<String> {
 }
 
 /// `GET /ui/my/appointments`.
-pub async fn appointments(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap) -> Response {
+pub async fn appointments(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let ctx = Ctx::of(&app, &headers, "/ui/my/appointments");
     let Some((s, me)) = patient_of(&app, &headers) else { return elsewhere(&app, &headers, &ctx.path) };
+    let field = form_fields(raw.unwrap_or_default().as_bytes());
+    let notice = if field("booked") == "1" {
+        Some(ctx.t(Key::BookedNotice).to_string())
+    } else if field("cancelled") == "1" {
+        Some(ctx.t(Key::CancelledNotice).to_string())
+    } else {
+        None
+    };
+    appointments_page(&app, &fhir, &s, &me, &headers, peer.map(|p| p.0.0), &ctx, StatusCode::OK, None, notice).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn appointments_page(app: &AppState, fhir: &Fhir, s: &Signed, me: &str, headers: &HeaderMap, peer: Option<std::net::SocketAddr>, ctx: &Ctx, status: StatusCode, error: Option<String>, notice: Option<String>) -> Response {
     let zone = Zone::from_config(&app.config.timezone);
-    let (status, found) = fhir.get(&s.token, &headers, peer.map(|p| p.0.0), &format!("/Appointment?patient=Patient/{me}&_sort=-date&_count=100")).await;
-    if !status.is_success() {
-        return render(&app, &ctx, status, &AppointmentsPage { ctx: &ctx, visits: vec![], error: Some(outcome_message(&found)) });
+    let (st, found) = fhir.get(&s.token, headers, peer, &format!("/Appointment?patient=Patient/{me}&_sort=-date&_count=100")).await;
+    if !st.is_success() {
+        return render(app, ctx, st, &AppointmentsPage { ctx, visits: vec![], error: Some(outcome_message(&found)), notice: None });
     }
+    let now = vaidya_store::now_ms();
     let visits = entries(&found)
         .map(|a| {
             let with = [who(a, "Practitioner/"), who(a, "HealthcareService/")].into_iter().flatten().collect::<Vec<_>>().join(" · ");
@@ -81,10 +103,176 @@ pub async fn appointments(State(app): State<AppState>, Extension(fhir): Extensio
                 .and_then(|i| i["value"].as_str())
                 .unwrap_or_default()
                 .to_string();
-            Visit { when: a["start"].as_str().map(|t| zone.fhir(t)).unwrap_or_default(), with, status: a["status"].as_str().unwrap_or_default().to_string(), token }
+            let start = a["start"].as_str().and_then(vaidya_fhir::datetime::parse_date_range).map(|(ms, _)| ms);
+            let checked_in = a["extension"].as_array().into_iter().flatten().any(|e| e["url"] == crate::fhir::queue::QUEUE_STATE_URL);
+            let cancellable = a["status"] == "booked" && !checked_in && start.is_some_and(|t| t > now);
+            Visit {
+                id: a["id"].as_str().unwrap_or_default().to_string(),
+                when: a["start"].as_str().map(|t| zone.fhir(t)).unwrap_or_default(),
+                with,
+                status: a["status"].as_str().unwrap_or_default().to_string(),
+                token,
+                cancellable,
+            }
         })
         .collect();
-    render(&app, &ctx, StatusCode::OK, &AppointmentsPage { ctx: &ctx, visits, error: None })
+    render(app, ctx, status, &AppointmentsPage { ctx, visits, error, notice })
+}
+
+/// `POST /ui/my/cancel`: cancel one of my bookings.
+pub async fn cancel(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    let ctx = Ctx::of(&app, &headers, "/ui/my/appointments");
+    let Some((s, me)) = patient_of(&app, &headers) else { return elsewhere(&app, &headers, &ctx.path) };
+    let peer = peer.map(|p| p.0.0);
+    let field = form_fields(&body);
+    let id = field("appointment");
+    if !csrf_ok(&headers, &field("csrf")) || !valid_id(&id) {
+        return appointments_page(&app, &fhir, &s, &me, &headers, peer, &ctx, StatusCode::FORBIDDEN, Some(ctx.t(Key::FormExpired).into()), None).await;
+    }
+    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "cancelled by the patient in the portal"}]});
+    let (status, answer) = fhir.post(&s.token, &headers, peer, &format!("/Appointment/{id}/$cancel"), &params).await;
+    if !status.is_success() {
+        return appointments_page(&app, &fhir, &s, &me, &headers, peer, &ctx, status, Some(outcome_message(&answer)), None).await;
+    }
+    Redirect::to("/ui/my/appointments?cancelled=1").into_response()
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+pub struct FreeSlot {
+    pub id: String,
+    pub time: String,
+    pub doctor: String,
+}
+
+#[derive(Template)]
+#[template(path = "web/my_book.html")]
+struct BookPage<'a> {
+    ctx: &'a Ctx,
+    departments: Vec<(String, String)>,
+    dept: String,
+    date: String,
+    slots: Vec<FreeSlot>,
+    key: String,
+    error: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn book_page(app: &AppState, fhir: &Fhir, s: &Signed, headers: &HeaderMap, peer: Option<std::net::SocketAddr>, ctx: &Ctx, dept: &str, date: LocalDate, status: StatusCode, error: Option<String>) -> Response {
+    let zone = Zone::from_config(&app.config.timezone);
+    let get = |path: String| async move { fhir.get(&s.token, headers, peer, &path).await };
+    let (st, services) = get("/HealthcareService?active=true&_sort=name&_count=100".to_string()).await;
+    let departments: Vec<(String, String)> = if st.is_success() {
+        entries(&services).filter_map(|h| Some((h["id"].as_str()?.to_string(), h["name"].as_str().unwrap_or_default().to_string()))).collect()
+    } else {
+        vec![]
+    };
+    let mut slots = vec![];
+    if valid_id(dept) {
+        let (_, schedules) = get(format!("/Schedule?actor=HealthcareService/{dept}&_count=50")).await;
+        for sch in entries(&schedules) {
+            let Some(sid) = sch["id"].as_str() else { continue };
+            let doctor = match sch["actor"].as_array().into_iter().flatten().filter_map(|a| a["reference"].as_str()).find(|r| r.starts_with("Practitioner/")) {
+                Some(r) => {
+                    let (st, p) = get(format!("/{r}")).await;
+                    if st.is_success() { fmt::person_names(&p).0.unwrap_or_default() } else { String::new() }
+                }
+                None => String::new(),
+            };
+            let (_, found) = get(format!("/Slot?schedule=Schedule/{sid}&start={date}&status=free&_sort=start&_count=200")).await;
+            let now = vaidya_store::now_ms();
+            for slot in entries(&found) {
+                let Some(start) = slot["start"].as_str() else { continue };
+                if vaidya_fhir::datetime::parse_date_range(start).is_some_and(|(ms, _)| ms <= now) {
+                    continue;
+                }
+                slots.push(FreeSlot { id: slot["id"].as_str().unwrap_or_default().to_string(), time: zone.fhir(start), doctor: doctor.clone() });
+            }
+        }
+        slots.sort_by(|a, b| a.time.cmp(&b.time));
+    }
+    let key = uuid::Uuid::new_v4().simple().to_string();
+    render(app, ctx, status, &BookPage { ctx, departments, dept: dept.to_string(), date: date.to_string(), slots, key, error })
+}
+
+fn today(app: &AppState) -> LocalDate {
+    Zone::from_config(&app.config.timezone).date_of(vaidya_store::now_ms()).expect("now is a date")
+}
+
+/// `GET /ui/my/book?dept=&date=`: choose a department and day, then a free time.
+pub async fn book_form(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let ctx = Ctx::of(&app, &headers, "/ui/my/book");
+    let Some((s, _)) = patient_of(&app, &headers) else { return elsewhere(&app, &headers, &ctx.path) };
+    let field = form_fields(raw.unwrap_or_default().as_bytes());
+    let (date, error) = match field("date").as_str() {
+        "" => (today(&app), None),
+        d => match d.parse::<LocalDate>() {
+            Ok(d) => (d, None),
+            Err(_) => (today(&app), Some(ctx.t(Key::BadDate).to_string())),
+        },
+    };
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    book_page(&app, &fhir, &s, &headers, peer.map(|p| p.0.0), &ctx, &field("dept"), date, status, error).await
+}
+
+/// `POST /ui/my/book`: book the chosen slot for me.
+pub async fn book(
+    State(app): State<AppState>,
+    Extension(fhir): Extension<Fhir>,
+    Extension(submitted): Extension<Arc<Submitted>>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ctx = Ctx::of(&app, &headers, "/ui/my/book");
+    let Some((s, me)) = patient_of(&app, &headers) else { return elsewhere(&app, &headers, &ctx.path) };
+    let peer = peer.map(|p| p.0.0);
+    let field = form_fields(&body);
+    let (dept, slot_id, key) = (field("dept"), field("slot"), field("key"));
+    let date = field("date").parse::<LocalDate>().unwrap_or_else(|_| today(&app));
+    let again = |status, message: String| book_page(&app, &fhir, &s, &headers, peer, &ctx, &dept, date, status, Some(message));
+    if !csrf_ok(&headers, &field("csrf")) || key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) || !valid_id(&dept) {
+        return again(StatusCode::FORBIDDEN, ctx.t(Key::FormExpired).into()).await;
+    }
+    if !valid_id(&slot_id) {
+        return again(StatusCode::UNPROCESSABLE_ENTITY, ctx.t(Key::ChooseSlot).into()).await;
+    }
+    let (status, slot) = fhir.get(&s.token, &headers, peer, &format!("/Slot/{slot_id}")).await;
+    if !status.is_success() {
+        return again(status, outcome_message(&slot)).await;
+    }
+    let (_, service) = fhir.get(&s.token, &headers, peer, &format!("/HealthcareService/{dept}")).await;
+    let mut participants = vec![
+        json!({"actor": {"reference": format!("Patient/{me}")}, "status": "accepted"}),
+        json!({"actor": {"reference": format!("HealthcareService/{dept}"), "display": service["name"]}, "status": "accepted"}),
+    ];
+    if let Some(schedule) = slot["schedule"]["reference"].as_str() {
+        let (_, sch) = fhir.get(&s.token, &headers, peer, &format!("/{schedule}")).await;
+        if let Some(doctor) = sch["actor"].as_array().into_iter().flatten().filter_map(|a| a["reference"].as_str()).find(|r| r.starts_with("Practitioner/")) {
+            let (_, p) = fhir.get(&s.token, &headers, peer, &format!("/{doctor}")).await;
+            participants.push(json!({"actor": {"reference": doctor, "display": fmt::person_names(&p).0.unwrap_or_default()}, "status": "accepted"}));
+        }
+    }
+    match submitted.claim(&key) {
+        Ok(()) => {}
+        Err(Some(_)) => return Redirect::to("/ui/my/appointments").into_response(),
+        Err(None) => return again(StatusCode::CONFLICT, ctx.t(Key::BeingSaved).into()).await,
+    }
+    let appointment = json!({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": format!("Slot/{slot_id}")}],
+        "start": slot["start"], "end": slot["end"], "participant": participants});
+    let (status, answer) = fhir.post(&s.token, &headers, peer, "/Appointment", &appointment).await;
+    match answer["id"].as_str().filter(|_| status.is_success()) {
+        Some(id) => {
+            submitted.settle(&key, Some(id.to_string()));
+            Redirect::to("/ui/my/appointments?booked=1").into_response()
+        }
+        None => {
+            submitted.settle(&key, None);
+            again(status, outcome_message(&answer)).await
+        }
+    }
 }
 
 pub struct ReportLine {
