@@ -226,11 +226,14 @@ mod tests {
         assert!(!visible(&me, "Appointment", br#"{"participant":[{"actor":{"reference":"Patient/p2"}}]}"#));
         // Escaped strings are read too (they cannot be borrowed).
         assert!(visible(&me, "Invoice", br#"{"subject":{"reference":"Patient\/p1"}}"#));
-        assert!(!visible(&me, "Practitioner", br#"{"id":"p1"}"#));
+        assert!(!visible(&me, "Organization", br#"{"id":"p1"}"#));
+        // The OPD directory, to book from the portal: seen, and searched without a patient.
+        assert!(visible(&me, "Practitioner", br#"{"id":"d1"}"#));
+        assert!(search_conditions(&me, "Slot").unwrap().is_empty());
         assert!(!visible(&Viewer::Patient(String::new()), "Patient", br#"{"id":""}"#));
         assert_eq!(search_conditions(&me, "Invoice").unwrap(), vec![("patient".to_string(), "Patient/p1".to_string())]);
         assert_eq!(search_conditions(&me, "Patient").unwrap(), vec![("_id".to_string(), "p1".to_string())]);
-        assert!(search_conditions(&me, "Practitioner").is_err());
+        assert!(search_conditions(&me, "Organization").is_err());
         let who = |role: &str, patient: Option<&str>| Principal { user: "u".into(), role: role.into(), token_id: "t".into(), patient: patient.map(str::to_string), department: None, practitioner: None, scopes: None };
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::GET, "/fhir/Invoice").is_ok());
         assert!(check_patient_request(&who("patient", Some("p1")), &Method::POST, "/fhir/Invoice").is_err());
