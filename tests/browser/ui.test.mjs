@@ -898,3 +898,77 @@ test('every main screen passes basic accessibility checks, and a clerk can work 
   await assert.rejects(assertAccessible(page, 'spoiled'), (e) => /field without a label/.test(e.message) && /contrast .* "faint"/.test(e.message));
   await page.close();
 });
+
+test('the administrator sets up a department, a doctor with a weekly OPD, a price and a staff account, and sees no patient', async () => {
+  const admin = await account('admin.uma', 'admin');
+  const page = await browser.newPage();
+  await page.goto(`${base}/ui/login`);
+  await signIn(page, admin);
+  await page.click('#admin-link');
+  await page.waitForSelector('#department-form');
+
+  // A bad id is said, and nothing is saved.
+  await page.fill('#dept-id', 'der m');
+  await page.fill('#dept-name', 'Dermatology');
+  await page.click('#save-department');
+  assert.match(await page.textContent('#admin-error'), /letters, digits/);
+  await page.fill('#dept-id', 'derm');
+  await page.fill('#dept-name', 'Dermatology');
+  await page.fill('#dept-hindi', 'त्वचा रोग');
+  await page.click('#save-department');
+  await page.waitForSelector('#admin-notice');
+  assert.match(await page.textContent('#departments'), /Dermatology/);
+
+  await page.fill('#doc-id', 'dr-kapoor');
+  await page.fill('#doc-given', 'Nisha');
+  await page.fill('#doc-family', 'Kapoor');
+  await page.selectOption('#doc-dept', 'derm');
+  await page.click('#save-doctor');
+  await page.waitForSelector('#admin-notice');
+  assert.match(await page.textContent('#doctors'), /Kapoor.*derm/s);
+
+  await page.selectOption('#sch-doctor', 'dr-kapoor');
+  await page.selectOption('#sch-dept', 'derm');
+  for (const d of ['mon', 'wed', 'fri']) await page.check(`#day-${d}`);
+  await page.fill('#sch-start', '10:00');
+  await page.fill('#sch-end', '12:00');
+  await page.fill('#sch-minutes', '15');
+  await page.fill('#sch-capacity', '1');
+  await page.fill('#sch-ahead', '14');
+  await page.click('#save-schedule');
+  await page.waitForSelector('#admin-notice');
+  const made = Number((await page.textContent('#admin-notice')).match(/\((\d+) slots made\)/)[1]);
+  assert.ok(made >= 8 * 5 && made <= 8 * 6, `${made} slots for six or so clinic days of 8 slots`);
+
+  const before = await page.locator('#tariff tr', { hasText: 'OPD registration' }).textContent();
+  assert.match(before, /₹10\.00/);
+  await page.selectOption('#price-id', 'tariff-opd-registration');
+  await page.fill('#price-new', '20');
+  await page.click('#save-price');
+  await page.waitForSelector('#admin-notice');
+  assert.match(await page.locator('#tariff tr', { hasText: 'OPD registration' }).textContent(), /₹20\.00/);
+
+  // A staff account: its one-time password is shown once, and it signs in.
+  await page.fill('#acc-name', 'reg.naveen');
+  await page.selectOption('#acc-role', 'registration');
+  await page.click('#save-account');
+  await page.waitForSelector('#one-time-password');
+  const oneTime = (await page.textContent('#one-time-password')).trim();
+  await shot(page, 'admin');
+  const login = await json('POST', '/auth/login', { user: 'reg.naveen', password: oneTime });
+  assert.equal(login.status, 200);
+  assert.equal(login.body.must_change_password, true);
+  await page.fill('#acc-name', 'reg.naveen');
+  await page.click('#save-account');
+  assert.match(await page.textContent('#admin-error'), /already an account/);
+
+  // The administrator runs the set-up, not the wards: patients' records stay closed.
+  await page.goto(`${base}/ui/registration?q=Kaur`);
+  assert.equal(await page.locator('#patients').count(), 0);
+  await page.goto(`${base}/ui/chart/pt-2`);
+  assert.equal(await page.locator('#results').count(), 0);
+  // And the account made here is in the audit trail, by the administrator.
+  const trail = vaidya('audit', 'report', '--data', data, '--user', 'admin.uma');
+  assert.match(trail, /user-add[^\n]*reg\.naveen/);
+  await page.close();
+});

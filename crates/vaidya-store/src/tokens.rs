@@ -62,6 +62,25 @@ pub struct LoginRow {
     pub disabled_ms: Option<i64>,
 }
 
+/// An account as the administrator's list shows it.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub name: String,
+    pub role: String,
+    pub department: Option<String>,
+    pub must_change_password: bool,
+    pub disabled_ms: Option<i64>,
+}
+
+/// Every account, by name.
+pub fn list_users(conn: &Connection) -> Result<Vec<UserRow>, StoreError> {
+    let mut stmt = conn.prepare("SELECT name, role, department, must_change_password, disabled_ms FROM api_user ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UserRow { name: r.get(0)?, role: r.get(1)?, department: r.get(2)?, must_change_password: r.get(3)?, disabled_ms: r.get(4)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Create a user; `false` if the name is taken (nothing changes then).
 pub fn insert_user(
     conn: &Connection,

@@ -19,6 +19,7 @@
 //!
 //! Every outcome is an [`events::AuthEvent`] given to [`events::record_auth_event`].
 
+pub mod accounts;
 mod cache;
 pub mod events;
 pub mod oidc;

@@ -5,9 +5,6 @@ use super::operator::OperatorAudit;
 use crate::datadir;
 use std::process::ExitCode;
 
-/// The staff roles Vaidya knows (policies per role arrive with the access issue).
-pub const ROLES: [&str; 11] =
-    ["registration", "doctor", "nurse", "lab", "radiology", "billing", "admin", "privacy-officer", "auditor", "patient", "machine"];
 
 #[derive(clap::Args)]
 pub struct UserArgs {
@@ -110,50 +107,12 @@ fn require(found: bool, name: &str) -> Result<(), String> {
 pub fn run(args: UserArgs) -> Result<ExitCode, String> {
     match args.command {
         UserCommand::Add { data, name, role, department, patient, practitioner } => {
-            let valid_name = !name.is_empty()
-                && name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if name == crate::fhir::charges::IMPORT_AUTHOR {
-                return Err(format!("'{name}' is reserved: it names bulk imports in the ledger"));
-            }
-            if !valid_name {
-                return Err(format!("'{name}' is not a valid account name (letters, digits, '.', '_', '-'; at most 64)"));
-            }
-            if !ROLES.contains(&role.as_str()) {
-                return Err(format!("unknown role '{role}'; one of: {}", ROLES.join(", ")));
-            }
-            if let Some(d) = &department
-                && !crate::fhir::is_valid_id(d) {
-                    return Err(format!("'{d}' is not a valid department id"));
-                }
-            match (&patient, role == "patient") {
-                (None, true) => return Err("a patient account needs --patient (the id of their Patient record)".into()),
-                (Some(_), false) => return Err("--patient is only for accounts with the role 'patient'".into()),
-                (Some(p), true) if !crate::fhir::is_valid_id(p) => return Err(format!("'{p}' is not a valid Patient id")),
-                _ => {}
-            }
-            if let Some(p) = &practitioner {
-                if !["doctor", "nurse"].contains(&role.as_str()) {
-                    return Err("--practitioner is only for accounts with the role 'doctor' or 'nurse'".into());
-                }
-                if !crate::fhir::is_valid_id(p) {
-                    return Err(format!("'{p}' is not a valid Practitioner id"));
-                }
-            }
+            crate::auth::accounts::check_new(&name, &role, department.as_deref(), patient.as_deref(), practitioner.as_deref())?;
             let scope = department.clone().map(|d| format!(" in {d}")).or(patient.clone().map(|p| format!(" for Patient/{p}"))).unwrap_or_default();
             let password = audited(&data, "user-add", &name, Some(format!("role {role}{scope}")), |_, conn| {
-                let password = vaidya_access::password::generate_one_time();
-                let hash = vaidya_access::password::hash(&password);
-                if !vaidya_store::tokens::insert_user(conn, &name, &role, department.as_deref(), Some(&hash), true).map_err(|e| e.to_string())? {
-                    return Err(format!("an account named '{name}' already exists"));
-                }
-                if let Some(p) = &patient {
-                    vaidya_store::tokens::set_user_patient(conn, &name, p).map_err(|e| e.to_string())?;
-                }
-                if let Some(p) = &practitioner {
-                    vaidya_store::tokens::set_user_practitioner(conn, &name, p).map_err(|e| e.to_string())?;
-                }
-                Ok(password)
+                crate::auth::accounts::insert(conn, &name, &role, department.as_deref(), patient.as_deref(), practitioner.as_deref())
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("an account named '{name}' already exists"))
             })?;
             println!("Created account '{name}' ({role}{scope})");
             println!("One-time password: {password}");

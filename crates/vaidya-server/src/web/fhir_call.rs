@@ -34,6 +34,12 @@ impl Fhir {
         self.call("POST", token, headers, peer, path, Some(bytes)).await
     }
 
+    /// `PUT` a FHIR resource (JSON) to a path below `/fhir` (create or update with its id).
+    pub async fn put(&self, token: &str, headers: &HeaderMap, peer: Option<SocketAddr>, path: &str, body: &Value) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        self.call("PUT", token, headers, peer, path, Some(bytes)).await
+    }
+
     async fn call(&self, method: &str, token: &str, headers: &HeaderMap, peer: Option<SocketAddr>, path: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {token}"));
         if body.is_some() {

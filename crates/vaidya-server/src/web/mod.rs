@@ -21,10 +21,12 @@
 //! department's day, booking, walk-in tokens, the queue and its board), `chart.rs` (the
 //! doctor's chart of a patient, and notes, diagnoses and orders during a visit), `lab.rs`
 //! (the laboratory's worklist, collection, result entry, verification, release, printing),
-//! `billing.rs` (the billing counter: charges, invoice, payment, receipt, refund, day end), `patient.rs` (the
+//! `billing.rs` (the billing counter: charges, invoice, payment, receipt, refund, day end),
+//! `admin.rs` (departments, doctors, schedules, tariff, staff accounts), `patient.rs` (the
 //! patient portal's sign-in and access log), `portal.rs` (the patient's appointments, reports
 //! and bills).
 
+mod admin;
 mod audit;
 mod billing;
 mod chart;
@@ -85,6 +87,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/registration/slip", get(registration::slip))
         .route("/ui/chart/{patient}", get(chart::page))
         .route("/ui/chart/{patient}/{what}", post(chart::write))
+        .route("/ui/admin", get(admin::page))
+        .route("/ui/admin/done", get(admin::done))
+        .route("/ui/admin/{what}", post(admin::act))
         .route("/ui/billing", get(billing::page))
         .route("/ui/billing/day", get(billing::day_end))
         .route("/ui/billing/receipt/{invoice}/{receipt}", get(billing::receipt))
@@ -260,6 +265,7 @@ struct HomePage<'a> {
     opd: bool,
     lab: bool,
     billing: bool,
+    admin: bool,
 }
 
 async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -271,7 +277,8 @@ async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let opd = matches!(s.principal.role.as_str(), "registration" | "doctor" | "nurse");
     let lab = matches!(s.principal.role.as_str(), "lab" | "radiology");
     let billing = s.principal.role == "billing";
-    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient, desk, opd, lab, billing })
+    let admin = s.principal.role == "admin";
+    render(&app, &ctx, StatusCode::OK, &HomePage { ctx: &ctx, user: &s.principal.user, role: &s.principal.role, oversight, patient, desk, opd, lab, billing, admin })
 }
 
 async fn switch_lang(State(app): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
@@ -326,7 +333,7 @@ mod tests {
             CodeExpired, AccountBlocked, TryLater, MyAccess, MyAccessIntro,
             RegistrationDesk, FindPatient, SearchLabel, Search, SearchHow, NoneFound, RegisterNew, Name, GivenName, FamilyName, Sex, Male, Female, OtherSex, UnknownSex, BirthDate, AgeYears, Mobile, Register, PossibleDuplicates, NotADuplicate, MatchReason, NeedName, BadName, NeedGender, BadBirth, BadAge, NeedBirth, BadMobile, BeingSaved, UhidSlip, Registered, Print,
             ChangePassword, ChangePasswordIntro, OldPassword, NewPassword, RepeatPassword, PasswordsDiffer, Save,
-            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, BookedNotice, CancelledNotice, CancelBooking, Department, ChooseDepartment, NoFreeSlots, MyAppointments, MyReports, MyBills, View, Download, NoBills, BillingCounter, DayEnd, OpenCharges, NoCharges, Item, Quantity, Price, MakeInvoice, Invoices, Total, Paid, Due, AmountRupees, Mode, CashWord, CardWord, Pay, Reason, RefundAction, Payment, Refund, ReceiptNo, Cashier, Payments, Refunded, Drawer, Net, BadAmount, ChooseMode, NeedReason, Laboratory, ToCollect, ToEnter, ToVerify, ToRelease, Released, Ordered, Barcode, ScanOrLeaveEmpty, Collect, Collected, EnterResults, Verify, Release, Value, Unit, Low, High, FlagsHint, SaveResults, ResultNeedsName, BadLoinc, BadValue, BadRange, NeedUnit, NoResultsEntered, CollectFirst, Chart, Results, NoResults, Test, Latest, Range, Trend, New, ThisVisit, Note, Diagnosis, Provisional, OrderTest, ChooseTest, Order, VisitHint, NoVisitOpen, Diagnoses, Orders, Notes, Visits, NoteLength, DiagnosisLength, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
+            Opd, QueueBoard, Date, Queue, CallNext, NoAppointments, Token, QueueState, WalkIn, GiveToken, Book, Slot, ChooseSlot, Slots, NoSlots, Doctor, SlotFree, SlotFull, NowCalling, Administration, AdminOnly, BadId, Saved, ChooseDays, BadScheduleNumbers, BadTimes, SlotsMade, NoPatientAccounts, NameTaken, AccountMade, Doctors, Tariff, StaffAccounts, Id, HindiName, AddDepartment, AddDoctor, WeeklyOpd, Start, End, SlotMinutes, Capacity, DaysAhead, MakeSlots, NewPrice, SetPrice, AccountState, PractitionerRecord, MakeAccount, OneTimeShown, BookedNotice, CancelledNotice, CancelBooking, Department, ChooseDepartment, NoFreeSlots, MyAppointments, MyReports, MyBills, View, Download, NoBills, BillingCounter, DayEnd, OpenCharges, NoCharges, Item, Quantity, Price, MakeInvoice, Invoices, Total, Paid, Due, AmountRupees, Mode, CashWord, CardWord, Pay, Reason, RefundAction, Payment, Refund, ReceiptNo, Cashier, Payments, Refunded, Drawer, Net, BadAmount, ChooseMode, NeedReason, Laboratory, ToCollect, ToEnter, ToVerify, ToRelease, Released, Ordered, Barcode, ScanOrLeaveEmpty, Collect, Collected, EnterResults, Verify, Release, Value, Unit, Low, High, FlagsHint, SaveResults, ResultNeedsName, BadLoinc, BadValue, BadRange, NeedUnit, NoResultsEntered, CollectFirst, Chart, Results, NoResults, Test, Latest, Range, Trend, New, ThisVisit, Note, Diagnosis, Provisional, OrderTest, ChooseTest, Order, VisitHint, NoVisitOpen, Diagnoses, Orders, Notes, Visits, NoteLength, DiagnosisLength, QWaiting, QCalled, QInConsultation, QDone, QNoShow, QCancelled, QBooked, CheckIn, Call, MarkNoShow, StartConsultation, BackToWaiting, MarkDone, BadDate, TokenGiven, BadUhid, NoSuchUhid, NobodyWaiting,
         ];
         for k in keys {
             let (en, hi) = (Lang::En.t(k), Lang::Hi.t(k));
