@@ -330,6 +330,12 @@ test('the registration desk searches first, registers with the duplicate check, 
   assert.match(await page.textContent('#slip-uhid'), /^\d{4}-\d{4}-\d{4}$/);
   assert.equal(await page.locator('#slip-qr svg').count(), 1, 'the UHID as a QR code');
   await shot(page, 'registration-slip');
+  // The slip in Hindi, as it is printed for a Hindi-speaking patient.
+  await page.click('#lang-switch');
+  assert.match(await page.textContent('main'), /[\u0900-\u097F]{3}/);
+  assert.match(await page.textContent('#slip-uhid'), /^\d{4}-\d{4}-\d{4}$/);
+  await shot(page, 'registration-slip-hi');
+  await page.click('#lang-switch');
 
   // A double submit (two posts of one form): one patient.
   await page.goto(`${base}/ui/registration/new`);
@@ -405,7 +411,8 @@ test('the OPD: walk-in tokens (a double submit gives one), a booking, calling th
   // A mistyped UHID is said beside the form; nothing is made.
   await page.fill('#walk-in-uhid', '1234');
   await page.click('#walk-in');
-  assert.match(await page.textContent('#opd-error'), /12-digit UHID/);
+  assert.match(await page.textContent('#walk-in-error'), /12-digit UHID/);
+  assert.equal(await page.getAttribute('#walk-in-uhid', 'aria-invalid'), 'true');
 
   // A walk-in gets today's first token.
   await page.fill('#walk-in-uhid', uhids[0]);
@@ -615,7 +622,8 @@ test('the billing counter: charges, invoice, payments by UPI and cash (a double 
   // A mistyped amount is said, and nothing is taken.
   await section.locator('input[name=amount]').first().fill('ten');
   await section.locator('button.pay').click();
-  assert.match(await page.textContent('#billing-error'), /amount in rupees/);
+  assert.match(await section.locator('.pay-form .error').textContent(), /amount in rupees/);
+  assert.equal(await section.locator('.pay-form input[name=amount]').getAttribute('aria-invalid'), 'true');
 
   // ₹4 by UPI, the form posted twice at once: one payment.
   await section.locator('input[name=amount]').first().fill('4');
@@ -911,7 +919,7 @@ test('the administrator sets up a department, a doctor with a weekly OPD, a pric
   await page.fill('#dept-id', 'der m');
   await page.fill('#dept-name', 'Dermatology');
   await page.click('#save-department');
-  assert.match(await page.textContent('#admin-error'), /letters, digits/);
+  assert.match(await page.textContent('#department-error'), /letters, digits/);
   await page.fill('#dept-id', 'derm');
   await page.fill('#dept-name', 'Dermatology');
   await page.fill('#dept-hindi', 'त्वचा रोग');
@@ -960,7 +968,7 @@ test('the administrator sets up a department, a doctor with a weekly OPD, a pric
   assert.equal(login.body.must_change_password, true);
   await page.fill('#acc-name', 'reg.naveen');
   await page.click('#save-account');
-  assert.match(await page.textContent('#admin-error'), /already an account/);
+  assert.match(await page.textContent('#account-error'), /already an account/);
 
   // The administrator runs the set-up, not the wards: patients' records stay closed.
   await page.goto(`${base}/ui/registration?q=Kaur`);

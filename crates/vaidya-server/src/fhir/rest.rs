@@ -702,7 +702,7 @@ async fn instance_operation(
 }
 
 /// May the caller run this operation on this record? An operation on a record is checked as
-/// `operate` on it (`$cancel` as `cancel`, `$break-glass` as `break-glass`); a walk-in, which
+/// `operate` on it (an Appointment's `$cancel` as `cancel`, `$break-glass` as `break-glass`); a walk-in, which
 /// makes an Appointment in a department, as making one.
 async fn authorize_operation(app: &AppState, who: &Principal, rtype: &str, id: &str, operation: &str) -> Result<(), ApiError> {
     let (actor, policies) = (authorize::actor(who), app.policies.clone());
@@ -712,9 +712,9 @@ async fn authorize_operation(app: &AppState, who: &Principal, rtype: &str, id: &
             let target = authorize::target_of_search(conn, &actor, "Appointment", &[])?;
             return authorize::check(&policies, &actor, Action::Create, &target, "a walk-in Appointment");
         }
-        let action = match operation.as_str() {
-            "$break-glass" => Action::BreakGlass,
-            "$cancel" => Action::Cancel,
+        let action = match (rtype.as_str(), operation.as_str()) {
+            (_, "$break-glass") => Action::BreakGlass,
+            ("Appointment", "$cancel") => Action::Cancel,
             _ => Action::Operate,
         };
         match vaidya_store::read::current(conn, &rtype, &id)?.filter(|s| !s.deleted) {

@@ -73,9 +73,18 @@ struct AdminPage<'a> {
     accounts: Vec<Account>,
     roles: &'static [&'static str],
     error: Option<String>,
+    /// An error about one form (`department`, `doctor`, `schedule`, `price`, `account`), shown
+    /// beside it.
+    form_error: Option<(&'static str, String)>,
     notice: Option<String>,
     /// A new account's one-time password, shown once: (account, password).
     created: Option<(String, String)>,
+}
+
+impl AdminPage<'_> {
+    pub fn error_for(&self, form: &str) -> Option<&str> {
+        self.form_error.as_ref().filter(|(f, _)| *f == form).map(|(_, m)| m.as_str())
+    }
 }
 
 struct Admin<'a> {
@@ -90,20 +99,24 @@ struct Admin<'a> {
 impl Admin<'_> {
     async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
         let (status, v) = self.fhir.get(&self.s.token, self.headers, self.peer, &path).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(&v))) }
+        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
     }
 
     async fn put(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
         let (status, v) = self.fhir.put(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(&v))) }
+        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
         let (status, v) = self.fhir.post(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(&v))) }
+        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
     }
 
     async fn page(&self, status: StatusCode, error: Option<String>, notice: Option<String>, created: Option<(String, String)>) -> Response {
+        self.page_with(status, error, None, notice, created).await
+    }
+
+    async fn page_with(&self, status: StatusCode, error: Option<String>, form_error: Option<(&'static str, String)>, notice: Option<String>, created: Option<(String, String)>) -> Response {
         let mut page = AdminPage {
             ctx: self.ctx,
             departments: vec![],
@@ -112,6 +125,7 @@ impl Admin<'_> {
             accounts: vec![],
             roles: &crate::auth::accounts::ROLES,
             error,
+            form_error,
             notice,
             created,
         };
@@ -170,7 +184,7 @@ impl Admin<'_> {
             .into_iter()
             .filter(|u| u.role != "patient")
             .map(|u| Account {
-                state: if u.disabled_ms.is_some() { "disabled".into() } else if u.must_change_password { "one-time password".into() } else { "active".into() },
+                state: if u.disabled_ms.is_some() { "disabled".into() } else if u.must_change_password { "one-time-password".into() } else { "active".into() },
                 name: u.name,
                 role: u.role,
                 department: u.department.unwrap_or_default(),
@@ -273,7 +287,13 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
         }
         // A one-time password is shown on this answer, not after a redirect: it is never in a URL.
         Ok((notice, Some(created))) => admin.page(StatusCode::OK, None, Some(notice), Some(created)).await,
-        Err((status, message)) => admin.page(status, Some(message), None, None).await,
+        Err((status, message)) => {
+            let form = ["department", "doctor", "schedule", "price", "account"].into_iter().find(|f| *f == what);
+            match form {
+                Some(f) => admin.page_with(status, None, Some((f, message)), None, None).await,
+                None => admin.page(status, Some(message), None, None).await,
+            }
+        }
     }
 }
 

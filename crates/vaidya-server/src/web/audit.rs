@@ -53,7 +53,7 @@ pub async fn page(State(app): State<AppState>, Extension(fhir): Extension<Fhir>,
     };
     let (status, answer) = fhir.get(&s.token, &headers, peer.map(|p| p.0.0), &format!("/AuditEvent?{query}")).await;
     if !status.is_success() {
-        let error = Some(outcome_message(&answer));
+        let error = Some(outcome_message(&ctx, &answer));
         return render(&app, &ctx, status, &AuditPage { ctx: &ctx, uhid: &uhid, error, rows: None, total: 0 });
     }
     let rows = rows_of(&app, &answer);

@@ -91,7 +91,16 @@ struct CounterPage<'a> {
     bills: Vec<Bill>,
     key: String,
     error: Option<String>,
+    /// An error about one invoice's payment or refund form (`pay-<id>`, `refund-<id>`),
+    /// shown beside it.
+    form_error: Option<(String, String)>,
     notice: Option<String>,
+}
+
+impl CounterPage<'_> {
+    pub fn error_for(&self, action: &str, invoice: &str) -> Option<&str> {
+        self.form_error.as_ref().filter(|(f, _)| f.strip_prefix(action).and_then(|r| r.strip_prefix('-')) == Some(invoice)).map(|(_, m)| m.as_str())
+    }
 }
 
 struct Counter<'a> {
@@ -140,12 +149,12 @@ pub(super) fn bill_of(inv: &Value, zone: &Zone, ctx: &Ctx) -> Bill {
 impl Counter<'_> {
     async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
         let (status, v) = self.fhir.get(&self.s.token, self.headers, self.peer, &path).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(&v))) }
+        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
         let (status, v) = self.fhir.post(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(&v))) }
+        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
     }
 
     /// The patient with this UHID: (id, name).
@@ -155,7 +164,16 @@ impl Counter<'_> {
     }
 
     async fn page(&self, uhid: &str, status: StatusCode, error: Option<String>, notice: Option<String>) -> Response {
-        let mut page = CounterPage { ctx: self.ctx, uhid: uhid.to_string(), patient: None, charges: vec![], bills: vec![], key: key(), error, notice };
+        self.page_with(uhid, status, error, None, notice).await
+    }
+
+    /// The counter with an error beside one invoice's form.
+    async fn refuse_form(&self, uhid: &str, form: String, status: StatusCode, message: String) -> Response {
+        self.page_with(uhid, status, None, Some((form, message)), None).await
+    }
+
+    async fn page_with(&self, uhid: &str, status: StatusCode, error: Option<String>, form_error: Option<(String, String)>, notice: Option<String>) -> Response {
+        let mut page = CounterPage { ctx: self.ctx, uhid: uhid.to_string(), patient: None, charges: vec![], bills: vec![], key: key(), error, form_error, notice };
         if uhid.is_empty() {
             return render(self.app, self.ctx, status, &page);
         }
@@ -252,8 +270,9 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
         "pay" | "refund" => {
             let invoice = field("invoice");
             let Some(invoice) = fhir_id(&invoice) else { return counter.page(&uhid, StatusCode::BAD_REQUEST, Some(ctx.t(Key::FormExpired).into()), None).await };
+            let form = format!("{action}-{invoice}");
             let Some(amount) = typed_amount(&field("amount")) else {
-                return counter.page(&uhid, StatusCode::UNPROCESSABLE_ENTITY, Some(ctx.t(Key::BadAmount).into()), None).await;
+                return counter.refuse_form(&uhid, form, StatusCode::UNPROCESSABLE_ENTITY, ctx.t(Key::BadAmount).into()).await;
             };
             let key = field("key");
             if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -267,18 +286,18 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
             if action == "pay" {
                 let mode = field("mode");
                 if !["cash", "upi", "card"].contains(&mode.as_str()) {
-                    return counter.page(&uhid, StatusCode::UNPROCESSABLE_ENTITY, Some(ctx.t(Key::ChooseMode).into()), None).await;
+                    return counter.refuse_form(&uhid, form, StatusCode::UNPROCESSABLE_ENTITY, ctx.t(Key::ChooseMode).into()).await;
                 }
                 params.push(json!({"name": "mode", "valueCode": mode}));
             } else {
                 let reason = field("reason").trim().to_string();
                 if reason.is_empty() || reason.chars().count() > 500 {
-                    return counter.page(&uhid, StatusCode::UNPROCESSABLE_ENTITY, Some(ctx.t(Key::NeedReason).into()), None).await;
+                    return counter.refuse_form(&uhid, form, StatusCode::UNPROCESSABLE_ENTITY, ctx.t(Key::NeedReason).into()).await;
                 }
                 params.push(json!({"name": "reason", "valueString": reason}));
             }
             let op = if action == "pay" { "$pay" } else { "$refund" };
-            counter.post(&format!("/Invoice/{invoice}/{op}"), &json!({"resourceType": "Parameters", "parameter": params})).await.map(|inv| {
+            let done = counter.post(&format!("/Invoice/{invoice}/{op}"), &json!({"resourceType": "Parameters", "parameter": params})).await.map(|inv| {
                 // The receipt just made: the last payment or refund with this form's key.
                 inv["extension"]
                     .as_array()
@@ -287,7 +306,11 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
                     .filter(|e| sub(e, "key").and_then(|k| k["valueString"].as_str()) == Some(key.as_str()))
                     .filter_map(|e| sub(e, "receipt").and_then(|r| r["valueString"].as_str()).map(str::to_string))
                     .next_back()
-            })
+            });
+            if let Err((status, message)) = done {
+                return counter.refuse_form(&uhid, form, status, message).await;
+            }
+            done
         }
         _ => return StatusCode::NOT_FOUND.into_response(),
     };

@@ -72,8 +72,23 @@ impl Fhir {
 }
 
 /// The message of an OperationOutcome (its first issue's diagnostics), for showing on a page.
-pub fn outcome_message(v: &Value) -> String {
-    v.pointer("/issue/0/diagnostics").and_then(Value::as_str).unwrap_or("the request was refused").to_string()
+pub fn outcome_message(ctx: &super::Ctx, v: &Value) -> String {
+    let detail = v.pointer("/issue/0/diagnostics").and_then(Value::as_str).unwrap_or("the request was refused");
+    match ctx.lang {
+        super::i18n::Lang::En => detail.to_string(),
+        // The server's own explanation is in English; say in Hindi what kind of refusal it is.
+        super::i18n::Lang::Hi => {
+            let kind = match v.pointer("/issue/0/code").and_then(Value::as_str) {
+                Some("forbidden" | "security" | "login") => "अनुमति नहीं है",
+                Some("not-found") => "नहीं मिला",
+                Some("business-rule" | "conflict" | "duplicate") => "नियम के कारण नहीं हो सका",
+                Some("invalid" | "structure" | "required" | "value" | "invariant") => "दी गई जानकारी सही नहीं है",
+                Some("throttled") => "बहुत अधिक अनुरोध; थोड़ी देर बाद प्रयास करें",
+                _ => "अनुरोध पूरा नहीं हो सका",
+            };
+            format!("{kind} ({detail})")
+        }
+    }
 }
 
 /// The printable documents (`/print/...`), called in-process by the web UI as the signed-in

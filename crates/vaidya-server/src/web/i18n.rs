@@ -9,6 +9,46 @@ pub enum Lang {
     Hi,
 }
 
+impl Lang {
+    /// A status or other code from a record, as words in this language (the code itself when
+    /// it is not one the screens know).
+    pub fn word_for(self, code: &str) -> String {
+        let (en, hi) = match code {
+            "booked" => ("booked", "बुक"),
+            "arrived" => ("arrived", "आ गए"),
+            "fulfilled" => ("seen", "देख लिया गया"),
+            "cancelled" => ("cancelled", "रद्द"),
+            "noshow" => ("did not come", "नहीं आए"),
+            "active" => ("active", "सक्रिय"),
+            "completed" => ("completed", "पूरा"),
+            "draft" => ("draft", "मसौदा"),
+            "in-progress" => ("in progress", "जारी"),
+            "finished" => ("finished", "समाप्त"),
+            "issued" => ("issued", "जारी"),
+            "balanced" => ("paid", "भुगतान हो गया"),
+            "final" => ("final", "अंतिम"),
+            "preliminary" => ("preliminary", "प्रारंभिक"),
+            "provisional" => ("provisional", "अस्थायी"),
+            "confirmed" => ("confirmed", "पुष्ट"),
+            "male" => ("male", "पुरुष"),
+            "female" => ("female", "महिला"),
+            "other" => ("other", "अन्य"),
+            "unknown" => ("unknown", "अज्ञात"),
+            "cash" => ("cash", "नकद"),
+            "upi" => ("UPI", "UPI"),
+            "card" => ("card", "कार्ड"),
+            "disabled" => ("disabled", "बंद"),
+            "one-time-password" => ("one-time password", "एक बार का पासवर्ड"),
+            "AMB" => ("OPD visit", "ओपीडी परामर्श"),
+            other => return other.to_string(),
+        };
+        match self {
+            Lang::En => en.to_string(),
+            Lang::Hi => hi.to_string(),
+        }
+    }
+}
+
 /// Every text the screens show.
 #[derive(Debug, Clone, Copy)]
 pub enum Key {

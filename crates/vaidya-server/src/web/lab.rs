@@ -75,12 +75,12 @@ struct Lab<'a> {
 impl Lab<'_> {
     async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
         let (status, v) = self.fhir.get(&self.s.token, self.headers, self.peer, &path).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(&v))) }
+        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
         let (status, v) = self.fhir.post(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(&v))) }
+        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
     }
 
     async fn worklist(&self, status: StatusCode, error: Option<String>, notice: Option<String>) -> Response {

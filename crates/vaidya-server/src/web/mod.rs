@@ -138,6 +138,11 @@ impl Ctx {
         self.lang.t(key)
     }
 
+    /// A record's code (a status, a sex, a payment mode) in the page's language.
+    pub fn code(&self, code: &str) -> String {
+        self.lang.word_for(code)
+    }
+
     /// The link that shows this page in the other language.
     pub fn switch_href(&self) -> String {
         let mut s = form_urlencoded::Serializer::new(String::new());

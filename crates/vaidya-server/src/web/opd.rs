@@ -202,13 +202,13 @@ impl Desk<'_> {
     let get = |path: String| self.get(path);
     let (status, service) = get(format!("/HealthcareService/{dept}")).await;
     if !status.is_success() {
-        return Err((status, outcome_message(&service)));
+        return Err((status, outcome_message(ctx, &service)));
     }
     let name = service["name"].as_str().unwrap_or(dept).to_string();
     let (status, bundle) =
         get(format!("/Appointment?actor=HealthcareService/{dept}&date={date}&_include=Appointment:patient&_sort=date&_count={MAX_APPOINTMENTS}")).await;
     if !status.is_success() {
-        return Err((status, outcome_message(&bundle)));
+        return Err((status, outcome_message(ctx, &bundle)));
     }
     let mut rows = rows_of(ctx, &zone, &bundle);
     // Walk-ins and checked-in patients by token, then the rest by time.
@@ -217,7 +217,7 @@ impl Desk<'_> {
     if with_slots {
         let (status, schedules) = get(format!("/Schedule?actor=HealthcareService/{dept}&_count=50")).await;
         if !status.is_success() {
-            return Err((status, outcome_message(&schedules)));
+            return Err((status, outcome_message(ctx, &schedules)));
         }
         for sch in schedules["entry"].as_array().into_iter().flatten().map(|e| &e["resource"]) {
             let Some(id) = sch["id"].as_str() else { continue };
@@ -231,7 +231,7 @@ impl Desk<'_> {
             };
             let (status, found) = get(format!("/Slot?schedule=Schedule/{id}&start={date}&_sort=start&_count={MAX_SLOTS}")).await;
             if !status.is_success() {
-                return Err((status, outcome_message(&found)));
+                return Err((status, outcome_message(ctx, &found)));
             }
             for slot in found["entry"].as_array().into_iter().flatten().map(|e| &e["resource"]) {
                 slots.push(SlotRow {
@@ -249,21 +249,32 @@ impl Desk<'_> {
 
     /// The day page, with what just happened or went wrong.
     async fn page(&self, date: LocalDate, status: StatusCode, error: Option<String>, notice: Option<String>, uhid: &str) -> Response {
+        self.page_with(date, status, error, None, notice, uhid).await
+    }
+
+    async fn page_with(&self, date: LocalDate, status: StatusCode, error: Option<String>, field_error: Option<(&'static str, String)>, notice: Option<String>, uhid: &str) -> Response {
         let (app, ctx, dept) = (self.app, self.ctx, self.dept);
-        match self.read_day(date, true).await {
-            Ok(day) => render(
-                app,
-                ctx,
-                status,
-                &DayPage { ctx, dept, clinician: self.clinician(), name: day.name, date: date.to_string(), today: date == today(app), rows: day.rows, slots: day.slots, walk_key: new_key(), book_key: new_key(), error, notice, uhid: uhid.to_string() },
-            ),
-            Err((st, message)) => render(
-                app,
-                ctx,
-                st,
-                &DayPage { ctx, dept, clinician: false, name: dept.to_string(), date: date.to_string(), today: false, rows: vec![], slots: vec![], walk_key: new_key(), book_key: new_key(), error: Some(message), notice: None, uhid: String::new() },
-            ),
-        }
+        let (day, status, error) = match self.read_day(date, true).await {
+            Ok(day) => (day, status, error),
+            Err((st, message)) => (Day { name: dept.to_string(), rows: vec![], slots: vec![] }, st, Some(message)),
+        };
+        let page = DayPage {
+            ctx,
+            dept,
+            clinician: self.clinician(),
+            name: day.name,
+            date: date.to_string(),
+            today: date == today(app),
+            rows: day.rows,
+            slots: day.slots,
+            walk_key: new_key(),
+            book_key: new_key(),
+            error,
+            field_error,
+            notice,
+            uhid: uhid.to_string(),
+        };
+        render(app, ctx, status, &page)
     }
 
     fn clinician(&self) -> bool {
@@ -275,11 +286,16 @@ impl Desk<'_> {
         self.page(date, status, Some(message), None, uhid).await
     }
 
+    /// The day page with an error beside form `form`'s fields (what was typed kept).
+    async fn refuse_at(&self, form: &'static str, date: LocalDate, status: StatusCode, message: String, uhid: &str) -> Response {
+        self.page_with(date, status, None, Some((form, message)), None, uhid).await
+    }
+
     /// The patient a UHID names: `Ok(None)` if there is none.
     async fn patient_by_uhid(&self, uhid: &Uhid) -> Result<Option<String>, String> {
         let (status, bundle) = self.get(format!("/Patient?identifier={}|{uhid}&_count=2", crate::fhir::UHID_SYSTEM)).await;
         if !status.is_success() {
-            return Err(outcome_message(&bundle));
+            return Err(outcome_message(self.ctx, &bundle));
         }
         Ok(bundle["entry"].as_array().and_then(|e| e.first()).and_then(|e| e["resource"]["id"].as_str()).map(str::to_string))
     }
@@ -311,7 +327,7 @@ impl Desk<'_> {
         let params = json!({"resourceType": "Parameters", "parameter": [{"name": "state", "valueCode": to.as_str()}]});
         let (status, answer) = self.post(&format!("/Appointment/{id}/$queue"), &params).await;
         if !status.is_success() {
-            return self.refuse(p.date, status, outcome_message(&answer), "").await;
+            return self.refuse(p.date, status, outcome_message(self.ctx, &answer), "").await;
         }
         let token = token_of(&answer);
         back_to_day(self.dept, p.date, token.as_deref().filter(|_| to == QueueState::Waiting))
@@ -343,7 +359,7 @@ pub async fn departments(State(app): State<AppState>, Extension(fhir): Extension
     let Some(s) = signed_in(&app, &headers) else { return to_login(&ctx.path) };
     let (status, bundle) = fhir.get(&s.token, &headers, peer.map(|p| p.0.0), "/HealthcareService?active=true&_sort=name&_count=100").await;
     if !status.is_success() {
-        return render(&app, &ctx, status, &DepartmentsPage { ctx: &ctx, departments: vec![], error: Some(outcome_message(&bundle)) });
+        return render(&app, &ctx, status, &DepartmentsPage { ctx: &ctx, departments: vec![], error: Some(outcome_message(&ctx, &bundle)) });
     }
     let departments = bundle["entry"]
         .as_array()
@@ -370,9 +386,17 @@ struct DayPage<'a> {
     walk_key: String,
     book_key: String,
     error: Option<String>,
+    /// An error about one form (`walk-in` or `book`), shown beside its fields.
+    field_error: Option<(&'static str, String)>,
     /// What was just done (a token given, a patient called).
     notice: Option<String>,
     uhid: String,
+}
+
+impl DayPage<'_> {
+    pub fn error_for(&self, form: &str) -> Option<&str> {
+        self.field_error.as_ref().filter(|(f, _)| *f == form).map(|(_, m)| m.as_str())
+    }
 }
 
 fn today(app: &AppState) -> LocalDate {
@@ -491,7 +515,7 @@ pub async fn walk_in(
     let (key, patient) = match desk.begin(&p, &submitted).await {
         Ok(v) => v,
         Err(Stop::Done(resp)) => return resp,
-        Err(Stop::Page(status, message)) => return desk.refuse(p.date, status, message, &uhid).await,
+        Err(Stop::Page(status, message)) => return desk.refuse_at("walk-in", p.date, status, message, &uhid).await,
     };
     let params = json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}}]});
     let (status, answer) = desk.post(&format!("/HealthcareService/{dept}/$walk-in"), &params).await;
@@ -499,7 +523,7 @@ pub async fn walk_in(
     submitted.settle(&key, token.clone());
     match token {
         Some(t) => back_to_day(dept, p.date, Some(&t)),
-        None => desk.refuse(p.date, status, outcome_message(&answer), &uhid).await,
+        None => desk.refuse_at("walk-in", p.date, status, outcome_message(&ctx, &answer), &uhid).await,
     }
 }
 
@@ -517,17 +541,17 @@ pub async fn book(
     let uhid = (p.field)("uhid");
     let slot_id = (p.field)("slot");
     let Some(slot_id) = fhir_id(&slot_id) else {
-        return desk.refuse(p.date, StatusCode::UNPROCESSABLE_ENTITY, ctx.t(Key::ChooseSlot).into(), &uhid).await;
+        return desk.refuse_at("book", p.date, StatusCode::UNPROCESSABLE_ENTITY, ctx.t(Key::ChooseSlot).into(), &uhid).await;
     };
     // The slot, and its schedule's doctor: the appointment names them and the department.
     let (status, slot) = desk.get(format!("/Slot/{slot_id}")).await;
     if !status.is_success() {
-        return desk.refuse(p.date, status, outcome_message(&slot), &uhid).await;
+        return desk.refuse_at("book", p.date, status, outcome_message(&ctx, &slot), &uhid).await;
     }
     let (key, patient) = match desk.begin(&p, &submitted).await {
         Ok(v) => v,
         Err(Stop::Done(resp)) => return resp,
-        Err(Stop::Page(status, message)) => return desk.refuse(p.date, status, message, &uhid).await,
+        Err(Stop::Page(status, message)) => return desk.refuse_at("book", p.date, status, message, &uhid).await,
     };
     let mut participants = vec![
         json!({"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}),
@@ -552,7 +576,7 @@ pub async fn book(
     submitted.settle(&key, made.clone());
     match made {
         Some(time) => back_to_day(dept, p.date, Some(&time)),
-        None => desk.refuse(p.date, status, outcome_message(&answer), &uhid).await,
+        None => desk.refuse_at("book", p.date, status, outcome_message(&ctx, &answer), &uhid).await,
     }
 }
 

@@ -278,7 +278,7 @@ pub async fn my_access(State(app): State<AppState>, Extension(fhir): Extension<F
     };
     let (status, answer) = fhir.get(&s.token, &headers, peer.map(|p| p.0.0), &format!("/AuditEvent?patient=Patient/{own}&_count=1000")).await;
     if !status.is_success() {
-        return render(&app, &ctx, status, &MyAccessPage { ctx: &ctx, error: Some(outcome_message(&answer)), rows: vec![], total: 0 });
+        return render(&app, &ctx, status, &MyAccessPage { ctx: &ctx, error: Some(outcome_message(&ctx, &answer)), rows: vec![], total: 0 });
     }
     let rows = super::audit::rows_of(&app, &answer);
     let total = answer["total"].as_u64().unwrap_or(0);

@@ -89,7 +89,7 @@ async fn appointments_page(app: &AppState, fhir: &Fhir, s: &Signed, me: &str, he
     let zone = Zone::from_config(&app.config.timezone);
     let (st, found) = fhir.get(&s.token, headers, peer, &format!("/Appointment?patient=Patient/{me}&_sort=-date&_count=100")).await;
     if !st.is_success() {
-        return render(app, ctx, st, &AppointmentsPage { ctx, visits: vec![], error: Some(outcome_message(&found)), notice: None });
+        return render(app, ctx, st, &AppointmentsPage { ctx, visits: vec![], error: Some(outcome_message(ctx, &found)), notice: None });
     }
     let now = vaidya_store::now_ms();
     let visits = entries(&found)
@@ -132,7 +132,7 @@ pub async fn cancel(State(app): State<AppState>, Extension(fhir): Extension<Fhir
     let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "cancelled by the patient in the portal"}]});
     let (status, answer) = fhir.post(&s.token, &headers, peer, &format!("/Appointment/{id}/$cancel"), &params).await;
     if !status.is_success() {
-        return appointments_page(&app, &fhir, &s, &me, &headers, peer, &ctx, status, Some(outcome_message(&answer)), None).await;
+        return appointments_page(&app, &fhir, &s, &me, &headers, peer, &ctx, status, Some(outcome_message(&ctx, &answer)), None).await;
     }
     Redirect::to("/ui/my/appointments?cancelled=1").into_response()
 }
@@ -241,7 +241,7 @@ pub async fn book(
     }
     let (status, slot) = fhir.get(&s.token, &headers, peer, &format!("/Slot/{slot_id}")).await;
     if !status.is_success() {
-        return again(status, outcome_message(&slot)).await;
+        return again(status, outcome_message(&ctx, &slot)).await;
     }
     let (_, service) = fhir.get(&s.token, &headers, peer, &format!("/HealthcareService/{dept}")).await;
     let mut participants = vec![
@@ -270,7 +270,7 @@ pub async fn book(
         }
         None => {
             submitted.settle(&key, None);
-            again(status, outcome_message(&answer)).await
+            again(status, outcome_message(&ctx, &answer)).await
         }
     }
 }
@@ -296,7 +296,7 @@ pub async fn reports(State(app): State<AppState>, Extension(fhir): Extension<Fhi
     let zone = Zone::from_config(&app.config.timezone);
     let (status, found) = fhir.get(&s.token, &headers, peer.map(|p| p.0.0), &format!("/DiagnosticReport?patient=Patient/{me}&_sort=-date&_count=100")).await;
     if !status.is_success() {
-        return render(&app, &ctx, status, &ReportsPage { ctx: &ctx, reports: vec![], error: Some(outcome_message(&found)) });
+        return render(&app, &ctx, status, &ReportsPage { ctx: &ctx, reports: vec![], error: Some(outcome_message(&ctx, &found)) });
     }
     let reports = entries(&found)
         .map(|r| ReportLine {
@@ -348,7 +348,7 @@ pub async fn bills(State(app): State<AppState>, Extension(fhir): Extension<Fhir>
     let zone = Zone::from_config(&app.config.timezone);
     let (status, found) = fhir.get(&s.token, &headers, peer.map(|p| p.0.0), &format!("/Invoice?subject=Patient/{me}&_sort=-date&_count=50")).await;
     if !status.is_success() {
-        return render(&app, &ctx, status, &BillsPage { ctx: &ctx, bills: vec![], error: Some(outcome_message(&found)) });
+        return render(&app, &ctx, status, &BillsPage { ctx: &ctx, bills: vec![], error: Some(outcome_message(&ctx, &found)) });
     }
     let bills = entries(&found).map(|i| super::billing::bill_of(i, &zone, &ctx)).collect();
     render(&app, &ctx, StatusCode::OK, &BillsPage { ctx: &ctx, bills, error: None })

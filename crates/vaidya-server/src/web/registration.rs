@@ -136,7 +136,7 @@ pub async fn search(State(app): State<AppState>, Extension(fhir): Extension<Fhir
     let query = { form_urlencoded::Serializer::new(String::new()).append_pair(param, &value).append_pair("_count", &SHOWN.to_string()).finish() };
     let (status, answer) = fhir.get(&s.token, &headers, peer.map(|p| p.0.0), &format!("/Patient?{query}")).await;
     if !status.is_success() {
-        return render(&app, &ctx, status, &SearchPage { ctx: &ctx, q: &q, error: Some(outcome_message(&answer)), found: None });
+        return render(&app, &ctx, status, &SearchPage { ctx: &ctx, q: &q, error: Some(outcome_message(&ctx, &answer)), found: None });
     }
     let found = answer["entry"]
         .as_array()
@@ -298,7 +298,7 @@ pub async fn register(
     if fields("confirm") != "yes" {
         let (status, answer) = fhir.post(&s.token, &headers, peer, "/Patient/$duplicates", &patient).await;
         if !status.is_success() {
-            return page(&form, status, vec![], Some(outcome_message(&answer)));
+            return page(&form, status, vec![], Some(outcome_message(&ctx, &answer)));
         }
         let duplicates: Vec<Found> = answer["entry"]
             .as_array()
@@ -330,7 +330,7 @@ pub async fn register(
         None => {
             keys.remove(&form.key);
             drop(keys);
-            page(&form, status, vec![], Some(outcome_message(&answer)))
+            page(&form, status, vec![], Some(outcome_message(&ctx, &answer)))
         }
     }
 }
@@ -368,7 +368,7 @@ pub async fn slip(State(app): State<AppState>, Extension(fhir): Extension<Fhir>,
     }
     let (status, answer) = fhir.get(&s.token, &headers, peer.map(|p| p.0.0), &format!("/Patient/{id}")).await;
     if !status.is_success() {
-        let error = Some(outcome_message(&answer));
+        let error = Some(outcome_message(&ctx, &answer));
         return render(&app, &ctx, status, &SearchPage { ctx: &ctx, q: "", error, found: None });
     }
     let zone = crate::print::format::Zone::from_config(&app.config.timezone);
