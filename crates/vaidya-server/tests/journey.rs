@@ -223,7 +223,8 @@ fn a_patient_goes_from_registration_to_a_paid_bill_and_reads_the_report() {
     assert_eq!(as_(&cashier, "POST", &format!("/Invoice/{inv}/$cancel"), Some(&params(json!([{"name": "reason", "valueString": "x"}])))).status, 409);
 
     // 7. The patient, signed in to their own account, sees their released report and bill,
-    //    prints the report, and nothing of anyone else's; they cannot write.
+    //    prints the report, and nothing of anyone else's; they write nothing but their own
+    //    bookings.
     let me = s.add_user("sita.devi", "patient", &["--patient", &pid]);
     let mine = as_(&me, "GET", "/DiagnosticReport", None).json();
     assert_eq!(mine["total"], 1, "{mine}");
@@ -232,7 +233,9 @@ fn a_patient_goes_from_registration_to_a_paid_bill_and_reads_the_report() {
     assert_eq!(as_(&me, "GET", "/Invoice", None).json()["entry"][0]["resource"]["status"], "balanced");
     assert_eq!(as_(&me, "GET", &format!("/Patient/{other}"), None).status, 404);
     assert_eq!(as_(&me, "GET", "/Patient", None).json()["total"], 1);
-    assert_eq!(as_(&me, "GET", "/Practitioner", None).status, 403);
+    // The OPD directory is open to them (to book); other types are not.
+    assert_eq!(as_(&me, "GET", "/Practitioner", None).status, 200);
+    assert_eq!(as_(&me, "GET", "/Organization", None).status, 403);
     assert_eq!(as_(&me, "POST", "/Patient", Some(&patient)).status, 403);
     assert_eq!(as_(&me, "GET", &format!("/Patient/{pid}/_history"), None).status, 403);
     let printed = as_(&me, "GET", &format!("{}/print/DiagnosticReport/{dr}", s.base.trim_end_matches("/fhir")), None);
