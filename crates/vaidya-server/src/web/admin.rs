@@ -9,7 +9,7 @@
 //! (`user-add`, naming the account) before the one-time password is shown, once. An
 //! administrator never reads patients' records: nothing here touches them.
 
-use super::fhir_call::{Fhir, outcome_message};
+use super::fhir_call::{Api, Fhir, entries};
 use super::i18n::Key;
 use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
 use crate::app::AppState;
@@ -23,13 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
-fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
-    bundle["entry"].as_array().into_iter().flatten().map(|e| &e["resource"])
-}
 
-fn valid_id(s: &str) -> bool {
-    crate::fhir::is_valid_id(s)
-}
 
 /// Plain text typed into a name field: at most `max` characters, no markup or control characters.
 fn plain(s: &str, max: usize) -> Option<String> {
@@ -97,19 +91,20 @@ struct Admin<'a> {
 }
 
 impl Admin<'_> {
+    fn api(&self) -> Api<'_> {
+        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
+    }
+
     async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.get(&self.s.token, self.headers, self.peer, &path).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().get(&path).await
     }
 
     async fn put(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.put(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().put(path, body).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.post(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().post(path, body).await
     }
 
     async fn page(&self, status: StatusCode, error: Option<String>, notice: Option<String>, created: Option<(String, String)>) -> Response {
@@ -230,7 +225,7 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
         "department" => {
             let (id, name, hindi) = (field("id"), plain(&field("name"), 100), field("hindi"));
             match name {
-                _ if !valid_id(&id) => bad(ctx.t(Key::BadId)),
+                _ if !crate::fhir::is_valid_id(&id) => bad(ctx.t(Key::BadId)),
                 None => bad(ctx.t(Key::BadName)),
                 Some(name) => {
                     let mut service = json!({"resourceType": "HealthcareService", "id": id, "active": true, "name": name});
@@ -244,7 +239,7 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
         "doctor" => {
             let (id, given, family, dept) = (field("id"), plain(&field("given"), 100), plain(&field("family"), 100), field("department"));
             match (given, family) {
-                _ if !valid_id(&id) || !valid_id(&dept) => bad(ctx.t(Key::BadId)),
+                _ if !crate::fhir::is_valid_id(&id) || !crate::fhir::is_valid_id(&dept) => bad(ctx.t(Key::BadId)),
                 (Some(given), Some(family)) => {
                     let doctor = json!({"resourceType": "Practitioner", "id": id, "active": true, "name": [{"use": "official", "family": family, "given": [given], "prefix": ["Dr."]}]});
                     let role = json!({"resourceType": "PractitionerRole", "id": format!("{id}-role"), "active": true,
@@ -265,7 +260,7 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
             let id = field("id");
             let amount = field("price").trim().trim_start_matches('₹').replace(',', "").parse::<vaidya_domain::Paise>().ok().filter(|p| p.0 >= 0);
             match amount {
-                _ if !valid_id(&id) => bad(ctx.t(Key::BadId)),
+                _ if !crate::fhir::is_valid_id(&id) => bad(ctx.t(Key::BadId)),
                 None => bad(ctx.t(Key::BadAmount)),
                 Some(paise) => match admin.get(format!("/ChargeItemDefinition/{id}")).await {
                     Err(e) => Err(e),
@@ -315,7 +310,7 @@ async fn schedule(admin: &Admin<'_>, field: &(dyn Fn(&str) -> String + Sync)) ->
     let ctx = admin.ctx;
     let bad = |m: &str| Err((StatusCode::UNPROCESSABLE_ENTITY, m.to_string()));
     let (doctor, dept) = (field("doctor"), field("department"));
-    if !valid_id(&doctor) || !valid_id(&dept) {
+    if !crate::fhir::is_valid_id(&doctor) || !crate::fhir::is_valid_id(&dept) {
         return bad(ctx.t(Key::BadId));
     }
     let days: Vec<&str> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].into_iter().filter(|d| field(&format!("day-{d}")) == "on").collect();

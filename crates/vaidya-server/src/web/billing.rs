@@ -6,7 +6,7 @@
 //! posted twice is taken once: the server records a key once), and `Invoice/$cash-report`.
 //! Amounts are typed in rupees (`250` or `250.50`) and handled as integer paise.
 
-use super::fhir_call::{Fhir, outcome_message};
+use super::fhir_call::{Api, Fhir, entries, fhir_id};
 use super::i18n::Key;
 use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
 use crate::app::AppState;
@@ -27,13 +27,7 @@ use vaidya_domain::{Paise, Uhid};
 /// them in the API's `counter` parameter).
 const COUNTER: &str = "OPD-1";
 
-fn fhir_id(s: &str) -> Option<&str> {
-    (!s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')).then_some(s)
-}
 
-fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
-    bundle["entry"].as_array().into_iter().flatten().map(|e| &e["resource"])
-}
 
 /// Money as the page shows it (`₹1,250.00`), or "" if unreadable.
 fn shown(money: &Value) -> String {
@@ -147,14 +141,16 @@ pub(super) fn bill_of(inv: &Value, zone: &Zone, ctx: &Ctx) -> Bill {
 }
 
 impl Counter<'_> {
+    fn api(&self) -> Api<'_> {
+        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
+    }
+
     async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.get(&self.s.token, self.headers, self.peer, &path).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().get(&path).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.post(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().post(path, body).await
     }
 
     /// The patient with this UHID: (id, name).
@@ -347,7 +343,7 @@ pub async fn receipt(State(app): State<AppState>, Extension(fhir): Extension<Fhi
         Some(p) => match counter.get(format!("/{p}")).await {
             Ok(p) => (
                 fmt::person_names(&p).0.unwrap_or_default(),
-                p["identifier"].as_array().into_iter().flatten().find(|i| i["system"] == crate::fhir::UHID_SYSTEM).and_then(|i| i["value"].as_str()).unwrap_or_default().to_string(),
+                super::fhir_call::uhid_of(&p),
             ),
             Err(_) => (String::new(), String::new()),
         },

@@ -11,7 +11,7 @@
 //! "New" results: those issued after the end of the patient's last finished visit (all of them
 //! if there was none), i.e. what the doctor has not had the chance to see in a consultation.
 
-use super::fhir_call::{Fhir, outcome_message};
+use super::fhir_call::{Api, Fhir, entries, fhir_id};
 use super::i18n::Key;
 use super::registration::Submitted;
 use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
@@ -36,9 +36,6 @@ const TREND_POINTS: usize = 8;
 const MAX_NOTE_CHARS: usize = 4_000;
 const MAX_DIAGNOSIS_CHARS: usize = 200;
 
-fn fhir_id(s: &str) -> Option<&str> {
-    (!s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')).then_some(s)
-}
 
 /// One test's results over time.
 pub struct Trend {
@@ -109,9 +106,6 @@ fn zone(app: &AppState) -> Zone {
     Zone::from_config(&app.config.timezone)
 }
 
-fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
-    bundle["entry"].as_array().into_iter().flatten().map(|e| &e["resource"])
-}
 
 fn instant_ms(v: &Value) -> Option<i64> {
     vaidya_fhir::datetime::parse_date_range(v.as_str()?).map(|(ms, _)| ms)
@@ -122,14 +116,16 @@ fn concept_text(c: &Value) -> String {
 }
 
 impl Chart<'_> {
+    fn api(&self) -> Api<'_> {
+        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
+    }
+
     async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.get(&self.s.token, self.headers, self.peer, &path).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().get(&path).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.post(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().post(path, body).await
     }
 
     /// The visit in progress (the newest, if several).
@@ -232,14 +228,7 @@ impl Chart<'_> {
             .filter_map(|a| Some((a["id"].as_str()?.to_string(), a["title"].as_str().unwrap_or_default().to_string())))
             .collect();
         let (name, _) = fmt::person_names(&patient);
-        let uhid = patient["identifier"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|i| i["system"] == crate::fhir::UHID_SYSTEM)
-            .and_then(|i| i["value"].as_str())
-            .unwrap_or_default()
-            .to_string();
+        let uhid = super::fhir_call::uhid_of(&patient);
         let mobile = patient["telecom"].as_array().into_iter().flatten().find(|t| t["system"] == "phone").and_then(|t| t["value"].as_str()).unwrap_or_default().to_string();
         Ok(ChartPage {
             ctx: self.ctx,

@@ -122,3 +122,53 @@ impl Printer {
         }
     }
 }
+
+/// One page's calls to the API as its signed-in person, with refusals as (status, message in
+/// the page's language): what every screen module's requests go through.
+pub struct Api<'a> {
+    pub fhir: &'a Fhir,
+    pub token: &'a str,
+    pub headers: &'a HeaderMap,
+    pub peer: Option<SocketAddr>,
+    pub ctx: &'a super::Ctx,
+}
+
+impl Api<'_> {
+    fn answer(&self, (status, v): (StatusCode, Value)) -> Result<Value, (StatusCode, String)> {
+        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, (StatusCode, String)> {
+        self.answer(self.fhir.get(self.token, self.headers, self.peer, path).await)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
+        self.answer(self.fhir.post(self.token, self.headers, self.peer, path, body).await)
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
+        self.answer(self.fhir.put(self.token, self.headers, self.peer, path, body).await)
+    }
+}
+
+/// The resources of a search Bundle.
+pub fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
+    bundle["entry"].as_array().into_iter().flatten().map(|e| &e["resource"])
+}
+
+/// A Patient's UHID ("" if none).
+pub fn uhid_of(patient: &Value) -> String {
+    patient["identifier"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["system"] == crate::fhir::UHID_SYSTEM)
+        .and_then(|i| i["value"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A FHIR id as a URL or form gives it, or `None` (then the page is not found or the form refused).
+pub fn fhir_id(s: &str) -> Option<&str> {
+    crate::fhir::is_valid_id(s).then_some(s)
+}

@@ -8,7 +8,7 @@
 //! nothing), `DiagnosticReport/{id}/$verify` (refused to whoever entered a result) and
 //! `$release`; the printed report is `/print/DiagnosticReport/{id}`, called in-process.
 
-use super::fhir_call::{Fhir, outcome_message};
+use super::fhir_call::{Api, Fhir, entries, fhir_id, uhid_of};
 use super::i18n::Key;
 use super::registration::Submitted;
 use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
@@ -31,13 +31,7 @@ const MAX_ORDERS: usize = 100;
 pub const RESULT_ROWS: usize = 6;
 const UCUM: &str = "http://unitsofmeasure.org";
 
-fn fhir_id(s: &str) -> Option<&str> {
-    (!s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')).then_some(s)
-}
 
-fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
-    bundle["entry"].as_array().into_iter().flatten().map(|e| &e["resource"])
-}
 
 /// One line of the worklist.
 pub struct Work {
@@ -73,14 +67,16 @@ struct Lab<'a> {
 }
 
 impl Lab<'_> {
+    fn api(&self) -> Api<'_> {
+        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
+    }
+
     async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.get(&self.s.token, self.headers, self.peer, &path).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().get(&path).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        let (status, v) = self.fhir.post(&self.s.token, self.headers, self.peer, path, body).await;
-        if status.is_success() { Ok(v) } else { Err((status, outcome_message(self.ctx, &v))) }
+        self.api().post(path, body).await
     }
 
     async fn worklist(&self, status: StatusCode, error: Option<String>, notice: Option<String>) -> Response {
@@ -160,16 +156,6 @@ fn verified(report: &Value) -> bool {
     report["extension"].as_array().into_iter().flatten().any(|e| e["url"] == crate::fhir::lab::VERIFIED_BY_URL)
 }
 
-fn uhid_of(patient: &Value) -> String {
-    patient["identifier"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|i| i["system"] == crate::fhir::UHID_SYSTEM)
-        .and_then(|i| i["value"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
 
 macro_rules! lab_for {
     ($app:ident, $fhir:ident, $peer:ident, $headers:ident, $path:expr, $ctx:ident, $s:ident, $lab:ident) => {

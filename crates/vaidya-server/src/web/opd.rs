@@ -16,7 +16,7 @@
 //! A booking or walk-in form carries a random key, as registration's does: the same form posted
 //! twice (a double click, a reload) makes one appointment ([`super::registration::Submitted`]).
 
-use super::fhir_call::{Fhir, outcome_message};
+use super::fhir_call::{Fhir, fhir_id, outcome_message, uhid_of};
 use super::i18n::Key;
 use super::registration::Submitted;
 use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
@@ -42,10 +42,6 @@ const MAX_APPOINTMENTS: usize = 500;
 /// Slots listed for one department and day at most.
 const MAX_SLOTS: usize = 300;
 
-/// A FHIR id as the URL gives it, or `None` (then the page is not found).
-fn fhir_id(s: &str) -> Option<&str> {
-    (!s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')).then_some(s)
-}
 
 /// One appointment in the day's list.
 pub struct Row {
@@ -104,16 +100,6 @@ fn person_name(resource: &Value) -> String {
     crate::print::format::person_names(resource).0.unwrap_or_default()
 }
 
-fn uhid_of(patient: &Value) -> String {
-    patient["identifier"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|i| i["system"] == crate::fhir::UHID_SYSTEM)
-        .and_then(|i| i["value"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn extension_code<'a>(r: &'a Value, url: &str) -> Option<&'a str> {
     r["extension"].as_array()?.iter().find(|e| e["url"] == url)?["valueCode"].as_str()

@@ -6,7 +6,7 @@
 //! patient read and search only their own records, and reports reach them only once released,
 //! so these pages cannot show anything else whatever the URL says.
 
-use super::fhir_call::{Fhir, Printer, outcome_message};
+use super::fhir_call::{Fhir, Printer, entries, outcome_message};
 use super::i18n::Key;
 use super::registration::Submitted;
 use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
@@ -23,9 +23,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use vaidya_domain::schedule::LocalDate;
 
-fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
-    bundle["entry"].as_array().into_iter().flatten().map(|e| &e["resource"])
-}
 
 /// The signed-in patient and their Patient id.
 fn patient_of(app: &AppState, headers: &HeaderMap) -> Option<(Signed, String)> {
@@ -126,7 +123,7 @@ pub async fn cancel(State(app): State<AppState>, Extension(fhir): Extension<Fhir
     let peer = peer.map(|p| p.0.0);
     let field = form_fields(&body);
     let id = field("appointment");
-    if !csrf_ok(&headers, &field("csrf")) || !valid_id(&id) {
+    if !csrf_ok(&headers, &field("csrf")) || !crate::fhir::is_valid_id(&id) {
         return appointments_page(&app, &fhir, &s, &me, &headers, peer, &ctx, StatusCode::FORBIDDEN, Some(ctx.t(Key::FormExpired).into()), None).await;
     }
     let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "cancelled by the patient in the portal"}]});
@@ -137,9 +134,6 @@ pub async fn cancel(State(app): State<AppState>, Extension(fhir): Extension<Fhir
     Redirect::to("/ui/my/appointments?cancelled=1").into_response()
 }
 
-fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
 
 pub struct FreeSlot {
     pub id: String,
@@ -170,7 +164,7 @@ async fn book_page(app: &AppState, fhir: &Fhir, s: &Signed, headers: &HeaderMap,
         vec![]
     };
     let mut slots = vec![];
-    if valid_id(dept) {
+    if crate::fhir::is_valid_id(dept) {
         let (_, schedules) = get(format!("/Schedule?actor=HealthcareService/{dept}&_count=50")).await;
         for sch in entries(&schedules) {
             let Some(sid) = sch["id"].as_str() else { continue };
@@ -233,10 +227,10 @@ pub async fn book(
     let (dept, slot_id, key) = (field("dept"), field("slot"), field("key"));
     let date = field("date").parse::<LocalDate>().unwrap_or_else(|_| today(&app));
     let again = |status, message: String| book_page(&app, &fhir, &s, &headers, peer, &ctx, &dept, date, status, Some(message));
-    if !csrf_ok(&headers, &field("csrf")) || key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) || !valid_id(&dept) {
+    if !csrf_ok(&headers, &field("csrf")) || key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) || !crate::fhir::is_valid_id(&dept) {
         return again(StatusCode::FORBIDDEN, ctx.t(Key::FormExpired).into()).await;
     }
-    if !valid_id(&slot_id) {
+    if !crate::fhir::is_valid_id(&slot_id) {
         return again(StatusCode::UNPROCESSABLE_ENTITY, ctx.t(Key::ChooseSlot).into()).await;
     }
     let (status, slot) = fhir.get(&s.token, &headers, peer, &format!("/Slot/{slot_id}")).await;
