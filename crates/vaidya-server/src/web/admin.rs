@@ -9,7 +9,7 @@
 //! (`user-add`, naming the account) before the one-time password is shown, once. An
 //! administrator never reads patients' records: nothing here touches them.
 
-use super::fhir_call::{Api, Fhir, entries};
+use super::fhir_call::{Fhir, Screen, entries};
 use super::i18n::Key;
 use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
 use crate::app::AppState;
@@ -22,8 +22,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
-
-
 
 /// Plain text typed into a name field: at most `max` characters, no markup or control characters.
 fn plain(s: &str, max: usize) -> Option<String> {
@@ -81,32 +79,16 @@ impl AdminPage<'_> {
     }
 }
 
-struct Admin<'a> {
-    app: &'a AppState,
-    fhir: &'a Fhir,
-    s: &'a Signed,
-    headers: &'a HeaderMap,
-    peer: Option<std::net::SocketAddr>,
-    ctx: &'a Ctx,
+struct Admin<'a>(Screen<'a>);
+
+impl<'a> std::ops::Deref for Admin<'a> {
+    type Target = Screen<'a>;
+    fn deref(&self) -> &Screen<'a> {
+        &self.0
+    }
 }
 
 impl Admin<'_> {
-    fn api(&self) -> Api<'_> {
-        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
-    }
-
-    async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
-        self.api().get(&path).await
-    }
-
-    async fn put(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        self.api().put(path, body).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        self.api().post(path, body).await
-    }
-
     async fn page(&self, status: StatusCode, error: Option<String>, notice: Option<String>, created: Option<(String, String)>) -> Response {
         self.page_with(status, error, None, notice, created).await
     }
@@ -132,7 +114,7 @@ impl Admin<'_> {
     }
 
     async fn read(&self, page: &mut AdminPage<'_>) -> Result<(), (StatusCode, String)> {
-        let services = self.get("/HealthcareService?_sort=name&_count=200".into()).await?;
+        let services = self.get("/HealthcareService?_sort=name&_count=200").await?;
         page.departments = entries(&services)
             .map(|h| Department {
                 id: h["id"].as_str().unwrap_or_default().into(),
@@ -140,8 +122,8 @@ impl Admin<'_> {
                 hindi: h["comment"].as_str().unwrap_or_default().into(),
             })
             .collect();
-        let roles = self.get("/PractitionerRole?_include=PractitionerRole:practitioner&_count=500".into()).await?;
-        let schedules = self.get("/Schedule?_count=500".into()).await?;
+        let roles = self.get("/PractitionerRole?_include=PractitionerRole:practitioner&_count=500").await?;
+        let schedules = self.get("/Schedule?_count=500").await?;
         let practitioners: Vec<&Value> = entries(&roles).filter(|r| r["resourceType"] == "Practitioner").collect();
         page.doctors = practitioners
             .iter()
@@ -162,7 +144,7 @@ impl Admin<'_> {
             })
             .collect();
         page.doctors.sort_by(|a, b| (&a.department, &a.name).cmp(&(&b.department, &b.name)));
-        let tariff = self.get("/ChargeItemDefinition?_count=500".into()).await?;
+        let tariff = self.get("/ChargeItemDefinition?_count=500").await?;
         page.tariff = entries(&tariff)
             .map(|c| Price {
                 id: c["id"].as_str().unwrap_or_default().into(),
@@ -201,7 +183,7 @@ fn admin_only(s: &Signed) -> bool {
 pub async fn page(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap) -> Response {
     let ctx = Ctx::of(&app, &headers, "/ui/admin");
     let Some(s) = signed_in(&app, &headers) else { return to_login(&ctx.path) };
-    let admin = Admin { app: &app, fhir: &fhir, s: &s, headers: &headers, peer: peer.map(|p| p.0.0), ctx: &ctx };
+    let admin = Admin(Screen::new(&app, &fhir, &s, &headers, peer, &ctx));
     if !admin_only(&s) {
         return admin.page(StatusCode::FORBIDDEN, Some(ctx.t(Key::AdminOnly).into()), None, None).await;
     }
@@ -212,7 +194,7 @@ pub async fn page(State(app): State<AppState>, Extension(fhir): Extension<Fhir>,
 pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap, Path(what): Path<String>, body: Bytes) -> Response {
     let ctx = Ctx::of(&app, &headers, "/ui/admin");
     let Some(s) = signed_in(&app, &headers) else { return to_login(&ctx.path) };
-    let admin = Admin { app: &app, fhir: &fhir, s: &s, headers: &headers, peer: peer.map(|p| p.0.0), ctx: &ctx };
+    let admin = Admin(Screen::new(&app, &fhir, &s, &headers, peer, &ctx));
     let field = form_fields(&body);
     if !csrf_ok(&headers, &field("csrf")) {
         return admin.page(StatusCode::FORBIDDEN, Some(ctx.t(Key::FormExpired).into()), None, None).await;
@@ -244,7 +226,7 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
                     let doctor = json!({"resourceType": "Practitioner", "id": id, "active": true, "name": [{"use": "official", "family": family, "given": [given], "prefix": ["Dr."]}]});
                     let role = json!({"resourceType": "PractitionerRole", "id": format!("{id}-role"), "active": true,
                         "practitioner": {"reference": format!("Practitioner/{id}")}, "healthcareService": [{"reference": format!("HealthcareService/{dept}")}]});
-                    match admin.get(format!("/HealthcareService/{dept}")).await {
+                    match admin.get(&format!("/HealthcareService/{dept}")).await {
                         Err(e) => Err(e),
                         Ok(_) => match admin.put(&format!("/Practitioner/{id}"), &doctor).await {
                             Err(e) => Err(e),
@@ -262,7 +244,7 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
             match amount {
                 _ if !crate::fhir::is_valid_id(&id) => bad(ctx.t(Key::BadId)),
                 None => bad(ctx.t(Key::BadAmount)),
-                Some(paise) => match admin.get(format!("/ChargeItemDefinition/{id}")).await {
+                Some(paise) => match admin.get(&format!("/ChargeItemDefinition/{id}")).await {
                     Err(e) => Err(e),
                     Ok(mut def) => {
                         def["propertyGroup"] = json!([{"priceComponent": [{"type": "base", "amount": crate::fhir::billing::money(paise)}]}]);
@@ -296,7 +278,7 @@ pub async fn act(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, 
 pub async fn done(State(app): State<AppState>, Extension(fhir): Extension<Fhir>, peer: Peer, headers: HeaderMap, axum::extract::RawQuery(raw): axum::extract::RawQuery) -> Response {
     let ctx = Ctx::of(&app, &headers, "/ui/admin");
     let Some(s) = signed_in(&app, &headers) else { return to_login(&ctx.path) };
-    let admin = Admin { app: &app, fhir: &fhir, s: &s, headers: &headers, peer: peer.map(|p| p.0.0), ctx: &ctx };
+    let admin = Admin(Screen::new(&app, &fhir, &s, &headers, peer, &ctx));
     if !admin_only(&s) {
         return admin.page(StatusCode::FORBIDDEN, Some(ctx.t(Key::AdminOnly).into()), None, None).await;
     }

@@ -6,9 +6,9 @@
 //! posted twice is taken once: the server records a key once), and `Invoice/$cash-report`.
 //! Amounts are typed in rupees (`250` or `250.50`) and handled as integer paise.
 
-use super::fhir_call::{Api, Fhir, entries, fhir_id};
+use super::fhir_call::{Fhir, Screen, entries, fhir_id};
 use super::i18n::Key;
-use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
+use super::{Ctx, csrf_ok, form_fields, render, signed_in, to_login};
 use crate::app::AppState;
 use crate::auth::Peer;
 use crate::fhir::billing::{PAYMENT_URL, REFUND_URL, sub};
@@ -26,8 +26,6 @@ use vaidya_domain::{Paise, Uhid};
 /// The counter payments are taken at (one per server for now; a hospital with several names
 /// them in the API's `counter` parameter).
 const COUNTER: &str = "OPD-1";
-
-
 
 /// Money as the page shows it (`₹1,250.00`), or "" if unreadable.
 fn shown(money: &Value) -> String {
@@ -97,13 +95,13 @@ impl CounterPage<'_> {
     }
 }
 
-struct Counter<'a> {
-    app: &'a AppState,
-    fhir: &'a Fhir,
-    s: &'a Signed,
-    headers: &'a HeaderMap,
-    peer: Option<std::net::SocketAddr>,
-    ctx: &'a Ctx,
+struct Counter<'a>(Screen<'a>);
+
+impl<'a> std::ops::Deref for Counter<'a> {
+    type Target = Screen<'a>;
+    fn deref(&self) -> &Screen<'a> {
+        &self.0
+    }
 }
 
 fn key() -> String {
@@ -141,21 +139,9 @@ pub(super) fn bill_of(inv: &Value, zone: &Zone, ctx: &Ctx) -> Bill {
 }
 
 impl Counter<'_> {
-    fn api(&self) -> Api<'_> {
-        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
-    }
-
-    async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
-        self.api().get(&path).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        self.api().post(path, body).await
-    }
-
     /// The patient with this UHID: (id, name).
     async fn patient(&self, uhid: &Uhid) -> Result<Option<(String, String)>, (StatusCode, String)> {
-        let found = self.get(format!("/Patient?identifier={}|{uhid}&_count=2", crate::fhir::UHID_SYSTEM)).await?;
+        let found = self.get(&format!("/Patient?identifier={}|{uhid}&_count=2", crate::fhir::UHID_SYSTEM)).await?;
         Ok(entries(&found).next().map(|p| (p["id"].as_str().unwrap_or_default().to_string(), fmt::person_names(p).0.unwrap_or_default())))
     }
 
@@ -193,7 +179,7 @@ impl Counter<'_> {
             return Ok(());
         };
         // R4 has no ChargeItem search by status: the patient's charges, the billable ones kept.
-        let charges = self.get(format!("/ChargeItem?subject=Patient/{id}&_count=1000")).await?;
+        let charges = self.get(&format!("/ChargeItem?subject=Patient/{id}&_count=1000")).await?;
         page.charges = entries(&charges)
             .filter(|c| c["status"] == "billable")
             .map(|c| Charge {
@@ -209,7 +195,7 @@ impl Counter<'_> {
                     .unwrap_or_default(),
             })
             .collect();
-        let invoices = self.get(format!("/Invoice?subject=Patient/{id}&_sort=-date&_count=20")).await?;
+        let invoices = self.get(&format!("/Invoice?subject=Patient/{id}&_sort=-date&_count=20")).await?;
         page.bills = entries(&invoices).map(|i| bill_of(i, &zone, self.ctx)).collect();
         page.patient = Some((id, name));
         Ok(())
@@ -220,7 +206,7 @@ macro_rules! counter_for {
     ($app:ident, $fhir:ident, $peer:ident, $headers:ident, $path:expr, $ctx:ident, $s:ident, $counter:ident) => {
         let $ctx = Ctx::of(&$app, &$headers, $path);
         let Some($s) = signed_in(&$app, &$headers) else { return to_login(&$ctx.path) };
-        let $counter = Counter { app: &$app, fhir: &$fhir, s: &$s, headers: &$headers, peer: $peer.map(|p| p.0.0), ctx: &$ctx };
+        let $counter = Counter(Screen::new(&$app, &$fhir, &$s, &$headers, $peer, &$ctx));
     };
 }
 
@@ -332,7 +318,7 @@ pub async fn receipt(State(app): State<AppState>, Extension(fhir): Extension<Fhi
     let Some(invoice) = fhir_id(&invoice) else { return StatusCode::NOT_FOUND.into_response() };
     counter_for!(app, fhir, peer, headers, &format!("/ui/billing/receipt/{invoice}/{number}"), ctx, s, counter);
     let zone = Zone::from_config(&app.config.timezone);
-    let inv = match counter.get(format!("/Invoice/{invoice}")).await {
+    let inv = match counter.get(&format!("/Invoice/{invoice}")).await {
         Ok(i) => i,
         Err((status, message)) => return (status, message).into_response(),
     };
@@ -340,7 +326,7 @@ pub async fn receipt(State(app): State<AppState>, Extension(fhir): Extension<Fhi
     let Some(pos) = bill.receipts.iter().position(|r| r.number == number) else { return StatusCode::NOT_FOUND.into_response() };
     let receipt = bill.receipts.remove(pos);
     let (patient, uhid) = match inv["subject"]["reference"].as_str() {
-        Some(p) => match counter.get(format!("/{p}")).await {
+        Some(p) => match counter.get(&format!("/{p}")).await {
             Ok(p) => (
                 fmt::person_names(&p).0.unwrap_or_default(),
                 super::fhir_call::uhid_of(&p),

@@ -11,10 +11,10 @@
 //! "New" results: those issued after the end of the patient's last finished visit (all of them
 //! if there was none), i.e. what the doctor has not had the chance to see in a consultation.
 
-use super::fhir_call::{Api, Fhir, entries, fhir_id};
+use super::fhir_call::{Fhir, Screen, entries, fhir_id};
 use super::i18n::Key;
 use super::registration::Submitted;
-use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
+use super::{Ctx, csrf_ok, form_fields, render, signed_in, to_login};
 use crate::app::AppState;
 use crate::auth::Peer;
 use crate::print::format::{self as fmt, Zone};
@@ -35,7 +35,6 @@ const TREND_POINTS: usize = 8;
 /// Longest note, diagnosis text (characters).
 const MAX_NOTE_CHARS: usize = 4_000;
 const MAX_DIAGNOSIS_CHARS: usize = 200;
-
 
 /// One test's results over time.
 pub struct Trend {
@@ -93,19 +92,20 @@ impl ChartPage<'_> {
 }
 
 struct Chart<'a> {
-    app: &'a AppState,
-    fhir: &'a Fhir,
-    s: &'a Signed,
-    headers: &'a HeaderMap,
-    peer: Option<std::net::SocketAddr>,
-    ctx: &'a Ctx,
+    screen: Screen<'a>,
     id: &'a str,
+}
+
+impl<'a> std::ops::Deref for Chart<'a> {
+    type Target = Screen<'a>;
+    fn deref(&self) -> &Screen<'a> {
+        &self.screen
+    }
 }
 
 fn zone(app: &AppState) -> Zone {
     Zone::from_config(&app.config.timezone)
 }
-
 
 fn instant_ms(v: &Value) -> Option<i64> {
     vaidya_fhir::datetime::parse_date_range(v.as_str()?).map(|(ms, _)| ms)
@@ -116,21 +116,9 @@ fn concept_text(c: &Value) -> String {
 }
 
 impl Chart<'_> {
-    fn api(&self) -> Api<'_> {
-        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
-    }
-
-    async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
-        self.api().get(&path).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        self.api().post(path, body).await
-    }
-
     /// The visit in progress (the newest, if several).
     async fn open_encounter(&self) -> Result<Option<String>, (StatusCode, String)> {
-        let found = self.get(format!("/Encounter?patient=Patient/{}&status=in-progress&_sort=-date&_count=1", self.id)).await?;
+        let found = self.get(&format!("/Encounter?patient=Patient/{}&status=in-progress&_sort=-date&_count=1", self.id)).await?;
         Ok(entries(&found).next().and_then(|e| e["id"].as_str()).map(str::to_string))
     }
 
@@ -178,9 +166,9 @@ impl Chart<'_> {
     async fn read(&self, error: Option<String>, notice: Option<String>) -> Result<ChartPage<'_>, (StatusCode, String)> {
         let zone = zone(self.app);
         let id = self.id;
-        let patient = self.get(format!("/Patient/{id}")).await?;
+        let patient = self.get(&format!("/Patient/{id}")).await?;
         let when = |v: &Value| v.as_str().map(|t| zone.fhir(t)).unwrap_or_default();
-        let encounters = self.get(format!("/Encounter?patient=Patient/{id}&_sort=-date&_count=20")).await?;
+        let encounters = self.get(&format!("/Encounter?patient=Patient/{id}&_sort=-date&_count=20")).await?;
         let mut encounter = None;
         let mut last_visit_end: Option<i64> = None;
         let visits = entries(&encounters)
@@ -201,15 +189,15 @@ impl Chart<'_> {
                 Line { when: when(&e["period"]["start"]), what, status }
             })
             .collect();
-        let conditions = self.get(format!("/Condition?patient=Patient/{id}&_sort=-recorded-date&_count=50")).await?;
+        let conditions = self.get(&format!("/Condition?patient=Patient/{id}&_sort=-recorded-date&_count=50")).await?;
         let diagnoses = entries(&conditions)
             .map(|c| Line { when: when(&c["recordedDate"]), what: concept_text(&c["code"]), status: concept_text(&c["verificationStatus"]) })
             .collect();
-        let requests = self.get(format!("/ServiceRequest?patient=Patient/{id}&_sort=-authored&_count=50")).await?;
+        let requests = self.get(&format!("/ServiceRequest?patient=Patient/{id}&_sort=-authored&_count=50")).await?;
         let orders = entries(&requests)
             .map(|r| Line { when: when(&r["authoredOn"]), what: concept_text(&r["code"]), status: r["status"].as_str().unwrap_or_default().to_string() })
             .collect();
-        let impressions = self.get(format!("/ClinicalImpression?patient=Patient/{id}&_sort=-date&_count=20")).await?;
+        let impressions = self.get(&format!("/ClinicalImpression?patient=Patient/{id}&_sort=-date&_count=20")).await?;
         let notes = entries(&impressions)
             .map(|n| {
                 let mut text = n["summary"].as_str().unwrap_or_default().to_string();
@@ -220,9 +208,9 @@ impl Chart<'_> {
                 Line { when: when(&n["date"]), what: text, status: n["status"].as_str().unwrap_or_default().to_string() }
             })
             .collect();
-        let observations = self.get(format!("/Observation?patient=Patient/{id}&_sort=-date&_count={MAX_RESULTS}")).await?;
+        let observations = self.get(&format!("/Observation?patient=Patient/{id}&_sort=-date&_count={MAX_RESULTS}")).await?;
         let trends = trends_of(&observations, &zone, last_visit_end);
-        let catalogue = self.get("/ActivityDefinition?status=active&_sort=title&_count=200".to_string()).await.unwrap_or(Value::Null);
+        let catalogue = self.get("/ActivityDefinition?status=active&_sort=title&_count=200").await.unwrap_or(Value::Null);
         let tests = entries(&catalogue)
             .filter(|a| a["kind"] == "ServiceRequest")
             .filter_map(|a| Some((a["id"].as_str()?.to_string(), a["title"].as_str().unwrap_or_default().to_string())))
@@ -323,7 +311,7 @@ macro_rules! chart_for {
         let Some($id) = fhir_id(&$id) else { return StatusCode::NOT_FOUND.into_response() };
         let $ctx = Ctx::of(&$app, &$headers, &format!("/ui/chart/{}", $id));
         let Some($s) = signed_in(&$app, &$headers) else { return to_login(&$ctx.path) };
-        let $chart = Chart { app: &$app, fhir: &$fhir, s: &$s, headers: &$headers, peer: $peer.map(|p| p.0.0), ctx: &$ctx, id: $id };
+        let $chart = Chart { screen: Screen::new(&$app, &$fhir, &$s, &$headers, $peer, &$ctx), id: $id };
     };
 }
 
@@ -404,7 +392,7 @@ pub async fn write(
             let Some(test) = fhir_id(&test) else {
                 return chart.field_error(StatusCode::UNPROCESSABLE_ENTITY, "order", ctx.t(Key::ChooseTest).into()).await;
             };
-            let activity = match chart.get(format!("/ActivityDefinition/{test}")).await {
+            let activity = match chart.get(&format!("/ActivityDefinition/{test}")).await {
                 Ok(a) => a,
                 Err((status, message)) => return chart.page(status, Some(message), None).await,
             };

@@ -172,3 +172,37 @@ pub fn uhid_of(patient: &Value) -> String {
 pub fn fhir_id(s: &str) -> Option<&str> {
     crate::fhir::is_valid_id(s).then_some(s)
 }
+
+/// One request to a screen: the server, the signed-in person and their request, the page's
+/// context, and their calls to the API. Each screen module's own struct (`Chart`, `Lab`,
+/// `Counter`, `Admin`) wraps one and reaches it through `Deref`.
+pub struct Screen<'a> {
+    pub app: &'a crate::app::AppState,
+    pub fhir: &'a Fhir,
+    pub s: &'a super::Signed,
+    pub headers: &'a HeaderMap,
+    pub peer: Option<SocketAddr>,
+    pub ctx: &'a super::Ctx,
+}
+
+impl<'a> Screen<'a> {
+    pub fn new(app: &'a crate::app::AppState, fhir: &'a Fhir, s: &'a super::Signed, headers: &'a HeaderMap, peer: crate::auth::Peer, ctx: &'a super::Ctx) -> Screen<'a> {
+        Screen { app, fhir, s, headers, peer: peer.map(|p| p.0.0), ctx }
+    }
+
+    pub fn api(&self) -> Api<'_> {
+        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, (StatusCode, String)> {
+        self.api().get(path).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
+        self.api().post(path, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
+        self.api().put(path, body).await
+    }
+}

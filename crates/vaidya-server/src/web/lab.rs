@@ -8,10 +8,10 @@
 //! nothing), `DiagnosticReport/{id}/$verify` (refused to whoever entered a result) and
 //! `$release`; the printed report is `/print/DiagnosticReport/{id}`, called in-process.
 
-use super::fhir_call::{Api, Fhir, entries, fhir_id, uhid_of};
+use super::fhir_call::{Fhir, Screen, entries, fhir_id, uhid_of};
 use super::i18n::Key;
 use super::registration::Submitted;
-use super::{Ctx, Signed, csrf_ok, form_fields, render, signed_in, to_login};
+use super::{Ctx, csrf_ok, form_fields, render, signed_in, to_login};
 use crate::app::AppState;
 use crate::auth::Peer;
 use crate::print::format::{self as fmt, Zone};
@@ -30,8 +30,6 @@ const MAX_ORDERS: usize = 100;
 /// Result rows on the entry form.
 pub const RESULT_ROWS: usize = 6;
 const UCUM: &str = "http://unitsofmeasure.org";
-
-
 
 /// One line of the worklist.
 pub struct Work {
@@ -57,28 +55,16 @@ struct WorklistPage<'a> {
     notice: Option<String>,
 }
 
-struct Lab<'a> {
-    app: &'a AppState,
-    fhir: &'a Fhir,
-    s: &'a Signed,
-    headers: &'a HeaderMap,
-    peer: Option<std::net::SocketAddr>,
-    ctx: &'a Ctx,
+struct Lab<'a>(Screen<'a>);
+
+impl<'a> std::ops::Deref for Lab<'a> {
+    type Target = Screen<'a>;
+    fn deref(&self) -> &Screen<'a> {
+        &self.0
+    }
 }
 
 impl Lab<'_> {
-    fn api(&self) -> Api<'_> {
-        Api { fhir: self.fhir, token: &self.s.token, headers: self.headers, peer: self.peer, ctx: self.ctx }
-    }
-
-    async fn get(&self, path: String) -> Result<Value, (StatusCode, String)> {
-        self.api().get(&path).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, (StatusCode, String)> {
-        self.api().post(path, body).await
-    }
-
     async fn worklist(&self, status: StatusCode, error: Option<String>, notice: Option<String>) -> Response {
         let empty = |error| WorklistPage { ctx: self.ctx, collect: vec![], enter: vec![], verify: vec![], release: vec![], released: vec![], error, notice: None };
         match self.read_worklist().await {
@@ -93,7 +79,7 @@ impl Lab<'_> {
 
     async fn read_worklist(&self) -> Result<WorklistPage<'_>, (StatusCode, String)> {
         let zone = Zone::from_config(&self.app.config.timezone);
-        let orders = self.get(format!("/ServiceRequest?status=active&_include=ServiceRequest:subject&_sort=authored&_count={MAX_ORDERS}")).await?;
+        let orders = self.get(&format!("/ServiceRequest?status=active&_include=ServiceRequest:subject&_sort=authored&_count={MAX_ORDERS}")).await?;
         let patients: HashMap<String, &Value> =
             entries(&orders).filter(|r| r["resourceType"] == "Patient").filter_map(|p| Some((format!("Patient/{}", p["id"].as_str()?), p))).collect();
         let requests: Vec<&Value> = entries(&orders).filter(|r| r["resourceType"] == "ServiceRequest").collect();
@@ -107,8 +93,8 @@ impl Lab<'_> {
             let mut subjects: Vec<&str> = requests.iter().filter_map(|r| r["subject"]["reference"].as_str()).collect();
             subjects.sort_unstable();
             subjects.dedup();
-            found_specimens = self.get(format!("/Specimen?patient={}&_sort=-collected&_count={}", subjects.join(","), MAX_ORDERS * 5)).await?;
-            found_reports = self.get(format!("/DiagnosticReport?based-on={}&_count={}", refs.join(","), MAX_ORDERS * 2)).await?;
+            found_specimens = self.get(&format!("/Specimen?patient={}&_sort=-collected&_count={}", subjects.join(","), MAX_ORDERS * 5)).await?;
+            found_reports = self.get(&format!("/DiagnosticReport?based-on={}&_count={}", refs.join(","), MAX_ORDERS * 2)).await?;
         }
         for sp in entries(&found_specimens) {
             let barcode = sp["accessionIdentifier"]["value"].as_str().unwrap_or_default().to_string();
@@ -156,12 +142,11 @@ fn verified(report: &Value) -> bool {
     report["extension"].as_array().into_iter().flatten().any(|e| e["url"] == crate::fhir::lab::VERIFIED_BY_URL)
 }
 
-
 macro_rules! lab_for {
     ($app:ident, $fhir:ident, $peer:ident, $headers:ident, $path:expr, $ctx:ident, $s:ident, $lab:ident) => {
         let $ctx = Ctx::of(&$app, &$headers, $path);
         let Some($s) = signed_in(&$app, &$headers) else { return to_login(&$ctx.path) };
-        let $lab = Lab { app: &$app, fhir: &$fhir, s: &$s, headers: &$headers, peer: $peer.map(|p| p.0.0), ctx: &$ctx };
+        let $lab = Lab(Screen::new(&$app, &$fhir, &$s, &$headers, $peer, &$ctx));
     };
 }
 
@@ -276,18 +261,18 @@ impl ResultRow {
 /// newest first, matched here).
 async fn specimen_of(lab: &Lab<'_>, order: &Value, request: &str) -> Option<Value> {
     let patient = order["subject"]["reference"].as_str()?;
-    let found = lab.get(format!("/Specimen?patient={patient}&_sort=-collected&_count=200")).await.ok()?;
+    let found = lab.get(&format!("/Specimen?patient={patient}&_sort=-collected&_count=200")).await.ok()?;
     let wanted = format!("ServiceRequest/{request}");
     entries(&found).find(|s| s["request"].as_array().into_iter().flatten().any(|r| r["reference"] == wanted.as_str())).cloned()
 }
 
 async fn results_page(lab: &Lab<'_>, request: &str, rows: Option<Vec<ResultRow>>, status: StatusCode, error: Option<String>) -> Response {
-    let order = match lab.get(format!("/ServiceRequest/{request}")).await {
+    let order = match lab.get(&format!("/ServiceRequest/{request}")).await {
         Ok(o) => o,
         Err((st, message)) => return lab.worklist(st, Some(message), None).await,
     };
     let patient = match order["subject"]["reference"].as_str() {
-        Some(p) => lab.get(format!("/{p}")).await.map(|p| format!("{} · {}", fmt::person_names(&p).0.unwrap_or_default(), uhid_of(&p))).unwrap_or_default(),
+        Some(p) => lab.get(&format!("/{p}")).await.map(|p| format!("{} · {}", fmt::person_names(&p).0.unwrap_or_default(), uhid_of(&p))).unwrap_or_default(),
         None => String::new(),
     };
     let barcode = specimen_of(lab, &order, request).await.map(|s| s["accessionIdentifier"]["value"].as_str().unwrap_or_default().to_string()).unwrap_or_default();
@@ -350,7 +335,7 @@ pub async fn enter_results(
     if checked.is_empty() {
         return results_page(&lab, request, Some(rows), StatusCode::UNPROCESSABLE_ENTITY, Some(ctx.t(Key::NoResultsEntered).into())).await;
     }
-    let order = match lab.get(format!("/ServiceRequest/{request}")).await {
+    let order = match lab.get(&format!("/ServiceRequest/{request}")).await {
         Ok(o) => o,
         Err((st, message)) => return results_page(&lab, request, Some(rows), st, Some(message)).await,
     };

@@ -42,7 +42,6 @@ const MAX_APPOINTMENTS: usize = 500;
 /// Slots listed for one department and day at most.
 const MAX_SLOTS: usize = 300;
 
-
 /// One appointment in the day's list.
 pub struct Row {
     pub id: String,
@@ -99,7 +98,6 @@ fn hhmm(zone: &Zone, instant: &str) -> String {
 fn person_name(resource: &Value) -> String {
     crate::print::format::person_names(resource).0.unwrap_or_default()
 }
-
 
 fn extension_code<'a>(r: &'a Value, url: &str) -> Option<&'a str> {
     r["extension"].as_array()?.iter().find(|e| e["url"] == url)?["valueCode"].as_str()

@@ -23,7 +23,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use vaidya_domain::schedule::LocalDate;
 
-
 /// The signed-in patient and their Patient id.
 fn patient_of(app: &AppState, headers: &HeaderMap) -> Option<(Signed, String)> {
     let s = signed_in(app, headers)?;
@@ -133,7 +132,6 @@ pub async fn cancel(State(app): State<AppState>, Extension(fhir): Extension<Fhir
     }
     Redirect::to("/ui/my/appointments?cancelled=1").into_response()
 }
-
 
 pub struct FreeSlot {
     pub id: String,
