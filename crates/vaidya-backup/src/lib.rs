@@ -1,0 +1,11 @@
+//! Backups that ransomware cannot take: the ledgers (data and audit) are shipped as segments,
+//! compressed and encrypted to keys the server does not hold, to storage the server cannot
+//! delete or overwrite; and restored, verified, from that storage alone.
+//!
+//! Architecture invariant: no HTTP server and no FHIR here. The server hands this crate the
+//! sources (what to ship) and the targets (where to); this crate never decides what a record
+//! means.
+
+pub mod target;
+pub mod dir;
+pub mod s3;
