@@ -35,7 +35,7 @@ pub mod journal;
 mod record;
 mod report;
 pub mod schema;
-mod tree;
+pub mod ship;
 pub mod verify;
 mod writer;
 
@@ -73,7 +73,7 @@ pub const MAX_PATIENTS_PER_EVENT: usize = 1_000;
 pub const MAX_EVENTS_PER_CALL: usize = 10_000;
 /// A checkpoint is signed with a commit when this much time passed since the last one (or the
 /// writer has been idle this long with unsigned entries).
-pub const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
+pub const CHECKPOINT_INTERVAL_MS: i64 = 200;
 /// Staged report-index rows are merged into the ordered indexes once this many events are
 /// staged (and at shutdown); see [`schema`].
 pub const MERGE_EVENTS: u64 = 1_000_000;

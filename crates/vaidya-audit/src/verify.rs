@@ -13,7 +13,7 @@
 //! taken before the journal is read, and the journal is only ever appended to.
 
 use crate::journal::{self, HEADER, Next, Pos};
-use crate::tree::Frontier;
+use vaidya_ledger::Frontier;
 use crate::{INDEX_FILE, schema};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};

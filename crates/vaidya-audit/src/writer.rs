@@ -21,7 +21,7 @@
 //! recovery finds the journal's true end). Request handlers then fail closed.
 
 use crate::journal::{self, HEADER, MAGIC, Next, Pos};
-use crate::tree::Frontier;
+use vaidya_ledger::Frontier;
 use crate::{AuditError, CHECKPOINT_EVERY_ENTRIES, CHECKPOINT_INTERVAL_MS, JSON_PREFIX, MERGE_EVENTS, Prepared, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;

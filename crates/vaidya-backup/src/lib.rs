@@ -6,6 +6,8 @@
 //! sources (what to ship) and the targets (where to); this crate never decides what a record
 //! means.
 
+pub mod seal;
+pub mod segment;
 pub mod target;
 pub mod dir;
 pub mod s3;

@@ -65,6 +65,22 @@ pub fn verify_checkpoint(note_text: &str, verifier_key: &str) -> Result<SignedCh
     })
 }
 
+/// Sign an arbitrary text (one or more lines, ending in a newline) with the ledger key as a
+/// c2sp.org/signed-note; backups sign each segment's digest this way.
+pub fn sign_note(key: &LedgerKey, text: &str) -> Result<String, CheckpointError> {
+    let mut note = Note::new(text.as_bytes(), &[]).map_err(|_| CheckpointError::Malformed)?;
+    note.add_sigs(&[key.signer()]).map_err(|_| CheckpointError::Malformed)?;
+    String::from_utf8(note.to_bytes()).map_err(|_| CheckpointError::Malformed)
+}
+
+/// Check a note made by [`sign_note`] against the ledger's verifier key; its text.
+pub fn verify_note(note_text: &str, verifier_key: &str) -> Result<String, CheckpointError> {
+    let note = Note::from_bytes(note_text.as_bytes()).map_err(|_| CheckpointError::Malformed)?;
+    let list = VerifierList::new(vec![Box::new(verifier(verifier_key)?)]);
+    note.verify(&list).map_err(|_| CheckpointError::BadSignature)?;
+    String::from_utf8(note.text().to_vec()).map_err(|_| CheckpointError::Malformed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +100,16 @@ mod tests {
         assert!(matches!(verify_checkpoint(&forged, key.verifier_text()), Err(CheckpointError::BadSignature)));
         let other = LedgerKey::generate("vaidya.test/ledger");
         assert!(verify_checkpoint(&note, other.verifier_text()).is_err());
+    }
+
+    #[test]
+    fn signed_notes_verify_only_unaltered_and_with_their_key() {
+        let key = LedgerKey::generate("vaidya.test/ledger");
+        let note = sign_note(&key, "segment abc\n").unwrap();
+        assert_eq!(verify_note(&note, key.verifier_text()).unwrap(), "segment abc\n");
+        assert!(matches!(verify_note(&note.replace("abc", "abd"), key.verifier_text()), Err(CheckpointError::BadSignature)));
+        let other = LedgerKey::generate("vaidya.test/ledger");
+        assert!(verify_note(&note, other.verifier_text()).is_err());
+        assert!(sign_note(&key, "no newline").is_err());
     }
 }

@@ -7,10 +7,14 @@
 //! [`tlog_tiles::HashReader`].
 
 mod checkpoint;
+mod frontier;
 mod entry;
 mod keys;
 
-pub use checkpoint::{CheckpointError, SignedCheckpoint, sign_checkpoint, sign_checkpoint_for, verify_checkpoint};
+pub use checkpoint::{
+    CheckpointError, SignedCheckpoint, sign_checkpoint, sign_checkpoint_for, sign_note, verify_checkpoint, verify_note,
+};
+pub use frontier::Frontier;
 pub use entry::{DecodeError, Entry, EntryHash, Op, hash_encoded};
 pub use keys::{KeyError, LedgerKey};
 pub use tlog_tiles::{

@@ -13,6 +13,7 @@ pub mod read;
 pub mod scan;
 pub mod schema;
 pub mod search;
+pub mod state;
 pub mod tokens;
 pub mod verify;
 mod writer;
@@ -38,6 +39,11 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the writer has stopped")]
     WriterGone,
+    #[error(
+        "the change is saved on this server (ledger entry {0}) but the backup target has not confirmed it \
+         in time (synchronous backups); it will be shipped when the target answers"
+    )]
+    NotShipped(u64),
     #[error("the data directory is in use by another Vaidya process ({0})")]
     Locked(String),
     #[error("{0}")]
@@ -52,8 +58,20 @@ pub fn now_ms() -> i64 {
 /// Number of reader connections.
 pub const READERS: usize = 8;
 
+/// How a store is opened.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Sign a checkpoint with every commit (synchronous backups ship only checkpointed entries
+    /// and acknowledge a write once it is shipped).
+    pub checkpoint_every_commit: bool,
+}
+
 pub struct Store {
     path: PathBuf,
+    checkpointed: tokio::sync::watch::Receiver<u64>,
+    /// When set, [`Store::write`] answers only once the ledger has been shipped this far
+    /// (synchronous backups); see [`Store::gate_writes_on`].
+    gate: std::sync::OnceLock<Gate>,
     writer_tx: crossbeam_channel::Sender<Message>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers_tx: crossbeam_channel::Sender<Connection>,
@@ -64,10 +82,16 @@ impl Store {
     /// Open (creating if new) the database at `path`. The caller holds the data directory's
     /// lock: a second writer process would fork the hash chain.
     pub fn open(path: &Path, key: LedgerKey) -> Result<Store, StoreError> {
+        Store::open_with(path, key, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(path: &Path, key: LedgerKey, options: StoreOptions) -> Result<Store, StoreError> {
         let conn = db::open_writer(path)?;
         init_schema(&conn)?;
         create_secondary_indexes(&conn)?;
-        let writer = Writer::new(conn, key)?;
+        let (checkpointed_tx, checkpointed) = tokio::sync::watch::channel(0);
+        let writer = Writer::new(conn, key, options.checkpoint_every_commit, checkpointed_tx)?;
         let (writer_tx, rx) = crossbeam_channel::bounded(writer::QUEUE_DEPTH);
         let handle = std::thread::Builder::new()
             .name("vaidya-writer".into())
@@ -78,6 +102,8 @@ impl Store {
         }
         Ok(Store {
             path: path.to_path_buf(),
+            checkpointed,
+            gate: std::sync::OnceLock::new(),
             writer_tx,
             writer_thread: Mutex::new(Some(handle)),
             readers_tx,
@@ -89,16 +115,34 @@ impl Store {
         &self.path
     }
 
-    /// Run `f` on the writer thread inside a write transaction; resolves after the commit.
-    /// If `f` fails, everything it wrote is rolled back and its error returned.
+    /// The size of the latest signed checkpoint, updated as checkpoints are signed.
+    pub fn checkpoints(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.checkpointed.clone()
+    }
+
+    /// From now on, [`Store::write`] answers only once `shipped` has reached the ledger's size
+    /// after the write's commit (or `timeout` passed: then [`StoreError::NotShipped`]). Set
+    /// once, by synchronous backups.
+    pub fn gate_writes_on(&self, shipped: tokio::sync::watch::Receiver<u64>, timeout: std::time::Duration) {
+        let _ = self.gate.set(Gate { shipped, timeout });
+    }
+
+    /// Run `f` on the writer thread inside a write transaction; resolves after the commit
+    /// (and, with synchronous backups, after the backup has it). If `f` fails, everything it
+    /// wrote is rolled back and its error returned.
     pub async fn write<T, E>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.submit(f, reply)?;
-        rx.await.map_err(|_| E::from(StoreError::WriterGone))?
+        let size = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        self.submit_job_sized(f, reply, true, Some(size.clone()))?;
+        let result = rx.await.map_err(|_| E::from(StoreError::WriterGone))?;
+        if let (Ok(_), Some(gate)) = (&result, self.gate.get()) {
+            gate.wait(size.load(std::sync::atomic::Ordering::Acquire)).await.map_err(E::from)?;
+        }
+        result
     }
 
     /// [`Store::write`] for callers outside an async runtime (import, tools, tests).
@@ -151,12 +195,33 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.submit_job_sized(f, reply, guarded, None)
+    }
+
+    /// [`Store::submit_job`] that also stores the ledger's size after the commit in `size`
+    /// (before the reply is sent).
+    fn submit_job_sized<T, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+        guarded: bool,
+        size: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let run: writer::JobFn = Box::new(move |tx| {
             let result = f(tx);
             let ok = result.is_ok();
             let complete: writer::Completion = Box::new(move |commit| {
                 let out = match commit {
-                    Ok(()) => result,
+                    Ok(committed) => {
+                        if let Some(size) = size {
+                            size.store(committed, std::sync::atomic::Ordering::Release);
+                        }
+                        result
+                    }
                     Err(e) => Err(E::from(e)),
                 };
                 let _ = reply.send(out);
@@ -202,6 +267,22 @@ impl Store {
         }
         if let Some(handle) = self.writer_thread.lock().expect("not poisoned").take() {
             let _ = handle.join();
+        }
+    }
+}
+
+/// Synchronous backups: a write is answered once the ledger is shipped past it.
+struct Gate {
+    shipped: tokio::sync::watch::Receiver<u64>,
+    timeout: std::time::Duration,
+}
+
+impl Gate {
+    async fn wait(&self, size: u64) -> Result<(), StoreError> {
+        let mut shipped = self.shipped.clone();
+        match tokio::time::timeout(self.timeout, shipped.wait_for(|s| *s >= size)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(StoreError::NotShipped(size)),
         }
     }
 }

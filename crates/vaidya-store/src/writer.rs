@@ -20,11 +20,15 @@ use vaidya_ledger::{Entry, EntryHash, LedgerKey, Op, hash_encoded, stored_hash_i
 pub const MAX_JOBS_PER_COMMIT: usize = 256;
 /// Jobs waiting for the writer at most; further writers wait to enqueue (back-pressure).
 pub const QUEUE_DEPTH: usize = 4096;
-/// A checkpoint is signed at the end of a commit when this much time passed since the last one.
-pub const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
+/// A checkpoint is signed at the end of a commit when this much time passed since the last one,
+/// and by an idle writer this long after an unsigned commit. Backups ship whole checkpointed
+/// ranges (a segment carries the checkpoint it ends at), so this bounds how long a committed
+/// entry waits to be shipped; signing costs well under a millisecond.
+pub const CHECKPOINT_INTERVAL_MS: i64 = 200;
 
-/// A job's completion, called after the commit with the commit's outcome.
-pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A job's completion, called after the commit with the commit's outcome: the ledger's size
+/// once the commit is durable.
+pub(crate) type Completion = Box<dyn FnOnce(Result<u64, StoreError>) + Send>;
 /// A unit of work run on the writer thread.
 pub(crate) type JobFn = Box<dyn FnOnce(&mut WriteTx<'_>) -> (bool, Completion) + Send>;
 
@@ -241,8 +245,15 @@ impl WriteTx<'_> {
             content,
             prev_hash: self.tip.prev_hash,
         };
-        let bytes = entry.encode();
-        let leaf = hash_encoded(&bytes);
+        self.append_encoded(&entry.encode(), rtype, rid, version)?;
+        Ok(seq)
+    }
+
+    /// Append the canonical bytes of entry `tip.size + 1`: the ledger row, the tree's hashes,
+    /// the history row.
+    fn append_encoded(&mut self, bytes: &[u8], rtype: &str, rid: &str, version: u64) -> Result<(), StoreError> {
+        let seq = self.tip.size + 1;
+        let leaf = hash_encoded(bytes);
         self.conn.prepare_cached("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)")?.execute(params![seq as i64, bytes])?;
         // Record n of the tree (0-based) is entry seq n+1.
         let n = seq - 1;
@@ -266,7 +277,70 @@ impl WriteTx<'_> {
             .execute(params![rtype, rid, version as i64, seq as i64])?;
         self.tip.size = seq;
         self.tip.prev_hash = leaf;
-        Ok(seq)
+        Ok(())
+    }
+
+    /// Append an entry made elsewhere, exactly as it was made (a restore from backup): it must
+    /// be the next entry and chain to the last one. The resource's row and index rows are
+    /// written as for a new write; `index` is what its content indexes to.
+    pub fn replay(&mut self, entry: &Entry, bytes: &[u8], index: &[(&'static SearchParam, IndexValue)]) -> Result<(), StoreError> {
+        if entry.seq != self.tip.size + 1 || entry.prev_hash != self.tip.prev_hash {
+            return Err(StoreError::Corrupt(format!(
+                "entry {} does not follow the ledger's last entry {} (sequence or hash chain)",
+                entry.seq, self.tip.size
+            )));
+        }
+        let (rtype, rid, seq, time_ms) = (&entry.resource_type, &entry.resource_id, entry.seq, entry.time_ms);
+        self.append_encoded(bytes, rtype, rid, entry.version)?;
+        self.tip.last_time_ms = self.tip.last_time_ms.max(time_ms);
+        let deleted = entry.op == Op::Delete;
+        match self.current(rtype, rid)? {
+            Some(c) => {
+                self.conn
+                    .prepare_cached("UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = ?5 WHERE rowid = ?1")?
+                    .execute(params![c.rowid, entry.version as i64, seq as i64, time_ms, deleted])?;
+                index_rows::clear(self.conn, c.rowid)?;
+                if !deleted {
+                    index_rows::insert(self.conn, self.params, rtype, c.rowid, index)?;
+                }
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![rtype, rid, entry.version as i64, seq as i64, time_ms, deleted])?;
+                if !deleted {
+                    let rowid = self.conn.last_insert_rowid();
+                    index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Store a checkpoint signed elsewhere (a restore from backup) for the ledger as it now
+    /// is; refused unless the tree this store computed has the root the checkpoint signs.
+    pub fn insert_checkpoint(&mut self, tree_size: u64, time_ms: i64, note: &str, root: vaidya_ledger::Hash) -> Result<(), StoreError> {
+        if tree_size != self.tip.size {
+            return Err(StoreError::Corrupt(format!("a checkpoint for {tree_size} entries does not fit a ledger of {}", self.tip.size)));
+        }
+        let ours = crate::merkle::root(self.conn, tree_size)
+            .map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
+        if ours != root {
+            return Err(StoreError::Corrupt(format!("the Merkle root at {tree_size} entries differs from the checkpoint's")));
+        }
+        self.conn
+            .prepare_cached("INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
+            .execute(params![tree_size as i64, time_ms, note])?;
+        self.tip.checkpoint_size = tree_size;
+        self.tip.checkpoint_time_ms = now_ms();
+        Ok(())
+    }
+
+    /// The last entry's hash (the chain's head).
+    pub fn head_hash(&self) -> EntryHash {
+        self.tip.prev_hash
     }
 
     fn checkpoint_if_due(&mut self, force: bool) -> Result<(), StoreError> {
@@ -299,24 +373,59 @@ pub(crate) struct Writer {
     /// Time spent committing since start, and commits made: how busy the single writer is.
     busy: std::time::Duration,
     commits: u64,
+    /// Sign a checkpoint with every commit (synchronous backups wait for one), not only every
+    /// [`CHECKPOINT_INTERVAL_MS`].
+    checkpoint_every_commit: bool,
+    /// Told the size of each checkpoint signed (backups follow it).
+    checkpointed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, key: LedgerKey) -> Result<Writer, StoreError> {
+    pub(crate) fn new(
+        conn: Connection,
+        key: LedgerKey,
+        checkpoint_every_commit: bool,
+        checkpointed: tokio::sync::watch::Sender<u64>,
+    ) -> Result<Writer, StoreError> {
         let tip = load_tip(&conn)?;
+        checkpointed.send_replace(tip.checkpoint_size);
         // Bounded: if freeing falls behind, the writer waits rather than memory growing.
         let (dropper, garbage_rx) = crossbeam_channel::bounded::<Vec<Box<dyn Send>>>(64);
         std::thread::Builder::new().name("vaidya-dropper".into()).spawn(move || for batch in garbage_rx {
             drop(batch);
         })?;
-        Ok(Writer { conn, tip, params: ParamIds::default(), key, garbage: Vec::new(), dropper, busy: Default::default(), commits: 0 })
+        Ok(Writer {
+            conn,
+            tip,
+            params: ParamIds::default(),
+            key,
+            garbage: Vec::new(),
+            dropper,
+            busy: Default::default(),
+            commits: 0,
+            checkpoint_every_commit,
+            checkpointed,
+        })
     }
 
     /// Run until the channel closes or a shutdown message arrives.
     pub(crate) fn run(mut self, rx: crossbeam_channel::Receiver<Message>) {
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
         loop {
-            let first = match rx.recv() {
+            let received = if self.tip.size > self.tip.checkpoint_size {
+                // Unsigned entries: sign them once the writer has been idle for an interval.
+                match rx.recv_timeout(std::time::Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64)) {
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        self.sign_idle();
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(crossbeam_channel::RecvError),
+                    Ok(m) => Ok(m),
+                }
+            } else {
+                rx.recv()
+            };
+            let first = match received {
                 Ok(Message::Job(job)) => job,
                 Ok(Message::Shutdown(done)) => {
                     self.shutdown();
@@ -380,7 +489,7 @@ impl Writer {
                         )));
                     }
                     // The failing job carries its own error.
-                    failed(Ok(()));
+                    failed(Ok(self.tip.size));
                     if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
                         // The remaining jobs are dropped with the drain, and their callers hear
                         // that nothing was written.
@@ -391,9 +500,11 @@ impl Writer {
                 }
             }
         }
+        let signed_before = self.tip.checkpoint_size;
         let committed = {
+            let force = self.checkpoint_every_commit;
             let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
-            tx.checkpoint_if_due(false).and_then(|()| Ok(self.conn.execute_batch("COMMIT")?))
+            tx.checkpoint_if_due(force).and_then(|()| Ok(self.conn.execute_batch("COMMIT")?))
         };
         if let Err(e) = &committed {
             tracing::error!("commit of {jobs} jobs failed: {e}");
@@ -401,11 +512,15 @@ impl Writer {
             self.tip = tip_before_batch;
             self.params.clear();
         }
+        if committed.is_ok() && self.tip.checkpoint_size != signed_before {
+            self.checkpointed.send_replace(self.tip.checkpoint_size);
+        }
+        let size = self.tip.size;
         for (_ran_ok, complete) in completions {
             // A job that failed already carries its own error; the commit outcome matters to
             // the ones that succeeded.
             complete(match &committed {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(size),
                 Err(e) => Err(StoreError::CommitFailed(e.to_string())),
             });
         }
@@ -466,6 +581,28 @@ impl Writer {
         self.params.clear();
     }
 
+    /// Sign the unsigned entries of an idle writer.
+    fn sign_idle(&mut self) {
+        let result = (|| -> Result<(), StoreError> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
+            tx.checkpoint_if_due(true)?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.checkpointed.send_replace(self.tip.checkpoint_size);
+            }
+            Err(e) => {
+                tracing::error!("idle checkpoint failed: {e}");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // Do not spin on a failing checkpoint: the next commit tries again.
+                self.tip.checkpoint_size = self.tip.size;
+            }
+        }
+    }
+
     fn shutdown(&mut self) {
         tracing::debug!(
             commits = self.commits,
@@ -479,6 +616,7 @@ impl Writer {
             let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
             tx.checkpoint_if_due(true)?;
             self.conn.execute_batch("COMMIT")?;
+            self.checkpointed.send_replace(self.tip.checkpoint_size);
             self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
             Ok(())
         })();

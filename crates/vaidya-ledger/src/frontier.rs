@@ -3,17 +3,18 @@
 //! keep them in memory, and each signed checkpoint stores the edge it was computed from (so a
 //! restarted writer continues from the last checkpoint without rereading the whole journal).
 
-use vaidya_ledger::{EntryHash, Hash, HashReader, TlogError, stored_hash_index, stored_hashes_for_record_hash};
+use crate::EntryHash;
+use tlog_tiles::{Error as TlogError, Hash, HashReader, stored_hash_index, stored_hashes_for_record_hash};
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Frontier {
+pub struct Frontier {
     /// (stored index, hash) per level.
     levels: Vec<Option<(u64, Hash)>>,
 }
 
 impl Frontier {
     /// Append record `n` (entry `n + 1`) with leaf hash `leaf`.
-    pub(crate) fn append(&mut self, n: u64, leaf: EntryHash) -> Result<(), TlogError> {
+    pub fn append(&mut self, n: u64, leaf: EntryHash) -> Result<(), TlogError> {
         let hashes = stored_hashes_for_record_hash(n, Hash(leaf.0), &Reader { frontier: self })?;
         let first = stored_hash_index(0, n);
         for (level, h) in hashes.iter().enumerate() {
@@ -26,12 +27,12 @@ impl Frontier {
     }
 
     /// Root hash of the first `size` records, where `size` is the number appended.
-    pub(crate) fn root(&self, size: u64) -> Result<Hash, TlogError> {
-        vaidya_ledger::tree_hash(size, &Reader { frontier: self })
+    pub fn root(&self, size: u64) -> Result<Hash, TlogError> {
+        tlog_tiles::tree_hash(size, &Reader { frontier: self })
     }
 
     /// Bytes to store with a checkpoint: per level, a presence byte, then index and hash.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.levels.len() * 41);
         for level in &self.levels {
             match level {
@@ -46,7 +47,7 @@ impl Frontier {
         out
     }
 
-    pub(crate) fn decode(mut bytes: &[u8]) -> Option<Frontier> {
+    pub fn decode(mut bytes: &[u8]) -> Option<Frontier> {
         let mut levels = Vec::new();
         while let Some((&flag, rest)) = bytes.split_first() {
             match flag {

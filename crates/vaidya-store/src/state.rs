@@ -1,0 +1,156 @@
+//! The state that lives beside the ledger, not in it: staff and patient accounts, break-the-glass
+//! grants and named counters (UHID serials, the day's queue tokens, receipt numbers). Backups
+//! carry a copy of it with the ledger segments so that a restored server works as before; a
+//! counter that fell behind would issue a number twice.
+//!
+//! Not carried: tokens and sessions (everyone signs in again after a restore: the attacker may
+//! have held them), and the lockout counters (`failed_logins`, `locked_until_ms`), which change
+//! on every failed login and would make every snapshot differ.
+
+use crate::StoreError;
+use rusqlite::Connection;
+use rusqlite::types::Value as Sql;
+use serde_json::{Map, Value, json};
+
+/// The tables carried, and the columns of each left out.
+const TABLES: &[(&str, &[&str])] = &[
+    ("api_user", &["failed_logins", "locked_until_ms"]),
+    ("access_grant", &[]),
+    ("sequence", &[]),
+];
+
+/// The current state as JSON bytes (same state, same bytes: tables and rows in a fixed order).
+pub fn snapshot(conn: &Connection) -> Result<Vec<u8>, StoreError> {
+    let mut out = Map::new();
+    for (table, left_out) in TABLES {
+        let columns = carried_columns(conn, table, left_out)?;
+        let list = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+        let mut stmt = conn.prepare(&format!("SELECT {list} FROM {table} ORDER BY {list}"))?;
+        let rows = stmt.query_map([], |r| {
+            (0..columns.len()).map(|i| r.get::<_, Sql>(i).map(to_json)).collect::<Result<Vec<Value>, _>>()
+        })?;
+        let rows: Vec<Value> = rows.map(|r| r.map(Value::Array)).collect::<Result<_, _>>()?;
+        out.insert(table.to_string(), json!({"columns": columns, "rows": rows}));
+    }
+    Ok(serde_json::to_vec(&Value::Object(out)).expect("JSON values serialise"))
+}
+
+/// Replace the carried tables' rows with a snapshot's. Columns the snapshot has that this
+/// schema lacks are refused (a backup from a newer Vaidya); columns it lacks take defaults.
+pub fn restore(conn: &Connection, bytes: &[u8]) -> Result<(), StoreError> {
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("state snapshot: {e}")))?;
+    for (table, left_out) in TABLES {
+        let Some(t) = doc.get(*table) else { continue };
+        let known = carried_columns(conn, table, left_out)?;
+        let columns: Vec<String> = t["columns"]
+            .as_array()
+            .ok_or_else(|| StoreError::Corrupt(format!("state snapshot: {table} has no columns")))?
+            .iter()
+            .map(|c| c.as_str().map(str::to_string).ok_or_else(|| StoreError::Corrupt("state snapshot: a column name is not text".into())))
+            .collect::<Result<_, _>>()?;
+        if let Some(unknown) = columns.iter().find(|c| !known.contains(c)) {
+            return Err(StoreError::Corrupt(format!("state snapshot: {table}.{unknown} is not a column this Vaidya knows")));
+        }
+        conn.execute(&format!("DELETE FROM {table}"), [])?;
+        let list = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+        let marks = (1..=columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        let mut insert = conn.prepare(&format!("INSERT INTO {table} ({list}) VALUES ({marks})"))?;
+        for row in t["rows"].as_array().into_iter().flatten() {
+            let values = row
+                .as_array()
+                .filter(|v| v.len() == columns.len())
+                .ok_or_else(|| StoreError::Corrupt(format!("state snapshot: a {table} row has the wrong number of values")))?;
+            let values: Vec<Sql> = values.iter().map(from_json).collect::<Result<_, _>>()?;
+            insert.execute(rusqlite::params_from_iter(values))?;
+        }
+    }
+    Ok(())
+}
+
+fn carried_columns(conn: &Connection, table: &str, left_out: &[&str]) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(names.into_iter().filter(|n| !left_out.contains(&n.as_str())).collect())
+}
+
+fn to_json(v: Sql) -> Value {
+    match v {
+        Sql::Null => Value::Null,
+        Sql::Integer(i) => json!(i),
+        Sql::Real(f) => json!(f),
+        Sql::Text(s) => Value::String(s),
+        Sql::Blob(b) => json!({"hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
+    }
+}
+
+fn from_json(v: &Value) -> Result<Sql, StoreError> {
+    let bad = || StoreError::Corrupt(format!("state snapshot: unexpected value {v}"));
+    Ok(match v {
+        Value::Null => Sql::Null,
+        Value::String(s) => Sql::Text(s.clone()),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Sql::Integer(i),
+            None => Sql::Real(n.as_f64().ok_or_else(bad)?),
+        },
+        Value::Object(o) => {
+            let hex = o.get("hex").and_then(Value::as_str).ok_or_else(bad)?;
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(bad)?;
+            Sql::Blob(bytes)
+        }
+        _ => return Err(bad()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::schema::SCHEMA).unwrap();
+        for sql in crate::schema::ADDED_TABLES {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_accounts_grants_and_counters_and_not_the_lockout() {
+        let a = db();
+        a.execute_batch(
+            "INSERT INTO api_user (name, role, department, password_hash, must_change_password, created_ms, failed_logins, totp_secret)
+                 VALUES ('asha', 'doctor', 'cardiology', '$argon2id$x', 0, 5, 3, 'SECRET');
+             INSERT INTO api_user (name, role, must_change_password, created_ms) VALUES ('ravi', 'billing', 1, 6);
+             INSERT INTO access_grant VALUES ('asha', 'p1', 'emergency', 10, 20);
+             INSERT INTO sequence VALUES ('uhid-central', 41), ('opd-token:CARD:2026-11-27', 7);",
+        )
+        .unwrap();
+        let snap = snapshot(&a).unwrap();
+        let b = db();
+        b.execute_batch("INSERT INTO sequence VALUES ('stale', 1)").unwrap();
+        restore(&b, &snap).unwrap();
+        assert_eq!(snapshot(&b).unwrap(), snap, "the same state, the same bytes");
+        let (role, totp, failed): (String, String, i64) =
+            b.query_row("SELECT role, totp_secret, failed_logins FROM api_user WHERE name = 'asha'", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+        assert_eq!((role.as_str(), totp.as_str(), failed), ("doctor", "SECRET", 0));
+        let n: i64 = b.query_row("SELECT count(*) FROM sequence WHERE name = 'stale'", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0, "the snapshot replaces the table");
+        // A failed login changes no snapshot.
+        a.execute_batch("UPDATE api_user SET failed_logins = 4, locked_until_ms = 99 WHERE name = 'asha'").unwrap();
+        assert_eq!(snapshot(&a).unwrap(), snap);
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_snapshot_is_refused() {
+        let b = db();
+        assert!(restore(&b, b"not json").is_err());
+        let foreign = br#"{"sequence": {"columns": ["name", "value", "colour"], "rows": []}}"#;
+        assert!(matches!(restore(&b, foreign), Err(StoreError::Corrupt(m)) if m.contains("colour")));
+        let short = br#"{"sequence": {"columns": ["name", "value"], "rows": [["x"]]}}"#;
+        assert!(restore(&b, short).is_err());
+    }
+}
