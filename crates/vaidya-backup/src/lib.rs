@@ -8,6 +8,9 @@
 
 pub mod seal;
 pub mod segment;
+pub mod source;
+pub mod ship;
+pub mod restore;
 pub mod target;
 pub mod dir;
 pub mod s3;

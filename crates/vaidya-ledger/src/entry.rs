@@ -122,6 +122,14 @@ impl Entry {
     }
 }
 
+/// The commit time of an encoded entry, read without decoding it (`None`: not a known format).
+pub fn encoded_time_ms(encoded: &[u8]) -> Option<i64> {
+    if encoded.first() != Some(&FORMAT_V1) {
+        return None;
+    }
+    Some(i64::from_be_bytes(encoded.get(9..17)?.try_into().ok()?))
+}
+
 /// Hash of an already encoded entry (avoids re-encoding on the write path).
 pub fn hash_encoded(encoded: &[u8]) -> EntryHash {
     EntryHash(tlog_tiles::record_hash(encoded).0)
@@ -205,6 +213,13 @@ mod tests {
         for v in variants {
             assert_ne!(v.hash(), base, "{v:?}");
         }
+    }
+
+    #[test]
+    fn the_time_is_read_without_decoding() {
+        assert_eq!(encoded_time_ms(&sample().encode()), Some(1_700_000_000_123));
+        assert_eq!(encoded_time_ms(&[2; 40]), None);
+        assert_eq!(encoded_time_ms(&[1, 0, 0]), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use checkpoint::{
     CheckpointError, SignedCheckpoint, sign_checkpoint, sign_checkpoint_for, sign_note, verify_checkpoint, verify_note,
 };
 pub use frontier::Frontier;
-pub use entry::{DecodeError, Entry, EntryHash, Op, hash_encoded};
+pub use entry::{DecodeError, Entry, EntryHash, Op, encoded_time_ms, hash_encoded};
 pub use keys::{KeyError, LedgerKey};
 pub use tlog_tiles::{
     Error as TlogError, Hash, HashReader, stored_hash_count, stored_hash_index, stored_hashes_for_record_hash,

@@ -44,6 +44,8 @@ pub struct AppParts {
     pub guard: Arc<crate::guard::Guard>,
     /// Bearer tokens already looked up, valid until anything is committed to the database.
     pub tokens: crate::auth::TokenCache,
+    /// The backup shipper, when `[backup]` is configured.
+    pub backup: Option<Arc<vaidya_backup::ship::Shipper>>,
 }
 
 /// Counters for `/metrics` (Prometheus text format).
@@ -107,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(home))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/ledger/root", get(crate::backup::ledger_root))
         .nest("/fhir", fhir)
         .nest("/print", crate::print::router(state.clone()))
         .nest("/auth", crate::auth::router(state.clone()))
@@ -226,6 +229,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
         m.alert_delivery_failures.load(Ordering::Relaxed),
         size
     );
+    let body = body + &crate::backup::metrics(app.backup.as_deref());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -55,6 +55,29 @@
 //! max_running = 2                # export jobs running at once (more wait their turn)
 //! max_resources_per_file = 100000  # NDJSON files are split after this many resources
 //! expire_seconds = 86400         # unapproved jobs lapse, finished jobs and files are removed
+//!
+//! # Backups (docs/OPERATIONS.md, "Backups"); absent: none (`vaidya serve` warns).
+//! # [backup]
+//! # recipients = ["age1...", "age1..."]  # public keys the backups are encrypted to; the
+//! #                                      # private keys are kept OFF this server (two copies)
+//! # mode = "async"                       # or "sync": a write is answered once every target has it
+//! # sync_timeout_seconds = 30            # sync: answer 503 if the targets take longer
+//! # lag_alert_seconds = 60               # alert when a target falls this far behind
+//! # scan_minutes = 10                    # list each target for delete markers and unknown objects
+//! # [[backup.target]]
+//! # name = "bucket"
+//! # kind = "s3"                          # S3-compatible, with Object Lock (COMPLIANCE)
+//! # endpoint = "https://s3.ap-south-1.amazonaws.com"
+//! # bucket = "hospital-vaidya-backup"
+//! # region = "ap-south-1"
+//! # prefix = "vaidya/"
+//! # retention_days = 365                 # each object locked this long
+//! # access_key_id_env = "VAIDYA_S3_ACCESS_KEY_ID"         # or access_key_id_file
+//! # secret_access_key_file = "/etc/vaidya/s3-secret"      # or secret_access_key_env
+//! # [[backup.target]]
+//! # name = "second-disk"
+//! # kind = "dir"                         # a directory: a second copy, never the only one
+//! # path = "/mnt/backup-disk/vaidya"
 //! ```
 
 use serde::Deserialize;
@@ -76,6 +99,82 @@ pub struct Config {
     pub oidc: Option<Oidc>,
     pub export: Export,
     pub alerts: Alerts,
+    /// Backups; `None` (no `[backup]` section): none.
+    pub backup: Option<Backup>,
+}
+
+/// `[backup]`: where the ledgers are shipped and to whom they are encrypted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// age X25519 public keys (`age1...`); every object is encrypted to all of them.
+    pub recipients: Vec<String>,
+    #[serde(default)]
+    pub mode: BackupMode,
+    #[serde(default = "default_sync_timeout")]
+    pub sync_timeout_seconds: u64,
+    #[serde(default = "default_lag_alert")]
+    pub lag_alert_seconds: u64,
+    #[serde(default = "default_scan_minutes")]
+    pub scan_minutes: u64,
+    #[serde(rename = "target")]
+    pub targets: Vec<BackupTarget>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMode {
+    /// Writes are answered after the local commit; shipping follows within about a second.
+    #[default]
+    Async,
+    /// Writes are answered once every target has confirmed them.
+    Sync,
+}
+
+fn default_sync_timeout() -> u64 {
+    30
+}
+fn default_lag_alert() -> u64 {
+    60
+}
+fn default_scan_minutes() -> u64 {
+    10
+}
+
+/// One `[[backup.target]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupTarget {
+    /// A short name (letters, digits, `-`, `_`): in messages, metrics and `--from`.
+    pub name: String,
+    pub kind: TargetKind,
+    /// `dir`: the directory.
+    pub path: Option<PathBuf>,
+    /// `s3`: the service's URL (`https://...`; `http://` only to a loopback address).
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Prepended to every object name (e.g. `vaidya/`).
+    #[serde(default)]
+    pub prefix: String,
+    /// Object Lock retention set on every object put, in days.
+    pub retention_days: Option<u32>,
+    pub access_key_id_env: Option<String>,
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_env: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    S3,
+    Dir,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
 }
 
 /// `[alerts]`: where the privacy officer's alerts go besides the log (`alerts.rs`).
@@ -268,6 +367,7 @@ impl Default for Config {
             oidc: None,
             export: Export::default(),
             alerts: Alerts::default(),
+            backup: None,
         }
     }
 }
@@ -328,6 +428,29 @@ mod tests {
         assert!(Access { read_burst: 0, ..Access::default() }.check().is_err());
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
         assert!(c.oidc.is_none(), "single sign-on is off unless configured");
+        assert!(c.backup.is_none(), "no backups unless configured");
+    }
+
+    #[test]
+    fn backup_section_parses_with_defaults_and_refuses_unknown_keys() {
+        let doc = include_str!("config.rs");
+        let section: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! # [backup]"))
+            .take_while(|l| l.starts_with("//! # "))
+            .map(|l| l.trim_start_matches("//! # "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let b = toml::from_str::<Config>(&section).unwrap().backup.unwrap();
+        assert_eq!(b.targets.len(), 2);
+        assert_eq!((b.targets[0].kind, b.targets[1].kind), (TargetKind::S3, TargetKind::Dir));
+        assert_eq!(b.targets[0].retention_days, Some(365));
+        assert_eq!((b.mode, b.sync_timeout_seconds, b.lag_alert_seconds), (BackupMode::Async, 30, 60));
+        let min = "[backup]\nrecipients = [\"age1x\"]\nmode = \"sync\"\n[[backup.target]]\nname = \"d\"\nkind = \"dir\"\npath = \"/b\"";
+        assert_eq!(toml::from_str::<Config>(min).unwrap().backup.unwrap().mode, BackupMode::Sync);
+        let e = toml::from_str::<Config>(&format!("{min}\nretention = 3")).unwrap_err().to_string();
+        assert!(e.contains("retention"), "{e}");
+        assert!(toml::from_str::<Config>(&min.replace("sync", "eventually")).is_err());
     }
 
     #[test]

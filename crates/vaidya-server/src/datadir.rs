@@ -21,6 +21,8 @@ pub enum DataDirError {
     Locked(PathBuf),
     #[error("{0} is not a Vaidya data directory (no {DB_FILE}); start `vaidya serve --data {0}` once to create it")]
     NotInitialised(PathBuf),
+    #[error("{0} holds an unfinished restore ({RESTORE_MARKER}): delete the directory and run `vaidya restore` again")]
+    RestoreIncomplete(PathBuf),
     #[error(transparent)]
     Store(#[from] vaidya_store::StoreError),
 }
@@ -60,6 +62,9 @@ pub struct Created {
 pub fn init(config: &Config) -> Result<(LedgerKey, Option<Created>), DataDirError> {
     let data = &config.data;
     fs::create_dir_all(data).map_err(io(data))?;
+    if data.join(RESTORE_MARKER).exists() {
+        return Err(DataDirError::RestoreIncomplete(data.clone()));
+    }
     let key_file = config.ledger_key_file();
     let key = if key_file.exists() {
         let text = fs::read_to_string(&key_file).map_err(io(&key_file))?;
@@ -89,6 +94,24 @@ pub fn init(config: &Config) -> Result<(LedgerKey, Option<Created>), DataDirErro
         None
     };
     Ok((key, created))
+}
+
+/// A restore in progress (or one that failed) leaves this file in the data directory;
+/// `vaidya serve` refuses to start on such a directory.
+pub const RESTORE_MARKER: &str = "RESTORE-INCOMPLETE";
+
+/// Write the key files of a restored data directory: the private key (mode 0600) where the
+/// configuration expects it, and the public verifier key.
+pub fn install_key(config: &Config, key: &LedgerKey) -> Result<(), DataDirError> {
+    let key_file = config.ledger_key_file();
+    for file in [&key_file, &config.data.join(VERIFIER_FILE)] {
+        if let Some(dir) = file.parent() {
+            fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+    }
+    write_private(&key_file, key.private_text())?;
+    let pub_file = config.data.join(VERIFIER_FILE);
+    fs::write(&pub_file, format!("{}\n", key.verifier_text())).map_err(io(&pub_file))
 }
 
 /// The ledger's signing key of an initialised data directory (for a command that appends to

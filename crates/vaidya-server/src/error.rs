@@ -57,7 +57,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!("store error: {e}");
         match e {
-            StoreError::WriterGone | StoreError::CommitFailed(_) => {
+            StoreError::WriterGone | StoreError::CommitFailed(_) | StoreError::NotShipped(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, e.to_string())
             }
             _ => ApiError::internal("internal storage error; the event was logged"),

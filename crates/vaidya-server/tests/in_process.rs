@@ -43,6 +43,7 @@ fn app() -> App {
         guard,
         alerts,
         tokens,
+        backup: None,
     });
     App { _dir: dir, state, token: t.text }
 }

@@ -338,6 +338,12 @@ fn create_secondary_indexes(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The ledger's Merkle root at `size` entries, from the stored tree hashes (drills compare a
+/// restored copy with it).
+pub fn merkle_root(conn: &Connection, size: u64) -> Result<vaidya_ledger::Hash, StoreError> {
+    merkle::root(conn, size).map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root at {size} entries: {e}")))
+}
+
 /// Open a read-only connection for offline tools (verify) without starting a writer.
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {

@@ -1,7 +1,9 @@
 //! The `vaidya` command line.
 
 mod audit;
+mod backup;
 mod operator;
+mod restore;
 mod serve;
 mod token;
 mod user;
@@ -41,6 +43,12 @@ enum Command {
     /// The audit ledger of every access: verify it, report who accessed a patient's record,
     /// export events (CERT-In).
     Audit(audit::AuditArgs),
+    /// Backups: check the targets, show what is shipped, make a key pair.
+    Backup(backup::BackupArgs),
+    /// Rebuild a data directory from a backup target alone, verified.
+    Restore(restore::RestoreArgs),
+    /// Restore the latest backup into a scratch directory and compare it with the live server.
+    Drill(restore::DrillArgs),
 }
 
 /// Options shared by commands that work on a data directory.
@@ -81,6 +89,9 @@ pub fn main() -> ExitCode {
         Command::Import(a) => crate::import::run(a),
         Command::User(a) => user::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Backup(a) => backup::run(a),
+        Command::Restore(a) => restore::run(a),
+        Command::Drill(a) => restore::drill(a),
     };
     match result {
         Ok(code) => code,

@@ -48,8 +48,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let audit_key = vaidya_ledger::LedgerKey::from_private(key.private_text()).map_err(|e| e.to_string())?;
     let audit = open_audit(&config.data, audit_key)?;
     config.access.check()?;
-    let store = vaidya_store::Store::open(&datadir::db_path(&config.data), key).map_err(|e| e.to_string())?;
+    let sync_backups = config.backup.as_ref().is_some_and(|b| b.mode == crate::config::BackupMode::Sync);
+    let options = vaidya_store::StoreOptions { checkpoint_every_commit: sync_backups };
+    let key_for_backup = vaidya_ledger::LedgerKey::from_private(key.private_text()).map_err(|e| e.to_string())?;
+    let store = vaidya_store::Store::open_with(&datadir::db_path(&config.data), key, options).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
+    let backup = crate::backup::start(&config, &store, &key_for_backup)?;
     let policies = config.policies()?;
     if let Some(dir) = config.access.policy_dir.clone() {
         watch_policies(policies.clone(), dir, config.access.policy_reload_seconds.max(1));
@@ -63,6 +67,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         crate::alerts::Alerts::start(&config.alerts, &config.hospital_name, metrics.clone())?
     };
     let tokens = crate::auth::TokenCache::open(&crate::datadir::db_path(&config.data)).map_err(|e| e.to_string())?;
+    if let (Some(shipper), Some(b)) = (&backup, &config.backup) {
+        crate::backup::watch(shipper.clone(), config.data.clone(), std::time::Duration::from_secs(b.lag_alert_seconds), alerts.clone());
+    }
     let state = AppState::new(AppParts {
         store: store.clone(),
         config: Arc::new(config.clone()),
@@ -72,10 +79,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         guard,
         alerts,
         tokens,
+        backup: backup.clone(),
     });
     let demo = args.demo;
     let demo_store = store.clone();
     let demo_data = config.data.clone();
+    let data_dir = config.data.clone();
     let result = runtime.block_on(async move {
         if demo {
             load_demo(&demo_store, &demo_data).await?;
@@ -97,6 +106,22 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     // Sign a last checkpoint and flush before the lock is released.
     store.shutdown();
     audit.shutdown();
+    if let Some(shipper) = backup {
+        // Ship the final checkpoints too, so that a clean stop leaves nothing behind.
+        let (data_end, audit_end) = crate::backup::signed_sizes(&data_dir);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let done = shipper.status().iter().all(|t| t.data.shipped >= data_end && t.audit.shipped >= audit_end);
+            if done || std::time::Instant::now() > deadline {
+                if !done {
+                    tracing::warn!("stopping with backup shipping unfinished; it resumes at the next start");
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        shipper.stop();
+    }
     drop(lock);
     result.map(|()| ExitCode::SUCCESS)
 }

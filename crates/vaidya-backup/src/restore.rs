@@ -1,0 +1,548 @@
+//! Restore: rebuild the ledgers (and with them every projection and index) from a target alone.
+//!
+//! 1. [`Plan::prepare`] lists every object version. Of each key it takes the *oldest* version,
+//!    the one the server put: with Object Lock nobody can remove it, while later versions and
+//!    delete markers are what an attacker can add; those are reported, never used. It opens the
+//!    sealed ledger key with the offline identity.
+//! 2. [`Plan::run`] fetches, opens and checks the segments in ledger order (a reader thread)
+//!    and applies them (this thread, through the store's single writer): each segment's
+//!    signature, its checkpoint's signature, the hash chain across segments and the Merkle root
+//!    at every checkpoint. A gap, a forged or altered segment, or two segments that disagree
+//!    stop the restore, naming the object.
+//! 3. The state beside the ledger (accounts, grants, counters) comes from the latest segment
+//!    applied that carries it.
+
+use crate::seal::{self, Identity, SealError};
+use crate::segment::{self, Ledger, Segment, SegmentError};
+use crate::ship::{Anomalies, anomalies};
+use crate::target::{ObjectVersion, Target, TargetError};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vaidya_fhir::index::IndexValue;
+use vaidya_fhir::search_params::SearchParam;
+use vaidya_ledger::{Entry, Frontier, Hash, LedgerKey, SignedCheckpoint};
+use vaidya_store::{Store, StoreError};
+
+/// Where to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Everything in the target.
+    Latest,
+    /// Up to and including data-ledger entry N (the audit ledger up to that entry's time).
+    Seq(u64),
+    /// Every entry committed at or before this time (ms since the epoch), in both ledgers.
+    Time(i64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{0}")]
+    Target(#[from] TargetError),
+    #[error("the target holds no sealed ledger key (keys/ledger-*.age): is this a Vaidya backup, and the right prefix?")]
+    NoKey,
+    #[error("the identity does not open this backup (it was encrypted to other keys): wrong key file?")]
+    WrongIdentity,
+    #[error("the target holds {0} different ledger keys; name the one to trust with --verifier")]
+    SeveralKeys(usize),
+    #[error("no ledger key in the target matches the verifier key given")]
+    VerifierNotFound,
+    #[error("{object}: {reason}")]
+    Bad { object: String, reason: String },
+    #[error("{ledger} ledger: entries {from} to {to} are missing (the next segment is {object})")]
+    Gap { ledger: &'static str, from: u64, to: u64, object: String },
+    #[error("{0} ledger: the target holds no segments")]
+    Empty(&'static str),
+    #[error("restore into the store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("restore of the audit ledger failed: {0}")]
+    Audit(#[from] vaidya_audit::AuditError),
+}
+
+fn bad(object: &str, reason: impl ToString) -> RestoreError {
+    RestoreError::Bad { object: object.to_string(), reason: reason.to_string() }
+}
+
+/// A segment object chosen for restore.
+#[derive(Debug, Clone)]
+struct Chosen {
+    key: String,
+    version_id: Option<String>,
+    first: u64,
+    last: u64,
+    made_ms: i64,
+    size: u64,
+}
+
+/// What restore found in the target before applying anything.
+pub struct Plan {
+    target: Arc<dyn Target>,
+    identity: Arc<Identity>,
+    key: LedgerKey,
+    data: Vec<Chosen>,
+    audit: Vec<Chosen>,
+    pub anomalies: Anomalies,
+    /// Objects in the target, and their bytes (oldest versions).
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+/// What one ledger's restore ended at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LedgerReport {
+    pub entries: u64,
+    pub last_time_ms: i64,
+    /// The last checkpoint applied: its size and root (hex).
+    pub checkpoint_size: u64,
+    pub checkpoint_root: String,
+    pub segments: u64,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub data: LedgerReport,
+    pub audit: LedgerReport,
+    /// Segments present in the target but not needed (duplicates of ranges applied).
+    pub duplicates: u64,
+    pub state_restored: bool,
+    pub elapsed: Duration,
+}
+
+impl Plan {
+    /// List the target, choose the objects, open the ledger key. `verifier`: the ledger's
+    /// public key as kept offline (`name+id+base64`); without it, the one key in the target.
+    pub fn prepare(target: Arc<dyn Target>, identity: Identity, verifier: Option<&str>) -> Result<Plan, RestoreError> {
+        let versions = target.list_versions("")?;
+        let found = anomalies(&versions);
+        let originals = oldest_versions(&versions);
+        let mut keys = Vec::new();
+        let mut wrong_identity = false;
+        for v in originals.iter().filter(|v| v.key.starts_with("keys/ledger-")) {
+            let sealed = target.get(&v.key, v.version_id.as_deref())?;
+            match seal::open(&sealed, &identity) {
+                Ok(text) => {
+                    let text = String::from_utf8(text).map_err(|_| bad(&v.key, "the sealed ledger key is not text"))?;
+                    let key = LedgerKey::from_private(&text).map_err(|e| bad(&v.key, e))?;
+                    if crate::ship::key_object(key.verifier_text()) != v.key {
+                        return Err(bad(&v.key, "holds a key other than its name says"));
+                    }
+                    keys.push(key);
+                }
+                Err(SealError::WrongKey) => wrong_identity = true,
+                Err(e) => return Err(bad(&v.key, e)),
+            }
+        }
+        let key = match verifier {
+            Some(vk) => keys.into_iter().find(|k| k.verifier_text() == vk.trim()).ok_or(RestoreError::VerifierNotFound)?,
+            None if keys.len() > 1 => return Err(RestoreError::SeveralKeys(keys.len())),
+            None => match keys.pop() {
+                Some(k) => k,
+                None if wrong_identity => return Err(RestoreError::WrongIdentity),
+                None => return Err(RestoreError::NoKey),
+            },
+        };
+        let mut data = Vec::new();
+        let mut audit = Vec::new();
+        let mut bytes = 0;
+        for v in &originals {
+            bytes += v.size;
+            if let Some((ledger, first, last, made_ms)) = segment::parse_object_key("", &v.key) {
+                let c = Chosen { key: v.key.clone(), version_id: v.version_id.clone(), first, last, made_ms, size: v.size };
+                match ledger {
+                    Ledger::Data => data.push(c),
+                    Ledger::Audit => audit.push(c),
+                }
+            }
+        }
+        for list in [&mut data, &mut audit] {
+            list.sort_by_key(|c| (c.first, c.last, c.made_ms));
+        }
+        Ok(Plan { target, identity: Arc::new(identity), key, data, audit, anomalies: found, objects: originals.len(), bytes })
+    }
+
+    /// The ledger key the backup carries (the restored server signs with it).
+    pub fn key(&self) -> &LedgerKey {
+        &self.key
+    }
+
+    pub fn segments(&self) -> (usize, usize) {
+        (self.data.len(), self.audit.len())
+    }
+
+    /// Rebuild: the data ledger into `store` (new and empty, opened with [`Plan::key`]) and the
+    /// audit ledger into `audit_dir` (new). `progress` hears (ledger, entries so far).
+    pub fn run(&self, store: &Store, audit_dir: &Path, until: Until, progress: &(dyn Fn(Ledger, u64) + Sync)) -> Result<Report, RestoreError> {
+        let started = Instant::now();
+        if self.data.is_empty() {
+            return Err(RestoreError::Empty("data"));
+        }
+        store.begin_bulk_load()?;
+        let mut report = Report::default();
+        let data_bound = self.restore_data(store, until, progress, &mut report)?;
+        store.end_bulk_load()?;
+        // The audit ledger up to the same moment as the data.
+        let audit_until = match until {
+            Until::Latest => Until::Latest,
+            Until::Time(t) => Until::Time(t),
+            Until::Seq(_) => Until::Time(data_bound),
+        };
+        self.restore_audit(audit_dir, audit_until, progress, &mut report)?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    fn restore_data(&self, store: &Store, until: Until, progress: &(dyn Fn(Ledger, u64) + Sync), report: &mut Report) -> Result<i64, RestoreError> {
+        let origin = self.key.name().to_string();
+        let verifier = self.key.verifier_text().to_string();
+        let (tx, rx) = crossbeam_channel::bounded::<Result<Opened, RestoreError>>(4);
+        let list = self.data.clone();
+        let (target, identity) = (self.target.clone(), self.identity.clone());
+        let reader = std::thread::Builder::new()
+            .name("vaidya-restore-read".into())
+            .spawn(move || read_segments(&*target, &identity, &list, &verifier, &origin, true, &tx))
+            .map_err(|e| bad("restore", e))?;
+        let mut applied = Applied::default();
+        let mut pending: Vec<tokio::sync::oneshot::Receiver<Result<u64, StoreError>>> = Vec::new();
+        let mut last_time = 0i64;
+        let mut state: Option<Vec<u8>> = None;
+        for opened in rx.iter() {
+            let opened = opened?;
+            let (seg, cp, object) = (&opened.segment, &opened.checkpoint, opened.object.clone());
+            let skip = match applied.place(seg, cp, &object, "data")? {
+                Place::Duplicate => {
+                    report.duplicates += 1;
+                    if seg.entries.is_empty() && seg.state.is_some() && seg.last() == applied.size() {
+                        state = seg.state.clone();
+                    }
+                    continue;
+                }
+                Place::Gap { .. } if bound_reached(until, applied.size(), last_time) => break,
+                Place::Gap { from, to } => return Err(RestoreError::Gap { ledger: "data", from, to, object }),
+                Place::From(skip) => skip,
+            };
+            let mut entries = opened.prepared;
+            entries.drain(..skip);
+            let keep = entries.iter().take_while(|p| within(&p.entry, until)).count();
+            let whole = keep == entries.len();
+            if !whole {
+                // Cut inside this segment: check all of it against its checkpoint first.
+                applied.check_whole(&entries, cp).map_err(|r| bad(&object, r))?;
+                entries.truncate(keep);
+            }
+            applied.extend(&entries, whole.then_some(cp)).map_err(|r| bad(&object, r))?;
+            if let Some(p) = entries.last() {
+                last_time = p.entry.time_ms;
+            }
+            let checkpoint = whole.then(|| (cp.tree_size, cp.time_ms, seg.checkpoint.clone(), cp.root));
+            let (reply, done) = tokio::sync::oneshot::channel();
+            let object_for_job = object.clone();
+            store.submit_unguarded(
+                move |tx| -> Result<u64, StoreError> {
+                    for p in &entries {
+                        tx.replay(&p.entry, &p.bytes, &p.index)?;
+                    }
+                    if let Some((size, time_ms, note, root)) = &checkpoint {
+                        tx.insert_checkpoint(*size, *time_ms, note, *root)
+                            .map_err(|e| StoreError::Corrupt(format!("{object_for_job}: {e}")))?;
+                    }
+                    tx.dispose(entries);
+                    Ok(tx.ledger_size())
+                },
+                reply,
+            )?;
+            pending.push(done);
+            report.data.segments += 1;
+            if seg.state.is_some() {
+                state = seg.state.clone();
+            }
+            if whole {
+                report.data.checkpoint_size = cp.tree_size;
+                report.data.checkpoint_root = hex::encode(cp.root.0);
+            }
+            // A few segments in flight, no more: the writer's queue is the buffer.
+            if pending.len() >= 8 {
+                let size = wait(pending.remove(0))?;
+                progress(Ledger::Data, size);
+            }
+            if !whole || bound_reached(until, applied.size(), last_time) {
+                break;
+            }
+        }
+        drop(rx);
+        let _ = reader.join();
+        for done in pending {
+            let size = wait(done)?;
+            progress(Ledger::Data, size);
+        }
+        if let Some(state) = state {
+            store.write_blocking(move |tx| vaidya_store::state::restore(tx.conn(), &state))?;
+            report.state_restored = true;
+        }
+        report.data.entries = applied.size();
+        report.data.last_time_ms = last_time;
+        Ok(last_time)
+    }
+
+    fn restore_audit(&self, dir: &Path, until: Until, progress: &(dyn Fn(Ledger, u64) + Sync), report: &mut Report) -> Result<(), RestoreError> {
+        let mut writer = vaidya_audit::ship::Restorer::create(dir)?;
+        if self.audit.is_empty() {
+            writer.finish()?;
+            return Ok(());
+        }
+        let origin = vaidya_audit::origin(self.key.name());
+        let verifier = self.key.verifier_text().to_string();
+        let (tx, rx) = crossbeam_channel::bounded::<Result<Opened, RestoreError>>(4);
+        let list = self.audit.clone();
+        let (target, identity) = (self.target.clone(), self.identity.clone());
+        let reader = std::thread::Builder::new()
+            .name("vaidya-restore-read".into())
+            .spawn(move || read_segments(&*target, &identity, &list, &verifier, &origin, false, &tx))
+            .map_err(|e| bad("restore", e))?;
+        let mut applied = Applied::default();
+        let mut last_time = 0;
+        for opened in rx.iter() {
+            let opened = opened?;
+            let (seg, cp, object) = (&opened.segment, &opened.checkpoint, opened.object.clone());
+            let skip = match applied.place(seg, cp, &object, "audit")? {
+                Place::Duplicate => {
+                    report.duplicates += 1;
+                    continue;
+                }
+                Place::Gap { .. } if bound_reached(until, applied.size(), last_time) => break,
+                Place::Gap { from, to } => return Err(RestoreError::Gap { ledger: "audit", from, to, object }),
+                Place::From(skip) => skip,
+            };
+            let entries = &opened.prepared[skip..];
+            let keep = entries.iter().take_while(|p| within(&p.entry, until)).count();
+            let whole = keep == entries.len();
+            if !whole {
+                applied.check_whole(entries, cp).map_err(|r| bad(&object, r))?;
+            }
+            let entries = &entries[..keep];
+            applied.extend(entries, whole.then_some(cp)).map_err(|r| bad(&object, r))?;
+            for p in entries {
+                writer.append(&p.bytes, &p.entry).map_err(|e| bad(&object, e))?;
+                last_time = p.entry.time_ms;
+            }
+            if whole {
+                writer.checkpoint(cp.tree_size, cp.time_ms, &seg.checkpoint, cp.root).map_err(|e| bad(&object, e))?;
+                report.audit.checkpoint_size = cp.tree_size;
+                report.audit.checkpoint_root = hex::encode(cp.root.0);
+            }
+            report.audit.segments += 1;
+            progress(Ledger::Audit, writer.size());
+            if !whole || bound_reached(until, applied.size(), last_time) {
+                break;
+            }
+        }
+        drop(rx);
+        let _ = reader.join();
+        report.audit.entries = writer.size();
+        report.audit.last_time_ms = last_time;
+        writer.finish()?;
+        Ok(())
+    }
+}
+
+fn wait(done: tokio::sync::oneshot::Receiver<Result<u64, StoreError>>) -> Result<u64, RestoreError> {
+    Ok(done.blocking_recv().map_err(|_| StoreError::WriterGone)??)
+}
+
+fn within(entry: &Entry, until: Until) -> bool {
+    match until {
+        Until::Latest => true,
+        Until::Seq(n) => entry.seq <= n,
+        Until::Time(t) => entry.time_ms <= t,
+    }
+}
+
+/// Whether the bound is reached: nothing later can be within it.
+fn bound_reached(until: Until, size: u64, last_time: i64) -> bool {
+    match until {
+        Until::Latest => false,
+        Until::Seq(n) => size >= n,
+        Until::Time(t) => last_time > t,
+    }
+}
+
+/// The oldest version of every key that has one (delete markers are never data).
+fn oldest_versions(versions: &[ObjectVersion]) -> Vec<ObjectVersion> {
+    let mut out: Vec<ObjectVersion> = Vec::new();
+    let mut i = 0;
+    while i < versions.len() {
+        let key = &versions[i].key;
+        let same: Vec<&ObjectVersion> = versions[i..].iter().take_while(|v| &v.key == key).collect();
+        i += same.len();
+        // Listed newest first: the last object version is the one first put.
+        if let Some(v) = same.iter().rev().find(|v| !v.delete_marker) {
+            out.push((*v).clone());
+        }
+    }
+    out
+}
+
+/// One entry, decoded and indexed off the writer thread.
+struct PreparedEntry {
+    entry: Entry,
+    /// Its leaf hash (computed on the reader thread).
+    leaf: vaidya_ledger::EntryHash,
+    bytes: Vec<u8>,
+    index: Vec<(&'static SearchParam, IndexValue)>,
+}
+
+struct Opened {
+    object: String,
+    segment: Segment,
+    checkpoint: SignedCheckpoint,
+    prepared: Vec<PreparedEntry>,
+}
+
+/// Fetch, open, check and decode segments in order; stops at the first failure (sent) or when
+/// the receiver is gone.
+fn read_segments(
+    target: &dyn Target,
+    identity: &Identity,
+    list: &[Chosen],
+    verifier: &str,
+    origin: &str,
+    index: bool,
+    tx: &crossbeam_channel::Sender<Result<Opened, RestoreError>>,
+) {
+    for c in list {
+        let opened = open_one(target, identity, c, verifier, origin, index);
+        let failed = opened.is_err();
+        if tx.send(opened).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn open_one(target: &dyn Target, identity: &Identity, c: &Chosen, verifier: &str, origin: &str, index: bool) -> Result<Opened, RestoreError> {
+    let sealed = target.get(&c.key, c.version_id.as_deref())?;
+    if sealed.len() as u64 != c.size && c.size != 0 {
+        return Err(bad(&c.key, format!("holds {} bytes, the listing said {}", sealed.len(), c.size)));
+    }
+    let plain = seal::open(&sealed, identity).map_err(|e| bad(&c.key, e))?;
+    drop(sealed);
+    let (mut segment, checkpoint) = Segment::decode(&plain, verifier, origin).map_err(|e: SegmentError| bad(&c.key, e))?;
+    drop(plain);
+    if segment.first != c.first || segment.last() != c.last {
+        return Err(bad(&c.key, format!("holds entries {}..={}, not what its name says", segment.first, segment.last())));
+    }
+    let mut prepared = Vec::with_capacity(segment.entries.len());
+    for (i, bytes) in std::mem::take(&mut segment.entries).into_iter().enumerate() {
+        let entry = Entry::decode(&bytes).map_err(|e| bad(&c.key, format!("entry {}: {e}", segment.first + i as u64)))?;
+        if entry.seq != segment.first + i as u64 {
+            return Err(bad(&c.key, format!("entry {} is numbered {}", segment.first + i as u64, entry.seq)));
+        }
+        let index = if index && entry.op == vaidya_ledger::Op::Put {
+            let resource: serde_json::Value =
+                serde_json::from_slice(&entry.content).map_err(|e| bad(&c.key, format!("entry {}: content is not JSON: {e}", entry.seq)))?;
+            vaidya_fhir::index::extract_all(&resource)
+        } else {
+            Vec::new()
+        };
+        let leaf = vaidya_ledger::hash_encoded(&bytes);
+        prepared.push(PreparedEntry { entry, leaf, bytes, index });
+    }
+    // The bytes live in `prepared` now; the segment keeps its header.
+    segment.entries = Vec::new();
+    let count = prepared.len();
+    segment.entries.resize(count, Vec::new());
+    Ok(Opened { object: c.key.clone(), segment, checkpoint, prepared })
+}
+
+/// Where the next segment goes relative to what is applied.
+enum Place {
+    /// Entirely applied already (and consistent with it).
+    Duplicate,
+    /// Apply its entries after skipping this many.
+    From(usize),
+    /// Entries `from..=to` are missing before it.
+    Gap { from: u64, to: u64 },
+}
+
+/// What is applied so far: the chain's edge, and the roots at the checkpoints applied (to
+/// compare duplicates with).
+#[derive(Default)]
+struct Applied {
+    edge: Edge,
+    roots: HashMap<u64, Hash>,
+}
+
+/// Size, chain head and Merkle frontier.
+#[derive(Default, Clone)]
+struct Edge {
+    size: u64,
+    head: Option<vaidya_ledger::EntryHash>,
+    frontier: Frontier,
+}
+
+impl Applied {
+    fn size(&self) -> u64 {
+        self.edge.size
+    }
+
+    fn place(&self, seg: &Segment, cp: &SignedCheckpoint, object: &str, ledger: &'static str) -> Result<Place, RestoreError> {
+        let size = self.size();
+        if seg.last() <= size {
+            // Already covered: it must agree with what was applied.
+            if let Some(root) = self.roots.get(&cp.tree_size)
+                && *root != cp.root
+            {
+                return Err(bad(object, format!("disagrees with the {ledger} ledger already restored (a different root at {} entries): forged", cp.tree_size)));
+            }
+            return Ok(Place::Duplicate);
+        }
+        if seg.first > size + 1 {
+            return Ok(Place::Gap { from: size + 1, to: seg.first - 1 });
+        }
+        Ok(Place::From((size + 1 - seg.first) as usize))
+    }
+
+    /// Check that `entries` (the next ones) chain on from the head and, with `checkpoint`, that
+    /// they bring the tree to its root; then take them as applied.
+    fn extend(&mut self, entries: &[PreparedEntry], checkpoint: Option<&SignedCheckpoint>) -> Result<(), String> {
+        let mut next = self.edge.clone();
+        next.append(entries)?;
+        if let Some(cp) = checkpoint {
+            next.check_root(cp)?;
+            self.roots.insert(cp.tree_size, cp.root);
+        }
+        self.edge = next;
+        Ok(())
+    }
+
+    /// Check, without taking them, that `entries` (the rest of a segment) bring the tree to its
+    /// checkpoint's root: before applying only a part of a segment.
+    fn check_whole(&self, entries: &[PreparedEntry], cp: &SignedCheckpoint) -> Result<(), String> {
+        let mut next = self.edge.clone();
+        next.append(entries)?;
+        next.check_root(cp)
+    }
+}
+
+impl Edge {
+    fn append(&mut self, entries: &[PreparedEntry]) -> Result<(), String> {
+        for p in entries {
+            let head = self.head.unwrap_or(vaidya_ledger::GENESIS_PREV);
+            if p.entry.seq != self.size + 1 || p.entry.prev_hash != head {
+                return Err(format!("entry {} does not follow entry {} (sequence or hash chain)", p.entry.seq, self.size));
+            }
+            self.frontier.append(self.size, p.leaf).map_err(|e| format!("Merkle tree at entry {}: {e}", p.entry.seq))?;
+            self.size += 1;
+            self.head = Some(p.leaf);
+        }
+        Ok(())
+    }
+
+    fn check_root(&self, cp: &SignedCheckpoint) -> Result<(), String> {
+        let root = self.frontier.root(self.size).map_err(|e| format!("Merkle root: {e}"))?;
+        if cp.tree_size != self.size || root != cp.root {
+            return Err(format!("its entries do not give the root its checkpoint signs at {} entries: altered", cp.tree_size));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! What is shipped: the checkpointed ranges of each ledger, read beside the running writers.
+//!
+//! A segment always ends at a signed checkpoint, so a source offers ranges "after entry A, up
+//! to checkpoint B". The data source also offers the state beside the ledger (accounts, grants,
+//! counters), read in the same read transaction as the entries: whatever counters the shipped
+//! entries advanced are in that state, or in a later one.
+
+use crate::segment::Ledger;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+/// Most entries in one segment, when checkpoints allow cutting there (a segment always ends at
+/// a checkpoint; the store signs one at least every 200 ms of writing).
+pub const MAX_SEGMENT_ENTRIES: u64 = 20_000;
+
+/// A range ready to ship: the entries after `after` up to the checkpoint at `size`.
+#[derive(Debug, Clone)]
+pub struct Range {
+    pub after: u64,
+    pub size: u64,
+    pub checkpoint: String,
+    pub entries: Vec<Vec<u8>>,
+    /// The state as of this read (data ledger only).
+    pub state: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}")]
+    Store(#[from] vaidya_store::StoreError),
+    #[error("{0}")]
+    Audit(#[from] vaidya_audit::AuditError),
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub trait Source: Send {
+    fn ledger(&self) -> Ledger;
+    /// The next range after `after` entries, if a checkpoint beyond it exists. `with_state`:
+    /// also read the state (data ledger).
+    fn next(&mut self, after: u64, with_state: bool) -> Result<Option<Range>, SourceError>;
+    /// The latest signed checkpoint's size (what "caught up" means).
+    fn checkpointed(&mut self) -> Result<u64, SourceError>;
+}
+
+/// The data ledger, through a read-only connection to the store's database.
+pub struct DataSource {
+    path: PathBuf,
+    conn: Option<Connection>,
+}
+
+impl DataSource {
+    pub fn new(db_path: &Path) -> DataSource {
+        DataSource { path: db_path.to_path_buf(), conn: None }
+    }
+
+    fn conn(&mut self) -> Result<&Connection, SourceError> {
+        if self.conn.is_none() {
+            self.conn = Some(vaidya_store::open_read_only(&self.path)?);
+        }
+        Ok(self.conn.as_ref().expect("just opened"))
+    }
+}
+
+impl Source for DataSource {
+    fn ledger(&self) -> Ledger {
+        Ledger::Data
+    }
+
+    fn next(&mut self, after: u64, with_state: bool) -> Result<Option<Range>, SourceError> {
+        let conn = self.conn()?;
+        // One read transaction: the checkpoint, its entries and the state are one snapshot.
+        conn.execute_batch("BEGIN")?;
+        let result = read_data_range(conn, after, with_state);
+        let _ = conn.execute_batch("COMMIT");
+        result
+    }
+
+    fn checkpointed(&mut self) -> Result<u64, SourceError> {
+        let conn = self.conn()?;
+        Ok(conn.query_row("SELECT coalesce(max(tree_size), 0) FROM checkpoint", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+fn read_data_range(conn: &Connection, after: u64, with_state: bool) -> Result<Option<Range>, SourceError> {
+    use rusqlite::OptionalExtension;
+    let cap = (after + MAX_SEGMENT_ENTRIES) as i64;
+    // The furthest checkpoint within the cap, else the nearest beyond it.
+    let pick = conn
+        .prepare_cached("SELECT tree_size, note FROM checkpoint WHERE tree_size > ?1 AND tree_size <= ?2 ORDER BY tree_size DESC LIMIT 1")?
+        .query_row([after as i64, cap], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
+        .optional()?;
+    let pick = match pick {
+        Some(p) => Some(p),
+        None => conn
+            .prepare_cached("SELECT tree_size, note FROM checkpoint WHERE tree_size > ?1 ORDER BY tree_size LIMIT 1")?
+            .query_row([after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
+            .optional()?,
+    };
+    let (size, checkpoint) = match pick {
+        Some(p) => p,
+        None if with_state => {
+            // Nothing new to ship, but the state may have changed: a range of no entries
+            // ending at the checkpoint already shipped.
+            match conn
+                .prepare_cached("SELECT tree_size, note FROM checkpoint WHERE tree_size = ?1")?
+                .query_row([after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
+                .optional()?
+            {
+                Some(p) => p,
+                None => return Ok(None),
+            }
+        }
+        None => return Ok(None),
+    };
+    let mut stmt = conn.prepare_cached("SELECT entry FROM ledger WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")?;
+    let entries = stmt.query_map([after as i64, size as i64], |r| r.get::<_, Vec<u8>>(0))?.collect::<Result<Vec<_>, _>>()?;
+    if entries.len() as u64 != size - after {
+        return Err(SourceError::Store(vaidya_store::StoreError::Corrupt(format!(
+            "the ledger holds {} of the entries {}..={size}",
+            entries.len(),
+            after + 1
+        ))));
+    }
+    let state = if with_state { Some(vaidya_store::state::snapshot(conn)?) } else { None };
+    Ok(Some(Range { after, size, checkpoint, entries, state }))
+}
+
+/// The audit ledger, through its checkpoints and journal.
+pub struct AuditSource {
+    dir: PathBuf,
+    db: Option<Connection>,
+}
+
+impl AuditSource {
+    pub fn new(audit_dir: &Path) -> AuditSource {
+        AuditSource { dir: audit_dir.to_path_buf(), db: None }
+    }
+
+    fn db(&mut self) -> Result<&Connection, SourceError> {
+        if self.db.is_none() {
+            self.db = Some(vaidya_audit::ship::open_checkpoints(&self.dir)?);
+        }
+        Ok(self.db.as_ref().expect("just opened"))
+    }
+}
+
+impl Source for AuditSource {
+    fn ledger(&self) -> Ledger {
+        Ledger::Audit
+    }
+
+    fn next(&mut self, after: u64, _with_state: bool) -> Result<Option<Range>, SourceError> {
+        use vaidya_audit::ship;
+        let dir = self.dir.clone();
+        let db = self.db()?;
+        let later = ship::checkpoints_after(db, after, 512)?;
+        let Some(first) = later.first() else { return Ok(None) };
+        let to = later.iter().rev().find(|c| c.tree_size - after <= MAX_SEGMENT_ENTRIES).unwrap_or(first).clone();
+        let from = if after == 0 {
+            None
+        } else {
+            Some(ship::checkpoint_at(db, after)?.ok_or_else(|| {
+                vaidya_audit::AuditError::Corrupt(format!("no audit checkpoint at {after} entries, where the last segment ended"))
+            })?)
+        };
+        let entries = ship::entries_between(&dir, from.as_ref(), &to)?;
+        Ok(Some(Range { after, size: to.tree_size, checkpoint: to.note, entries, state: None }))
+    }
+
+    fn checkpointed(&mut self) -> Result<u64, SourceError> {
+        let db = self.db()?;
+        Ok(db.query_row("SELECT coalesce(max(tree_size), 0) FROM checkpoint", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
