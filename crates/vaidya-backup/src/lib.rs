@@ -9,3 +9,5 @@
 pub mod target;
 pub mod dir;
 pub mod s3;
+#[cfg(feature = "test-support")]
+pub mod seaweed;

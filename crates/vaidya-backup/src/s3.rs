@@ -166,8 +166,9 @@ impl S3Target {
     }
 
     /// Sends one signed request to the bucket (`key` `None`) or to an object, and reads the
-    /// response body up to `limit` bytes (error bodies up to `MAX_ERROR_BYTES`). Any HTTP
-    /// status comes back as a `Reply`; only transport failures are errors here.
+    /// response body: up to `MAX_GET_BYTES` for an object's GET, `MAX_XML_BYTES` for the rest
+    /// and `MAX_ERROR_BYTES` for errors. Any HTTP status comes back as a `Reply`; only
+    /// transport failures are errors here.
     pub(crate) fn request(
         &self,
         op: &str,
@@ -176,7 +177,6 @@ impl S3Target {
         query: &[(&str, &str)],
         headers: &[(&str, String)],
         body: &[u8],
-        limit: u64,
     ) -> Result<Reply, TargetError> {
         let mut url = format!("{}/{}", self.endpoint, encode(&self.config.bucket, false));
         if let Some(key) = key {
@@ -219,7 +219,11 @@ impl S3Target {
             .get("x-amz-version-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let limit = if (200..300).contains(&status) { limit } else { MAX_ERROR_BYTES };
+        let limit = match (status, method, key) {
+            (200..=299, "GET", Some(_)) => MAX_GET_BYTES,
+            (200..=299, _, _) => MAX_XML_BYTES,
+            _ => MAX_ERROR_BYTES,
+        };
         let body = match response.body_mut().with_config().limit(limit).read_to_vec() {
             Ok(body) => body,
             Err(ureq::Error::BodyExceedsLimit(_)) => {
@@ -282,7 +286,7 @@ impl S3Target {
             headers.push(("x-amz-object-lock-retain-until-date", retain_until(days)?));
         }
         let op = format!("put {full_key}");
-        let reply = self.request(&op, "PUT", Some(full_key), &[], &headers, body, MAX_ERROR_BYTES)?;
+        let reply = self.request(&op, "PUT", Some(full_key), &[], &headers, body)?;
         if !reply.ok() {
             return Err(self.error(&op, &reply));
         }
@@ -292,17 +296,17 @@ impl S3Target {
     /// DELETE of an object (a delete marker where versioning is on) or of one version.
     fn delete(&self, full_key: &str, version_id: Option<&str>) -> Result<Reply, TargetError> {
         let query: Vec<(&str, &str)> = version_id.map(|v| ("versionId", v)).into_iter().collect();
-        self.request("delete", "DELETE", Some(full_key), &query, &[], &[], MAX_ERROR_BYTES)
+        self.request(&format!("delete {full_key}"), "DELETE", Some(full_key), &query, &[], &[])
     }
 
-    /// One page of ListObjectVersions: the entries (with IsLatest, for ordering) and where the
-    /// next page starts.
+    /// One page of ListObjectVersions: the entries, in the server's order, and the (key,
+    /// version id) marker where the next page starts.
     #[allow(clippy::type_complexity)]
     fn list_page(
         &self,
         full_prefix: &str,
         marker: Option<&(String, String)>,
-    ) -> Result<(Vec<(ObjectVersion, bool)>, Option<(String, String)>), TargetError> {
+    ) -> Result<(Vec<ObjectVersion>, Option<(String, String)>), TargetError> {
         let page_size = self.page_size.to_string();
         let mut query = vec![("versions", ""), ("prefix", full_prefix), ("max-keys", page_size.as_str())];
         if let Some((key, version)) = marker {
@@ -312,7 +316,7 @@ impl S3Target {
             }
         }
         let op = format!("list versions under {full_prefix:?}");
-        let reply = self.request(&op, "GET", None, &query, &[], &[], MAX_XML_BYTES)?;
+        let reply = self.request(&op, "GET", None, &query, &[], &[])?;
         if !reply.ok() {
             return Err(self.error(&op, &reply));
         }
@@ -343,12 +347,11 @@ impl S3Target {
                 None => 0,
             };
             let version_id = child.text_of("VersionId").filter(|v| !v.is_empty()).map(str::to_owned);
-            let is_latest = child.text_of("IsLatest") == Some("true");
             let key = key
                 .strip_prefix(&self.config.prefix)
                 .ok_or_else(|| bad(format!("has {key:?}, outside the prefix")))?
                 .to_string();
-            entries.push((ObjectVersion { key, version_id, delete_marker, size, last_modified_ms }, is_latest));
+            entries.push(ObjectVersion { key, version_id, delete_marker, size, last_modified_ms });
         }
         if root.text_of("IsTruncated") != Some("true") {
             return Ok((entries, None));
@@ -369,7 +372,7 @@ impl S3Target {
         flag: &str,
         absent_code: &str,
     ) -> Result<Result<Option<xml::Element>, String>, TargetError> {
-        let reply = self.request(op, "GET", None, &[(flag, "")], &[], &[], MAX_XML_BYTES)?;
+        let reply = self.request(op, "GET", None, &[(flag, "")], &[], &[])?;
         if reply.ok() {
             return Ok(Ok(Some(self.xml(op, &reply)?)));
         }
@@ -433,8 +436,8 @@ impl S3Target {
         let mode = default.and_then(|d| d.text_of("Mode")).unwrap_or("");
         let period = default.and_then(|d| {
             d.text_of("Days")
-                .map(|n| format!("{n} days"))
-                .or_else(|| d.text_of("Years").map(|n| format!("{n} years")))
+                .map(|n| count(n, "day"))
+                .or_else(|| d.text_of("Years").map(|n| count(n, "year")))
         });
         safety.facts.push(format!(
             "object lock: {}; default retention: {}",
@@ -445,7 +448,8 @@ impl S3Target {
             }
         ));
         if let Some(days) = self.config.retention_days {
-            safety.facts.push(format!("retention set by Vaidya on each backup: COMPLIANCE {days} days"));
+            let days = count(&days.to_string(), "day");
+            safety.facts.push(format!("retention set by Vaidya on each backup: COMPLIANCE {days}"));
         }
         if !enabled {
             safety.problems.push(format!(
@@ -482,7 +486,7 @@ impl S3Target {
             }
         };
         safety.facts.push(format!(
-            "probe object left behind: {probe} (version {})",
+            "probe object written: {probe} (version {})",
             version.as_deref().unwrap_or("none")
         ));
 
@@ -533,17 +537,11 @@ impl Target for S3Target {
             let (entries, next) = self.list_page(&full_prefix, marker.as_ref())?;
             all.extend(entries);
             match next {
-                None => {
-                    // S3 already returns this order; servers that list all versions before all
-                    // delete markers (SeaweedFS) are brought to it. Stable: ties keep S3's order.
-                    all.sort_by(|(a, a_latest), (b, b_latest)| {
-                        a.key
-                            .cmp(&b.key)
-                            .then(b_latest.cmp(a_latest))
-                            .then(b.last_modified_ms.cmp(&a.last_modified_ms))
-                    });
-                    return Ok(all.into_iter().map(|(v, _)| v).collect());
-                }
+                // Kept in the server's order, which is the one the trait promises: S3 (and
+                // SeaweedFS) list by key, then newest first, markers among versions. Not
+                // re-sorted: LastModified has whole seconds, and only the server knows the
+                // order of two versions written in the same second.
+                None => return Ok(all),
                 Some(next) if marker.as_ref() == Some(&next) => {
                     return Err(TargetError::Refused {
                         target: self.config.name.clone(),
@@ -566,7 +564,7 @@ impl Target for S3Target {
             Some(v) => format!("get {full_key} version {v}"),
             None => format!("get {full_key}"),
         };
-        let reply = self.request(&op, "GET", Some(&full_key), &query, &[], &[], MAX_GET_BYTES)?;
+        let reply = self.request(&op, "GET", Some(&full_key), &query, &[], &[])?;
         match reply.status {
             200..=299 => Ok(reply.body),
             404 => Err(TargetError::NotFound { target: self.config.name.clone(), key: key.to_string() }),
@@ -611,6 +609,11 @@ fn parse_error(body: &[u8]) -> Option<S3Error> {
         code: root.text_of("Code").unwrap_or("").to_string(),
         message: root.text_of("Message").unwrap_or("").to_string(),
     })
+}
+
+/// "1 day", "30 days".
+fn count(n: &str, unit: &str) -> String {
+    if n == "1" { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 /// The S3 error code of a reply, or its HTTP status when it has none.
