@@ -226,6 +226,8 @@ impl S3Target {
         };
         let body = match response.body_mut().with_config().limit(limit).read_to_vec() {
             Ok(body) => body,
+            // An error's status says enough without its (oversized) document.
+            Err(ureq::Error::BodyExceedsLimit(_)) if limit == MAX_ERROR_BYTES => Vec::new(),
             Err(ureq::Error::BodyExceedsLimit(_)) => {
                 return Err(TargetError::Refused {
                     target: self.config.name.clone(),
