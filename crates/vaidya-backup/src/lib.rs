@@ -14,3 +14,5 @@ pub mod restore;
 pub mod target;
 pub mod dir;
 pub mod s3;
+#[cfg(feature = "test-support")]
+pub mod seaweed;
