@@ -82,7 +82,8 @@ impl Lag {
         for (i, n) in self.buckets.iter().enumerate() {
             seen += n;
             if seen >= want {
-                return (i as u64 + 1) * Self::BUCKET_MS;
+                // The bucket's upper edge, but never above the largest lag seen.
+                return ((i as u64 + 1) * Self::BUCKET_MS).min(self.max_ms);
             }
         }
         self.max_ms

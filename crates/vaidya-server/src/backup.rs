@@ -84,8 +84,17 @@ fn s3_target(
     secret_access_key: String,
     retention_days: Option<u32>,
 ) -> Result<Arc<dyn Target>, String> {
-    let _ = (endpoint, bucket, region, prefix, access_key_id, secret_access_key, retention_days);
-    Err(format!("backup target '{name}': S3 targets are not available in this build yet"))
+    let config = vaidya_backup::s3::S3Config {
+        endpoint,
+        bucket,
+        region,
+        prefix,
+        access_key_id,
+        secret_access_key,
+        retention_days,
+        name: name.to_string(),
+    };
+    Ok(Arc::new(vaidya_backup::s3::S3Target::new(config).map_err(|e| e.to_string())?))
 }
 
 /// A target named on the command line: a configured target's name, `s3://BUCKET/PREFIX?endpoint=URL&region=R`
@@ -211,7 +220,8 @@ fn describe_lag(t: &TargetStatus, now_ms: i64) -> String {
     )
 }
 
-fn write_status(data: &Path, status: &[TargetStatus]) -> std::io::Result<()> {
+/// Write the status file (every second while serving, and once more after the last ship).
+pub fn write_status(data: &Path, status: &[TargetStatus]) -> std::io::Result<()> {
     let dir = backup_dir(data);
     std::fs::create_dir_all(&dir)?;
     let tmp = dir.join("status.json.tmp");

@@ -1,0 +1,243 @@
+//! Backups end to end, with a directory target: the real server ships, `vaidya restore`
+//! rebuilds a new data directory from the target alone, and the restored server serves what
+//! was acknowledged. Refusals: a wrong key, an altered segment, a missing segment. Synchronous
+//! mode: a write is answered only once the target has it. (The attack against an object-locked
+//! bucket is in `backup_attack.rs`.)
+
+mod common;
+
+use common::{BIN, Server};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn vaidya(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).env("VAIDYA_LOG", "warn").output().expect("vaidya runs")
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A key pair made by `vaidya backup keygen`: (identity file, public key).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let file = dir.join(name);
+    let out = vaidya(&["backup", "keygen", "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let recipient = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key for [backup] recipients: ").map(str::to_string))
+        .expect("the public key is printed");
+    (file, recipient)
+}
+
+/// A config file shipping to the directory `target`.
+fn config(dir: &Path, recipient: &str, target: &Path, extra: &str) -> PathBuf {
+    let file = dir.join("vaidya.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[backup]\nrecipients = [\"{recipient}\"]\n{extra}\n[[backup.target]]\nname = \"copy\"\nkind = \"dir\"\npath = \"{}\"\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn patient(family: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family, "given": ["Asha"]}], "gender": "female", "birthDate": "1980-01-01"})
+}
+
+fn uhid(p: &Value) -> String {
+    p["identifier"].as_array().unwrap().iter().find(|i| i["type"]["text"] == "UHID").expect("a UHID")["value"].as_str().unwrap().to_string()
+}
+
+/// Data segment objects in a directory target, sorted.
+fn data_segments(target: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(target.join("data")).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_server_restored_from_its_backup_has_every_acknowledged_write_and_works() {
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target");
+    let (identity, recipient) = keygen(work.path(), "backup.key");
+    let cfg = config(work.path(), &recipient, &target, "");
+    let mut s = Server::start_with(tempfile::tempdir().unwrap(), &["--config", cfg.to_str().unwrap()]);
+    // Acknowledged writes: creates, an update, a delete, in bursts (several segments).
+    let mut ids = Vec::new();
+    let mut uhids = Vec::new();
+    for burst in 0..3 {
+        for i in 0..10 {
+            let r = s.post("/Patient", &patient(&format!("Backup{burst}x{i}")));
+            assert_eq!(r.status, 201, "{}", r.body);
+            let v = r.json();
+            uhids.push(uhid(&v));
+            ids.push(v["id"].as_str().unwrap().to_string());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    let mut changed = s.get(&format!("/Patient/{}", ids[0])).json();
+    changed["gender"] = json!("other");
+    assert_eq!(s.put(&format!("/Patient/{}", ids[0]), &changed).status, 200);
+    assert_eq!(s.delete(&format!("/Patient/{}", ids[1])).status, 204);
+    let doctor = s.add_user("asha", "doctor", &["--department", "cardiology"]);
+    assert_eq!(s.request_as(&doctor, "GET", "/metadata", None).status, 200);
+    let entries = s.ledger_size();
+    // The shipper reports its position; /metrics has it too.
+    let metrics = common::raw_request(&ureq::Agent::new_with_defaults(), "GET", &s.base.replace("/fhir", "/metrics"), None, &[]);
+    assert!(metrics.body.contains("vaidya_backup_shipped_entries{target=\"copy\",ledger=\"data\"}"), "{}", metrics.body);
+    s.stop();
+    assert!(data_segments(&target).len() >= 2, "writes in bursts make several segments");
+    let status = vaidya(&["backup", "status", "--data", s.data().to_str().unwrap()]);
+    assert!(text(&status).contains(&format!("shipped {entries} of {entries} signed entries")), "{}", text(&status));
+
+    // The server's disk is lost: restore on a new directory from the target alone.
+    let restored = work.path().join("restored");
+    let out = vaidya(&[
+        "restore", "--from", &format!("dir:{}", target.display()), "--identity", identity.to_str().unwrap(), "--data", restored.to_str().unwrap(),
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(&format!("data ledger: {entries} entries")), "{said}");
+    assert!(said.contains("accounts, grants and counters: restored"), "{said}");
+    assert!(!restored.join("RESTORE-INCOMPLETE").exists());
+    let verify = vaidya(&["verify", "--data", restored.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    let audit = vaidya(&["audit", "verify", "--data", restored.to_str().unwrap()]);
+    assert!(audit.status.success(), "{}", text(&audit));
+    // A second restore into the same directory is refused.
+    let again = vaidya(&["restore", "--from", target.to_str().unwrap(), "--identity", identity.to_str().unwrap(), "--data", restored.to_str().unwrap()]);
+    assert!(!again.status.success() && text(&again).contains("not empty"), "{}", text(&again));
+
+    // The restored server serves the workflows: every write is there, searches work (indexes),
+    // accounts came back, and the UHID counter continues without reusing a number.
+    let dir = tempfile::TempDir::with_prefix_in("restored-", work.path()).unwrap();
+    std::fs::remove_dir(dir.path()).unwrap();
+    std::fs::rename(&restored, dir.path()).unwrap();
+    let r = Server::start_in(dir);
+    for (i, id) in ids.iter().enumerate() {
+        let got = r.get(&format!("/Patient/{id}"));
+        match i {
+            1 => assert_eq!(got.status, 410, "the deleted patient stays deleted"),
+            0 => assert_eq!(got.json()["gender"], "other", "the update is there"),
+            _ => assert_eq!(got.status, 200, "{id}: {}", got.body),
+        }
+    }
+    let found = r.get("/Patient?family=Backup2x7").json();
+    assert_eq!(found["total"], 1, "{found}");
+    let doctor = r.make_token("asha");
+    assert_eq!(r.request_as(&doctor, "GET", "/metadata", None).status, 200, "the doctor's account was restored");
+    let fresh = r.post("/Patient", &patient("AfterRestore"));
+    assert_eq!(fresh.status, 201, "{}", fresh.body);
+    let new_uhid = uhid(&fresh.json());
+    assert!(!uhids.contains(&new_uhid), "UHID {new_uhid} was issued before the loss");
+}
+
+#[test]
+fn restore_refuses_a_wrong_key_an_altered_segment_and_a_gap_and_stops_where_asked() {
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target");
+    let (identity, recipient) = keygen(work.path(), "backup.key");
+    let cfg = config(work.path(), &recipient, &target, "");
+    let mut s = Server::start_with(tempfile::tempdir().unwrap(), &["--config", cfg.to_str().unwrap()]);
+    for burst in 0..3 {
+        for i in 0..5 {
+            assert_eq!(s.post("/Patient", &patient(&format!("Gap{burst}x{i}"))).status, 201);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    s.stop();
+    let segments = data_segments(&target);
+    assert!(segments.len() >= 3, "{segments:?}");
+    let restore = |from: &Path, key: &Path, into: &str, extra: &[&str]| {
+        let data = work.path().join(into);
+        let mut args = vec!["restore", "--from", from.to_str().unwrap(), "--identity", key.to_str().unwrap(), "--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        vaidya(&args)
+    };
+
+    // The wrong key: said plainly, nothing restored.
+    let (other, _) = keygen(work.path(), "other.key");
+    let out = restore(&target, &other, "wrong-key", &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("wrong key"), "{}", text(&out));
+
+    // A segment altered in the target is named.
+    let altered = work.path().join("altered");
+    copy_dir(&target, &altered);
+    let victim = altered.join("data").join(segments[1].file_name().unwrap());
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&victim, bytes).unwrap();
+    let out = restore(&altered, &identity, "from-altered", &[]);
+    assert!(!out.status.success());
+    let name = segments[1].file_name().unwrap().to_str().unwrap();
+    assert!(text(&out).contains(name) && text(&out).contains("damaged or altered"), "{}", text(&out));
+    assert!(work.path().join("from-altered/RESTORE-INCOMPLETE").exists(), "an unfinished restore is marked");
+    let serve = vaidya(&["serve", "--data", work.path().join("from-altered").to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!serve.status.success() && text(&serve).contains("unfinished restore"), "{}", text(&serve));
+
+    // A missing segment is a gap, named with the entries it held.
+    let gapped = work.path().join("gapped");
+    copy_dir(&target, &gapped);
+    std::fs::remove_file(gapped.join("data").join(segments[1].file_name().unwrap())).unwrap();
+    let out = restore(&gapped, &identity, "from-gapped", &[]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains("are missing") && said.contains(segments[2].file_name().unwrap().to_str().unwrap()), "{said}");
+
+    // Up to a chosen entry: exactly that many.
+    let out = restore(&target, &identity, "to-seq-7", &["--seq", "7"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("data ledger: 7 entries"), "{}", text(&out));
+    assert!(vaidya(&["verify", "--data", work.path().join("to-seq-7").to_str().unwrap()]).status.success());
+    // Bad arguments change nothing.
+    let out = restore(&target, &identity, "bad-at", &["--at", "yesterday"]);
+    assert!(!out.status.success() && text(&out).contains("--at yesterday"), "{}", text(&out));
+    assert!(!work.path().join("bad-at").exists());
+}
+
+#[test]
+fn synchronous_backups_answer_a_write_once_the_target_has_it_and_not_before() {
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target");
+    let (_identity, recipient) = keygen(work.path(), "backup.key");
+    let cfg = config(work.path(), &recipient, &target, "mode = \"sync\"\nsync_timeout_seconds = 2");
+    let s = Server::start_with(tempfile::tempdir().unwrap(), &["--config", cfg.to_str().unwrap()]);
+    for i in 0..5 {
+        let r = s.post("/Patient", &patient(&format!("Sync{i}")));
+        assert_eq!(r.status, 201, "{}", r.body);
+        // At the moment of the answer, a segment in the target holds the write's entry.
+        let size = s.ledger_size();
+        let shipped = data_segments(&target)
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str()?.split('-').nth(1)?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        assert!(shipped >= size, "answered before the backup had entry {size} (shipped to {shipped})");
+    }
+    // The target goes away: a write is not acknowledged, and says why.
+    std::fs::rename(&target, work.path().join("moved")).unwrap();
+    std::fs::write(&target, b"not a directory").unwrap();
+    let r = s.post("/Patient", &patient("Unshipped"));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("backup target has not confirmed"), "{}", r.body);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
