@@ -147,7 +147,7 @@ pub fn start(config: &Config, store: &vaidya_store::Store, key: &vaidya_ledger::
     let ship = ShipConfig {
         recipients,
         state_dir: backup_dir(&config.data),
-        scan_every: Duration::from_secs(b.scan_minutes.max(1) * 60),
+        scan_every: Duration::from_secs(b.scan_seconds.max(1)),
         key,
     };
     let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();

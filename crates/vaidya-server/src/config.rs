@@ -63,7 +63,7 @@
 //! # mode = "async"                       # or "sync": a write is answered once every target has it
 //! # sync_timeout_seconds = 30            # sync: answer 503 if the targets take longer
 //! # lag_alert_seconds = 60               # alert when a target falls this far behind
-//! # scan_minutes = 10                    # list each target for delete markers and unknown objects
+//! # scan_seconds = 600                   # list each target for delete markers and unknown objects
 //! # [[backup.target]]
 //! # name = "bucket"
 //! # kind = "s3"                          # S3-compatible, with Object Lock (COMPLIANCE)
@@ -115,8 +115,10 @@ pub struct Backup {
     pub sync_timeout_seconds: u64,
     #[serde(default = "default_lag_alert")]
     pub lag_alert_seconds: u64,
-    #[serde(default = "default_scan_minutes")]
-    pub scan_minutes: u64,
+    /// How often each target's versions are listed for delete markers, overwrites and objects
+    /// Vaidya never writes.
+    #[serde(default = "default_scan_seconds")]
+    pub scan_seconds: u64,
     #[serde(rename = "target")]
     pub targets: Vec<BackupTarget>,
 }
@@ -137,8 +139,8 @@ fn default_sync_timeout() -> u64 {
 fn default_lag_alert() -> u64 {
     60
 }
-fn default_scan_minutes() -> u64 {
-    10
+fn default_scan_seconds() -> u64 {
+    600
 }
 
 /// One `[[backup.target]]`.

@@ -84,7 +84,6 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let demo = args.demo;
     let demo_store = store.clone();
     let demo_data = config.data.clone();
-    let data_dir = config.data.clone();
     let data_dir_after = config.data.clone();
     let result = runtime.block_on(async move {
         if demo {
