@@ -99,7 +99,7 @@ fn s3_target(
 
 /// A target named on the command line: a configured target's name, `s3://BUCKET/PREFIX?endpoint=URL&region=R`
 /// (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or a directory (`dir:PATH`,
-/// or any path with a `/`).
+/// a path with a `/`, or an existing directory).
 pub fn target_from_spec(spec: &str, config: &Config) -> Result<Arc<dyn Target>, String> {
     if let Some(t) = config.backup.as_ref().and_then(|b| b.targets.iter().find(|t| t.name == spec)) {
         return target(t);
@@ -121,7 +121,7 @@ pub fn target_from_spec(spec: &str, config: &Config) -> Result<Arc<dyn Target>, 
         let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
         return s3_target("restore-source", endpoint, bucket.to_string(), region, prefix, env("AWS_ACCESS_KEY_ID")?, env("AWS_SECRET_ACCESS_KEY")?, None);
     }
-    if let Some(path) = spec.strip_prefix("dir:").or(spec.contains('/').then_some(spec)) {
+    if let Some(path) = spec.strip_prefix("dir:").or((spec.contains('/') || Path::new(spec).is_dir()).then_some(spec)) {
         return Ok(Arc::new(vaidya_backup::dir::DirTarget::new("restore-source", Path::new(path))));
     }
     Err(format!("--from {spec}: not a configured backup target, an s3:// address or a directory"))

@@ -241,3 +241,32 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A backup written by Vaidya when the segment format was first made (tests/fixtures/backup-v1:
+/// six patients, a doctor's account, the audit of it all, and the offline key that opens it).
+/// Every later Vaidya must restore it to the same ledgers: change the segment format only with
+/// a reader for this one.
+#[test]
+fn a_backup_made_by_the_first_segment_format_still_restores() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-v1");
+    let work = tempfile::tempdir().unwrap();
+    let restored = work.path().join("restored");
+    let out = vaidya(&[
+        "restore", "--from", fixture.join("target").to_str().unwrap(), "--identity", fixture.join("offline.key").to_str().unwrap(),
+        "--data", restored.to_str().unwrap(),
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("data ledger: 6 entries from 2 segments; last entry 6 at 2026-11-27T19:23:17.098Z (UTC); checkpoint at 6 entries, root 66437bf84065c492c02676ca775a73a4b4a55dcbb84247d4677040b4ef55a7e4"), "{said}");
+    assert!(said.contains("audit ledger: 10 entries from 3 segments; last entry 10 at 2026-11-27T19:23:17.309Z (UTC); checkpoint at 10 entries, root bdf09872b94ff06aeeb35931faf578de3c9e3db93577398c2c87dac3befbca76"), "{said}");
+    assert!(vaidya(&["verify", "--data", restored.to_str().unwrap()]).status.success());
+    let dir = tempfile::TempDir::with_prefix_in("served-", work.path()).unwrap();
+    std::fs::remove_dir(dir.path()).unwrap();
+    std::fs::rename(&restored, dir.path()).unwrap();
+    let r = Server::start_in(dir);
+    for i in 1..=6 {
+        assert_eq!(r.get(&format!("/Patient?family=Fixture{i}")).json()["total"], 1, "Fixture{i}");
+    }
+    let doctor = r.make_token("dr.fixture");
+    assert_eq!(r.request_as(&doctor, "GET", "/metadata", None).status, 200);
+}
