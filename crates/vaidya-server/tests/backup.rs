@@ -270,3 +270,46 @@ fn a_backup_made_by_the_first_segment_format_still_restores() {
     let doctor = r.make_token("dr.fixture");
     assert_eq!(r.request_as(&doctor, "GET", "/metadata", None).status, 200);
 }
+
+#[test]
+fn a_drill_restores_the_latest_backup_and_compares_it_with_the_live_server() {
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target");
+    let (identity, recipient) = keygen(work.path(), "backup.key");
+    let cfg = config(work.path(), &recipient, &target, "mode = \"sync\"");
+    let s = Server::start_with(tempfile::tempdir().unwrap(), &["--config", cfg.to_str().unwrap()]);
+    for i in 0..5 {
+        assert_eq!(s.post("/Patient", &patient(&format!("Drill{i}"))).status, 201);
+    }
+    // The audit ledger is checkpointed within a fraction of a second; let it ship.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let live = s.base.trim_end_matches("/fhir").to_string();
+    let prom = work.path().join("drill.prom");
+    let drill = |live: &str| {
+        vaidya(&[
+            "drill", "--from", target.to_str().unwrap(), "--identity", identity.to_str().unwrap(), "--live", live,
+            "--metrics-file", prom.to_str().unwrap(), "--scratch", work.path().join("scratch").to_str().unwrap(),
+        ])
+    };
+    let out = drill(&live);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("DRILL PASSED") && text(&out).contains("data root at"), "{}", text(&out));
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    assert!(metrics.contains("vaidya_drill_success 1"), "{metrics}");
+    assert!(!work.path().join("scratch").exists(), "the scratch copy is removed");
+    // Against another hospital's server the roots differ: the drill fails and says so.
+    let other = Server::start();
+    for i in 0..8 {
+        assert_eq!(other.post("/Patient", &patient(&format!("Other{i}"))).status, 201);
+    }
+    let out = drill(other.base.trim_end_matches("/fhir"));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("DRILL FAILED") && text(&out).contains("DIFFER"), "{}", text(&out));
+    assert!(std::fs::read_to_string(&prom).unwrap().contains("vaidya_drill_success 0"));
+    // The roots endpoint refuses what it does not know.
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    for q in ["ledger=data", "ledger=data&size=0", "ledger=nope&size=1", "ledger=data&size=999999", "ledger=data&size=1&x=1", "size=x"] {
+        let r = common::raw_request(&agent, "GET", &format!("{live}/ledger/root?{q}"), None, &[]);
+        assert!(r.status == 400 || r.status == 404, "{q}: {} {}", r.status, r.body);
+    }
+}
