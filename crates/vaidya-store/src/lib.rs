@@ -64,6 +64,10 @@ pub struct StoreOptions {
     /// Sign a checkpoint with every commit (synchronous backups ship only checkpointed entries
     /// and acknowledge a write once it is shipped).
     pub checkpoint_every_commit: bool,
+    /// A restore from backup into a new database: no write-ahead log and no fsync per commit
+    /// (a restore that fails is thrown away whole; the caller flushes the file at the end).
+    /// The next normal open returns the database to WAL.
+    pub restoring: bool,
 }
 
 pub struct Store {
@@ -88,6 +92,10 @@ impl Store {
     /// [`Store::open`] with options.
     pub fn open_with(path: &Path, key: LedgerKey, options: StoreOptions) -> Result<Store, StoreError> {
         let conn = db::open_writer(path)?;
+        if options.restoring {
+            conn.pragma_update(None, "journal_mode", "MEMORY")?;
+            conn.pragma_update(None, "synchronous", "OFF")?;
+        }
         init_schema(&conn)?;
         create_secondary_indexes(&conn)?;
         let (checkpointed_tx, checkpointed) = tokio::sync::watch::channel(0);

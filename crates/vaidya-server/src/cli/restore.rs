@@ -109,7 +109,8 @@ pub fn restore_into(
     let config = crate::config::Config { data: data.to_path_buf(), ..Default::default() };
     datadir::install_key(&config, plan.key()).map_err(|e| e.to_string())?;
     let key = vaidya_ledger::LedgerKey::from_private(plan.key().private_text()).map_err(|e| e.to_string())?;
-    let store = vaidya_store::Store::open(&datadir::db_path(data), key).map_err(|e| e.to_string())?;
+    let options = vaidya_store::StoreOptions { restoring: true, ..Default::default() };
+    let store = vaidya_store::Store::open_with(&datadir::db_path(data), key, options).map_err(|e| e.to_string())?;
     let last_print = std::sync::Mutex::new(Instant::now());
     let progress = |ledger: Ledger, n: u64| {
         let mut last = last_print.lock().expect("not poisoned");
@@ -120,6 +121,10 @@ pub fn restore_into(
     };
     let result = plan.run(&store, &vaidya_audit::audit_dir(data), until, &progress);
     store.shutdown();
+    drop(store);
+    // The restore wrote without fsync: flush the database before calling it done.
+    let db = datadir::db_path(data);
+    std::fs::File::open(&db).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", db.display()))?;
     let report = result.map_err(|e| format!("restore FAILED: {e}\n{} is incomplete: delete it before trying again", data.display()))?;
     drop(lock);
     std::fs::remove_file(&marker).map_err(|e| format!("{}: {e}", marker.display()))?;

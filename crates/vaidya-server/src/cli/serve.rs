@@ -49,7 +49,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let audit = open_audit(&config.data, audit_key)?;
     config.access.check()?;
     let sync_backups = config.backup.as_ref().is_some_and(|b| b.mode == crate::config::BackupMode::Sync);
-    let options = vaidya_store::StoreOptions { checkpoint_every_commit: sync_backups };
+    let options = vaidya_store::StoreOptions { checkpoint_every_commit: sync_backups, ..Default::default() };
     let key_for_backup = vaidya_ledger::LedgerKey::from_private(key.private_text()).map_err(|e| e.to_string())?;
     let store = vaidya_store::Store::open_with(&datadir::db_path(&config.data), key, options).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
