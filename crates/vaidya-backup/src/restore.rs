@@ -546,3 +546,204 @@ impl Edge {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The restore logic against a directory target holding segments made here with a real
+    //! key: a ledger of entries 1..=9 in three segments.
+    use super::*;
+    use crate::dir::DirTarget;
+    use crate::seal::{Identity, Recipients, seal};
+    use vaidya_ledger::{GENESIS_PREV, Op};
+
+    fn entries(n: u64) -> Vec<Vec<u8>> {
+        let mut prev = GENESIS_PREV;
+        (1..=n)
+            .map(|seq| {
+                let e = Entry {
+                    seq,
+                    time_ms: 1_764_000_000_000 + seq as i64 * 1000,
+                    author: "t".into(),
+                    op: Op::Put,
+                    resource_type: "Basic".into(),
+                    resource_id: format!("b{seq}"),
+                    version: 1,
+                    content: format!(r#"{{"resourceType":"Basic","id":"b{seq}"}}"#).into_bytes(),
+                    prev_hash: prev,
+                }
+                .encode();
+                prev = vaidya_ledger::hash_encoded(&e);
+                e
+            })
+            .collect()
+    }
+
+    fn root_at(all: &[Vec<u8>], size: u64) -> Hash {
+        let mut f = Frontier::default();
+        for (i, e) in all.iter().take(size as usize).enumerate() {
+            f.append(i as u64, vaidya_ledger::hash_encoded(e)).unwrap();
+        }
+        f.root(size).unwrap()
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        target: Arc<DirTarget>,
+        key: LedgerKey,
+        id: String,
+        to: Recipients,
+        all: Vec<Vec<u8>>,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Arc::new(DirTarget::new("t", dir.path()));
+        let key = LedgerKey::generate("vaidya.test/ledger");
+        let (id, recipient) = Identity::generate();
+        let to = Recipients::parse(&[recipient]).unwrap();
+        target.put(&crate::ship::key_object(key.verifier_text()), &seal(key.private_text().as_bytes(), &to).unwrap()).unwrap();
+        Setup { _dir: dir, target, key, id, to, all: entries(9) }
+    }
+
+    impl Setup {
+        fn put_segment(&self, first: u64, last: u64, made: i64) -> String {
+            let cp = vaidya_ledger::sign_checkpoint(&self.key, last, root_at(&self.all, last), made);
+            let seg = Segment {
+                ledger: Ledger::Data,
+                first,
+                entries: self.all[(first - 1) as usize..last as usize].to_vec(),
+                checkpoint: cp,
+                state: None,
+                made_ms: made,
+            };
+            let name = segment::object_key("", Ledger::Data, first, last, made);
+            self.target.put(&name, &seal(&seg.encode(&self.key), &self.to).unwrap()).unwrap();
+            name
+        }
+
+        fn plan(&self) -> Result<Plan, RestoreError> {
+            Plan::prepare(self.target.clone(), Identity::parse(&self.id).unwrap(), None)
+        }
+
+        /// Walk the data segments the way `restore_data` does, without a store.
+        fn walk(&self, until: Until) -> Result<(u64, u64), RestoreError> {
+            let plan = self.plan()?;
+            let mut applied = Applied::default();
+            let mut duplicates = 0;
+            for c in &plan.data {
+                let o = open_one(&*self.target, &plan.identity, c, self.key.verifier_text(), self.key.name(), false)?;
+                let skip = match applied.place(&o.segment, &o.checkpoint, &c.key, "data")? {
+                    Place::Duplicate => {
+                        duplicates += 1;
+                        continue;
+                    }
+                    Place::Gap { .. } if bound_reached(until, applied.size(), 0) => break,
+                    Place::Gap { from, to } => return Err(RestoreError::Gap { ledger: "data", from, to, object: c.key.clone() }),
+                    Place::From(skip) => skip,
+                };
+                let entries = &o.prepared[skip..];
+                let keep = entries.iter().take_while(|p| within(&p.entry, until)).count();
+                if keep < entries.len() {
+                    applied.check_whole(entries, &o.checkpoint).map_err(|r| bad(&c.key, r))?;
+                    applied.extend(&entries[..keep], None).map_err(|r| bad(&c.key, r))?;
+                    break;
+                }
+                applied.extend(entries, Some(&o.checkpoint)).map_err(|r| bad(&c.key, r))?;
+            }
+            Ok((applied.size(), duplicates))
+        }
+    }
+
+    #[test]
+    fn segments_chain_overlaps_are_checked_and_gaps_named() {
+        let s = setup();
+        s.put_segment(1, 3, 1);
+        s.put_segment(4, 6, 2);
+        s.put_segment(7, 9, 3);
+        assert_eq!(s.walk(Until::Latest).unwrap(), (9, 0));
+        // A re-shipped range (a shipper that lost its position) overlapping what was applied.
+        s.put_segment(1, 6, 4);
+        s.put_segment(5, 9, 5);
+        assert_eq!(s.walk(Until::Latest).unwrap(), (9, 2));
+        assert_eq!(s.walk(Until::Seq(5)).unwrap().0, 5);
+        assert_eq!(s.walk(Until::Time(1_764_000_000_000 + 7_500)).unwrap().0, 7);
+
+        let gap = setup();
+        gap.put_segment(1, 3, 1);
+        let next = gap.put_segment(6, 9, 3);
+        match gap.walk(Until::Latest) {
+            Err(RestoreError::Gap { from: 4, to: 5, object, .. }) => assert_eq!(object, next),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(gap.walk(Until::Seq(3)).unwrap().0, 3, "a gap after the bound does not matter");
+    }
+
+    #[test]
+    fn a_segment_signed_by_another_key_or_with_a_wrong_root_is_named() {
+        let s = setup();
+        s.put_segment(1, 3, 1);
+        // Sealed to the hospital's public key (anyone can) but signed by an intruder's key.
+        let intruder = LedgerKey::generate("vaidya.test/ledger");
+        let cp = vaidya_ledger::sign_checkpoint(&intruder, 6, root_at(&s.all, 6), 2);
+        let forged = Segment { ledger: Ledger::Data, first: 4, entries: s.all[3..6].to_vec(), checkpoint: cp, state: None, made_ms: 2 };
+        let name = segment::object_key("", Ledger::Data, 4, 6, 2);
+        s.target.put(&name, &seal(&forged.encode(&intruder), &s.to).unwrap()).unwrap();
+        match s.walk(Until::Latest) {
+            Err(RestoreError::Bad { object, reason }) => {
+                assert_eq!(object, name);
+                assert!(reason.contains("signature"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Signed by the right key, but the checkpoint's root is not what the entries give.
+        let t = setup();
+        t.put_segment(1, 3, 1);
+        let cp = vaidya_ledger::sign_checkpoint(&t.key, 6, Hash([9; 32]), 2);
+        let wrong = Segment { ledger: Ledger::Data, first: 4, entries: t.all[3..6].to_vec(), checkpoint: cp, state: None, made_ms: 2 };
+        t.target.put(&name, &seal(&wrong.encode(&t.key), &t.to).unwrap()).unwrap();
+        match t.walk(Until::Latest) {
+            Err(RestoreError::Bad { object, reason }) => {
+                assert_eq!(object, name);
+                assert!(reason.contains("root"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_oldest_version_of_an_object_counts() {
+        let mk = |key: &str, id: &str, marker: bool| ObjectVersion {
+            key: key.into(),
+            version_id: Some(id.into()),
+            delete_marker: marker,
+            size: 1,
+            last_modified_ms: 0,
+        };
+        // Listed newest first: a delete marker, an overwrite, then the original.
+        let listed = [mk("a", "3", true), mk("a", "2", false), mk("a", "1", false), mk("b", "9", true)];
+        let chosen = oldest_versions(&listed);
+        assert_eq!(chosen.len(), 1, "a key with only a delete marker has nothing to restore");
+        assert_eq!(chosen[0].version_id.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn the_wrong_identity_and_a_missing_key_are_said_plainly() {
+        let s = setup();
+        s.put_segment(1, 9, 1);
+        let (other, _) = Identity::generate();
+        assert!(matches!(
+            Plan::prepare(s.target.clone(), Identity::parse(&other).unwrap(), None),
+            Err(RestoreError::WrongIdentity)
+        ));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Plan::prepare(Arc::new(DirTarget::new("e", empty.path())), Identity::parse(&s.id).unwrap(), None),
+            Err(RestoreError::NoKey)
+        ));
+        assert!(matches!(
+            Plan::prepare(s.target.clone(), Identity::parse(&s.id).unwrap(), Some("someone+else+key")),
+            Err(RestoreError::VerifierNotFound)
+        ));
+        assert!(s.plan().is_ok());
+    }
+}

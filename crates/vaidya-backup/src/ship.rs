@@ -82,7 +82,11 @@ impl Lag {
         for (i, n) in self.buckets.iter().enumerate() {
             seen += n;
             if seen >= want {
-                // The bucket's upper edge, but never above the largest lag seen.
+                // The bucket's upper edge, but never above the largest lag seen; the last
+                // bucket has no upper edge.
+                if i + 1 == Self::BUCKETS {
+                    return self.max_ms;
+                }
                 return ((i as u64 + 1) * Self::BUCKET_MS).min(self.max_ms);
             }
         }
@@ -485,4 +489,39 @@ pub fn expected_key(key: &str) -> bool {
     segment::parse_object_key("", key).is_some()
         || (key.starts_with("keys/ledger-") && key.ends_with(".age") && !key[5..].contains('/'))
         || key.starts_with("probe/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::ObjectVersion;
+
+    fn v(key: &str, marker: bool) -> ObjectVersion {
+        ObjectVersion { key: key.into(), version_id: Some("x".into()), delete_marker: marker, size: 1, last_modified_ms: 0 }
+    }
+
+    #[test]
+    fn anomalies_are_what_vaidya_never_does() {
+        let seg = "data/00000000000000000001-00000000000000000005-1764230000000.seg";
+        let clean = [v(seg, false), v("keys/ledger-0123456789abcdef.age", false), v("probe/abc", false)];
+        assert!(!anomalies(&clean).any());
+        let attacked = [v(seg, true), v(seg, false), v(seg, false), v("ransom-note.txt", false), v("keys/x/y.age", false)];
+        let a = anomalies(&attacked);
+        assert_eq!((a.delete_markers, a.overwritten, a.unexpected), (1, 1, 2), "{a:?}");
+        assert_eq!(a.examples.len(), 4);
+    }
+
+    #[test]
+    fn lag_quantiles_never_exceed_the_largest_lag() {
+        let mut l = Lag::default();
+        for ms in [5, 12, 250, 251, 900] {
+            l.add(ms);
+        }
+        assert_eq!(l.entries, 5);
+        assert_eq!(l.max_ms, 900);
+        assert!(l.p50_ms >= 250 && l.p50_ms <= 260, "{l:?}");
+        assert_eq!(l.p99_ms, 900);
+        l.add(20_000);
+        assert_eq!(l.p99_ms, 20_000, "lags past the last bucket count at the maximum");
+    }
 }
