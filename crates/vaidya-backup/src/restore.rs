@@ -108,6 +108,10 @@ pub struct Report {
     pub duplicates: u64,
     pub state_restored: bool,
     pub elapsed: Duration,
+    /// Of which: replaying the data ledger, rebuilding the search indexes, the audit ledger.
+    pub replay: Duration,
+    pub indexes: Duration,
+    pub audit_time: Duration,
 }
 
 impl Plan {
@@ -181,7 +185,9 @@ impl Plan {
         store.begin_bulk_load()?;
         let mut report = Report::default();
         let data_bound = self.restore_data(store, until, progress, &mut report)?;
+        report.replay = started.elapsed();
         store.end_bulk_load()?;
+        report.indexes = started.elapsed() - report.replay;
         // The audit ledger up to the same moment as the data.
         let audit_until = match until {
             Until::Latest => Until::Latest,
@@ -190,6 +196,7 @@ impl Plan {
         };
         self.restore_audit(audit_dir, audit_until, progress, &mut report)?;
         report.elapsed = started.elapsed();
+        report.audit_time = report.elapsed - report.replay - report.indexes;
         Ok(report)
     }
 

@@ -3,6 +3,9 @@
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
+/// The writer's page cache: 256 MiB (a negative `cache_size` is in KiB).
+pub const WRITER_CACHE_KIB: i64 = -262_144;
+
 /// The writer: WAL, and `synchronous=FULL` so that a commit is on disk (fsync) before the
 /// client hears "created". Group commit spreads that fsync over every job in a batch.
 pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
@@ -12,7 +15,7 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     // which is what limits many small concurrent transactions.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "cache_size", -262_144)?; // 256 MiB
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
     // Checkpoint the WAL into the database every ~80 MiB (5,000 pages) rather than every few
     // MiB: pages that change often (index interiors) are then copied once per checkpoint, not
     // many times (measured: checkpointing every 1,000 4 KiB pages cost ~20% more writer CPU).
