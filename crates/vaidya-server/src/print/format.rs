@@ -30,6 +30,18 @@ impl Zone {
         }
     }
 
+    /// A FHIR search for the whole local day `date` on the date parameter `param`: both ends
+    /// with this zone's offset, so that the hours between local and UTC midnight fall on the
+    /// right day (a date without a zone is searched as a UTC day). Ready for a query string.
+    pub fn day_query(&self, param: &str, date: LocalDate) -> String {
+        let next = date.add_days(1).unwrap_or(date);
+        let (sign, m) = if self.offset_minutes < 0 { ('-', -self.offset_minutes) } else { ('+', self.offset_minutes) };
+        // `%2B` is `+`: a bare `+` in a query string means a space.
+        let sign = if sign == '+' { "%2B".to_string() } else { "-".to_string() };
+        let off = format!("{sign}{:02}:{:02}", m / 60, m % 60);
+        format!("{param}=ge{date}T00:00:00{off}&{param}=lt{next}T00:00:00{off}")
+    }
+
     /// The local calendar date of a UTC instant.
     pub fn date_of(&self, utc_ms: i64) -> Option<LocalDate> {
         from_utc_ms(utc_ms, self.offset_minutes).ok().map(|(d, _)| d)
@@ -66,6 +78,18 @@ impl Zone {
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// `27 Nov 2026`: the month in letters, so that day and month are never confused.
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+
+    #[test]
+    fn a_local_day_is_searched_with_its_offset() {
+        let d = LocalDate::new(2026, 11, 28).unwrap();
+        assert_eq!(Zone::IST.day_query("date", d), "date=ge2026-11-28T00:00:00%2B05:30&date=lt2026-11-29T00:00:00%2B05:30");
+        assert_eq!(Zone::UTC.day_query("start", d), "start=ge2026-11-28T00:00:00%2B00:00&start=lt2026-11-29T00:00:00%2B00:00");
+    }
+}
+
 pub fn date(d: LocalDate) -> String {
     format!("{} {} {}", d.day(), MONTHS[usize::from(d.month() - 1)], d.year())
 }

@@ -190,7 +190,7 @@ impl Desk<'_> {
     }
     let name = service["name"].as_str().unwrap_or(dept).to_string();
     let (status, bundle) =
-        get(format!("/Appointment?actor=HealthcareService/{dept}&date={date}&_include=Appointment:patient&_sort=date&_count={MAX_APPOINTMENTS}")).await;
+        get(format!("/Appointment?actor=HealthcareService/{dept}&{}&_include=Appointment:patient&_sort=date&_count={MAX_APPOINTMENTS}", zone.day_query("date", date))).await;
     if !status.is_success() {
         return Err((status, outcome_message(ctx, &bundle)));
     }
@@ -213,7 +213,7 @@ impl Desk<'_> {
                 }
                 None => String::new(),
             };
-            let (status, found) = get(format!("/Slot?schedule=Schedule/{id}&start={date}&_sort=start&_count={MAX_SLOTS}")).await;
+            let (status, found) = get(format!("/Slot?schedule=Schedule/{id}&{}&_sort=start&_count={MAX_SLOTS}", zone.day_query("start", date))).await;
             if !status.is_success() {
                 return Err((status, outcome_message(ctx, &found)));
             }

@@ -173,7 +173,7 @@ async fn book_page(app: &AppState, fhir: &Fhir, s: &Signed, headers: &HeaderMap,
                 }
                 None => String::new(),
             };
-            let (_, found) = get(format!("/Slot?schedule=Schedule/{sid}&start={date}&status=free&_sort=start&_count=200")).await;
+            let (_, found) = get(format!("/Slot?schedule=Schedule/{sid}&{}&status=free&_sort=start&_count=200", zone.day_query("start", date))).await;
             let now = vaidya_store::now_ms();
             for slot in entries(&found) {
                 let Some(start) = slot["start"].as_str() else { continue };
