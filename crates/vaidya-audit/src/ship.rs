@@ -10,7 +10,8 @@ use rusqlite::{Connection, params};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use vaidya_ledger::{Entry, EntryHash, Frontier, Hash, hash_encoded};
+use crate::writer::Tip;
+use vaidya_ledger::{Entry, Hash, hash_encoded};
 
 /// A signed checkpoint of the audit ledger and where the journal ended at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +99,7 @@ pub struct Restorer {
     seg: u64,
     len: u64,
     segment_bytes: u64,
-    size: u64,
-    prev_hash: EntryHash,
-    last_time_ms: i64,
-    frontier: Frontier,
+    tip: Tip,
     buf: Vec<u8>,
 }
 
@@ -120,25 +118,22 @@ impl Restorer {
             seg: 0,
             len: 0,
             segment_bytes: journal::SEGMENT_BYTES,
-            size: 0,
-            prev_hash: vaidya_ledger::GENESIS_PREV,
-            last_time_ms: 0,
-            frontier: Frontier::default(),
+            tip: Tip::genesis(),
             buf: Vec::with_capacity(1 << 20),
         })
     }
 
     /// Entries appended so far.
     pub fn size(&self) -> u64 {
-        self.size
+        self.tip.size
     }
 
     /// Append the next entry (its canonical bytes, already decoded as `entry`); it must follow
     /// the last one in sequence and hash chain.
     pub fn append(&mut self, bytes: &[u8], entry: &Entry) -> Result<(), AuditError> {
-        let seq = self.size + 1;
-        if entry.seq != seq || entry.prev_hash != self.prev_hash {
-            return Err(AuditError::Corrupt(format!("audit entry {} does not follow entry {}", entry.seq, self.size)));
+        let seq = self.tip.size + 1;
+        if entry.seq != seq || entry.prev_hash != self.tip.prev_hash {
+            return Err(AuditError::Corrupt(format!("audit entry {} does not follow entry {}", entry.seq, self.tip.size)));
         }
         if self.file.is_none() || self.len + self.buf.len() as u64 >= self.segment_bytes {
             self.flush_buf()?;
@@ -146,39 +141,25 @@ impl Restorer {
         }
         let leaf = hash_encoded(bytes);
         journal::push_frame(&mut self.buf, bytes, &leaf.0);
-        self.frontier.append(seq - 1, leaf).map_err(|e| AuditError::Corrupt(format!("Merkle tree at audit entry {seq}: {e}")))?;
-        self.size = seq;
-        self.prev_hash = leaf;
-        self.last_time_ms = entry.time_ms;
+        self.tip.frontier.append(seq - 1, leaf).map_err(|e| AuditError::Corrupt(format!("Merkle tree at audit entry {seq}: {e}")))?;
+        self.tip.size = seq;
+        self.tip.prev_hash = leaf;
+        self.tip.last_time_ms = entry.time_ms;
         Ok(())
     }
 
     /// Store a checkpoint signed for the ledger as it now is; refused unless the root this copy
     /// computes is the one signed.
     pub fn checkpoint(&mut self, tree_size: u64, time_ms: i64, note: &str, root: Hash) -> Result<(), AuditError> {
-        if tree_size != self.size {
-            return Err(AuditError::Corrupt(format!("an audit checkpoint for {tree_size} entries does not fit {}", self.size)));
+        if tree_size != self.tip.size {
+            return Err(AuditError::Corrupt(format!("an audit checkpoint for {tree_size} entries does not fit {}", self.tip.size)));
         }
-        let ours = self.frontier.root(tree_size).map_err(|e| AuditError::Corrupt(format!("Merkle root: {e}")))?;
+        let ours = self.tip.frontier.root(tree_size).map_err(|e| AuditError::Corrupt(format!("Merkle root: {e}")))?;
         if ours != root {
             return Err(AuditError::Corrupt(format!("the audit Merkle root at {tree_size} entries differs from the checkpoint's")));
         }
         self.flush_buf()?;
-        self.db
-            .prepare_cached(
-                "INSERT INTO checkpoint (tree_size, time_ms, note, edge, seg, off, last_leaf, last_time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                tree_size as i64,
-                time_ms,
-                note,
-                self.frontier.encode(),
-                self.seg as i64,
-                self.len as i64,
-                &self.prev_hash.0[..],
-                self.last_time_ms
-            ])?;
-        Ok(())
+        crate::writer::insert_checkpoint(&self.db, &self.tip, time_ms, note, Pos { seg: self.seg, off: self.len })
     }
 
     /// Flush everything to disk. Entries after the last checkpoint stay in the journal; the

@@ -73,8 +73,27 @@ pub(crate) struct Tip {
     pub(crate) frontier: Frontier,
 }
 
+/// Store a signed checkpoint of the ledger as far as `tip`, with what a restarted writer needs
+/// to continue from it: the tree's edge, where the journal ends (`end`), the last leaf and time.
+pub(crate) fn insert_checkpoint(db: &Connection, tip: &Tip, time_ms: i64, note: &str, end: Pos) -> Result<(), AuditError> {
+    db.prepare_cached(
+        "INSERT INTO checkpoint (tree_size, time_ms, note, edge, seg, off, last_leaf, last_time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        tip.size as i64,
+        time_ms,
+        note,
+        tip.frontier.encode(),
+        end.seg as i64,
+        end.off as i64,
+        &tip.prev_hash.0[..],
+        tip.last_time_ms
+    ])?;
+    Ok(())
+}
+
 impl Tip {
-    fn genesis() -> Tip {
+    pub(crate) fn genesis() -> Tip {
         Tip { size: 0, prev_hash: vaidya_ledger::GENESIS_PREV, last_time_ms: 0, frontier: Frontier::default() }
     }
 
@@ -561,19 +580,7 @@ impl Flusher {
             let root = tip.frontier.root(tip.size).map_err(|e| AuditError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
             let time_ms = now_ms().max(tip.last_time_ms);
             let note = vaidya_ledger::sign_checkpoint_for(&self.key, &crate::origin(self.key.name()), tip.size, root, time_ms);
-            self.db.prepare_cached(
-                "INSERT INTO checkpoint (tree_size, time_ms, note, edge, seg, off, last_leaf, last_time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                tip.size as i64,
-                time_ms,
-                note,
-                tip.frontier.encode(),
-                self.seg as i64,
-                self.len as i64,
-                &tip.prev_hash.0[..],
-                tip.last_time_ms
-            ])?;
+            insert_checkpoint(&self.db, tip, time_ms, &note, Pos { seg: self.seg, off: self.len })?;
             Ok(time_ms)
         })();
         match result {

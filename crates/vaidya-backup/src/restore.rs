@@ -200,16 +200,28 @@ impl Plan {
         Ok(report)
     }
 
-    fn restore_data(&self, store: &Store, until: Until, progress: &(dyn Fn(Ledger, u64) + Sync), report: &mut Report) -> Result<i64, RestoreError> {
-        let origin = self.key.name().to_string();
+    /// Fetch, open and decode a ledger's segments in order on a thread of their own (with the
+    /// search index values for the data ledger), a few segments ahead of the caller.
+    fn read_in_background(
+        &self,
+        ledger: Ledger,
+    ) -> Result<(std::thread::JoinHandle<()>, crossbeam_channel::Receiver<Result<Opened, RestoreError>>), RestoreError> {
+        let (origin, list, index) = match ledger {
+            Ledger::Data => (self.key.name().to_string(), self.data.clone(), true),
+            Ledger::Audit => (vaidya_audit::origin(self.key.name()), self.audit.clone(), false),
+        };
         let verifier = self.key.verifier_text().to_string();
         let (tx, rx) = crossbeam_channel::bounded::<Result<Opened, RestoreError>>(4);
-        let list = self.data.clone();
         let (target, identity) = (self.target.clone(), self.identity.clone());
         let reader = std::thread::Builder::new()
             .name("vaidya-restore-read".into())
-            .spawn(move || read_segments(&*target, &identity, &list, &verifier, &origin, true, &tx))
+            .spawn(move || read_segments(&*target, &identity, &list, &verifier, &origin, index, &tx))
             .map_err(|e| bad("restore", e))?;
+        Ok((reader, rx))
+    }
+
+    fn restore_data(&self, store: &Store, until: Until, progress: &(dyn Fn(Ledger, u64) + Sync), report: &mut Report) -> Result<i64, RestoreError> {
+        let (reader, rx) = self.read_in_background(Ledger::Data)?;
         let mut applied = Applied::default();
         let mut pending: Vec<tokio::sync::oneshot::Receiver<Result<u64, StoreError>>> = Vec::new();
         let mut last_time = 0i64;
@@ -298,15 +310,7 @@ impl Plan {
             writer.finish()?;
             return Ok(());
         }
-        let origin = vaidya_audit::origin(self.key.name());
-        let verifier = self.key.verifier_text().to_string();
-        let (tx, rx) = crossbeam_channel::bounded::<Result<Opened, RestoreError>>(4);
-        let list = self.audit.clone();
-        let (target, identity) = (self.target.clone(), self.identity.clone());
-        let reader = std::thread::Builder::new()
-            .name("vaidya-restore-read".into())
-            .spawn(move || read_segments(&*target, &identity, &list, &verifier, &origin, false, &tx))
-            .map_err(|e| bad("restore", e))?;
+        let (reader, rx) = self.read_in_background(Ledger::Audit)?;
         let mut applied = Applied::default();
         let mut last_time = 0;
         for opened in rx.iter() {

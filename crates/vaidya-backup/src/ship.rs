@@ -299,7 +299,7 @@ impl Worker {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a current-thread runtime starts");
         let mut backoff = RETRY_FIRST;
         while !self.stop.load(Ordering::Acquire) {
-            match self.round() {
+            match self.round(false) {
                 Ok(()) => backoff = RETRY_FIRST,
                 Err(message) => {
                     self.failed(message);
@@ -317,16 +317,23 @@ impl Worker {
             });
             self.checkpoints.mark_unchanged();
         }
+        // One last round, state included: an account made in the last second before a clean
+        // stop is in the backup too.
+        self.last_state_check = None;
+        if let Err(message) = self.round(true) {
+            self.failed(message);
+        }
     }
 
-    /// Ship everything checkpointed, both ledgers.
-    fn round(&mut self) -> Result<(), String> {
+    /// Ship everything checkpointed, both ledgers (`last`: the round after a stop was asked
+    /// for, which runs to the end).
+    fn round(&mut self, last: bool) -> Result<(), String> {
         if !self.position.key_shipped {
             self.ship_key()?;
         }
         for ledger in [Ledger::Data, Ledger::Audit] {
             loop {
-                if self.stop.load(Ordering::Acquire) {
+                if !last && self.stop.load(Ordering::Acquire) {
                     return Ok(());
                 }
                 let after = self.position.of(ledger);
