@@ -205,7 +205,7 @@ impl Plan {
     fn read_in_background(
         &self,
         ledger: Ledger,
-    ) -> Result<(std::thread::JoinHandle<()>, crossbeam_channel::Receiver<Result<Opened, RestoreError>>), RestoreError> {
+    ) -> Result<(std::thread::JoinHandle<()>, OpenedSegments), RestoreError> {
         let (origin, list, index) = match ledger {
             Ledger::Data => (self.key.name().to_string(), self.data.clone(), true),
             Ledger::Audit => (vaidya_audit::origin(self.key.name()), self.audit.clone(), false),
@@ -402,6 +402,9 @@ struct PreparedEntry {
     bytes: Vec<u8>,
     index: Vec<(&'static SearchParam, IndexValue)>,
 }
+
+/// Segments as the background reader hands them over, in order.
+type OpenedSegments = crossbeam_channel::Receiver<Result<Opened, RestoreError>>;
 
 struct Opened {
     object: String,
