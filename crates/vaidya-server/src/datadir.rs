@@ -134,7 +134,8 @@ pub fn verifier_key(data: &Path) -> Result<String, DataDirError> {
     fs::read_to_string(&path).map_err(io(&path))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), DataDirError> {
+/// Write a new file (never an existing one) readable by its owner only, and flush it.
+pub fn write_private(path: &Path, text: &str) -> Result<(), DataDirError> {
     let mut opts = File::options();
     opts.write(true).create_new(true);
     #[cfg(unix)]

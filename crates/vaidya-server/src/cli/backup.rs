@@ -133,17 +133,8 @@ fn status(data: &DataArgs) -> Result<ExitCode, String> {
 
 fn keygen(out: &std::path::Path) -> Result<ExitCode, String> {
     let (identity, recipient) = vaidya_backup::seal::Identity::generate();
-    let mut opts = std::fs::File::options();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    use std::io::Write;
-    let mut f = opts.open(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let created = vaidya_fhir::datetime::format_instant(vaidya_store::now_ms());
-    write!(f, "# created: {created}\n# public key: {recipient}\n{identity}\n").and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", out.display()))?;
+    crate::datadir::write_private(out, &format!("# created: {created}\n# public key: {recipient}\n{identity}")).map_err(|e| e.to_string())?;
     println!("private key written to {} (keep it OFF the server: two copies, in two places)", out.display());
     println!("public key for [backup] recipients: {recipient}");
     Ok(ExitCode::SUCCESS)

@@ -84,7 +84,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let demo = args.demo;
     let demo_store = store.clone();
     let demo_data = config.data.clone();
-    let data_dir_after = config.data.clone();
+    let data_dir = config.data.clone();
     let result = runtime.block_on(async move {
         if demo {
             load_demo(&demo_store, &demo_data).await?;
@@ -108,7 +108,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     audit.shutdown();
     if let Some(shipper) = backup {
         // Ship the final checkpoints too, so that a clean stop leaves nothing behind.
-        let (data_end, audit_end) = crate::backup::signed_sizes(&data_dir_after);
+        let (data_end, audit_end) = crate::backup::signed_sizes(&data_dir);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
             let done = shipper.status().iter().all(|t| t.data.shipped >= data_end && t.audit.shipped >= audit_end);
@@ -121,7 +121,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         shipper.stop();
-        if let Err(e) = crate::backup::write_status(&data_dir_after, &shipper.status()) {
+        if let Err(e) = crate::backup::write_status(&data_dir, &shipper.status()) {
             tracing::warn!("cannot write the backup status file: {e}");
         }
     }
