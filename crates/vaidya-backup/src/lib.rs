@@ -10,6 +10,8 @@ pub mod seal;
 pub mod segment;
 pub mod source;
 pub mod ship;
+pub mod snapshot;
+pub mod snapshotter;
 pub mod restore;
 pub mod target;
 pub mod dir;

@@ -11,18 +11,27 @@
 //!    stop the restore, naming the object.
 //! 3. The state beside the ledger (accounts, grants, counters) comes from the latest segment
 //!    applied that carries it.
+//!
+//! With database snapshots in the target ([`crate::snapshot`]), [`Plan::restore_snapshot`]
+//! first puts the newest usable one in place (its manifest's signature, every part's hash, its
+//! whole ledger recomputed), and [`Plan::run`] then checks every segment the snapshot covers
+//! against the snapshot's tree (the root at each segment's checkpoint) and replays only the
+//! entries after it. A snapshot that fails a check is skipped, said in the report, and an
+//! older one (or none: a full replay) is used instead.
 
 use crate::seal::{self, Identity, SealError};
 use crate::segment::{self, Ledger, Segment, SegmentError};
 use crate::ship::{Anomalies, anomalies};
+use crate::snapshot::{self as snap, Manifest};
 use crate::target::{ObjectVersion, Target, TargetError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaidya_fhir::index::IndexValue;
 use vaidya_fhir::search_params::SearchParam;
 use vaidya_ledger::{Entry, Frontier, Hash, LedgerKey, SignedCheckpoint};
+use vaidya_store::verify::LedgerVerified;
 use vaidya_store::{Store, StoreError};
 
 /// Where to stop.
@@ -75,6 +84,24 @@ struct Chosen {
     size: u64,
 }
 
+/// A database snapshot's objects in the target (oldest versions).
+#[derive(Debug, Clone, Default)]
+struct SnapshotObjects {
+    manifest: Option<(String, Option<String>)>,
+    parts: BTreeMap<u32, (String, Option<String>)>,
+}
+
+/// The snapshot a restore starts from, checked and in place.
+pub struct FromSnapshot {
+    /// Its folder in the target (`snapshot/<entries>-<made_ms>/`).
+    pub folder: String,
+    pub manifest: Manifest,
+    /// Sealed bytes fetched.
+    pub sealed_bytes: u64,
+    pub took: Duration,
+    ledger: Arc<LedgerVerified>,
+}
+
 /// What restore found in the target before applying anything.
 pub struct Plan {
     target: Arc<dyn Target>,
@@ -82,6 +109,8 @@ pub struct Plan {
     key: LedgerKey,
     data: Vec<Chosen>,
     audit: Vec<Chosen>,
+    /// By (entries, made_ms), oldest first.
+    snapshots: BTreeMap<(u64, i64), SnapshotObjects>,
     pub anomalies: Anomalies,
     /// Objects in the target, and their bytes (oldest versions).
     pub objects: usize,
@@ -112,6 +141,11 @@ pub struct Report {
     pub replay: Duration,
     pub indexes: Duration,
     pub audit_time: Duration,
+    /// The database snapshot started from: its folder, entries, database bytes, sealed bytes
+    /// and how long fetching and checking it took.
+    pub snapshot: Option<(String, u64, u64, u64, Duration)>,
+    /// Snapshots passed over, and why (a failed check: investigate).
+    pub skipped_snapshots: Vec<String>,
 }
 
 impl Plan {
@@ -149,9 +183,20 @@ impl Plan {
         };
         let mut data = Vec::new();
         let mut audit = Vec::new();
+        let mut snapshots: BTreeMap<(u64, i64), SnapshotObjects> = BTreeMap::new();
         let mut bytes = 0;
         for v in &originals {
             bytes += v.size;
+            if let Some((entries, made_ms, object)) = snap::parse_object_key(&v.key) {
+                let s = snapshots.entry((entries, made_ms)).or_default();
+                let at = (v.key.clone(), v.version_id.clone());
+                match object {
+                    snap::Object::Manifest => s.manifest = Some(at),
+                    snap::Object::Part(i) => {
+                        s.parts.insert(i, at);
+                    }
+                }
+            }
             if let Some((ledger, first, last, made_ms)) = segment::parse_object_key("", &v.key) {
                 let c = Chosen { key: v.key.clone(), version_id: v.version_id.clone(), first, last, made_ms, size: v.size };
                 match ledger {
@@ -163,7 +208,7 @@ impl Plan {
         for list in [&mut data, &mut audit] {
             list.sort_by_key(|c| (c.first, c.last, c.made_ms));
         }
-        Ok(Plan { target, identity: Arc::new(identity), key, data, audit, anomalies: found, objects: originals.len(), bytes })
+        Ok(Plan { target, identity: Arc::new(identity), key, data, audit, snapshots, anomalies: found, objects: originals.len(), bytes })
     }
 
     /// The ledger key the backup carries (the restored server signs with it).
@@ -175,18 +220,141 @@ impl Plan {
         (self.data.len(), self.audit.len())
     }
 
+    /// Database snapshots in the target (complete or not).
+    pub fn snapshots(&self) -> usize {
+        self.snapshots.len()
+    }
+
+    /// Put the newest usable snapshot within `until` at `db` (a new file): `None` when there is
+    /// none. Each one that fails a check is removed again and named in the second value.
+    pub fn restore_snapshot(&self, db: &Path, until: Until) -> Result<(Option<FromSnapshot>, Vec<String>), RestoreError> {
+        let mut skipped = Vec::new();
+        for (&(entries, made_ms), objects) in self.snapshots.iter().rev() {
+            let folder = snap::folder(entries, made_ms);
+            match self.try_snapshot(&folder, entries, made_ms, objects, db, until) {
+                Ok(Some(from)) => return Ok((Some(from), skipped)),
+                Ok(None) => {}
+                Err(reason) => {
+                    for suffix in ["", "-journal", "-wal", "-shm"] {
+                        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+                    }
+                    skipped.push(format!("{folder}: {reason}"));
+                }
+            }
+        }
+        Ok((None, skipped))
+    }
+
+    fn try_snapshot(
+        &self,
+        folder: &str,
+        entries: u64,
+        made_ms: i64,
+        objects: &SnapshotObjects,
+        db: &Path,
+        until: Until,
+    ) -> Result<Option<FromSnapshot>, String> {
+        let started = Instant::now();
+        let (key, version) = objects.manifest.as_ref().ok_or("no manifest (an interrupted upload)")?;
+        let sealed = self.target.get(key, version.as_deref()).map_err(|e| e.to_string())?;
+        let plain = seal::open(&sealed, &self.identity).map_err(|e| format!("manifest: {e}"))?;
+        let manifest = Manifest::decode(&plain, self.key.verifier_text(), self.key.name()).map_err(|e| e.to_string())?;
+        if (manifest.entries, manifest.made_ms) != (entries, made_ms) {
+            return Err("its manifest describes another snapshot than its name says".into());
+        }
+        let within = match until {
+            Until::Latest => true,
+            Until::Seq(n) => manifest.entries <= n,
+            Until::Time(t) => manifest.last_time_ms <= t,
+        };
+        if !within {
+            return Ok(None);
+        }
+        let mut parts = Vec::with_capacity(manifest.parts.len());
+        for (i, hash) in manifest.parts.iter().enumerate() {
+            let (key, version) = objects.parts.get(&(i as u32)).ok_or_else(|| format!("part {i} is missing"))?;
+            parts.push((key.clone(), version.clone(), *hash));
+        }
+        if objects.parts.len() != parts.len() {
+            return Err(format!("holds {} parts, its manifest names {}", objects.parts.len(), parts.len()));
+        }
+        // Fetch and open parts on a thread of their own, writing here.
+        let (tx, rx) = crossbeam_channel::bounded::<Result<(usize, Vec<u8>), String>>(2);
+        let (target, identity) = (self.target.clone(), self.identity.clone());
+        let reader = std::thread::Builder::new()
+            .name("vaidya-restore-snapshot".into())
+            .spawn(move || {
+                for (key, version, hash) in parts {
+                    let opened = target.get(&key, version.as_deref()).map_err(|e| e.to_string()).and_then(|sealed| {
+                        let n = sealed.len();
+                        snap::open_part(&sealed, &hash, &identity).map(|p| (n, p)).map_err(|e| format!("{key}: {e}"))
+                    });
+                    let failed = opened.is_err();
+                    if tx.send(opened).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let mut file = std::fs::File::create_new(db).map_err(|e| format!("{}: {e}", db.display()))?;
+        let (mut written, mut sealed_bytes) = (0u64, 0u64);
+        for part in rx.iter() {
+            let (n, plain) = part?;
+            std::io::Write::write_all(&mut file, &plain).map_err(|e| format!("{}: {e}", db.display()))?;
+            written += plain.len() as u64;
+            sealed_bytes += n as u64;
+        }
+        let _ = reader.join();
+        drop(file);
+        if written != manifest.bytes {
+            return Err(format!("its parts hold {written} bytes, its manifest says {}", manifest.bytes));
+        }
+        let conn = vaidya_store::open_read_only(db).map_err(|e| e.to_string())?;
+        let ledger = vaidya_store::verify::verify_ledger(&conn, self.key.verifier_text()).map_err(|e| e.to_string())?;
+        drop(conn);
+        if let Some(p) = ledger.problems.first() {
+            return Err(format!("its ledger does not verify: {p}"));
+        }
+        if ledger.entries != manifest.entries || ledger.root != manifest.root {
+            return Err(format!(
+                "its ledger ({} entries) does not give the root its manifest signs at {} entries",
+                ledger.entries, manifest.entries
+            ));
+        }
+        Ok(Some(FromSnapshot { folder: folder.to_string(), manifest, sealed_bytes, took: started.elapsed(), ledger: Arc::new(ledger) }))
+    }
+
     /// Rebuild: the data ledger into `store` (new and empty, opened with [`Plan::key`]) and the
     /// audit ledger into `audit_dir` (new). `progress` hears (ledger, entries so far).
-    pub fn run(&self, store: &Store, audit_dir: &Path, until: Until, progress: &(dyn Fn(Ledger, u64) + Sync)) -> Result<Report, RestoreError> {
+    /// `from`: the snapshot [`Plan::restore_snapshot`] put in place (the store is opened on
+    /// it), whose entries are not replayed.
+    pub fn run(
+        &self,
+        store: &Store,
+        audit_dir: &Path,
+        until: Until,
+        from: Option<&FromSnapshot>,
+        progress: &(dyn Fn(Ledger, u64) + Sync),
+    ) -> Result<Report, RestoreError> {
         let started = Instant::now();
         if self.data.is_empty() {
             return Err(RestoreError::Empty("data"));
         }
-        store.begin_bulk_load()?;
         let mut report = Report::default();
-        let data_bound = self.restore_data(store, until, progress, &mut report)?;
+        if let Some(f) = from {
+            report.snapshot = Some((f.folder.clone(), f.manifest.entries, f.manifest.bytes, f.sealed_bytes, f.took));
+            report.state_restored = true;
+            // Until a segment after it is applied, the snapshot's own signed root is the last.
+            report.data.checkpoint_size = f.manifest.entries;
+            report.data.checkpoint_root = hex::encode(f.manifest.root.0);
+        } else {
+            store.begin_bulk_load()?;
+        }
+        let data_bound = self.restore_data(store, until, from, progress, &mut report)?;
         report.replay = started.elapsed();
-        store.end_bulk_load()?;
+        if from.is_none() {
+            store.end_bulk_load()?;
+        }
         report.indexes = started.elapsed() - report.replay;
         // The audit ledger up to the same moment as the data.
         let audit_until = match until {
@@ -202,29 +370,41 @@ impl Plan {
 
     /// Fetch, open and decode a ledger's segments in order on a thread of their own (with the
     /// search index values for the data ledger), a few segments ahead of the caller.
-    fn read_in_background(
-        &self,
-        ledger: Ledger,
-    ) -> Result<(std::thread::JoinHandle<()>, OpenedSegments), RestoreError> {
+    /// Segments ending at or before entry `known` (held by a snapshot) are checked but their
+    /// entries not decoded.
+    fn read_in_background(&self, ledger: Ledger, known: u64) -> Result<(std::thread::JoinHandle<()>, OpenedSegments), RestoreError> {
         let (origin, list, index) = match ledger {
             Ledger::Data => (self.key.name().to_string(), self.data.clone(), true),
             Ledger::Audit => (vaidya_audit::origin(self.key.name()), self.audit.clone(), false),
         };
-        let verifier = self.key.verifier_text().to_string();
+        let reading = Reading {
+            target: self.target.clone(),
+            identity: self.identity.clone(),
+            verifier: self.key.verifier_text().to_string(),
+            origin,
+            index,
+            known,
+        };
         let (tx, rx) = crossbeam_channel::bounded::<Result<Opened, RestoreError>>(4);
-        let (target, identity) = (self.target.clone(), self.identity.clone());
         let reader = std::thread::Builder::new()
             .name("vaidya-restore-read".into())
-            .spawn(move || read_segments(&*target, &identity, &list, &verifier, &origin, index, &tx))
+            .spawn(move || reading.all(&list, &tx))
             .map_err(|e| bad("restore", e))?;
         Ok((reader, rx))
     }
 
-    fn restore_data(&self, store: &Store, until: Until, progress: &(dyn Fn(Ledger, u64) + Sync), report: &mut Report) -> Result<i64, RestoreError> {
-        let (reader, rx) = self.read_in_background(Ledger::Data)?;
-        let mut applied = Applied::default();
+    fn restore_data(
+        &self,
+        store: &Store,
+        until: Until,
+        from: Option<&FromSnapshot>,
+        progress: &(dyn Fn(Ledger, u64) + Sync),
+        report: &mut Report,
+    ) -> Result<i64, RestoreError> {
+        let mut applied = from.map_or_else(Applied::default, Applied::from_snapshot);
+        let (reader, rx) = self.read_in_background(Ledger::Data, applied.size())?;
         let mut pending: Vec<tokio::sync::oneshot::Receiver<Result<u64, StoreError>>> = Vec::new();
-        let mut last_time = 0i64;
+        let mut last_time = from.map_or(0, |f| f.manifest.last_time_ms);
         let mut state: Option<Vec<u8>> = None;
         for opened in rx.iter() {
             let opened = opened?;
@@ -232,13 +412,20 @@ impl Plan {
             let skip = match applied.place(seg, cp, &object, "data")? {
                 Place::Duplicate => {
                     report.duplicates += 1;
-                    if seg.entries.is_empty() && seg.state.is_some() && seg.last() == applied.size() {
+                    // A state read after the snapshot was copied is newer than the snapshot's.
+                    let newer = match from {
+                        Some(f) => seg.made_ms > f.manifest.made_ms,
+                        None => seg.entries.is_empty() && seg.last() == applied.size(),
+                    };
+                    if seg.state.is_some() && newer {
                         state = seg.state.clone();
                     }
                     continue;
                 }
                 Place::Gap { .. } if bound_reached(until, applied.size(), last_time) => break,
-                Place::Gap { from, to } => return Err(RestoreError::Gap { ledger: "data", from, to, object }),
+                Place::Gap { from, to } => {
+                    return Err(RestoreError::Gap { ledger: "data", from, to, object });
+                }
                 Place::From(skip) => skip,
             };
             let mut entries = opened.prepared;
@@ -304,13 +491,19 @@ impl Plan {
         Ok(last_time)
     }
 
-    fn restore_audit(&self, dir: &Path, until: Until, progress: &(dyn Fn(Ledger, u64) + Sync), report: &mut Report) -> Result<(), RestoreError> {
+    fn restore_audit(
+        &self,
+        dir: &Path,
+        until: Until,
+        progress: &(dyn Fn(Ledger, u64) + Sync),
+        report: &mut Report,
+    ) -> Result<(), RestoreError> {
         let mut writer = vaidya_audit::ship::Restorer::create(dir)?;
         if self.audit.is_empty() {
             writer.finish()?;
             return Ok(());
         }
-        let (reader, rx) = self.read_in_background(Ledger::Audit)?;
+        let (reader, rx) = self.read_in_background(Ledger::Audit, 0)?;
         let mut applied = Applied::default();
         let mut last_time = 0;
         for opened in rx.iter() {
@@ -322,7 +515,9 @@ impl Plan {
                     continue;
                 }
                 Place::Gap { .. } if bound_reached(until, applied.size(), last_time) => break,
-                Place::Gap { from, to } => return Err(RestoreError::Gap { ledger: "audit", from, to, object }),
+                Place::Gap { from, to } => {
+                    return Err(RestoreError::Gap { ledger: "audit", from, to, object });
+                }
                 Place::From(skip) => skip,
             };
             let entries = &opened.prepared[skip..];
@@ -413,59 +608,71 @@ struct Opened {
     prepared: Vec<PreparedEntry>,
 }
 
-/// Fetch, open, check and decode segments in order; stops at the first failure (sent) or when
-/// the receiver is gone.
-fn read_segments(
-    target: &dyn Target,
-    identity: &Identity,
-    list: &[Chosen],
-    verifier: &str,
-    origin: &str,
+/// How a ledger's segments are fetched, opened and decoded.
+struct Reading {
+    target: Arc<dyn Target>,
+    identity: Arc<Identity>,
+    verifier: String,
+    origin: String,
+    /// Compute search index values (the data ledger).
     index: bool,
-    tx: &crossbeam_channel::Sender<Result<Opened, RestoreError>>,
-) {
-    for c in list {
-        let opened = open_one(target, identity, c, verifier, origin, index);
-        let failed = opened.is_err();
-        if tx.send(opened).is_err() || failed {
-            return;
-        }
-    }
+    /// Entries held by a snapshot: segments ending at or before it are checked, not decoded.
+    known: u64,
 }
 
-fn open_one(target: &dyn Target, identity: &Identity, c: &Chosen, verifier: &str, origin: &str, index: bool) -> Result<Opened, RestoreError> {
-    let sealed = target.get(&c.key, c.version_id.as_deref())?;
-    if sealed.len() as u64 != c.size && c.size != 0 {
-        return Err(bad(&c.key, format!("holds {} bytes, the listing said {}", sealed.len(), c.size)));
-    }
-    let plain = seal::open(&sealed, identity).map_err(|e| bad(&c.key, e))?;
-    drop(sealed);
-    let (mut segment, checkpoint) = Segment::decode(&plain, verifier, origin).map_err(|e: SegmentError| bad(&c.key, e))?;
-    drop(plain);
-    if segment.first != c.first || segment.last() != c.last {
-        return Err(bad(&c.key, format!("holds entries {}..={}, not what its name says", segment.first, segment.last())));
-    }
-    let mut prepared = Vec::with_capacity(segment.entries.len());
-    for (i, bytes) in std::mem::take(&mut segment.entries).into_iter().enumerate() {
-        let entry = Entry::decode(&bytes).map_err(|e| bad(&c.key, format!("entry {}: {e}", segment.first + i as u64)))?;
-        if entry.seq != segment.first + i as u64 {
-            return Err(bad(&c.key, format!("entry {} is numbered {}", segment.first + i as u64, entry.seq)));
+impl Reading {
+    /// Every segment of `list` in order; stops at the first failure (sent) or when the receiver
+    /// is gone.
+    fn all(&self, list: &[Chosen], tx: &crossbeam_channel::Sender<Result<Opened, RestoreError>>) {
+        for c in list {
+            let opened = self.one(c);
+            let failed = opened.is_err();
+            if tx.send(opened).is_err() || failed {
+                return;
+            }
         }
-        let index = if index && entry.op == vaidya_ledger::Op::Put {
-            let resource: serde_json::Value =
-                serde_json::from_slice(&entry.content).map_err(|e| bad(&c.key, format!("entry {}: content is not JSON: {e}", entry.seq)))?;
-            vaidya_fhir::index::extract_all(&resource)
-        } else {
-            Vec::new()
-        };
-        let leaf = vaidya_ledger::hash_encoded(&bytes);
-        prepared.push(PreparedEntry { entry, leaf, bytes, index });
     }
-    // The bytes live in `prepared` now; the segment keeps its header.
-    segment.entries = Vec::new();
-    let count = prepared.len();
-    segment.entries.resize(count, Vec::new());
-    Ok(Opened { object: c.key.clone(), segment, checkpoint, prepared })
+
+    fn one(&self, c: &Chosen) -> Result<Opened, RestoreError> {
+        let Reading { target, identity, verifier, origin, index, known } = self;
+        let (index, known) = (*index, *known);
+        let sealed = target.get(&c.key, c.version_id.as_deref())?;
+        if sealed.len() as u64 != c.size && c.size != 0 {
+            return Err(bad(&c.key, format!("holds {} bytes, the listing said {}", sealed.len(), c.size)));
+        }
+        let plain = seal::open(&sealed, identity).map_err(|e| bad(&c.key, e))?;
+        drop(sealed);
+        let (mut segment, checkpoint) = Segment::decode(&plain, verifier, origin).map_err(|e: SegmentError| bad(&c.key, e))?;
+        drop(plain);
+        if segment.first != c.first || segment.last() != c.last {
+            return Err(bad(&c.key, format!("holds entries {}..={}, not what its name says", segment.first, segment.last())));
+        }
+        let count = segment.entries.len();
+        if c.last <= known {
+            // Held by the snapshot: only its checkpoint is compared with the snapshot's tree.
+            segment.entries.iter_mut().for_each(Vec::clear);
+            return Ok(Opened { object: c.key.clone(), segment, checkpoint, prepared: Vec::new() });
+        }
+        let mut prepared = Vec::with_capacity(count);
+        for (i, bytes) in std::mem::take(&mut segment.entries).into_iter().enumerate() {
+            let entry = Entry::decode(&bytes).map_err(|e| bad(&c.key, format!("entry {}: {e}", segment.first + i as u64)))?;
+            if entry.seq != segment.first + i as u64 {
+                return Err(bad(&c.key, format!("entry {} is numbered {}", segment.first + i as u64, entry.seq)));
+            }
+            let index = if index && entry.op == vaidya_ledger::Op::Put {
+                let resource: serde_json::Value = serde_json::from_slice(&entry.content)
+                    .map_err(|e| bad(&c.key, format!("entry {}: content is not JSON: {e}", entry.seq)))?;
+                vaidya_fhir::index::extract_all(&resource)
+            } else {
+                Vec::new()
+            };
+            let leaf = vaidya_ledger::hash_encoded(&bytes);
+            prepared.push(PreparedEntry { entry, leaf, bytes, index });
+        }
+        // The bytes live in `prepared` now; the segment keeps its header (and its length).
+        segment.entries.resize(count, Vec::new());
+        Ok(Opened { object: c.key.clone(), segment, checkpoint, prepared })
+    }
 }
 
 /// Where the next segment goes relative to what is applied.
@@ -484,6 +691,8 @@ enum Place {
 struct Applied {
     edge: Edge,
     roots: HashMap<u64, Hash>,
+    /// The snapshot's recomputed tree: the root at any size it covers.
+    base: Option<Arc<LedgerVerified>>,
 }
 
 /// Size, chain head and Merkle frontier.
@@ -499,14 +708,27 @@ impl Applied {
         self.edge.size
     }
 
+    fn from_snapshot(from: &FromSnapshot) -> Applied {
+        let l = &from.ledger;
+        Applied {
+            edge: Edge { size: l.entries, head: l.leaf(l.entries), frontier: l.frontier() },
+            roots: HashMap::new(),
+            base: Some(from.ledger.clone()),
+        }
+    }
+
     fn place(&self, seg: &Segment, cp: &SignedCheckpoint, object: &str, ledger: &'static str) -> Result<Place, RestoreError> {
         let size = self.size();
         if seg.last() <= size {
             // Already covered: it must agree with what was applied.
-            if let Some(root) = self.roots.get(&cp.tree_size)
-                && *root != cp.root
+            let known = self.roots.get(&cp.tree_size).copied().or_else(|| self.base.as_ref().and_then(|b| b.root_at(cp.tree_size)));
+            if let Some(root) = known
+                && root != cp.root
             {
-                return Err(bad(object, format!("disagrees with the {ledger} ledger already restored (a different root at {} entries): forged", cp.tree_size)));
+                return Err(bad(
+                    object,
+                    format!("disagrees with the {ledger} ledger already restored (a different root at {} entries): forged", cp.tree_size),
+                ));
             }
             return Ok(Place::Duplicate);
         }
@@ -645,14 +867,24 @@ mod tests {
             let mut applied = Applied::default();
             let mut duplicates = 0;
             for c in &plan.data {
-                let o = open_one(&*self.target, &plan.identity, c, self.key.verifier_text(), self.key.name(), false)?;
+                let reading = Reading {
+                    target: self.target.clone(),
+                    identity: plan.identity.clone(),
+                    verifier: self.key.verifier_text().to_string(),
+                    origin: self.key.name().to_string(),
+                    index: false,
+                    known: 0,
+                };
+                let o = reading.one(c)?;
                 let skip = match applied.place(&o.segment, &o.checkpoint, &c.key, "data")? {
                     Place::Duplicate => {
                         duplicates += 1;
                         continue;
                     }
                     Place::Gap { .. } if bound_reached(until, applied.size(), 0) => break,
-                    Place::Gap { from, to } => return Err(RestoreError::Gap { ledger: "data", from, to, object: c.key.clone() }),
+                    Place::Gap { from, to } => {
+                        return Err(RestoreError::Gap { ledger: "data", from, to, object: c.key.clone() });
+                    }
                     Place::From(skip) => skip,
                 };
                 let entries = &o.prepared[skip..];
@@ -745,10 +977,7 @@ mod tests {
         let s = setup();
         s.put_segment(1, 9, 1);
         let (other, _) = Identity::generate();
-        assert!(matches!(
-            Plan::prepare(s.target.clone(), Identity::parse(&other).unwrap(), None),
-            Err(RestoreError::WrongIdentity)
-        ));
+        assert!(matches!(Plan::prepare(s.target.clone(), Identity::parse(&other).unwrap(), None), Err(RestoreError::WrongIdentity)));
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(
             Plan::prepare(Arc::new(DirTarget::new("e", empty.path())), Identity::parse(&s.id).unwrap(), None),

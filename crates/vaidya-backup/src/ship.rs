@@ -43,6 +43,8 @@ pub struct ShipConfig {
     pub scan_every: Duration,
     /// Signs segments (the ledger key).
     pub key: Arc<LedgerKey>,
+    /// Database snapshots beside the segments (`None`: segments only).
+    pub snapshots: Option<crate::snapshotter::SnapshotPolicy>,
 }
 
 /// Opens a ledger's source for one shipping thread.
@@ -201,6 +203,7 @@ pub fn key_object(key_verifier: &str) -> String {
 /// The running shipper.
 pub struct Shipper {
     statuses: Vec<Arc<Mutex<TargetStatus>>>,
+    snapshot: Option<Arc<Mutex<crate::snapshotter::SnapshotStatus>>>,
     shipped_rx: tokio::sync::watch::Receiver<u64>,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -222,6 +225,21 @@ impl Shipper {
         let shipped_tx = Arc::new(shipped_tx);
         let mut statuses = Vec::new();
         let mut threads = Vec::new();
+        let mut snapshot = None;
+        if let Some(policy) = config.snapshots.clone() {
+            let status = Arc::new(Mutex::new(crate::snapshotter::load_status(&config.state_dir)));
+            snapshot = Some(status.clone());
+            let s = crate::snapshotter::Snapshotter {
+                policy,
+                config: config.clone(),
+                targets: targets.clone(),
+                checkpoints: checkpoints.clone(),
+                stop: stop.clone(),
+                status,
+                started_ms: vaidya_store::now_ms(),
+            };
+            threads.push(std::thread::Builder::new().name("vaidya-snapshot".into()).spawn(move || s.run())?);
+        }
         for (i, target) in targets.into_iter().enumerate() {
             let position = load_position(&config.state_dir, target.name());
             mins[i].store(position.data, Ordering::Release);
@@ -251,7 +269,7 @@ impl Shipper {
         }
         let min = mins.iter().map(|m| m.load(Ordering::Acquire)).min().unwrap_or(0);
         shipped_tx.send_replace(min);
-        Ok(Shipper { statuses, shipped_rx, stop, threads: Mutex::new(threads) })
+        Ok(Shipper { statuses, snapshot, shipped_rx, stop, threads: Mutex::new(threads) })
     }
 
     /// The data ledger's size confirmed by every target.
@@ -261,6 +279,11 @@ impl Shipper {
 
     pub fn status(&self) -> Vec<TargetStatus> {
         self.statuses.iter().map(|s| s.lock().expect("not poisoned").clone()).collect()
+    }
+
+    /// The last database snapshot put into every target (`None`: snapshots are off).
+    pub fn snapshot_status(&self) -> Option<crate::snapshotter::SnapshotStatus> {
+        self.snapshot.as_ref().map(|s| s.lock().expect("not poisoned").clone())
     }
 
     /// Stop the threads after their current put. Idempotent.
@@ -491,9 +514,11 @@ pub fn anomalies(versions: &[crate::target::ObjectVersion]) -> Anomalies {
     found
 }
 
-/// Keys Vaidya writes: segments, the sealed ledger key, `backup check` probes.
+/// Keys Vaidya writes: segments, database snapshots, the sealed ledger key, `backup check`
+/// probes.
 pub fn expected_key(key: &str) -> bool {
     segment::parse_object_key("", key).is_some()
+        || crate::snapshot::parse_object_key(key).is_some()
         || (key.starts_with("keys/ledger-") && key.ends_with(".age") && !key[5..].contains('/'))
         || key.starts_with("probe/")
 }
@@ -510,7 +535,13 @@ mod tests {
     #[test]
     fn anomalies_are_what_vaidya_never_does() {
         let seg = "data/00000000000000000001-00000000000000000005-1764230000000.seg";
-        let clean = [v(seg, false), v("keys/ledger-0123456789abcdef.age", false), v("probe/abc", false)];
+        let clean = [
+            v(seg, false),
+            v("keys/ledger-0123456789abcdef.age", false),
+            v("probe/abc", false),
+            v("snapshot/00000000000000000005-1764230000000/part-00000", false),
+            v("snapshot/00000000000000000005-1764230000000/manifest", false),
+        ];
         assert!(!anomalies(&clean).any());
         let attacked = [v(seg, true), v(seg, false), v(seg, false), v("ransom-note.txt", false), v("keys/x/y.age", false)];
         let a = anomalies(&attacked);

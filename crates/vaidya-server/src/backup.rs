@@ -6,8 +6,9 @@ use crate::config::{Backup, BackupTarget, Config, TargetKind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use vaidya_backup::ship::{ShipConfig, Shipper, TargetStatus};
 use vaidya_backup::segment::Ledger;
+use vaidya_backup::ship::{ShipConfig, Shipper, TargetStatus};
+use vaidya_backup::snapshotter::SnapshotPolicy;
 use vaidya_backup::source::{AuditSource, DataSource, Source};
 use vaidya_backup::target::Target;
 
@@ -65,7 +66,9 @@ pub fn target(t: &BackupTarget) -> Result<Arc<dyn Target>, String> {
 /// A credential from exactly one of an environment variable and a file.
 fn secret(target: &str, what: &str, env: &Option<String>, file: &Option<PathBuf>) -> Result<String, String> {
     match (env, file) {
-        (Some(var), None) => std::env::var(var).map_err(|_| format!("backup target '{target}': environment variable {var} ({what}) is not set")),
+        (Some(var), None) => {
+            std::env::var(var).map_err(|_| format!("backup target '{target}': environment variable {var} ({what}) is not set"))
+        }
         (None, Some(path)) => std::fs::read_to_string(path)
             .map(|s| s.trim().to_string())
             .map_err(|e| format!("backup target '{target}': cannot read {what} from {}: {e}", path.display())),
@@ -113,13 +116,24 @@ pub fn target_from_spec(spec: &str, config: &Config) -> Result<Arc<dyn Target>, 
             match k.as_ref() {
                 "endpoint" => endpoint = Some(v.into_owned()),
                 "region" => region = v.into_owned(),
-                other => return Err(format!("--from {spec}: unknown parameter '{other}' (endpoint, region)")),
+                other => {
+                    return Err(format!("--from {spec}: unknown parameter '{other}' (endpoint, region)"));
+                }
             }
         }
         let endpoint = endpoint.ok_or_else(|| format!("--from {spec}: add ?endpoint=https://..."))?;
         let env = |v: &str| std::env::var(v).map_err(|_| format!("--from {spec}: set {v} (the S3 credentials to read the bucket)"));
         let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
-        return s3_target("restore-source", endpoint, bucket.to_string(), region, prefix, env("AWS_ACCESS_KEY_ID")?, env("AWS_SECRET_ACCESS_KEY")?, None);
+        return s3_target(
+            "restore-source",
+            endpoint,
+            bucket.to_string(),
+            region,
+            prefix,
+            env("AWS_ACCESS_KEY_ID")?,
+            env("AWS_SECRET_ACCESS_KEY")?,
+            None,
+        );
     }
     if let Some(path) = spec.strip_prefix("dir:").or((spec.contains('/') || Path::new(spec).is_dir()).then_some(spec)) {
         return Ok(Arc::new(vaidya_backup::dir::DirTarget::new("restore-source", Path::new(path))));
@@ -149,6 +163,7 @@ pub fn start(config: &Config, store: &vaidya_store::Store, key: &vaidya_ledger::
         state_dir: backup_dir(&config.data),
         scan_every: Duration::from_secs(b.scan_seconds.max(1)),
         key,
+        snapshots: snapshot_policy(b, &crate::datadir::db_path(&config.data)),
     };
     let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
     let shipper = Arc::new(Shipper::start(ship, targets, sources, store.checkpoints()).map_err(|e| e.to_string())?);
@@ -157,6 +172,18 @@ pub fn start(config: &Config, store: &vaidya_store::Store, key: &vaidya_ledger::
     }
     tracing::info!("backups: shipping both ledgers to {} ({:?} mode)", names.join(", "), b.mode);
     Ok(Some(shipper))
+}
+
+/// When to put a database snapshot into the targets; `None` when both counts are 0.
+fn snapshot_policy(b: &crate::config::Backup, db: &Path) -> Option<SnapshotPolicy> {
+    if b.snapshot_every_entries == 0 && b.snapshot_every_hours == 0 {
+        return None;
+    }
+    Some(SnapshotPolicy {
+        db: db.to_path_buf(),
+        every_entries: if b.snapshot_every_entries == 0 { u64::MAX } else { b.snapshot_every_entries },
+        every: if b.snapshot_every_hours == 0 { Duration::MAX } else { Duration::from_secs(b.snapshot_every_hours.saturating_mul(3600)) },
+    })
 }
 
 /// The sizes of the data and audit ledgers at their last signed checkpoints (0 if unreadable).
@@ -177,7 +204,7 @@ pub fn watch(shipper: Arc<Shipper>, data: PathBuf, lag_alert: Duration, alerts: 
             loop {
                 std::thread::sleep(Duration::from_secs(1));
                 let status = shipper.status();
-                if let Err(e) = write_status(&data, &status) {
+                if let Err(e) = write_status(&data, &shipper) {
                     tracing::warn!("cannot write the backup status file: {e}");
                 }
                 let now = vaidya_store::now_ms();
@@ -221,11 +248,15 @@ fn describe_lag(t: &TargetStatus, now_ms: i64) -> String {
 }
 
 /// Write the status file (every second while serving, and once more after the last ship).
-pub fn write_status(data: &Path, status: &[TargetStatus]) -> std::io::Result<()> {
+pub fn write_status(data: &Path, shipper: &Shipper) -> std::io::Result<()> {
     let dir = backup_dir(data);
     std::fs::create_dir_all(&dir)?;
     let tmp = dir.join("status.json.tmp");
-    let doc = serde_json::json!({"written_ms": vaidya_store::now_ms(), "targets": status});
+    let doc = serde_json::json!({
+        "written_ms": vaidya_store::now_ms(),
+        "targets": shipper.status(),
+        "snapshot": shipper.snapshot_status(),
+    });
     std::fs::write(&tmp, serde_json::to_vec_pretty(&doc).expect("status serialises"))?;
     std::fs::rename(tmp, dir.join(STATUS_FILE))
 }
@@ -244,6 +275,19 @@ pub fn metrics(shipper: Option<&Shipper>) -> String {
          # HELP vaidya_backup_failures_total Failed puts or listings (alert on increase).\n# TYPE vaidya_backup_failures_total counter\n\
          # HELP vaidya_backup_anomalies Delete markers, overwritten and unexpected objects seen at the last scan (alert if above 0).\n# TYPE vaidya_backup_anomalies gauge\n",
     );
+    if let Some(snap) = s.snapshot_status() {
+        out.push_str(&format!(
+            "# HELP vaidya_backup_snapshot_entries Ledger entries in the last database snapshot put into every target.\n# TYPE vaidya_backup_snapshot_entries gauge\n\
+             vaidya_backup_snapshot_entries {}\n\
+             # HELP vaidya_backup_snapshot_timestamp_seconds When the last database snapshot was made.\n# TYPE vaidya_backup_snapshot_timestamp_seconds gauge\n\
+             vaidya_backup_snapshot_timestamp_seconds {}\n\
+             # HELP vaidya_backup_snapshot_failures_total Database snapshots that failed (alert on increase).\n# TYPE vaidya_backup_snapshot_failures_total counter\n\
+             vaidya_backup_snapshot_failures_total {}\n",
+            snap.entries,
+            snap.made_ms as f64 / 1000.0,
+            snap.failures
+        ));
+    }
     for t in s.status() {
         for (ledger, l) in [("data", &t.data), ("audit", &t.audit)] {
             let labels = format!("target=\"{}\",ledger=\"{ledger}\"", t.target);
@@ -278,7 +322,9 @@ pub async fn ledger_root(
         match k.as_ref() {
             "ledger" => ledger = Some(v.into_owned()),
             "size" => size = Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("size '{v}' is not a number")))?),
-            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (ledger, size)"))),
+            other => {
+                return Err(ApiError::bad_request(format!("unknown parameter '{other}' (ledger, size)")));
+            }
         }
     }
     let size = size.filter(|n| *n > 0).ok_or_else(|| ApiError::bad_request("size (at least 1) is required"))?;

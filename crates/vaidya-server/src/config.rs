@@ -64,6 +64,9 @@
 //! # sync_timeout_seconds = 30            # sync: answer 503 if the targets take longer
 //! # lag_alert_seconds = 60               # alert when a target falls this far behind
 //! # scan_seconds = 600                   # list each target for delete markers and unknown objects
+//! # snapshot_every_entries = 500000      # a database snapshot after this many new entries,
+//! # snapshot_every_hours = 24            # or this long (0 for either: never on that count);
+//! #                                      # a restore replays only what follows the last one
 //! # [[backup.target]]
 //! # name = "bucket"
 //! # kind = "s3"                          # S3-compatible, with Object Lock (COMPLIANCE)
@@ -119,6 +122,13 @@ pub struct Backup {
     /// Vaidya never writes.
     #[serde(default = "default_scan_seconds")]
     pub scan_seconds: u64,
+    /// A database snapshot into every target after this many new ledger entries (0: never on
+    /// that count)...
+    #[serde(default = "default_snapshot_entries")]
+    pub snapshot_every_entries: u64,
+    /// ...or after this many hours if anything changed (0: never on that count).
+    #[serde(default = "default_snapshot_hours")]
+    pub snapshot_every_hours: u64,
     #[serde(rename = "target")]
     pub targets: Vec<BackupTarget>,
 }
@@ -141,6 +151,12 @@ fn default_lag_alert() -> u64 {
 }
 fn default_scan_seconds() -> u64 {
     600
+}
+fn default_snapshot_entries() -> u64 {
+    500_000
+}
+fn default_snapshot_hours() -> u64 {
+    24
 }
 
 /// One `[[backup.target]]`.

@@ -98,7 +98,13 @@ fn a_server_restored_from_its_backup_has_every_acknowledged_write_and_works() {
     // The server's disk is lost: restore on a new directory from the target alone.
     let restored = work.path().join("restored");
     let out = vaidya(&[
-        "restore", "--from", &format!("dir:{}", target.display()), "--identity", identity.to_str().unwrap(), "--data", restored.to_str().unwrap(),
+        "restore",
+        "--from",
+        &format!("dir:{}", target.display()),
+        "--identity",
+        identity.to_str().unwrap(),
+        "--data",
+        restored.to_str().unwrap(),
     ]);
     let said = text(&out);
     assert!(out.status.success(), "{said}");
@@ -110,7 +116,15 @@ fn a_server_restored_from_its_backup_has_every_acknowledged_write_and_works() {
     let audit = vaidya(&["audit", "verify", "--data", restored.to_str().unwrap()]);
     assert!(audit.status.success(), "{}", text(&audit));
     // A second restore into the same directory is refused.
-    let again = vaidya(&["restore", "--from", target.to_str().unwrap(), "--identity", identity.to_str().unwrap(), "--data", restored.to_str().unwrap()]);
+    let again = vaidya(&[
+        "restore",
+        "--from",
+        target.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+        "--data",
+        restored.to_str().unwrap(),
+    ]);
     assert!(!again.status.success() && text(&again).contains("not empty"), "{}", text(&again));
 
     // The restored server serves the workflows: every write is there, searches work (indexes),
@@ -155,7 +169,8 @@ fn restore_refuses_a_wrong_key_an_altered_segment_and_a_gap_and_stops_where_aske
     assert!(segments.len() >= 3, "{segments:?}");
     let restore = |from: &Path, key: &Path, into: &str, extra: &[&str]| {
         let data = work.path().join(into);
-        let mut args = vec!["restore", "--from", from.to_str().unwrap(), "--identity", key.to_str().unwrap(), "--data", data.to_str().unwrap()];
+        let mut args =
+            vec!["restore", "--from", from.to_str().unwrap(), "--identity", key.to_str().unwrap(), "--data", data.to_str().unwrap()];
         args.extend_from_slice(extra);
         vaidya(&args)
     };
@@ -229,6 +244,105 @@ fn synchronous_backups_answer_a_write_once_the_target_has_it_and_not_before() {
     assert!(r.body.contains("backup target has not confirmed"), "{}", r.body);
 }
 
+/// The "data ledger: ..." line of a restore's report without the count of segments replayed:
+/// entries, the last entry and its time, the last checkpoint and its root.
+fn data_line(said: &str) -> String {
+    let line = said.lines().find(|l| l.starts_with("data ledger:")).unwrap_or_else(|| panic!("no data ledger line: {said}"));
+    let (entries, rest) = line.split_once(" from ").unwrap();
+    format!("{entries}{}", &rest[rest.find(';').unwrap()..])
+}
+
+#[test]
+fn a_restore_starts_from_the_last_database_snapshot_and_replays_only_what_follows() {
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target");
+    let (identity, recipient) = keygen(work.path(), "backup.key");
+    let cfg = config(work.path(), &recipient, &target, "snapshot_every_entries = 20");
+    let mut s = Server::start_with(tempfile::tempdir().unwrap(), &["--config", cfg.to_str().unwrap()]);
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let r = s.post("/Patient", &patient(&format!("Snap{i}")));
+        assert_eq!(r.status, 201, "{}", r.body);
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    // The snapshot thread looks once a second; the status says when one is in every target.
+    let data = s.data().to_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let snapshot_entries: u64 = loop {
+        let said = text(&vaidya(&["backup", "status", "--data", &data]));
+        if let Some(n) = said.lines().find_map(|l| l.strip_prefix("database snapshot: ")?.split(' ').next()?.parse().ok()) {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "no snapshot was made: {said}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(snapshot_entries >= 20, "{snapshot_entries}");
+    // After the snapshot: an update, a delete, new patients, a new account.
+    let mut changed = s.get(&format!("/Patient/{}", ids[0])).json();
+    changed["gender"] = json!("other");
+    assert_eq!(s.put(&format!("/Patient/{}", ids[0]), &changed).status, 200);
+    assert_eq!(s.delete(&format!("/Patient/{}", ids[1])).status, 204);
+    for i in 0..5 {
+        assert_eq!(s.post("/Patient", &patient(&format!("After{i}"))).status, 201);
+    }
+    s.add_user("dr.after", "doctor", &["--department", "cardiology"]);
+    let entries = s.ledger_size();
+    s.stop();
+    let parts: Vec<PathBuf> = std::fs::read_dir(target.join("snapshot"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().map(|e| e.unwrap().path()))
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("part-"))
+        .collect();
+    assert!(!parts.is_empty());
+
+    let restore = |from: &Path, into: &str, extra: &[&str]| {
+        let dir = work.path().join(into);
+        let mut args =
+            vec!["restore", "--from", from.to_str().unwrap(), "--identity", identity.to_str().unwrap(), "--data", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = vaidya(&args);
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(vaidya(&["verify", "--data", dir.to_str().unwrap()]).status.success(), "the restored database verifies in full");
+        said
+    };
+    let from_snapshot = restore(&target, "from-snapshot", &[]);
+    assert!(from_snapshot.contains(&format!("started from database snapshot snapshot/{snapshot_entries:020}-")), "{from_snapshot}");
+    assert!(data_line(&from_snapshot).starts_with(&format!("data ledger: {entries} entries")), "{from_snapshot}");
+    let replayed = restore(&target, "replayed", &["--no-snapshot"]);
+    assert!(!replayed.contains("started from database snapshot"), "{replayed}");
+    assert_eq!(data_line(&from_snapshot), data_line(&replayed), "the same ledger either way");
+
+    // A snapshot part altered in the target: passed over (named), and everything replayed.
+    let altered = work.path().join("altered");
+    copy_dir(&target, &altered);
+    let victim = altered.join(parts[0].strip_prefix(&target).unwrap());
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    let said = restore(&altered, "from-altered", &[]);
+    assert!(said.contains("snapshot passed over") && said.contains("altered or replaced"), "{said}");
+    assert_eq!(data_line(&said), data_line(&replayed));
+
+    // Before the snapshot's end, the snapshot cannot be used: replay up to the entry asked for.
+    let early = restore(&target, "early", &["--seq", "10"]);
+    assert!(!early.contains("started from database snapshot") && early.contains("data ledger: 10 entries"), "{early}");
+
+    // The restored server has everything, the later account included, and searches work.
+    let dir = tempfile::TempDir::with_prefix_in("served-", work.path()).unwrap();
+    std::fs::remove_dir(dir.path()).unwrap();
+    std::fs::rename(work.path().join("from-snapshot"), dir.path()).unwrap();
+    let r = Server::start_in(dir);
+    assert_eq!(r.get(&format!("/Patient/{}", ids[0])).json()["gender"], "other");
+    assert_eq!(r.get(&format!("/Patient/{}", ids[1])).status, 410);
+    assert_eq!(r.get("/Patient?family=After4").json()["total"], 1);
+    assert_eq!(r.get("/Patient?family=Snap24").json()["total"], 1);
+    let doctor = r.make_token("dr.after");
+    assert_eq!(r.request_as(&doctor, "GET", "/metadata", None).status, 200, "an account made after the snapshot");
+    assert_eq!(r.post("/Patient", &patient("AfterRestore")).status, 201);
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -252,8 +366,13 @@ fn a_backup_made_by_the_first_segment_format_still_restores() {
     let work = tempfile::tempdir().unwrap();
     let restored = work.path().join("restored");
     let out = vaidya(&[
-        "restore", "--from", fixture.join("target").to_str().unwrap(), "--identity", fixture.join("offline.key").to_str().unwrap(),
-        "--data", restored.to_str().unwrap(),
+        "restore",
+        "--from",
+        fixture.join("target").to_str().unwrap(),
+        "--identity",
+        fixture.join("offline.key").to_str().unwrap(),
+        "--data",
+        restored.to_str().unwrap(),
     ]);
     let said = text(&out);
     assert!(out.status.success(), "{said}");
@@ -287,8 +406,17 @@ fn a_drill_restores_the_latest_backup_and_compares_it_with_the_live_server() {
     let prom = work.path().join("drill.prom");
     let drill = |live: &str| {
         vaidya(&[
-            "drill", "--from", target.to_str().unwrap(), "--identity", identity.to_str().unwrap(), "--live", live,
-            "--metrics-file", prom.to_str().unwrap(), "--scratch", work.path().join("scratch").to_str().unwrap(),
+            "drill",
+            "--from",
+            target.to_str().unwrap(),
+            "--identity",
+            identity.to_str().unwrap(),
+            "--live",
+            live,
+            "--metrics-file",
+            prom.to_str().unwrap(),
+            "--scratch",
+            work.path().join("scratch").to_str().unwrap(),
         ])
     };
     let out = drill(&live);

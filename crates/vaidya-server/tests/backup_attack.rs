@@ -77,28 +77,38 @@ fn visit(s: &Server, i: usize, ack: &mut Acknowledged) {
     assert_eq!(r.status, 201, "{}", r.body);
     let p = r.json();
     let pid = p["id"].as_str().unwrap().to_string();
-    let uhid = p["identifier"].as_array().unwrap().iter().find(|x| x["type"]["text"] == "UHID").unwrap()["value"].as_str().unwrap().to_string();
+    let uhid =
+        p["identifier"].as_array().unwrap().iter().find(|x| x["type"]["text"] == "UHID").unwrap()["value"].as_str().unwrap().to_string();
     ack.patients.push((pid.clone(), uhid));
     let slot = json!({"resourceType": "Slot", "id": format!("slot-{i}"), "schedule": {"reference": "Schedule/sharma-opd"}, "status": "free",
         "start": format!("2099-03-02T09:{:02}:00+05:30", i % 60), "end": format!("2099-03-02T09:{:02}:59+05:30", i % 60)});
     assert_eq!(s.put(&format!("/Slot/slot-{i}"), &slot).status, 201);
-    let r = s.post("/Appointment", &json!({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": format!("Slot/slot-{i}")}],
+    let r = s.post(
+        "/Appointment",
+        &json!({"resourceType": "Appointment", "status": "booked", "slot": [{"reference": format!("Slot/slot-{i}")}],
         "participant": [{"actor": {"reference": format!("Patient/{pid}")}, "status": "accepted"},
                         {"actor": {"reference": "Practitioner/dr-sharma"}, "status": "accepted"},
-                        {"actor": {"reference": "HealthcareService/gen-med"}, "status": "accepted"}]}));
+                        {"actor": {"reference": "HealthcareService/gen-med"}, "status": "accepted"}]}),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     ack.appointments.push(id_of(&r));
-    let r = s.post("/Observation", &json!({"resourceType": "Observation", "status": "final",
+    let r = s.post(
+        "/Observation",
+        &json!({"resourceType": "Observation", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}, "subject": {"reference": format!("Patient/{pid}")},
-        "valueQuantity": {"value": 9.0 + i as f64 / 10.0, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}}));
+        "valueQuantity": {"value": 9.0 + i as f64 / 10.0, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}}),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     ack.observations.push(id_of(&r));
     let r = s.post("/Invoice/$gather", &params(json!([{"name": "patient", "valueReference": {"reference": format!("Patient/{pid}")}}])));
     assert_eq!(r.status, 201, "{}", r.body);
     let inv = id_of(&r);
-    let r = s.post(&format!("/Invoice/{inv}/$pay"), &params(json!([
+    let r = s.post(
+        &format!("/Invoice/{inv}/$pay"),
+        &params(json!([
         {"name": "amount", "valueMoney": {"value": 10, "currency": "INR"}}, {"name": "mode", "valueCode": "cash"},
-        {"name": "counter", "valueString": "OPD-1"}, {"name": "key", "valueString": format!("pay-{i}")}])));
+        {"name": "counter", "valueString": "OPD-1"}, {"name": "key", "valueString": format!("pay-{i}")}])),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "balanced");
     ack.invoices.push(inv);
@@ -133,7 +143,7 @@ fn ransomware_with_the_servers_credentials_cannot_take_the_backups() {
     std::fs::write(
         &cfg,
         format!(
-            "[backup]\nrecipients = [\"{recipient}\"]\nmode = \"sync\"\nscan_seconds = 1\n\
+            "[backup]\nrecipients = [\"{recipient}\"]\nmode = \"sync\"\nscan_seconds = 1\nsnapshot_every_entries = 60\n\
              [[backup.target]]\nname = \"bucket\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{LOCKED_BUCKET}\"\nprefix = \"{PREFIX}\"\n\
              retention_days = 1\naccess_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\n",
             weed.endpoint(),
@@ -177,7 +187,12 @@ fn ransomware_with_the_servers_credentials_cannot_take_the_backups() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let m = common::raw_request(&ureq::Agent::new_with_defaults(), "GET", &s.base.replace("/fhir", "/metrics"), None, &[]);
-        let line = m.body.lines().find(|l| l.starts_with("vaidya_backup_anomalies{target=\"bucket\",kind=\"delete_marker\"}")).unwrap_or("").to_string();
+        let line = m
+            .body
+            .lines()
+            .find(|l| l.starts_with("vaidya_backup_anomalies{target=\"bucket\",kind=\"delete_marker\"}"))
+            .unwrap_or("")
+            .to_string();
         if line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0 {
             break;
         }
@@ -192,15 +207,23 @@ fn ransomware_with_the_servers_credentials_cannot_take_the_backups() {
     // 3. On a fresh directory, from the bucket alone, with the offline key (read credentials).
     let restored = work.path().join("restored");
     let from = format!("s3://{LOCKED_BUCKET}/{PREFIX}?endpoint={}", weed.endpoint());
-    let creds = [("AWS_ACCESS_KEY_ID", weed.server.access_key_id.as_str()), ("AWS_SECRET_ACCESS_KEY", weed.server.secret_access_key.as_str())];
+    let creds =
+        [("AWS_ACCESS_KEY_ID", weed.server.access_key_id.as_str()), ("AWS_SECRET_ACCESS_KEY", weed.server.secret_access_key.as_str())];
     // The wrong key is refused plainly.
     let (wrong, _) = keygen(work.path(), "wrong.key");
-    let out = vaidya(&["restore", "--from", &from, "--identity", wrong.to_str().unwrap(), "--data", work.path().join("w").to_str().unwrap()], &creds);
+    let out = vaidya(
+        &["restore", "--from", &from, "--identity", wrong.to_str().unwrap(), "--data", work.path().join("w").to_str().unwrap()],
+        &creds,
+    );
     assert!(!out.status.success() && text(&out).contains("wrong key"), "{}", text(&out));
     let out = vaidya(&["restore", "--from", &from, "--identity", identity.to_str().unwrap(), "--data", restored.to_str().unwrap()], &creds);
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("delete markers") && said.contains("overwritten"), "the attack is reported: {said}");
+    // Database snapshots were made while the hospital worked; the first version of each of
+    // their objects is what the restore starts from (the attacker's versions are ignored).
+    assert!(said.contains("started from database snapshot"), "{said}");
+    assert!(!said.contains("snapshot passed over: snapshot/") || said.contains("interrupted upload"), "{said}");
     assert!(vaidya(&["verify", "--data", restored.to_str().unwrap()], &[]).status.success());
     assert!(vaidya(&["audit", "verify", "--data", restored.to_str().unwrap()], &[]).status.success());
 

@@ -13,6 +13,7 @@ pub mod read;
 pub mod scan;
 pub mod schema;
 pub mod search;
+pub mod snapshot;
 pub mod state;
 pub mod tokens;
 pub mod verify;

@@ -65,7 +65,89 @@ pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, Sto
             problems.push(Problem { seq, what });
         }
     };
+    let pass = check_ledger(conn, verifier_key, true, &mut note)?;
 
+    // 4. Projections: current versions, history, and search indexes.
+    let resources = pass.states.len() as u64;
+    verify_resource_table(conn, &pass.states, &mut note)?;
+    verify_history_table(conn, &pass.versions, &mut note)?;
+    verify_indexes(conn, &pass.states, &mut note)?;
+
+    problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
+    let (entries, checkpoints, root, last_checkpoint) = (pass.entries, pass.checkpoints, pass.root, pass.last_checkpoint);
+    Ok(VerifyReport { entries, checkpoints, resources, root, last_checkpoint, problems })
+}
+
+/// The ledger alone (chain, Merkle tree, signed checkpoints), without the projections: what a
+/// restore from a database snapshot checks before it trusts the snapshot's ledger.
+pub struct LedgerVerified {
+    pub entries: u64,
+    pub root: Hash,
+    /// Time of the last entry (ms since the epoch), 0 for an empty ledger.
+    pub last_time_ms: i64,
+    pub problems: Vec<Problem>,
+    hashes: MemHashes,
+}
+
+impl LedgerVerified {
+    /// Root at `size` entries (at most [`LedgerVerified::entries`]), from the recomputed tree.
+    pub fn root_at(&self, size: u64) -> Option<Hash> {
+        (size <= self.entries).then(|| vaidya_ledger::tree_hash(size, &self.hashes).ok()).flatten()
+    }
+
+    /// Leaf hash of entry `seq`.
+    pub fn leaf(&self, seq: u64) -> Option<vaidya_ledger::EntryHash> {
+        (1..=self.entries)
+            .contains(&seq)
+            .then(|| self.hashes.0.get(stored_hash_index(0, seq - 1) as usize).map(|h| vaidya_ledger::EntryHash(h.0)))
+            .flatten()
+    }
+
+    /// The tree's right edge after every entry, to append after them.
+    pub fn frontier(&self) -> vaidya_ledger::Frontier {
+        let mut f = vaidya_ledger::Frontier::default();
+        for seq in 1..=self.entries {
+            let leaf = self.leaf(seq).expect("every entry has a leaf");
+            f.append(seq - 1, leaf).expect("the tree recomputed here has every hash");
+        }
+        f
+    }
+}
+
+pub fn verify_ledger(conn: &Connection, verifier_key: &str) -> Result<LedgerVerified, StoreError> {
+    let mut problems = Vec::new();
+    let mut note = |seq: Option<u64>, what: String| {
+        if problems.len() < MAX_PROBLEMS {
+            problems.push(Problem { seq, what });
+        }
+    };
+    let pass = check_ledger(conn, verifier_key, false, &mut note)?;
+    problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
+    Ok(LedgerVerified { entries: pass.entries, root: pass.root, last_time_ms: pass.last_time_ms, problems, hashes: pass.hashes })
+}
+
+/// What steps 1 to 3 found.
+struct LedgerPass {
+    entries: u64,
+    hashes: MemHashes,
+    root: Hash,
+    last_time_ms: i64,
+    checkpoints: u64,
+    last_checkpoint: Option<(u64, i64)>,
+    /// With `projections`: each resource's latest state and every version, for step 4.
+    states: HashMap<(String, String), LedgerState>,
+    versions: BTreeSet<(String, String, u64, u64)>,
+}
+
+/// Steps 1 to 3: the chain and the tree from the entry bytes, the stored tree hashes, the
+/// signed checkpoints. `projections`: also check that content is JSON and collect what step 4
+/// compares the projections with.
+fn check_ledger(
+    conn: &Connection,
+    verifier_key: &str,
+    projections: bool,
+    note: &mut impl FnMut(Option<u64>, String),
+) -> Result<LedgerPass, StoreError> {
     // 1. The chain and the tree, from the entry bytes alone.
     let mut hashes = MemHashes(Vec::new());
     let mut states: HashMap<(String, String), LedgerState> = HashMap::new();
@@ -108,16 +190,18 @@ pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, Sto
             if entry.time_ms < prev_time {
                 note(Some(seq), "time goes backwards".into());
             }
-            if entry.op == Op::Put && serde_json::from_slice::<serde_json::Value>(&entry.content).is_err() {
+            if projections && entry.op == Op::Put && serde_json::from_slice::<serde_json::Value>(&entry.content).is_err() {
                 note(Some(seq), "content is not valid JSON".into());
             }
             prev_time = entry.time_ms;
             append_leaf(&mut hashes, seq, leaf);
-            versions.insert((entry.resource_type.clone(), entry.resource_id.clone(), entry.version, seq));
-            states.insert(
-                (entry.resource_type, entry.resource_id),
-                LedgerState { version: entry.version, seq, time_ms: entry.time_ms, deleted: entry.op == Op::Delete },
-            );
+            if projections {
+                versions.insert((entry.resource_type.clone(), entry.resource_id.clone(), entry.version, seq));
+                states.insert(
+                    (entry.resource_type, entry.resource_id),
+                    LedgerState { version: entry.version, seq, time_ms: entry.time_ms, deleted: entry.op == Op::Delete },
+                );
+            }
             prev = leaf;
             expected_seq += 1;
         }
@@ -164,10 +248,10 @@ pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, Sto
                 Ok(cp) if Some(cp.origin.as_str()) != verifier_key.split('+').next() => {
                     note(None, format!("checkpoint at tree size {size} is of another log ('{}'), not of this ledger", cp.origin))
                 }
-                Ok(cp) if cp.tree_size != size => {
-                    note(None, format!("checkpoint filed under size {size} signs size {}", cp.tree_size))
+                Ok(cp) if cp.tree_size != size => note(None, format!("checkpoint filed under size {size} signs size {}", cp.tree_size)),
+                Ok(_) if size > entries => {
+                    note(None, format!("checkpoint at size {size} is beyond the ledger ({entries} entries): entries were removed"))
                 }
-                Ok(_) if size > entries => note(None, format!("checkpoint at size {size} is beyond the ledger ({entries} entries): entries were removed")),
                 Ok(cp) => {
                     let expected = vaidya_ledger::tree_hash(size, &hashes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     if expected != cp.root {
@@ -179,14 +263,8 @@ pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, Sto
         }
     }
 
-    // 4. Projections: current versions, history, and search indexes.
-    let resources = states.len() as u64;
-    verify_resource_table(conn, &states, &mut note)?;
-    verify_history_table(conn, &versions, &mut note)?;
-    verify_indexes(conn, &states, &mut note)?;
-
-    problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
-    Ok(VerifyReport { entries, checkpoints, resources, root, last_checkpoint, problems })
+    let last_time_ms = if entries == 0 { 0 } else { prev_time };
+    Ok(LedgerPass { entries, hashes, root, last_time_ms, checkpoints, last_checkpoint, states, versions })
 }
 
 fn append_leaf(hashes: &mut MemHashes, seq: u64, leaf: vaidya_ledger::EntryHash) {
@@ -216,10 +294,9 @@ fn verify_resource_table(
             (row.get::<_, i64>(2)? as u64, row.get::<_, i64>(3)? as u64, row.get::<_, i64>(4)?, row.get::<_, bool>(5)?);
         match states.get(&key) {
             None => note(None, format!("current-version table has {}/{} which the ledger never wrote", key.0, key.1)),
-            Some(s) if (s.version, s.seq, s.time_ms, s.deleted) != (version, seq, updated, deleted) => note(
-                Some(s.seq),
-                format!("current-version row of {}/{} disagrees with the ledger", key.0, key.1),
-            ),
+            Some(s) if (s.version, s.seq, s.time_ms, s.deleted) != (version, seq, updated, deleted) => {
+                note(Some(s.seq), format!("current-version row of {}/{} disagrees with the ledger", key.0, key.1))
+            }
             Some(_) => {}
         }
     }
@@ -235,9 +312,8 @@ fn verify_history_table(
     note: &mut impl FnMut(Option<u64>, String),
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare("SELECT rtype, rid, version, seq FROM history")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
-    })?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64)))?;
     let actual: BTreeSet<_> = rows.collect::<Result<_, _>>()?;
     if let Some(extra) = actual.difference(versions).next() {
         note(Some(extra.3), format!("history table lists {}/{} version {} which the ledger does not", extra.0, extra.1, extra.2));
@@ -269,9 +345,15 @@ fn verify_indexes(
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let (res, rtype, rid): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let Some(state) = states.get(&(rtype.clone(), rid.clone())) else { continue };
-        let Ok(entry) = crate::read::entry(conn, state.seq) else { continue };
-        let Ok(resource) = serde_json::from_slice::<serde_json::Value>(&entry.content) else { continue };
+        let Some(state) = states.get(&(rtype.clone(), rid.clone())) else {
+            continue;
+        };
+        let Ok(entry) = crate::read::entry(conn, state.seq) else {
+            continue;
+        };
+        let Ok(resource) = serde_json::from_slice::<serde_json::Value>(&entry.content) else {
+            continue;
+        };
         let expected = crate::index_rows::expected_rows(&rtype, &resource);
         expected_rows_total += expected.len() as u64;
         let actual = crate::index_rows::stored_rows(conn, res, &params)?;

@@ -84,7 +84,8 @@ fn check(data: &DataArgs, only: Option<&str>) -> Result<ExitCode, String> {
 fn status(data: &DataArgs) -> Result<ExitCode, String> {
     let config = data.load()?;
     let path = crate::backup::backup_dir(&config.data).join(crate::backup::STATUS_FILE);
-    let text = std::fs::read(&path).map_err(|e| format!("{}: {e} (is `vaidya serve` running with [backup] configured?)", path.display()))?;
+    let text =
+        std::fs::read(&path).map_err(|e| format!("{}: {e} (is `vaidya serve` running with [backup] configured?)", path.display()))?;
     let doc: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let now = vaidya_store::now_ms();
     let written = doc["written_ms"].as_i64().unwrap_or(0);
@@ -128,13 +129,32 @@ fn status(data: &DataArgs) -> Result<ExitCode, String> {
             println!("  last scan {}: nothing unexpected", vaidya_fhir::datetime::format_instant(a.scanned_ms));
         }
     }
+    if let Ok(snap) = serde_json::from_value::<vaidya_backup::snapshotter::SnapshotStatus>(doc["snapshot"].clone()) {
+        if snap.made_ms > 0 {
+            println!(
+                "database snapshot: {} entries, made {} ({:.1} MiB database, {:.1} MiB sealed per target, {:.1} s to make and put)",
+                snap.entries,
+                vaidya_fhir::datetime::format_instant(snap.made_ms),
+                snap.db_bytes as f64 / (1 << 20) as f64,
+                snap.sealed_bytes as f64 / (1 << 20) as f64,
+                snap.took_ms as f64 / 1000.0
+            );
+        } else {
+            println!("database snapshot: none yet");
+        }
+        if let Some(e) = &snap.last_error {
+            trouble = true;
+            println!("  ALERT: the last snapshot failed ({} failures): {e}", snap.failures);
+        }
+    }
     Ok(if trouble { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn keygen(out: &std::path::Path) -> Result<ExitCode, String> {
     let (identity, recipient) = vaidya_backup::seal::Identity::generate();
     let created = vaidya_fhir::datetime::format_instant(vaidya_store::now_ms());
-    crate::datadir::write_private(out, &format!("# created: {created}\n# public key: {recipient}\n{identity}")).map_err(|e| e.to_string())?;
+    crate::datadir::write_private(out, &format!("# created: {created}\n# public key: {recipient}\n{identity}"))
+        .map_err(|e| e.to_string())?;
     println!("private key written to {} (keep it OFF the server: two copies, in two places)", out.display());
     println!("public key for [backup] recipients: {recipient}");
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,9 @@ audit ledger) from a backup target alone, checking every signature and the Merkl
 segment to segment. Object versions are listed, so delete markers and overwritten objects cannot\n\
 hide or replace what the server put; they are reported. Ends by printing the last entry, its time\n\
 and the checkpoint hash: compare them with what you expect before starting the server on NEWDIR.\n\n\
+When the target holds database snapshots (made by the server beside the segments), the newest one\n\
+within --at/--seq is copied back and its whole ledger checked against its signed manifest and the\n\
+segments' checkpoints; only the entries after it are replayed. --no-snapshot replays every entry.\n\n\
 TARGET: a target name from the config file, s3://BUCKET/PREFIX?endpoint=URL&region=R (credentials\n\
 from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: read-only ones are enough), or a directory.\n\n\
 Examples:\n  vaidya restore --from bucket --config /etc/vaidya/vaidya.toml --identity /media/usb/backup.key --data /srv/vaidya-restored\n  \
@@ -43,13 +46,19 @@ pub struct RestoreArgs {
     /// Configuration file (names targets; the restored directory uses the default key paths).
     #[arg(long, value_name = "FILE", env = "VAIDYA_CONFIG")]
     config: Option<PathBuf>,
+    /// Ignore database snapshots: rebuild everything by replaying every ledger entry (slower;
+    /// trusts nothing but the segments).
+    #[arg(long)]
+    no_snapshot: bool,
 }
 
 pub fn run(args: RestoreArgs) -> Result<ExitCode, String> {
     let config = crate::config::Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     let until = match (&args.at, args.seq) {
         (Some(t), _) => Until::Time(
-            vaidya_fhir::datetime::parse_date_range(t).map(|(_, hi)| hi).ok_or_else(|| format!("--at {t}: not a date and time (e.g. 2026-11-27T09:00:00+05:30)"))?,
+            vaidya_fhir::datetime::parse_date_range(t)
+                .map(|(_, hi)| hi)
+                .ok_or_else(|| format!("--at {t}: not a date and time (e.g. 2026-11-27T09:00:00+05:30)"))?,
         ),
         (None, Some(0)) => return Err("--seq must be at least 1".into()),
         (None, Some(n)) => Until::Seq(n),
@@ -57,20 +66,22 @@ pub fn run(args: RestoreArgs) -> Result<ExitCode, String> {
     };
     let started = Instant::now();
     let target = crate::backup::target_from_spec(&args.from, &config)?;
-    let report = restore_into(target, &args.identity, &args.data, args.verifier.as_deref(), until, true)?;
+    let report = restore_into(target, &args.identity, &args.data, args.verifier.as_deref(), until, !args.no_snapshot, true)?;
     print_report(&report, started);
     println!("Restored into {}. Everyone signs in again: tokens and sessions are not in backups.", args.data.display());
     println!("Check it with `vaidya verify --data {0}` and start it with `vaidya serve --data {0}`.", args.data.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Restore from `target` into a new directory `data`; prints progress when `verbose`.
+/// Restore from `target` into a new directory `data` (from the newest usable database snapshot
+/// when `snapshots`); prints progress when `verbose`.
 pub fn restore_into(
     target: Arc<dyn vaidya_backup::target::Target>,
     identity_file: &Path,
     data: &Path,
     verifier: Option<&str>,
     until: Until,
+    snapshots: bool,
     verbose: bool,
 ) -> Result<Report, String> {
     if data.exists() && std::fs::read_dir(data).map_err(|e| format!("{}: {e}", data.display()))?.next().is_some() {
@@ -85,9 +96,10 @@ pub fn restore_into(
     let (data_segs, audit_segs) = plan.segments();
     if verbose {
         println!(
-            "{} objects, {:.1} MiB: {data_segs} data and {audit_segs} audit segments; ledger key {}",
+            "{} objects, {:.1} MiB: {data_segs} data and {audit_segs} audit segments, {} database snapshots; ledger key {}",
             plan.objects,
             plan.bytes as f64 / (1 << 20) as f64,
+            plan.snapshots(),
             plan.key().verifier_text()
         );
         let a = &plan.anomalies;
@@ -109,6 +121,28 @@ pub fn restore_into(
     let config = crate::config::Config { data: data.to_path_buf(), ..Default::default() };
     datadir::install_key(&config, plan.key()).map_err(|e| e.to_string())?;
     let key = vaidya_ledger::LedgerKey::from_private(plan.key().private_text()).map_err(|e| e.to_string())?;
+    let (from, skipped) = if snapshots {
+        if verbose && plan.snapshots() > 0 {
+            println!("Fetching and checking the newest database snapshot ...");
+        }
+        plan.restore_snapshot(&datadir::db_path(data), until).map_err(|e| format!("restore FAILED: {e}"))?
+    } else {
+        (None, Vec::new())
+    };
+    if verbose {
+        for s in &skipped {
+            println!("WARNING: database snapshot passed over (investigate): {s}");
+        }
+        if let Some(f) = &from {
+            println!(
+                "database snapshot {}: {} entries, {:.1} MiB, checked in {:.1} s; replaying what follows it",
+                f.folder,
+                f.manifest.entries,
+                f.manifest.bytes as f64 / (1 << 20) as f64,
+                f.took.as_secs_f64()
+            );
+        }
+    }
     let options = vaidya_store::StoreOptions { restoring: true, ..Default::default() };
     let store = vaidya_store::Store::open_with(&datadir::db_path(data), key, options).map_err(|e| e.to_string())?;
     let last_print = std::sync::Mutex::new(Instant::now());
@@ -119,7 +153,11 @@ pub fn restore_into(
             println!("  {} ledger: {n} entries", ledger.folder());
         }
     };
-    let result = plan.run(&store, &vaidya_audit::audit_dir(data), until, &progress);
+    let result = plan.run(&store, &vaidya_audit::audit_dir(data), until, from.as_ref(), &progress);
+    let result = result.map(|mut r| {
+        r.skipped_snapshots = skipped;
+        r
+    });
     store.shutdown();
     drop(store);
     // The restore wrote without fsync: flush the database before calling it done.
@@ -152,10 +190,23 @@ fn print_report(r: &Report, started: Instant) {
         println!("{} duplicate segments were checked against the restored ledgers and skipped", r.duplicates);
     }
     println!("accounts, grants and counters: {}", if r.state_restored { "restored" } else { "NOT in the backup" });
+    let mut replayed = r.data.entries;
+    if let Some((folder, entries, db_bytes, sealed_bytes, took)) = &r.snapshot {
+        replayed -= entries;
+        println!(
+            "started from database snapshot {folder}: {entries} entries, a {:.1} MiB database from {:.1} MiB sealed, fetched and checked in {:.1} s",
+            *db_bytes as f64 / (1 << 20) as f64,
+            *sealed_bytes as f64 / (1 << 20) as f64,
+            took.as_secs_f64()
+        );
+    }
+    for s in &r.skipped_snapshots {
+        println!("WARNING: database snapshot passed over: {s}");
+    }
     println!(
-        "restored in {secs:.1} s: data ledger replayed in {:.1} s ({:.0} entries/s), search indexes built in {:.1} s, audit ledger in {:.1} s",
+        "restored in {secs:.1} s ({:.0} data entries/s overall): {replayed} data ledger entries replayed in {:.1} s, search indexes built in {:.1} s, audit ledger in {:.1} s",
+        r.data.entries as f64 / secs.max(1e-9),
         r.replay.as_secs_f64(),
-        r.data.entries as f64 / r.replay.as_secs_f64().max(1e-9),
         r.indexes.as_secs_f64(),
         r.audit_time.as_secs_f64()
     );
@@ -207,7 +258,9 @@ pub fn drill(args: DrillArgs) -> Result<ExitCode, String> {
             write_drill_metrics(path, outcome.is_ok(), secs).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         match args.every {
-            None => return Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+            None => {
+                return Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
             Some(h) => std::thread::sleep(std::time::Duration::from_secs(h.max(1) * 3600)),
         }
     }
@@ -220,7 +273,7 @@ fn drill_once(args: &DrillArgs, config: &crate::config::Config) -> Result<String
     };
     let target = crate::backup::target_from_spec(&args.from, config)?;
     let result = (|| {
-        let report = restore_into(target, &args.identity, &scratch, None, Until::Latest, false)?;
+        let report = restore_into(target, &args.identity, &scratch, None, Until::Latest, true, false)?;
         let mut checked = Vec::new();
         for (ledger, l) in [("data", &report.data), ("audit", &report.audit)] {
             if l.checkpoint_size == 0 {

@@ -89,9 +89,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         if demo {
             load_demo(&demo_store, &demo_data).await?;
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!("Vaidya listening on http://{bound}");
         // Tests and scripts read this line to learn the port when started with port 0.
@@ -121,7 +120,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         shipper.stop();
-        if let Err(e) = crate::backup::write_status(&data_dir, &shipper.status()) {
+        if let Err(e) = crate::backup::write_status(&data_dir, &shipper) {
             tracing::warn!("cannot write the backup status file: {e}");
         }
     }
@@ -147,12 +146,11 @@ async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path) -> 
     let (out, _) = crate::fhir::bundle::process(store, demo, bundle, "http://localhost/fhir", crate::fhir::wire::Return::Minimal, 100_000)
         .await
         .map_err(|e| format!("the demo hospital did not load: {:?}", e.issues))?;
-    let n = serde_json::from_slice::<serde_json::Value>(&out)
-        .ok()
-        .and_then(|v| v["entry"].as_array().map(Vec::len))
-        .unwrap_or(0);
+    let n = serde_json::from_slice::<serde_json::Value>(&out).ok().and_then(|v| v["entry"].as_array().map(Vec::len)).unwrap_or(0);
     store.write(crate::demo::bills).await.map_err(|e| format!("the demo bills did not load: {:?}", e.issues))?;
-    println!("Demo hospital loaded: {n} resources (departments, doctors, OPD slots for the coming week, tariff, test catalogue, patients, bills)");
+    println!(
+        "Demo hospital loaded: {n} resources (departments, doctors, OPD slots for the coming week, tariff, test catalogue, patients, bills)"
+    );
     let conn = vaidya_store::open_admin(&crate::datadir::db_path(data)).map_err(|e| e.to_string())?;
     println!("Demo staff accounts (one-time passwords, shown only now; API tokens: vaidya token --data {} --user NAME):", data.display());
     for (name, role, dept) in crate::demo::STAFF {
