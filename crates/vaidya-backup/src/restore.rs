@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaidya_fhir::index::IndexValue;
 use vaidya_fhir::search_params::SearchParam;
-use vaidya_ledger::{Entry, Frontier, Hash, LedgerKey, SignedCheckpoint};
+use vaidya_ledger::{ChainEdge, Entry, Hash, LedgerKey, SignedCheckpoint};
 use vaidya_store::verify::LedgerVerified;
 use vaidya_store::{Store, StoreError};
 
@@ -689,18 +689,10 @@ enum Place {
 /// compare duplicates with).
 #[derive(Default)]
 struct Applied {
-    edge: Edge,
+    edge: ChainEdge,
     roots: HashMap<u64, Hash>,
     /// The snapshot's recomputed tree: the root at any size it covers.
     base: Option<Arc<LedgerVerified>>,
-}
-
-/// Size, chain head and Merkle frontier.
-#[derive(Default, Clone)]
-struct Edge {
-    size: u64,
-    head: Option<vaidya_ledger::EntryHash>,
-    frontier: Frontier,
 }
 
 impl Applied {
@@ -711,7 +703,7 @@ impl Applied {
     fn from_snapshot(from: &FromSnapshot) -> Applied {
         let l = &from.ledger;
         Applied {
-            edge: Edge { size: l.entries, head: l.leaf(l.entries), frontier: l.frontier() },
+            edge: ChainEdge { size: l.entries, head: l.leaf(l.entries), frontier: l.frontier() },
             roots: HashMap::new(),
             base: Some(from.ledger.clone()),
         }
@@ -742,7 +734,9 @@ impl Applied {
     /// they bring the tree to its root; then take them as applied.
     fn extend(&mut self, entries: &[PreparedEntry], checkpoint: Option<&SignedCheckpoint>) -> Result<(), String> {
         let mut next = self.edge.clone();
-        next.append(entries)?;
+        for p in entries {
+            next.append(&p.entry, p.leaf)?;
+        }
         if let Some(cp) = checkpoint {
             next.check_root(cp)?;
             self.roots.insert(cp.tree_size, cp.root);
@@ -755,31 +749,10 @@ impl Applied {
     /// checkpoint's root: before applying only a part of a segment.
     fn check_whole(&self, entries: &[PreparedEntry], cp: &SignedCheckpoint) -> Result<(), String> {
         let mut next = self.edge.clone();
-        next.append(entries)?;
-        next.check_root(cp)
-    }
-}
-
-impl Edge {
-    fn append(&mut self, entries: &[PreparedEntry]) -> Result<(), String> {
         for p in entries {
-            let head = self.head.unwrap_or(vaidya_ledger::GENESIS_PREV);
-            if p.entry.seq != self.size + 1 || p.entry.prev_hash != head {
-                return Err(format!("entry {} does not follow entry {} (sequence or hash chain)", p.entry.seq, self.size));
-            }
-            self.frontier.append(self.size, p.leaf).map_err(|e| format!("Merkle tree at entry {}: {e}", p.entry.seq))?;
-            self.size += 1;
-            self.head = Some(p.leaf);
+            next.append(&p.entry, p.leaf)?;
         }
-        Ok(())
-    }
-
-    fn check_root(&self, cp: &SignedCheckpoint) -> Result<(), String> {
-        let root = self.frontier.root(self.size).map_err(|e| format!("Merkle root: {e}"))?;
-        if cp.tree_size != self.size || root != cp.root {
-            return Err(format!("its entries do not give the root its checkpoint signs at {} entries: altered", cp.tree_size));
-        }
-        Ok(())
+        next.check_root(cp)
     }
 }
 
@@ -790,7 +763,7 @@ mod tests {
     use super::*;
     use crate::dir::DirTarget;
     use crate::seal::{Identity, Recipients, seal};
-    use vaidya_ledger::{GENESIS_PREV, Op};
+    use vaidya_ledger::{Frontier, GENESIS_PREV, Op};
 
     fn entries(n: u64) -> Vec<Vec<u8>> {
         let mut prev = GENESIS_PREV;

@@ -82,7 +82,9 @@ impl Source for DataSource {
     }
 }
 
-fn read_data_range(conn: &Connection, after: u64, with_state: bool) -> Result<Option<Range>, SourceError> {
+/// The entries after `after` up to the furthest signed checkpoint within [`MAX_SEGMENT_ENTRIES`]
+/// (the nearest beyond it if none is within), with that checkpoint; read on `conn`.
+pub fn read_data_range(conn: &Connection, after: u64, with_state: bool) -> Result<Option<Range>, SourceError> {
     use rusqlite::OptionalExtension;
     let cap = (after + MAX_SEGMENT_ENTRIES) as i64;
     // The furthest checkpoint within the cap, else the nearest beyond it.

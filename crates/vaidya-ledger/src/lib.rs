@@ -6,6 +6,7 @@
 //! the tree's stored hashes live is the store's business; it reaches them through
 //! [`tlog_tiles::HashReader`].
 
+mod chain;
 mod checkpoint;
 mod frontier;
 mod entry;
@@ -14,6 +15,7 @@ mod keys;
 pub use checkpoint::{
     CheckpointError, SignedCheckpoint, sign_checkpoint, sign_checkpoint_for, sign_note, verify_checkpoint, verify_note,
 };
+pub use chain::ChainEdge;
 pub use frontier::Frontier;
 pub use entry::{DecodeError, Entry, EntryHash, Op, encoded_time_ms, hash_encoded};
 pub use keys::{KeyError, LedgerKey};

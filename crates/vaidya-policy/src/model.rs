@@ -5,7 +5,8 @@ use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUi
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
-/// The roles Vaidya knows. `Machine` is an integration or analyser acting under token scopes.
+/// The roles Vaidya knows. `Machine` is an integration or analyser acting under token scopes;
+/// `Node` a department node, which follows the ledger (`/node/feed`) and has no FHIR access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Registration,
@@ -19,10 +20,11 @@ pub enum Role {
     Auditor,
     Patient,
     Machine,
+    Node,
 }
 
 impl Role {
-    pub const ALL: [Role; 11] = [
+    pub const ALL: [Role; 12] = [
         Role::Registration,
         Role::Doctor,
         Role::Nurse,
@@ -34,6 +36,7 @@ impl Role {
         Role::Auditor,
         Role::Patient,
         Role::Machine,
+        Role::Node,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Patient => "patient",
             Role::Machine => "machine",
+            Role::Node => "node",
         }
     }
 }

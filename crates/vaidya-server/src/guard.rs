@@ -83,6 +83,13 @@ impl Limits {
 
 /// The role whose accounts are machines (separate rate, no anomaly rule).
 pub const MACHINE_ROLE: &str = "machine";
+/// A department node's account: like a machine, limited by its own rate (the ledger feed is a
+/// long poll, a few requests a second) and never by the distinct-patients rule.
+pub const NODE_ROLE: &str = "node";
+
+fn is_service(role: &str) -> bool {
+    role == MACHINE_ROLE || role == NODE_ROLE
+}
 
 /// What [`Guard::admit`] says about a read about to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +158,7 @@ impl Guard {
     }
 
     fn rate(&self, role: &str) -> Rate {
-        if role == MACHINE_ROLE { self.limits.machine } else { self.limits.staff }
+        if is_service(role) { self.limits.machine } else { self.limits.staff }
     }
 
     fn with_account<T>(&self, user: &str, rate: Rate, now: u64, f: impl FnOnce(&mut Account) -> T) -> T {
@@ -201,7 +208,7 @@ impl Guard {
     fn sent_at(&self, user: &str, role: &str, ticket: Ticket, patients: &[String], now: u64) -> Sent {
         let limit = self.limits.distinct_patients;
         let rate = self.rate(role);
-        if role == MACHINE_ROLE || limit == 0 {
+        if is_service(role) || limit == 0 {
             // Never suspended here, so nothing to look up.
             return Sent::Fine;
         }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fhir;
 pub mod guard;
 pub mod import;
+pub mod node;
 pub mod print;
 pub mod sms;
 pub mod web;

@@ -69,6 +69,11 @@ pub struct StoreOptions {
     /// (a restore that fails is thrown away whole; the caller flushes the file at the end).
     /// The next normal open returns the database to WAL.
     pub restoring: bool,
+    /// A replica of another server's ledger (a department node following the core): entries
+    /// arrive through [`WriteTx::replay`] with the checkpoints their source signed
+    /// ([`WriteTx::insert_checkpoint`]); this store never signs one (its key is not the
+    /// source's).
+    pub replica: bool,
 }
 
 pub struct Store {
@@ -92,6 +97,16 @@ impl Store {
 
     /// [`Store::open`] with options.
     pub fn open_with(path: &Path, key: LedgerKey, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_inner(path, Some(key), options)
+    }
+
+    /// Open (creating if new) a replica of another server's ledger: it holds no signing key
+    /// and never signs a checkpoint (see [`StoreOptions::replica`]).
+    pub fn open_replica(path: &Path) -> Result<Store, StoreError> {
+        Store::open_inner(path, None, StoreOptions { replica: true, ..Default::default() })
+    }
+
+    fn open_inner(path: &Path, key: Option<LedgerKey>, options: StoreOptions) -> Result<Store, StoreError> {
         let conn = db::open_writer(path)?;
         if options.restoring {
             conn.pragma_update(None, "journal_mode", "MEMORY")?;
@@ -100,6 +115,7 @@ impl Store {
         init_schema(&conn)?;
         create_secondary_indexes(&conn)?;
         let (checkpointed_tx, checkpointed) = tokio::sync::watch::channel(0);
+        let key = key.filter(|_| !options.replica);
         let writer = Writer::new(conn, key, options.checkpoint_every_commit, checkpointed_tx)?;
         let (writer_tx, rx) = crossbeam_channel::bounded(writer::QUEUE_DEPTH);
         let handle = std::thread::Builder::new()

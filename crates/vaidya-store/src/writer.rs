@@ -86,7 +86,9 @@ pub struct WriteTx<'a> {
     conn: &'a Connection,
     tip: &'a mut Tip,
     params: &'a mut ParamIds,
-    key: &'a LedgerKey,
+    /// `None`: a replica of another server's ledger, which stores the checkpoints its source
+    /// signed and never signs one itself.
+    key: Option<&'a LedgerKey>,
     garbage: &'a mut Vec<Box<dyn Send>>,
 }
 
@@ -346,13 +348,14 @@ impl WriteTx<'_> {
     fn checkpoint_if_due(&mut self, force: bool) -> Result<(), StoreError> {
         let now = now_ms();
         let unsigned = self.tip.size > self.tip.checkpoint_size;
+        let Some(key) = self.key else { return Ok(()) };
         if !unsigned || !(force || now - self.tip.checkpoint_time_ms >= CHECKPOINT_INTERVAL_MS) {
             return Ok(());
         }
         let root = crate::merkle::root(self.conn, self.tip.size)
             .map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
         let time_ms = now.max(self.tip.last_time_ms);
-        let note = vaidya_ledger::sign_checkpoint(self.key, self.tip.size, root, time_ms);
+        let note = vaidya_ledger::sign_checkpoint(key, self.tip.size, root, time_ms);
         self.conn
             .prepare_cached("INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
             .execute(params![self.tip.size as i64, time_ms, note])?;
@@ -367,7 +370,7 @@ pub(crate) struct Writer {
     conn: Connection,
     tip: Tip,
     params: ParamIds,
-    key: LedgerKey,
+    key: Option<LedgerKey>,
     garbage: Vec<Box<dyn Send>>,
     dropper: crossbeam_channel::Sender<Vec<Box<dyn Send>>>,
     /// Time spent committing since start, and commits made: how busy the single writer is.
@@ -383,7 +386,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
-        key: LedgerKey,
+        key: Option<LedgerKey>,
         checkpoint_every_commit: bool,
         checkpointed: tokio::sync::watch::Sender<u64>,
     ) -> Result<Writer, StoreError> {
@@ -503,7 +506,7 @@ impl Writer {
         let signed_before = self.tip.checkpoint_size;
         let committed = {
             let force = self.checkpoint_every_commit;
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
             tx.checkpoint_if_due(force).and_then(|()| Ok(self.conn.execute_batch("COMMIT")?))
         };
         if let Err(e) = &committed {
@@ -535,7 +538,7 @@ impl Writer {
     /// Run a job without a savepoint; `Err` hands back the failed job's completion.
     fn run_unguarded(&mut self, job: JobFn) -> Result<(bool, Completion), Completion> {
         let outcome = {
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
             std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
         };
         match outcome {
@@ -553,7 +556,7 @@ impl Writer {
         self.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])).expect("savepoint inside an open transaction");
         let tip_before = self.tip.clone();
         let outcome = {
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
             std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
         };
         match outcome {
@@ -585,7 +588,7 @@ impl Writer {
     fn sign_idle(&mut self) {
         let result = (|| -> Result<(), StoreError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
             tx.checkpoint_if_due(true)?;
             self.conn.execute_batch("COMMIT")?;
             Ok(())
@@ -613,7 +616,7 @@ impl Writer {
         );
         let result = (|| -> Result<(), StoreError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: &self.key, garbage: &mut self.garbage };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
             tx.checkpoint_if_due(true)?;
             self.conn.execute_batch("COMMIT")?;
             self.checkpointed.send_replace(self.tip.checkpoint_size);

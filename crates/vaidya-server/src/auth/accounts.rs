@@ -1,9 +1,10 @@
 //! Making staff and patient accounts: the rules an account's name, role and links must meet,
 //! shared by the operator's `vaidya user add` and the administrator's screen.
 
-/// The roles an account may have (`machine`: an integration or analyser, with scoped tokens).
-pub const ROLES: [&str; 11] =
-    ["registration", "doctor", "nurse", "lab", "radiology", "billing", "admin", "privacy-officer", "auditor", "patient", "machine"];
+/// The roles an account may have (`machine`: an integration or analyser, with scoped tokens;
+/// `node`: a department node, which may only follow the ledger).
+pub const ROLES: [&str; 12] =
+    ["registration", "doctor", "nurse", "lab", "radiology", "billing", "admin", "privacy-officer", "auditor", "patient", "machine", "node"];
 
 /// What a new account is: `Err` with the reason, in words for the person who typed it.
 pub fn check_new(name: &str, role: &str, department: Option<&str>, patient: Option<&str>, practitioner: Option<&str>) -> Result<(), String> {

@@ -71,7 +71,7 @@ pub const METADATA_SECONDS: u64 = 600;
 /// `amr` values that say a second factor was used (RFC 8176).
 pub const SECOND_FACTOR_AMR: [&str; 3] = ["mfa", "otp", "hwk"];
 /// Roles that never sign on through the provider.
-pub const NOT_STAFF: [&str; 2] = ["patient", "machine"];
+pub const NOT_STAFF: [&str; 3] = ["patient", "machine", "node"];
 /// Largest answer read from the provider.
 const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 

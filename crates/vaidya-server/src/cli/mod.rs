@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod operator;
+mod node;
 mod restore;
 mod serve;
 mod token;
@@ -49,6 +50,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Restore the latest backup into a scratch directory and compare it with the live server.
     Drill(restore::DrillArgs),
+    /// Run a department node: follow the core's ledger into a verified local replica.
+    Node(node::NodeArgs),
 }
 
 /// Options shared by commands that work on a data directory.
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Backup(a) => backup::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Drill(a) => restore::drill(a),
+        Command::Node(a) => node::run(a),
     };
     match result {
         Ok(code) => code,

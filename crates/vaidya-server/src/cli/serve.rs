@@ -181,7 +181,7 @@ fn watch_policies(policies: vaidya_policy::Policies, dir: std::path::PathBuf, ev
         .expect("the policy reload thread starts");
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,95 @@
+//! `GET /node/feed?after=N&wait=SECONDS`: the data ledger's entries after entry N, up to a
+//! signed checkpoint, for a department node to follow. With `wait`, an answer with nothing new
+//! waits up to that many seconds (at most [`MAX_WAIT`]) for the next checkpoint: a long poll,
+//! so that a node hears of a commit within about the checkpoint interval (200 ms).
+//!
+//! - 200 with a [`super::wire::Feed`] when there are entries after N.
+//! - 204 when there are none (yet); `X-Ledger-Size` says how far the core's signed ledger is.
+//! - 409 when N is beyond the core's ledger (a node that followed another core, or a core
+//!   restored from an older backup): a person must look.
+//! - 403 for any account but a `node` one (the feed is every record of the hospital, VIPs too).
+
+use super::wire::{CONTENT_TYPE, Feed};
+use crate::app::{AppState, Principal};
+use crate::error::ApiError;
+use axum::Extension;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+/// Longest long poll.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+pub const SIZE_HEADER: &str = "x-ledger-size";
+
+pub fn router(state: AppState) -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/feed", axum::routing::get(feed))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::record))
+        .route_layer(axum::middleware::from_fn_with_state(state, crate::app::authenticate))
+}
+
+async fn feed(State(app): State<AppState>, Extension(who): Extension<Principal>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    if who.role != crate::guard::NODE_ROLE {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            vaidya_fhir::outcome::IssueType::Forbidden,
+            "only a department node's account (role node) may follow the ledger",
+        ));
+    }
+    let (after, wait) = parse(query.as_deref().unwrap_or(""))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut signed = app.store.checkpoints();
+    loop {
+        let size = *signed.borrow_and_update();
+        if after > size {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                vaidya_fhir::outcome::IssueType::Conflict,
+                format!("the node is at entry {after}, beyond this ledger's {size} signed entries: it followed another ledger"),
+            ));
+        }
+        if after < size {
+            let range = app
+                .read(move |conn| vaidya_backup::source::read_data_range(conn, after, false).map_err(|e| ApiError::internal(e.to_string())))
+                .await?;
+            if let Some(r) = range {
+                let body = Feed { checkpoint: r.checkpoint, entries: r.entries }.encode();
+                let headers = [(header::CONTENT_TYPE, CONTENT_TYPE.to_string()), (header::HeaderName::from_static(SIZE_HEADER), size.to_string())];
+                return Ok((headers, body).into_response());
+            }
+        }
+        if tokio::time::timeout_at(deadline, signed.changed()).await.is_err() {
+            return Ok((StatusCode::NO_CONTENT, [(header::HeaderName::from_static(SIZE_HEADER), size.to_string())]).into_response());
+        }
+    }
+}
+
+fn parse(query: &str) -> Result<(u64, Duration), ApiError> {
+    let (mut after, mut wait) = (None, Duration::ZERO);
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "after" => after = Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("after '{v}' is not an entry number")))?),
+            "wait" => {
+                let secs = v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("wait '{v}' is not a number of seconds")))?;
+                wait = Duration::from_secs(secs).min(MAX_WAIT);
+            }
+            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait)"))),
+        }
+    }
+    Ok((after.ok_or_else(|| ApiError::bad_request("after (the last entry the node has, 0 for none) is required"))?, wait))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_is_checked() {
+        assert_eq!(parse("after=5&wait=10").unwrap(), (5, Duration::from_secs(10)));
+        assert_eq!(parse("after=0&wait=999").unwrap().1, MAX_WAIT);
+        for bad in ["", "wait=1", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The node's side of the feed: a thread that asks the core for the entries after its replica's
+//! last one, checks them, and only then applies them to the replica.
+//!
+//! Checks, in order: the feed's format; the checkpoint's signature with the core's public key
+//! (given to the node by its operator, never fetched from the core) and its origin; each
+//! entry's sequence number and hash chain from the replica's head; the Merkle root of the whole
+//! ledger at the checkpoint. A feed that fails any check is refused whole, said in the status
+//! (and the log), and asked for again after a pause: nothing of it is applied.
+
+use super::wire::{self, Feed};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vaidya_ledger::{ChainEdge, Entry, SignedCheckpoint};
+use vaidya_store::Store;
+
+/// How long one long poll waits at the core.
+const POLL_WAIT_SECONDS: u64 = 10;
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Where the follower is (the node's `/healthz`, `/metrics` and screens).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FollowStatus {
+    /// Entries in the replica.
+    pub entries: u64,
+    /// The core's signed ledger as last heard.
+    pub core_entries: u64,
+    /// When the core last answered (ms since the epoch); 0: never since start.
+    pub core_answered_ms: i64,
+    /// Commit-to-applied lag of the last entry applied (ms).
+    pub last_lag_ms: u64,
+    /// Largest lag since start (ms).
+    pub max_lag_ms: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    /// Feeds refused by a check since start, and the last reason: an alarm.
+    pub refused: u64,
+    pub last_refusal: Option<String>,
+}
+
+/// What the follower needs.
+pub struct FollowConfig {
+    /// The core's base URL (`http://core:8080`).
+    pub core: String,
+    pub token: String,
+    /// The core's ledger public key (`name+id+base64`).
+    pub verifier: String,
+}
+
+pub struct Follower {
+    config: FollowConfig,
+    origin: String,
+    store: Arc<Store>,
+    edge: ChainEdge,
+    status: Arc<Mutex<FollowStatus>>,
+    stop: Arc<AtomicBool>,
+    agent: ureq::Agent,
+}
+
+impl Follower {
+    /// Check the replica's own ledger (the whole chain and tree, against the core's key) and
+    /// start from its end.
+    pub fn new(config: FollowConfig, store: Arc<Store>, stop: Arc<AtomicBool>) -> Result<Follower, String> {
+        let origin = config.verifier.split('+').next().unwrap_or_default().to_string();
+        let checked = store
+            .read(|conn| vaidya_store::verify::verify_ledger(conn, &config.verifier))
+            .map_err(|e| format!("reading the replica: {e}"))?;
+        if let Some(p) = checked.problems.first() {
+            return Err(format!("the replica's ledger does not verify with the core's key: {p}"));
+        }
+        let edge = ChainEdge { size: checked.entries, head: checked.leaf(checked.entries), frontier: checked.frontier() };
+        let status = FollowStatus { entries: edge.size, ..Default::default() };
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(POLL_WAIT_SECONDS + 20)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Follower { config, origin, store, edge, status: Arc::new(Mutex::new(status)), stop, agent })
+    }
+
+    pub fn status(&self) -> Arc<Mutex<FollowStatus>> {
+        self.status.clone()
+    }
+
+    /// Follow until stopped.
+    pub fn run(mut self) {
+        let mut backoff = RETRY_FIRST;
+        while !self.stop.load(Ordering::Acquire) {
+            match self.once() {
+                Ok(()) => backoff = RETRY_FIRST,
+                Err(Trouble::Unreachable(e)) => {
+                    let mut s = self.status.lock().expect("not poisoned");
+                    s.failures += 1;
+                    s.last_error = Some(e);
+                    drop(s);
+                    self.pause(backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+                Err(Trouble::Refused(reason)) => {
+                    tracing::error!(target: "vaidya::alert", "ALERT: refused a ledger feed from the core: {reason}");
+                    let mut s = self.status.lock().expect("not poisoned");
+                    s.refused += 1;
+                    s.last_refusal = Some(reason);
+                    drop(s);
+                    self.pause(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// One long poll and what it brought.
+    fn once(&mut self) -> Result<(), Trouble> {
+        let url = format!("{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}", self.config.core.trim_end_matches('/'), self.edge.size);
+        let resp = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.config.token))
+            .call()
+            .map_err(|e| Trouble::Unreachable(format!("{url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let core_size = resp.headers().get(super::feed::SIZE_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let mut body = resp.into_body();
+        let bytes = body
+            .with_config()
+            .limit(wire::MAX_BYTES)
+            .read_to_vec()
+            .map_err(|e| Trouble::Unreachable(format!("reading the feed: {e}")))?;
+        {
+            let mut s = self.status.lock().expect("not poisoned");
+            s.core_answered_ms = vaidya_store::now_ms();
+            if let Some(n) = core_size {
+                s.core_entries = n;
+            }
+        }
+        match status {
+            200 => self.apply(&bytes),
+            204 => Ok(()),
+            409 => Err(Trouble::Refused(format!("the core says: {}", String::from_utf8_lossy(&bytes)))),
+            other => Err(Trouble::Unreachable(format!("the core answered {other}: {}", String::from_utf8_lossy(&bytes)))),
+        }
+    }
+
+    fn apply(&mut self, bytes: &[u8]) -> Result<(), Trouble> {
+        let feed = Feed::decode(bytes).map_err(Trouble::Refused)?;
+        let (next, checkpoint, prepared) = check(&self.edge, &feed, &self.config.verifier, &self.origin).map_err(Trouble::Refused)?;
+        let note = feed.checkpoint;
+        let last_time = prepared.last().map_or(0, |p| p.0.time_ms);
+        self.store
+            .write_blocking(move |tx| -> Result<(), vaidya_store::StoreError> {
+                for (entry, bytes, index) in &prepared {
+                    tx.replay(entry, bytes, index)?;
+                }
+                tx.insert_checkpoint(checkpoint.tree_size, checkpoint.time_ms, &note, checkpoint.root)
+            })
+            .map_err(|e| Trouble::Refused(format!("the replica refused the entries: {e}")))?;
+        self.edge = next;
+        let lag = (vaidya_store::now_ms() - last_time).max(0) as u64;
+        let mut s = self.status.lock().expect("not poisoned");
+        s.entries = self.edge.size;
+        s.last_lag_ms = lag;
+        s.max_lag_ms = s.max_lag_ms.max(lag);
+        s.last_error = None;
+        Ok(())
+    }
+}
+
+enum Trouble {
+    /// The core did not answer, or not with a feed: try again soon.
+    Unreachable(String),
+    /// The core answered with something that fails a check: an alarm.
+    Refused(String),
+}
+
+type Prepared = Vec<(Entry, Vec<u8>, Vec<(&'static vaidya_fhir::search_params::SearchParam, vaidya_fhir::index::IndexValue)>)>;
+
+/// Check `feed` as the continuation of `edge`: the edge after it, the checkpoint, and the
+/// entries decoded with their search index values.
+pub fn check(edge: &ChainEdge, feed: &Feed, verifier: &str, origin: &str) -> Result<(ChainEdge, SignedCheckpoint, Prepared), String> {
+    let cp = vaidya_ledger::verify_checkpoint(&feed.checkpoint, verifier).map_err(|e| format!("the checkpoint: {e}"))?;
+    if cp.origin != origin {
+        return Err(format!("the checkpoint is of another ledger ('{}')", cp.origin));
+    }
+    let mut next = edge.clone();
+    let mut prepared = Vec::with_capacity(feed.entries.len());
+    for bytes in &feed.entries {
+        let entry = Entry::decode(bytes).map_err(|e| format!("entry {}: {e}", next.size + 1))?;
+        next.append(&entry, vaidya_ledger::hash_encoded(bytes))?;
+        let index = if entry.op == vaidya_ledger::Op::Put {
+            let resource: serde_json::Value =
+                serde_json::from_slice(&entry.content).map_err(|e| format!("entry {}: content is not JSON: {e}", entry.seq))?;
+            vaidya_fhir::index::extract_all(&resource)
+        } else {
+            Vec::new()
+        };
+        prepared.push((entry, bytes.clone(), index));
+    }
+    next.check_root(&cp)?;
+    Ok((next, cp, prepared))
+}

@@ -1,0 +1,89 @@
+//! The ledger feed's format: `vaidya ledger feed v1\n`, then the signed checkpoint note and each
+//! entry's canonical bytes, each as a 4-byte big-endian length and the bytes. The checkpoint
+//! signs the Merkle root of the whole ledger up to its last entry, which is what authenticates
+//! the entries: the feed itself is not signed.
+
+pub const CONTENT_TYPE: &str = "application/vnd.vaidya.ledger-feed";
+const MAGIC: &[u8] = b"vaidya ledger feed v1\n";
+/// Entries in one answer at most (a backup segment's cap).
+pub const MAX_ENTRIES: usize = vaidya_backup::source::MAX_SEGMENT_ENTRIES as usize;
+/// Bytes of one answer at most (what a node reads).
+pub const MAX_BYTES: u64 = 512 << 20;
+/// One entry's bytes at most.
+const MAX_ENTRY_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feed {
+    /// The signed checkpoint note (text) at the last entry.
+    pub checkpoint: String,
+    /// Entries after the node's position up to the checkpoint, in order.
+    pub entries: Vec<Vec<u8>>,
+}
+
+impl Feed {
+    pub fn encode(&self) -> Vec<u8> {
+        let size = MAGIC.len() + 8 + self.checkpoint.len() + self.entries.iter().map(|e| e.len() + 4).sum::<usize>();
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.checkpoint.len() as u32).to_be_bytes());
+        out.extend_from_slice(self.checkpoint.as_bytes());
+        out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Feed, String> {
+        let mut rest = bytes.strip_prefix(MAGIC).ok_or("not a Vaidya ledger feed (v1)")?;
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            if rest.len() < n {
+                return Err("the feed is cut short".into());
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let len = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("four bytes")) as usize;
+        let n = len(take(4)?);
+        let checkpoint = String::from_utf8(take(n)?.to_vec()).map_err(|_| "the checkpoint is not text")?;
+        let count = len(take(4)?);
+        if count > MAX_ENTRIES {
+            return Err(format!("{count} entries in one feed: more than {MAX_ENTRIES}"));
+        }
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            let n = len(take(4)?);
+            if n > MAX_ENTRY_BYTES {
+                return Err(format!("an entry of {n} bytes"));
+            }
+            entries.push(take(n)?.to_vec());
+        }
+        if !rest.is_empty() {
+            return Err("bytes after the last entry".into());
+        }
+        Ok(Feed { checkpoint, entries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_round_trips_and_damage_is_refused() {
+        let f = Feed { checkpoint: "note\n".into(), entries: vec![b"one".to_vec(), Vec::new(), b"three".to_vec()] };
+        let bytes = f.encode();
+        assert_eq!(Feed::decode(&bytes).unwrap(), f);
+        assert!(Feed::decode(&bytes[..bytes.len() - 1]).is_err(), "cut short");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Feed::decode(&longer).is_err(), "trailing bytes");
+        assert!(Feed::decode(b"HTTP/1.1 200 OK").is_err(), "not a feed");
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&0u32.to_be_bytes());
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Feed::decode(&huge).is_err(), "a count beyond the cap");
+    }
+}

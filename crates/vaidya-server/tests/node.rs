@@ -1,0 +1,238 @@
+//! Department nodes, first part: a real core and a real `vaidya node` on loopback. The node
+//! follows the core's ledger into a replica that verifies with the core's key, and continues
+//! after a restart; only a `node` account may read the feed. Against a fake core: a feed signed
+//! by another key, and one with its entries reordered (signed with the right key), are refused
+//! and nothing of them is applied, while a correct feed from the same fake core is taken.
+
+mod common;
+
+use common::{BIN, Server};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vaidya_ledger::{Entry, Frontier, GENESIS_PREV, LedgerKey, Op};
+use vaidya_server::node::wire::{CONTENT_TYPE, Feed};
+
+struct Node {
+    child: Child,
+    base: String,
+}
+
+impl Node {
+    fn start(core: &str, core_key: &str, token: &str, data: &Path) -> Node {
+        let token_file = data.with_extension("token");
+        std::fs::write(&token_file, token).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["node", "--core", core, "--core-key", core_key, "--token-file", token_file.to_str().unwrap()])
+            .args(["--department", "cardiology", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .env("VAIDYA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("vaidya node runs");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("the node printed its address").unwrap();
+        let base = line.strip_prefix("Vaidya node listening on ").unwrap_or_else(|| panic!("{line}")).trim().to_string();
+        std::thread::spawn(move || for _ in lines {});
+        Node { child, base }
+    }
+
+    fn get(&self, path: &str) -> String {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        agent.get(&format!("{}{path}", self.base)).call().unwrap().into_body().read_to_string().unwrap()
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let text = self.get("/metrics");
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}: {text}"));
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() as u64
+    }
+
+    /// Wait until `metric` reaches `want`.
+    fn wait_for(&self, name: &str, want: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.metric(name) < want {
+            assert!(Instant::now() < deadline, "{name} stayed below {want}: {}", self.get("/metrics"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(mut self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the node did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn patient(family: &str) -> serde_json::Value {
+    json!({"resourceType": "Patient", "name": [{"family": family}], "gender": "female", "birthDate": "1990-01-01"})
+}
+
+#[test]
+fn a_node_follows_the_core_into_a_replica_that_verifies() {
+    let core = Server::start();
+    let root = core.base.trim_end_matches("/fhir").to_string();
+    let node_token = core.add_user("node-cardiology", "node", &[]);
+    // Only a node account may read the feed; the query is checked.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let feed = |token: &str, query: &str| {
+        let r = agent.get(&format!("{root}/node/feed?{query}")).header("Authorization", &format!("Bearer {token}")).call().unwrap();
+        r.status().as_u16()
+    };
+    let doctor = core.add_user("dr.rao", "doctor", &["--department", "cardiology"]);
+    assert_eq!(feed(&doctor, "after=0"), 403);
+    assert_eq!(feed(&core.token, "after=0"), 403, "not even the administrator");
+    assert_eq!(feed(&node_token, "after=x"), 400);
+    assert_eq!(feed(&node_token, "after=0&limit=3"), 400);
+    assert_eq!(feed(&node_token, "after=999999"), 409, "beyond the core's ledger");
+
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let r = core.post("/Patient", &patient(&format!("Node{i}")));
+        assert_eq!(r.status, 201, "{}", r.body);
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("node");
+    let core_key = core.data().join("keys/ledger.pub");
+    let node = Node::start(&root, core_key.to_str().unwrap(), &node_token, &data);
+    // Wait for the core to sign its last entries, then for the node to have them all.
+    std::thread::sleep(Duration::from_millis(400));
+    node.wait_for("vaidya_node_entries", core.ledger_size());
+    assert!(node.get("/healthz").starts_with("ok node department=cardiology"), "{}", node.get("/healthz"));
+    // Changes follow within the long poll.
+    let mut changed = core.get(&format!("/Patient/{}", ids[0])).json();
+    changed["gender"] = json!("other");
+    assert_eq!(core.put(&format!("/Patient/{}", ids[0]), &changed).status, 200);
+    assert_eq!(core.delete(&format!("/Patient/{}", ids[1])).status, 204);
+    std::thread::sleep(Duration::from_millis(400));
+    let size = core.ledger_size();
+    node.wait_for("vaidya_node_entries", size);
+    assert_eq!(node.metric("vaidya_node_refused_total"), 0);
+    assert_eq!(node.metric("vaidya_node_behind_entries"), 0);
+    node.stop();
+    // The replica is the core's ledger: it verifies with the core's key, projections and all.
+    let verify = Command::new(BIN).args(["verify", "--data", data.to_str().unwrap()]).output().unwrap();
+    assert!(verify.status.success(), "{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    // A restarted node continues where it was.
+    let node = Node::start(&root, core_key.to_str().unwrap(), &node_token, &data);
+    assert_eq!(node.metric("vaidya_node_entries"), size);
+    assert_eq!(core.post("/Patient", &patient("AfterRestart")).status, 201);
+    std::thread::sleep(Duration::from_millis(400));
+    node.wait_for("vaidya_node_entries", size + 1);
+    node.stop();
+    // Pointed at another ledger's key, an existing replica refuses to start.
+    let other = LedgerKey::generate("vaidya.other/ledger");
+    let out = Command::new(BIN)
+        .args(["node", "--core", &root, "--core-key", other.verifier_text(), "--token-file", data.with_extension("token").to_str().unwrap()])
+        .args(["--department", "cardiology", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("follows the ledger of"), "{out:?}");
+}
+
+/// A fake core: answers every request with `feed` (then 204 with nothing new... never: the
+/// node is refused or takes it, and asks again after a pause).
+fn fake_core(feed: Vec<u8>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let asks_from_start = String::from_utf8_lossy(&got).contains("after=0&");
+            let (status, body): (&str, &[u8]) = if asks_from_start { ("200 OK", &feed) } else { ("204 No Content", b"") };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nX-Ledger-Size: 3\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Three entries chained from the start, and the checkpoint `key` signs over them.
+fn ledger(key: &LedgerKey) -> (Vec<Vec<u8>>, String) {
+    let mut prev = GENESIS_PREV;
+    let mut entries = Vec::new();
+    let mut f = Frontier::default();
+    for seq in 1..=3u64 {
+        let content = format!(r#"{{"resourceType":"Basic","id":"b{seq}","meta":{{"versionId":"1","lastUpdated":"2026-11-27T10:00:00.000Z"}}}}"#);
+        let e = Entry {
+            seq,
+            time_ms: 1_795_000_000_000 + seq as i64,
+            author: "fake".into(),
+            op: Op::Put,
+            resource_type: "Basic".into(),
+            resource_id: format!("b{seq}"),
+            version: 1,
+            content: content.into_bytes(),
+            prev_hash: prev,
+        }
+        .encode();
+        prev = vaidya_ledger::hash_encoded(&e);
+        f.append(seq - 1, prev).unwrap();
+        entries.push(e);
+    }
+    let cp = vaidya_ledger::sign_checkpoint(key, 3, f.root(3).unwrap(), 1_795_000_000_010);
+    (entries, cp)
+}
+
+#[test]
+fn a_node_refuses_a_forged_or_reordered_feed_and_applies_nothing_of_it() {
+    let work = tempfile::tempdir().unwrap();
+    let key = LedgerKey::generate("vaidya.core/ledger");
+    let (entries, checkpoint) = ledger(&key);
+
+    // Signed by an intruder's key, not the core's.
+    let intruder = LedgerKey::generate("vaidya.core/ledger");
+    let (_, forged_cp) = ledger(&intruder);
+    let forged = fake_core(Feed { checkpoint: forged_cp, entries: entries.clone() }.encode());
+    let node = Node::start(&forged, key.verifier_text(), "t", &work.path().join("forged"));
+    node.wait_for("vaidya_node_refused_total", 1);
+    assert_eq!(node.metric("vaidya_node_entries"), 0);
+    assert!(node.get("/status").contains("the checkpoint"), "{}", node.get("/status"));
+    node.stop();
+
+    // Signed with the core's key, entries reordered.
+    let mut reordered = entries.clone();
+    reordered.swap(0, 1);
+    let swapped = fake_core(Feed { checkpoint: checkpoint.clone(), entries: reordered }.encode());
+    let node = Node::start(&swapped, key.verifier_text(), "t", &work.path().join("reordered"));
+    node.wait_for("vaidya_node_refused_total", 1);
+    assert_eq!(node.metric("vaidya_node_entries"), 0);
+    assert!(node.get("/status").contains("does not follow"), "{}", node.get("/status"));
+    node.stop();
+
+    // One entry's content changed (the chain recomputed around it): the signed root differs.
+    let mut altered = entries.clone();
+    let mut e = Entry::decode(&altered[2]).unwrap();
+    e.content = e.content.iter().map(|b| if *b == b'3' { b'4' } else { *b }).collect();
+    altered[2] = e.encode();
+    let changed = fake_core(Feed { checkpoint: checkpoint.clone(), entries: altered }.encode());
+    let node = Node::start(&changed, key.verifier_text(), "t", &work.path().join("altered"));
+    node.wait_for("vaidya_node_refused_total", 1);
+    assert_eq!(node.metric("vaidya_node_entries"), 0);
+    assert!(node.get("/status").contains("root its checkpoint signs"), "{}", node.get("/status"));
+    node.stop();
+
+    // The same fake core with the true feed: taken (so the refusals above were the checks').
+    let honest = fake_core(Feed { checkpoint, entries }.encode());
+    let node = Node::start(&honest, key.verifier_text(), "t", &work.path().join("honest"));
+    node.wait_for("vaidya_node_entries", 3);
+    assert_eq!(node.metric("vaidya_node_refused_total"), 0);
+    node.stop();
+}
