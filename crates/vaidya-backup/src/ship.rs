@@ -66,7 +66,7 @@ impl Lag {
     const BUCKET_MS: u64 = 10;
     const BUCKETS: usize = 1_001;
 
-    fn add(&mut self, lag_ms: u64) {
+    pub fn add(&mut self, lag_ms: u64) {
         if self.buckets.is_empty() {
             self.buckets = vec![0; Self::BUCKETS];
         }

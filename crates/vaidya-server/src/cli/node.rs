@@ -132,12 +132,14 @@ async fn metrics(State(s): State<NodeState>) -> String {
          # HELP vaidya_node_core_entries The core's signed ledger as last heard.\n# TYPE vaidya_node_core_entries gauge\nvaidya_node_core_entries {}\n\
          # HELP vaidya_node_behind_entries Entries the core has signed that the replica lacks.\n# TYPE vaidya_node_behind_entries gauge\nvaidya_node_behind_entries {behind}\n\
          # HELP vaidya_node_lag_seconds Commit-to-replica lag of the last entry applied.\n# TYPE vaidya_node_lag_seconds gauge\nvaidya_node_lag_seconds {}\n\
+         # HELP vaidya_node_lag_p99_seconds Commit-to-replica lag, 99th percentile since start.\n# TYPE vaidya_node_lag_p99_seconds gauge\nvaidya_node_lag_p99_seconds {}\n\
          # HELP vaidya_node_core_answered_timestamp_seconds When the core last answered.\n# TYPE vaidya_node_core_answered_timestamp_seconds gauge\nvaidya_node_core_answered_timestamp_seconds {answered}\n\
          # HELP vaidya_node_failures_total Feed requests that failed (core unreachable).\n# TYPE vaidya_node_failures_total counter\nvaidya_node_failures_total {}\n\
          # HELP vaidya_node_refused_total Feeds refused by a check (alert on increase).\n# TYPE vaidya_node_refused_total counter\nvaidya_node_refused_total {}\n",
         st.entries,
         st.core_entries,
         st.last_lag_ms as f64 / 1000.0,
+        st.lag.p99_ms as f64 / 1000.0,
         st.failures,
         st.refused
     )

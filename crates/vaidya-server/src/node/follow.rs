@@ -33,6 +33,8 @@ pub struct FollowStatus {
     pub last_lag_ms: u64,
     /// Largest lag since start (ms).
     pub max_lag_ms: u64,
+    /// Commit-to-applied lag of every entry applied since start (p50, p99, max).
+    pub lag: vaidya_backup::ship::Lag,
     pub failures: u64,
     pub last_error: Option<String>,
     /// Feeds refused by a check since start, and the last reason: an alarm.
@@ -153,7 +155,7 @@ impl Follower {
         let feed = Feed::decode(bytes).map_err(Trouble::Refused)?;
         let (next, checkpoint, prepared) = check(&self.edge, &feed, &self.config.verifier, &self.origin).map_err(Trouble::Refused)?;
         let note = feed.checkpoint;
-        let last_time = prepared.last().map_or(0, |p| p.0.time_ms);
+        let times: Vec<i64> = prepared.iter().map(|p| p.0.time_ms).collect();
         self.store
             .write_blocking(move |tx| -> Result<(), vaidya_store::StoreError> {
                 for (entry, bytes, index) in &prepared {
@@ -163,11 +165,15 @@ impl Follower {
             })
             .map_err(|e| Trouble::Refused(format!("the replica refused the entries: {e}")))?;
         self.edge = next;
-        let lag = (vaidya_store::now_ms() - last_time).max(0) as u64;
+        let applied_ms = vaidya_store::now_ms();
         let mut s = self.status.lock().expect("not poisoned");
         s.entries = self.edge.size;
-        s.last_lag_ms = lag;
-        s.max_lag_ms = s.max_lag_ms.max(lag);
+        for t in times {
+            let lag = (applied_ms - t).max(0) as u64;
+            s.lag.add(lag);
+            s.last_lag_ms = lag;
+            s.max_lag_ms = s.max_lag_ms.max(lag);
+        }
         s.last_error = None;
         Ok(())
     }
