@@ -2,7 +2,9 @@
 //! follows the core's ledger into a replica that verifies with the core's key, and continues
 //! after a restart; only a `node` account may read the feed. Against a fake core: a feed signed
 //! by another key, and one with its entries reordered (signed with the right key), are refused
-//! and nothing of them is applied, while a correct feed from the same fake core is taken.
+//! and nothing of them is applied, while a correct feed from the same fake core is taken. When
+//! the core's process is killed the node goes into downtime mode and back online when the core
+//! returns; a node killed and restarted catches up and its replica verifies.
 
 mod common;
 
@@ -58,12 +60,37 @@ impl Node {
         }
     }
 
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+
+    /// Wait until `/healthz` says `text`.
+    fn wait_health(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.get("/healthz").contains(text) {
+            assert!(Instant::now() < deadline, "the node never said {text}: {}", self.get("/healthz"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn stop(mut self) {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.child.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "the node did not stop");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    /// A failed test must not leave a node running (it would hold the test's output open).
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -103,7 +130,7 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
     // Wait for the core to sign its last entries, then for the node to have them all.
     std::thread::sleep(Duration::from_millis(400));
     node.wait_for("vaidya_node_entries", core.ledger_size());
-    assert!(node.get("/healthz").starts_with("ok node department=cardiology"), "{}", node.get("/healthz"));
+    assert!(node.get("/healthz").starts_with("ok node mode=online department=cardiology"), "{}", node.get("/healthz"));
     // Changes follow within the long poll.
     let mut changed = core.get(&format!("/Patient/{}", ids[0])).json();
     changed["gender"] = json!("other");
@@ -133,6 +160,84 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
         .output()
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("follows the ledger of"), "{out:?}");
+}
+
+/// A TCP proxy on a fixed port to wherever `target` says (the core gets a new port when it is
+/// restarted; the node keeps its one address, as in a hospital).
+fn proxy(target: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let to = target.lock().unwrap().clone();
+            let Ok(server) = std::net::TcpStream::connect(&to) else { continue };
+            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+                let _ = s_write.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn host_port(base: &str) -> String {
+    base.trim_start_matches("http://").trim_end_matches("/fhir").to_string()
+}
+
+#[test]
+fn the_node_goes_into_downtime_when_the_core_dies_and_follows_again_when_it_returns() {
+    let mut core = Server::start();
+    let node_token = core.add_user("node-opd", "node", &[]);
+    let target = std::sync::Arc::new(std::sync::Mutex::new(host_port(&core.base)));
+    let via = proxy(target.clone());
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("node");
+    let core_key = core.data().join("keys/ledger.pub").to_str().unwrap().to_string();
+    let node = Node::start(&via, &core_key, &node_token, &data);
+    for i in 0..10 {
+        assert_eq!(core.post("/Patient", &patient(&format!("Before{i}"))).status, 201);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    node.wait_for("vaidya_node_entries", core.ledger_size());
+    node.wait_health("mode=online");
+
+    // The core's process dies (SIGKILL): the node says so within seconds, and keeps its replica.
+    let before = core.ledger_size();
+    core.kill9();
+    node.wait_health("mode=downtime");
+    assert_eq!(node.metric("vaidya_node_downtime"), 1);
+    assert_eq!(node.metric("vaidya_node_entries"), before);
+
+    // The core is back (same data, another port behind the same address): online, following.
+    core.spawn();
+    *target.lock().unwrap() = host_port(&core.base);
+    node.wait_health("mode=online");
+    for i in 0..5 {
+        assert_eq!(core.post("/Patient", &patient(&format!("After{i}"))).status, 201);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    node.wait_for("vaidya_node_entries", core.ledger_size());
+    assert_eq!(node.metric("vaidya_node_downtimes_total"), 1);
+
+    // The node's process dies in turn; restarted, it verifies its replica and catches up.
+    node.kill9();
+    for i in 0..5 {
+        assert_eq!(core.post("/Patient", &patient(&format!("WhileNodeDown{i}"))).status, 201);
+    }
+    let node = Node::start(&via, &core_key, &node_token, &data);
+    std::thread::sleep(Duration::from_millis(400));
+    node.wait_for("vaidya_node_entries", core.ledger_size());
+    assert_eq!(node.metric("vaidya_node_refused_total"), 0);
+    node.stop();
+    let verify = Command::new(BIN).args(["verify", "--data", data.to_str().unwrap()]).output().unwrap();
+    assert!(verify.status.success(), "{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
 }
 
 /// A fake core: answers every request with `feed` (then 204 with nothing new... never: the

@@ -35,6 +35,9 @@ pub struct NodeArgs {
     /// The node's data directory (the replica, and the core's public key).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
+    /// Downtime mode when the core has not answered for this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    downtime_after: u64,
     /// Address for the node's /healthz, /metrics and /status.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
     listen: std::net::SocketAddr,
@@ -62,7 +65,8 @@ pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
     keep_core_key(&args.data, &verifier)?;
     let store = Arc::new(vaidya_store::Store::open_replica(&datadir::db_path(&args.data)).map_err(|e| e.to_string())?);
     let stop = Arc::new(AtomicBool::new(false));
-    let follower = Follower::new(FollowConfig { core: args.core.clone(), token, verifier }, store.clone(), stop.clone())?;
+    let config = FollowConfig { core: args.core.clone(), token, verifier, downtime_after: std::time::Duration::from_secs(args.downtime_after) };
+    let follower = Follower::new(config, store.clone(), stop.clone())?;
     let status = follower.status();
     let thread = std::thread::Builder::new().name("vaidya-node-follow".into()).spawn(move || follower.run()).map_err(|e| e.to_string())?;
     let state = NodeState { department: Arc::new(args.department.clone()), status };
@@ -113,8 +117,13 @@ fn keep_core_key(data: &std::path::Path, verifier: &str) -> Result<(), String> {
 async fn healthz(State(s): State<NodeState>) -> String {
     let st = s.status.lock().expect("not poisoned").clone();
     format!(
-        "ok node department={} ledger_entries={} core_entries={} lag_ms={} refused={}\n",
-        s.department, st.entries, st.core_entries, st.last_lag_ms, st.refused
+        "ok node mode={} department={} ledger_entries={} core_entries={} lag_ms={} refused={}\n",
+        st.mode.as_str(),
+        s.department,
+        st.entries,
+        st.core_entries,
+        st.last_lag_ms,
+        st.refused
     )
 }
 
@@ -128,7 +137,9 @@ async fn metrics(State(s): State<NodeState>) -> String {
     let behind = st.core_entries.saturating_sub(st.entries);
     let answered = st.core_answered_ms as f64 / 1000.0;
     format!(
-        "# HELP vaidya_node_entries Ledger entries in the node's replica.\n# TYPE vaidya_node_entries gauge\nvaidya_node_entries {}\n\
+        "# HELP vaidya_node_downtime 1 while the node is in downtime mode (the core does not answer).\n# TYPE vaidya_node_downtime gauge\nvaidya_node_downtime {}\n\
+         # HELP vaidya_node_downtimes_total Switches to downtime mode since start.\n# TYPE vaidya_node_downtimes_total counter\nvaidya_node_downtimes_total {}\n\
+         # HELP vaidya_node_entries Ledger entries in the node's replica.\n# TYPE vaidya_node_entries gauge\nvaidya_node_entries {}\n\
          # HELP vaidya_node_core_entries The core's signed ledger as last heard.\n# TYPE vaidya_node_core_entries gauge\nvaidya_node_core_entries {}\n\
          # HELP vaidya_node_behind_entries Entries the core has signed that the replica lacks.\n# TYPE vaidya_node_behind_entries gauge\nvaidya_node_behind_entries {behind}\n\
          # HELP vaidya_node_lag_seconds Commit-to-replica lag of the last entry applied.\n# TYPE vaidya_node_lag_seconds gauge\nvaidya_node_lag_seconds {}\n\
@@ -136,6 +147,8 @@ async fn metrics(State(s): State<NodeState>) -> String {
          # HELP vaidya_node_core_answered_timestamp_seconds When the core last answered.\n# TYPE vaidya_node_core_answered_timestamp_seconds gauge\nvaidya_node_core_answered_timestamp_seconds {answered}\n\
          # HELP vaidya_node_failures_total Feed requests that failed (core unreachable).\n# TYPE vaidya_node_failures_total counter\nvaidya_node_failures_total {}\n\
          # HELP vaidya_node_refused_total Feeds refused by a check (alert on increase).\n# TYPE vaidya_node_refused_total counter\nvaidya_node_refused_total {}\n",
+        u8::from(st.mode == crate::node::follow::Mode::Downtime),
+        st.downtimes,
         st.entries,
         st.core_entries,
         st.last_lag_ms as f64 / 1000.0,

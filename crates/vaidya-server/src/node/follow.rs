@@ -6,6 +6,10 @@
 //! entry's sequence number and hash chain from the replica's head; the Merkle root of the whole
 //! ledger at the checkpoint. A feed that fails any check is refused whole, said in the status
 //! (and the log), and asked for again after a pause: nothing of it is applied.
+//!
+//! Downtime: a healthy core answers a long poll at least every [`POLL_WAIT_SECONDS`]; when it
+//! has not answered for `downtime_after` (default [`DOWNTIME_AFTER`]), the node is in downtime
+//! mode (said on `/healthz`, `/metrics` and in the log) until the core answers again.
 
 use super::wire::{self, Feed};
 use serde::Serialize;
@@ -15,14 +19,46 @@ use std::time::{Duration, Instant};
 use vaidya_ledger::{ChainEdge, Entry, SignedCheckpoint};
 use vaidya_store::Store;
 
-/// How long one long poll waits at the core.
-const POLL_WAIT_SECONDS: u64 = 10;
-const RETRY_FIRST: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(10);
+/// How long one long poll waits at the core: a healthy core answers at least this often.
+pub const POLL_WAIT_SECONDS: u64 = 2;
+/// A request to the core that takes this much longer than the poll has failed.
+const REQUEST_SLACK: Duration = Duration::from_secs(2);
+/// The core silent this long: downtime mode.
+pub const DOWNTIME_AFTER: Duration = Duration::from_secs(3);
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Retries stay frequent so that the core's return is noticed within about a second.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Pause after a refused feed (an alarm, not a hiccup).
+const REFUSED_PAUSE: Duration = Duration::from_secs(10);
+
+/// Whether the core is there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The core answers: the replica follows it.
+    #[default]
+    Online,
+    /// The core has not answered for a while.
+    Downtime,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Online => "online",
+            Mode::Downtime => "downtime",
+        }
+    }
+}
 
 /// Where the follower is (the node's `/healthz`, `/metrics` and screens).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FollowStatus {
+    pub mode: Mode,
+    /// When the current downtime began (ms since the epoch).
+    pub downtime_since_ms: Option<i64>,
+    /// Downtimes since start.
+    pub downtimes: u64,
     /// Entries in the replica.
     pub entries: u64,
     /// The core's signed ledger as last heard.
@@ -49,6 +85,8 @@ pub struct FollowConfig {
     pub token: String,
     /// The core's ledger public key (`name+id+base64`).
     pub verifier: String,
+    /// The core silent this long: downtime mode.
+    pub downtime_after: Duration,
 }
 
 pub struct Follower {
@@ -75,7 +113,7 @@ impl Follower {
         let edge = ChainEdge { size: checked.entries, head: checked.leaf(checked.entries), frontier: checked.frontier() };
         let status = FollowStatus { entries: edge.size, ..Default::default() };
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(POLL_WAIT_SECONDS + 20)))
+            .timeout_global(Some(Duration::from_secs(POLL_WAIT_SECONDS) + REQUEST_SLACK))
             .http_status_as_error(false)
             .build()
             .into();
@@ -89,14 +127,22 @@ impl Follower {
     /// Follow until stopped.
     pub fn run(mut self) {
         let mut backoff = RETRY_FIRST;
+        let mut last_answer = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             match self.once() {
-                Ok(()) => backoff = RETRY_FIRST,
+                Ok(()) => {
+                    backoff = RETRY_FIRST;
+                    last_answer = Instant::now();
+                    self.core_answered();
+                }
                 Err(Trouble::Unreachable(e)) => {
                     let mut s = self.status.lock().expect("not poisoned");
                     s.failures += 1;
                     s.last_error = Some(e);
                     drop(s);
+                    if last_answer.elapsed() >= self.config.downtime_after {
+                        self.core_silent(last_answer.elapsed());
+                    }
                     self.pause(backoff);
                     backoff = (backoff * 2).min(RETRY_MAX);
                 }
@@ -106,9 +152,33 @@ impl Follower {
                     s.refused += 1;
                     s.last_refusal = Some(reason);
                     drop(s);
-                    self.pause(RETRY_MAX);
+                    self.pause(REFUSED_PAUSE);
                 }
             }
+        }
+    }
+
+    fn core_silent(&self, for_how_long: Duration) {
+        let mut s = self.status.lock().expect("not poisoned");
+        if s.mode == Mode::Online {
+            s.mode = Mode::Downtime;
+            s.downtime_since_ms = Some(vaidya_store::now_ms());
+            s.downtimes += 1;
+            tracing::error!(
+                target: "vaidya::alert",
+                "ALERT: the core has not answered for {:.1} s: DOWNTIME MODE ({})",
+                for_how_long.as_secs_f64(),
+                s.last_error.as_deref().unwrap_or("no answer")
+            );
+        }
+    }
+
+    fn core_answered(&self) {
+        let mut s = self.status.lock().expect("not poisoned");
+        if s.mode == Mode::Downtime {
+            let since = s.downtime_since_ms.take().unwrap_or_default();
+            s.mode = Mode::Online;
+            tracing::warn!("the core answers again after {:.1} s of downtime: back online", (vaidya_store::now_ms() - since) as f64 / 1000.0);
         }
     }
 
