@@ -56,6 +56,8 @@ fn classify(method: &Method, path: &str, printing: bool) -> (Action, Vec<String>
         ("GET", [_, _, "$export"]) => (Action::Export, what(2)),
         ("GET", ["$export-file", _, _]) => (Action::Export, vec![parts.join("/")]),
         ("GET", ["$export-status", ..]) => (Action::Operation("$export-status".into()), what(2)),
+        // A department node following the ledger (/node/feed): every record leaves, in order.
+        ("GET", ["feed"]) => (Action::Operation("node-feed".into()), vec![]),
         ("POST", []) => (Action::Transaction, vec![]),
         ("GET", ["_history"]) | ("GET", [_, "_history"]) => (Action::History, what(1)),
         ("GET", [_, _, "_history"]) => (Action::History, what(2)),
@@ -252,6 +254,7 @@ mod tests {
         assert_eq!(c(Method::GET, "/$export-file/j1/Patient-1.ndjson"), (Action::Export, vec!["$export-file/j1/Patient-1.ndjson".to_string()]));
         assert_eq!(c(Method::GET, "/Patient/$export").0, Action::Export);
         assert_eq!(c(Method::POST, "/").0, Action::Transaction);
+        assert_eq!(c(Method::GET, "/feed"), (Action::Operation("node-feed".into()), vec![]));
         assert_eq!(classify(&Method::GET, "/DiagnosticReport/r1", true), (Action::Print, vec!["DiagnosticReport/r1".to_string()]));
         assert_eq!(outcome(StatusCode::FORBIDDEN), Outcome::Denied("403 Forbidden".into()));
         assert_eq!(outcome(StatusCode::OK), Outcome::Allowed);
