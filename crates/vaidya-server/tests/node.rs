@@ -141,7 +141,16 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
     node.wait_for("vaidya_node_entries", size);
     assert_eq!(node.metric("vaidya_node_refused_total"), 0);
     assert_eq!(node.metric("vaidya_node_behind_entries"), 0);
+    // Accounts made at the core reach the node (staff will sign in there in downtime).
+    let updates = node.metric("vaidya_node_state_updates_total");
+    assert!(updates >= 1, "the node accounts came with the first feed");
+    core.add_user("nurse.lata", "nurse", &["--department", "cardiology"]);
+    node.wait_for("vaidya_node_state_updates_total", updates + 1);
     node.stop();
+    let replica = vaidya_store::open_read_only(&data.join("vaidya.db")).unwrap();
+    let role: String = replica.query_row("SELECT role FROM api_user WHERE name = 'nurse.lata'", [], |r| r.get(0)).unwrap();
+    assert_eq!(role, "nurse", "the nurse's account is in the replica");
+    drop(replica);
     // The replica is the core's ledger: it verifies with the core's key, projections and all.
     let verify = Command::new(BIN).args(["verify", "--data", data.to_str().unwrap()]).output().unwrap();
     assert!(verify.status.success(), "{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
@@ -305,7 +314,7 @@ fn a_node_refuses_a_forged_or_reordered_feed_and_applies_nothing_of_it() {
     // Signed by an intruder's key, not the core's.
     let intruder = LedgerKey::generate("vaidya.core/ledger");
     let (_, forged_cp) = ledger(&intruder);
-    let forged = fake_core(Feed { checkpoint: forged_cp, entries: entries.clone() }.encode());
+    let forged = fake_core(Feed { checkpoint: forged_cp, entries: entries.clone(), state: None }.encode());
     let node = Node::start(&forged, key.verifier_text(), "t", &work.path().join("forged"));
     node.wait_for("vaidya_node_refused_total", 1);
     assert_eq!(node.metric("vaidya_node_entries"), 0);
@@ -315,7 +324,7 @@ fn a_node_refuses_a_forged_or_reordered_feed_and_applies_nothing_of_it() {
     // Signed with the core's key, entries reordered.
     let mut reordered = entries.clone();
     reordered.swap(0, 1);
-    let swapped = fake_core(Feed { checkpoint: checkpoint.clone(), entries: reordered }.encode());
+    let swapped = fake_core(Feed { checkpoint: checkpoint.clone(), entries: reordered, state: None }.encode());
     let node = Node::start(&swapped, key.verifier_text(), "t", &work.path().join("reordered"));
     node.wait_for("vaidya_node_refused_total", 1);
     assert_eq!(node.metric("vaidya_node_entries"), 0);
@@ -327,7 +336,7 @@ fn a_node_refuses_a_forged_or_reordered_feed_and_applies_nothing_of_it() {
     let mut e = Entry::decode(&altered[2]).unwrap();
     e.content = e.content.iter().map(|b| if *b == b'3' { b'4' } else { *b }).collect();
     altered[2] = e.encode();
-    let changed = fake_core(Feed { checkpoint: checkpoint.clone(), entries: altered }.encode());
+    let changed = fake_core(Feed { checkpoint: checkpoint.clone(), entries: altered, state: None }.encode());
     let node = Node::start(&changed, key.verifier_text(), "t", &work.path().join("altered"));
     node.wait_for("vaidya_node_refused_total", 1);
     assert_eq!(node.metric("vaidya_node_entries"), 0);
@@ -335,7 +344,7 @@ fn a_node_refuses_a_forged_or_reordered_feed_and_applies_nothing_of_it() {
     node.stop();
 
     // The same fake core with the true feed: taken (so the refusals above were the checks').
-    let honest = fake_core(Feed { checkpoint, entries }.encode());
+    let honest = fake_core(Feed { checkpoint, entries, state: None }.encode());
     let node = Node::start(&honest, key.verifier_text(), "t", &work.path().join("honest"));
     node.wait_for("vaidya_node_entries", 3);
     assert_eq!(node.metric("vaidya_node_refused_total"), 0);

@@ -146,6 +146,7 @@ async fn metrics(State(s): State<NodeState>) -> String {
          # HELP vaidya_node_lag_p99_seconds Commit-to-replica lag, 99th percentile since start.\n# TYPE vaidya_node_lag_p99_seconds gauge\nvaidya_node_lag_p99_seconds {}\n\
          # HELP vaidya_node_core_answered_timestamp_seconds When the core last answered.\n# TYPE vaidya_node_core_answered_timestamp_seconds gauge\nvaidya_node_core_answered_timestamp_seconds {answered}\n\
          # HELP vaidya_node_failures_total Feed requests that failed (core unreachable).\n# TYPE vaidya_node_failures_total counter\nvaidya_node_failures_total {}\n\
+         # HELP vaidya_node_state_updates_total Times the accounts, grants and counters were updated from the core.\n# TYPE vaidya_node_state_updates_total counter\nvaidya_node_state_updates_total {}\n\
          # HELP vaidya_node_refused_total Feeds refused by a check (alert on increase).\n# TYPE vaidya_node_refused_total counter\nvaidya_node_refused_total {}\n",
         u8::from(st.mode == crate::node::follow::Mode::Downtime),
         st.downtimes,
@@ -154,6 +155,7 @@ async fn metrics(State(s): State<NodeState>) -> String {
         st.last_lag_ms as f64 / 1000.0,
         st.lag.p99_ms as f64 / 1000.0,
         st.failures,
+        st.state_updates,
         st.refused
     )
 }

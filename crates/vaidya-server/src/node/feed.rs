@@ -3,8 +3,10 @@
 //! waits up to that many seconds (at most [`MAX_WAIT`]) for the next checkpoint: a long poll,
 //! so that a node hears of a commit within about the checkpoint interval (200 ms).
 //!
-//! - 200 with a [`super::wire::Feed`] when there are entries after N.
-//! - 204 when there are none (yet); `X-Ledger-Size` says how far the core's signed ledger is.
+//! - 200 with a [`super::wire::Feed`] when there are entries after N, or when the state beside
+//!   the ledger (accounts, grants, counters) differs from the one the node says it has
+//!   (`state=` its SHA-256, hex; absent: none), so that staff can sign in at the node.
+//! - 204 when there is nothing new; `X-Ledger-Size` says how far the core's signed ledger is.
 //! - 409 when N is beyond the core's ledger (a node that followed another core, or a core
 //!   restored from an older backup): a person must look.
 //! - 403 for any account but a `node` one (the feed is every record of the hospital, VIPs too).
@@ -16,6 +18,7 @@ use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// Longest long poll.
@@ -37,7 +40,7 @@ async fn feed(State(app): State<AppState>, Extension(who): Extension<Principal>,
             "only a department node's account (role node) may follow the ledger",
         ));
     }
-    let (after, wait) = parse(query.as_deref().unwrap_or(""))?;
+    let (after, wait, node_state) = parse(query.as_deref().unwrap_or(""))?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut signed = app.store.checkpoints();
     loop {
@@ -49,24 +52,30 @@ async fn feed(State(app): State<AppState>, Extension(who): Extension<Principal>,
                 format!("the node is at entry {after}, beyond this ledger's {size} signed entries: it followed another ledger"),
             ));
         }
-        if after < size {
-            let range = app
-                .read(move |conn| vaidya_backup::source::read_data_range(conn, after, false).map_err(|e| ApiError::internal(e.to_string())))
-                .await?;
-            if let Some(r) = range {
-                let body = Feed { checkpoint: r.checkpoint, entries: r.entries }.encode();
-                let headers = [(header::CONTENT_TYPE, CONTENT_TYPE.to_string()), (header::HeaderName::from_static(SIZE_HEADER), size.to_string())];
-                return Ok((headers, body).into_response());
-            }
+        let timed_out = after == size && tokio::time::timeout_at(deadline, signed.changed()).await.is_err();
+        if after == size && !timed_out {
+            continue; // a new checkpoint: read it
         }
-        if tokio::time::timeout_at(deadline, signed.changed()).await.is_err() {
-            return Ok((StatusCode::NO_CONTENT, [(header::HeaderName::from_static(SIZE_HEADER), size.to_string())]).into_response());
+        let node_state = node_state.clone();
+        let feed = app
+            .read(move |conn| {
+                let range = vaidya_backup::source::read_data_range(conn, after, false).map_err(|e| ApiError::internal(e.to_string()))?;
+                let state = vaidya_store::state::snapshot(conn)?;
+                let changed = node_state.as_deref() != Some(hex::encode(Sha256::digest(&state)).as_str());
+                let (checkpoint, entries) = range.map(|r| (r.checkpoint, r.entries)).unwrap_or_default();
+                Ok(Feed { checkpoint, entries, state: changed.then_some(state) })
+            })
+            .await?;
+        let size_header = (header::HeaderName::from_static(SIZE_HEADER), size.to_string());
+        if feed.entries.is_empty() && feed.state.is_none() {
+            return Ok((StatusCode::NO_CONTENT, [size_header]).into_response());
         }
+        return Ok(([(header::CONTENT_TYPE, CONTENT_TYPE.to_string()), size_header], feed.encode()).into_response());
     }
 }
 
-fn parse(query: &str) -> Result<(u64, Duration), ApiError> {
-    let (mut after, mut wait) = (None, Duration::ZERO);
+fn parse(query: &str) -> Result<(u64, Duration, Option<String>), ApiError> {
+    let (mut after, mut wait, mut state) = (None, Duration::ZERO, None);
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "after" => after = Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("after '{v}' is not an entry number")))?),
@@ -74,10 +83,12 @@ fn parse(query: &str) -> Result<(u64, Duration), ApiError> {
                 let secs = v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("wait '{v}' is not a number of seconds")))?;
                 wait = Duration::from_secs(secs).min(MAX_WAIT);
             }
-            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait)"))),
+            "state" if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => state = Some(v.to_ascii_lowercase()),
+            "state" => return Err(ApiError::bad_request("state is the SHA-256 (hex) of the state the node has")),
+            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait, state)"))),
         }
     }
-    Ok((after.ok_or_else(|| ApiError::bad_request("after (the last entry the node has, 0 for none) is required"))?, wait))
+    Ok((after.ok_or_else(|| ApiError::bad_request("after (the last entry the node has, 0 for none) is required"))?, wait, state))
 }
 
 #[cfg(test)]
@@ -86,9 +97,11 @@ mod tests {
 
     #[test]
     fn the_query_is_checked() {
-        assert_eq!(parse("after=5&wait=10").unwrap(), (5, Duration::from_secs(10)));
+        assert_eq!(parse("after=5&wait=10").unwrap(), (5, Duration::from_secs(10), None));
         assert_eq!(parse("after=0&wait=999").unwrap().1, MAX_WAIT);
-        for bad in ["", "wait=1", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5"] {
+        let h = "ab".repeat(32);
+        assert_eq!(parse(&format!("after=1&state={h}")).unwrap().2, Some(h));
+        for bad in ["", "wait=1", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5", "after=1&state=abc"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -12,6 +12,7 @@
 //! mode (said on `/healthz`, `/metrics` and in the log) until the core answers again.
 
 use super::wire::{self, Feed};
+use sha2::{Digest, Sha256};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,8 @@ pub struct FollowStatus {
     pub lag: vaidya_backup::ship::Lag,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// Times the accounts, grants and counters were replaced by the core's since start.
+    pub state_updates: u64,
     /// Feeds refused by a check since start, and the last reason: an alarm.
     pub refused: u64,
     pub last_refusal: Option<String>,
@@ -94,6 +97,8 @@ pub struct Follower {
     origin: String,
     store: Arc<Store>,
     edge: ChainEdge,
+    /// SHA-256 (hex) of the state beside the ledger that the replica holds.
+    state_hash: String,
     status: Arc<Mutex<FollowStatus>>,
     stop: Arc<AtomicBool>,
     agent: ureq::Agent,
@@ -111,13 +116,15 @@ impl Follower {
             return Err(format!("the replica's ledger does not verify with the core's key: {p}"));
         }
         let edge = ChainEdge { size: checked.entries, head: checked.leaf(checked.entries), frontier: checked.frontier() };
+        let state = store.read(vaidya_store::state::snapshot).map_err(|e| format!("reading the replica's accounts: {e}"))?;
+        let state_hash = hex::encode(Sha256::digest(&state));
         let status = FollowStatus { entries: edge.size, ..Default::default() };
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(POLL_WAIT_SECONDS) + REQUEST_SLACK))
             .http_status_as_error(false)
             .build()
             .into();
-        Ok(Follower { config, origin, store, edge, status: Arc::new(Mutex::new(status)), stop, agent })
+        Ok(Follower { config, origin, store, edge, state_hash, status: Arc::new(Mutex::new(status)), stop, agent })
     }
 
     pub fn status(&self) -> Arc<Mutex<FollowStatus>> {
@@ -191,7 +198,12 @@ impl Follower {
 
     /// One long poll and what it brought.
     fn once(&mut self) -> Result<(), Trouble> {
-        let url = format!("{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}", self.config.core.trim_end_matches('/'), self.edge.size);
+        let url = format!(
+            "{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}&state={}",
+            self.config.core.trim_end_matches('/'),
+            self.edge.size,
+            self.state_hash
+        );
         let resp = self
             .agent
             .get(&url)
@@ -223,21 +235,44 @@ impl Follower {
 
     fn apply(&mut self, bytes: &[u8]) -> Result<(), Trouble> {
         let feed = Feed::decode(bytes).map_err(Trouble::Refused)?;
-        let (next, checkpoint, prepared) = check(&self.edge, &feed, &self.config.verifier, &self.origin).map_err(Trouble::Refused)?;
+        let checked = if feed.entries.is_empty() {
+            None
+        } else {
+            Some(check(&self.edge, &feed, &self.config.verifier, &self.origin).map_err(Trouble::Refused)?)
+        };
         let note = feed.checkpoint;
-        let times: Vec<i64> = prepared.iter().map(|p| p.0.time_ms).collect();
+        let state_hash = feed.state.as_ref().map(|s| hex::encode(Sha256::digest(s)));
+        let state = feed.state;
+        let (next, batch) = match checked {
+            Some((next, checkpoint, prepared)) => (Some(next), Some((checkpoint, prepared))),
+            None => (None, None),
+        };
+        let times: Vec<i64> = batch.iter().flat_map(|(_, p)| p.iter().map(|e| e.0.time_ms)).collect();
         self.store
             .write_blocking(move |tx| -> Result<(), vaidya_store::StoreError> {
-                for (entry, bytes, index) in &prepared {
-                    tx.replay(entry, bytes, index)?;
+                if let Some((checkpoint, prepared)) = &batch {
+                    for (entry, bytes, index) in prepared {
+                        tx.replay(entry, bytes, index)?;
+                    }
+                    tx.insert_checkpoint(checkpoint.tree_size, checkpoint.time_ms, &note, checkpoint.root)?;
                 }
-                tx.insert_checkpoint(checkpoint.tree_size, checkpoint.time_ms, &note, checkpoint.root)
+                if let Some(state) = &state {
+                    vaidya_store::state::restore(tx.conn(), state)?;
+                }
+                Ok(())
             })
-            .map_err(|e| Trouble::Refused(format!("the replica refused the entries: {e}")))?;
-        self.edge = next;
+            .map_err(|e| Trouble::Refused(format!("the replica refused the feed: {e}")))?;
+        if let Some(next) = next {
+            self.edge = next;
+        }
+        let state_changed = state_hash.is_some();
+        if let Some(h) = state_hash {
+            self.state_hash = h;
+        }
         let applied_ms = vaidya_store::now_ms();
         let mut s = self.status.lock().expect("not poisoned");
         s.entries = self.edge.size;
+        s.state_updates += u64::from(state_changed);
         for t in times {
             let lag = (applied_ms - t).max(0) as u64;
             s.lag.add(lag);

@@ -1,7 +1,10 @@
-//! The ledger feed's format: `vaidya ledger feed v1\n`, then the signed checkpoint note and each
-//! entry's canonical bytes, each as a 4-byte big-endian length and the bytes. The checkpoint
-//! signs the Merkle root of the whole ledger up to its last entry, which is what authenticates
-//! the entries: the feed itself is not signed.
+//! The ledger feed's format: `vaidya ledger feed v1\n`, then the signed checkpoint note (empty
+//! when the answer carries only state), the count of entries and each entry's canonical bytes,
+//! then the state beside the ledger when it changed (accounts, grants, counters:
+//! `vaidya_store::state`, empty when unchanged); every piece as a 4-byte big-endian length and
+//! the bytes. The checkpoint signs the Merkle root of the whole ledger up to its last entry,
+//! which is what authenticates the entries: the feed itself is not signed. The state is as the
+//! core's TLS connection and the node account's token vouch for it (it is not ledgered).
 
 pub const CONTENT_TYPE: &str = "application/vnd.vaidya.ledger-feed";
 const MAGIC: &[u8] = b"vaidya ledger feed v1\n";
@@ -14,10 +17,12 @@ const MAX_ENTRY_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Feed {
-    /// The signed checkpoint note (text) at the last entry.
+    /// The signed checkpoint note (text) at the last entry; empty when there are no entries.
     pub checkpoint: String,
     /// Entries after the node's position up to the checkpoint, in order.
     pub entries: Vec<Vec<u8>>,
+    /// The state beside the ledger, when it differs from the node's.
+    pub state: Option<Vec<u8>>,
 }
 
 impl Feed {
@@ -32,6 +37,9 @@ impl Feed {
             out.extend_from_slice(&(e.len() as u32).to_be_bytes());
             out.extend_from_slice(e);
         }
+        let state = self.state.as_deref().unwrap_or_default();
+        out.extend_from_slice(&(state.len() as u32).to_be_bytes());
+        out.extend_from_slice(state);
         out
     }
 
@@ -60,10 +68,15 @@ impl Feed {
             }
             entries.push(take(n)?.to_vec());
         }
+        let n = len(take(4)?);
+        let state = take(n)?.to_vec();
         if !rest.is_empty() {
-            return Err("bytes after the last entry".into());
+            return Err("bytes after the state".into());
         }
-        Ok(Feed { checkpoint, entries })
+        if checkpoint.is_empty() != entries.is_empty() {
+            return Err("entries without a checkpoint, or a checkpoint without entries".into());
+        }
+        Ok(Feed { checkpoint, entries, state: (!state.is_empty()).then_some(state) })
     }
 }
 
@@ -73,9 +86,13 @@ mod tests {
 
     #[test]
     fn a_feed_round_trips_and_damage_is_refused() {
-        let f = Feed { checkpoint: "note\n".into(), entries: vec![b"one".to_vec(), Vec::new(), b"three".to_vec()] };
+        let f = Feed { checkpoint: "note\n".into(), entries: vec![b"one".to_vec(), Vec::new(), b"three".to_vec()], state: None };
         let bytes = f.encode();
         assert_eq!(Feed::decode(&bytes).unwrap(), f);
+        let only_state = Feed { checkpoint: String::new(), entries: Vec::new(), state: Some(b"{}".to_vec()) };
+        assert_eq!(Feed::decode(&only_state.encode()).unwrap(), only_state);
+        let no_checkpoint = Feed { checkpoint: String::new(), entries: vec![b"one".to_vec()], state: None };
+        assert!(Feed::decode(&no_checkpoint.encode()).is_err(), "entries need their checkpoint");
         assert!(Feed::decode(&bytes[..bytes.len() - 1]).is_err(), "cut short");
         let mut longer = bytes.clone();
         longer.push(0);
