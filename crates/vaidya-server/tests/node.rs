@@ -24,11 +24,15 @@ struct Node {
 
 impl Node {
     fn start(core: &str, core_key: &str, token: &str, data: &Path) -> Node {
+        Node::start_as(core, core_key, token, data, 7)
+    }
+
+    fn start_as(core: &str, core_key: &str, token: &str, data: &Path, issuer: u8) -> Node {
         let token_file = data.with_extension("token");
         std::fs::write(&token_file, token).unwrap();
         let mut child = Command::new(BIN)
             .args(["node", "--core", core, "--core-key", core_key, "--token-file", token_file.to_str().unwrap()])
-            .args(["--department", "cardiology", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--issuer", &issuer.to_string(), "--department", "cardiology", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .env("VAIDYA_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -142,6 +146,18 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
     assert_eq!(node.metric("vaidya_node_refused_total"), 0);
     assert_eq!(node.metric("vaidya_node_behind_entries"), 0);
     // Accounts made at the core reach the node (staff will sign in there in downtime).
+    // UHID issuer codes: 07 is this node's now; another node cannot claim it, nor this node a
+    // second one (each refusal says why, and nothing is applied).
+    let lab_token = core.add_user("node-lab", "node", &[]);
+    let lab = Node::start_as(&root, core_key.to_str().unwrap(), &lab_token, &work.path().join("lab"), 7);
+    lab.wait_for("vaidya_node_refused_total", 1);
+    assert!(lab.get("/status").contains("claimed by the node account 'node-cardiology'"), "{}", lab.get("/status"));
+    assert_eq!(lab.metric("vaidya_node_entries"), 0);
+    lab.stop();
+    let second = Node::start_as(&root, core_key.to_str().unwrap(), &node_token, &work.path().join("second"), 8);
+    second.wait_for("vaidya_node_refused_total", 1);
+    assert!(second.get("/status").contains("issues UHIDs with issuer 07"), "{}", second.get("/status"));
+    second.stop();
     let updates = node.metric("vaidya_node_state_updates_total");
     assert!(updates >= 1, "the node accounts came with the first feed");
     core.add_user("nurse.lata", "nurse", &["--department", "cardiology"]);
@@ -150,6 +166,8 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
     let replica = vaidya_store::open_read_only(&data.join("vaidya.db")).unwrap();
     let role: String = replica.query_row("SELECT role FROM api_user WHERE name = 'nurse.lata'", [], |r| r.get(0)).unwrap();
     assert_eq!(role, "nurse", "the nurse's account is in the replica");
+    let claimed: String = replica.query_row("SELECT user_name FROM node_issuer WHERE issuer = 7", [], |r| r.get(0)).unwrap();
+    assert_eq!(claimed, "node-cardiology", "the node sees its claim in its replica");
     drop(replica);
     // The replica is the core's ledger: it verifies with the core's key, projections and all.
     let verify = Command::new(BIN).args(["verify", "--data", data.to_str().unwrap()]).output().unwrap();
@@ -165,7 +183,7 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
     let other = LedgerKey::generate("vaidya.other/ledger");
     let out = Command::new(BIN)
         .args(["node", "--core", &root, "--core-key", other.verifier_text(), "--token-file", data.with_extension("token").to_str().unwrap()])
-        .args(["--department", "cardiology", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--issuer", "7", "--department", "cardiology", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("follows the ledger of"), "{out:?}");

@@ -168,6 +168,9 @@ pub const ADDED_TABLES: &[&str] = &[
     // normal rights, with the reason they gave (every grant is also in the audit ledger).
     "CREATE TABLE IF NOT EXISTS access_grant (user_name TEXT NOT NULL, patient TEXT NOT NULL, reason TEXT NOT NULL,
         granted_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (user_name, patient, granted_ms))",
+    // UHID issuer codes (01-99) claimed by department nodes for downtime registration: one node
+    // account per code and one code per node account, so that no two nodes issue the same UHID.
+    "CREATE TABLE IF NOT EXISTS node_issuer (issuer INTEGER PRIMARY KEY, user_name TEXT NOT NULL UNIQUE, claimed_ms INTEGER NOT NULL)",
 ];
 
 /// Secondary indexes: everything a search or listing needs beyond the tables' own keys. They

@@ -1,5 +1,6 @@
 //! The state that lives beside the ledger, not in it: staff and patient accounts, break-the-glass
-//! grants and named counters (UHID serials, the day's queue tokens, receipt numbers). Backups
+//! grants, named counters (UHID serials, the day's queue tokens, receipt numbers) and the UHID
+//! issuer codes claimed by department nodes. Backups
 //! carry a copy of it with the ledger segments so that a restored server works as before; a
 //! counter that fell behind would issue a number twice.
 //!
@@ -17,6 +18,7 @@ const TABLES: &[(&str, &[&str])] = &[
     ("api_user", &["failed_logins", "locked_until_ms"]),
     ("access_grant", &[]),
     ("sequence", &[]),
+    ("node_issuer", &[]),
 ];
 
 /// The current state as JSON bytes (same state, same bytes: tables and rows in a fixed order).

@@ -18,7 +18,7 @@ Set up, on the core (then copy its keys/ledger.pub and the token to the node):\n
 vaidya user add --data /srv/vaidya --name node-cardiology --role node\n  \
 vaidya token --data /srv/vaidya --user node-cardiology > node.token\n\n\
 Example:\n  vaidya node --core https://his.hospital.example --core-key ledger.pub --token-file node.token \\\n      \
---department cardiology --data /srv/vaidya-node --listen 0.0.0.0:8090")]
+--issuer 7 --department cardiology --data /srv/vaidya-node --listen 0.0.0.0:8090")]
 pub struct NodeArgs {
     /// The core's base URL.
     #[arg(long, value_name = "URL")]
@@ -29,6 +29,10 @@ pub struct NodeArgs {
     /// A file holding the token of the core account (role node) this node signs in as.
     #[arg(long, value_name = "FILE", env = "VAIDYA_NODE_TOKEN_FILE")]
     token_file: PathBuf,
+    /// The UHID issuer code (01-99) this node registers patients with while the core is down;
+    /// claimed at the core on first contact: the core refuses a code another node holds.
+    #[arg(long, value_name = "NN", value_parser = clap::value_parser!(u8).range(1..=99))]
+    issuer: u8,
     /// The department this node serves (a HealthcareService id or name, shown on its pages).
     #[arg(long, value_name = "NAME")]
     department: String,
@@ -65,7 +69,8 @@ pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
     keep_core_key(&args.data, &verifier)?;
     let store = Arc::new(vaidya_store::Store::open_replica(&datadir::db_path(&args.data)).map_err(|e| e.to_string())?);
     let stop = Arc::new(AtomicBool::new(false));
-    let config = FollowConfig { core: args.core.clone(), token, verifier, downtime_after: std::time::Duration::from_secs(args.downtime_after) };
+    let downtime_after = std::time::Duration::from_secs(args.downtime_after);
+    let config = FollowConfig { core: args.core.clone(), token, verifier, downtime_after, issuer: args.issuer };
     let follower = Follower::new(config, store.clone(), stop.clone())?;
     let status = follower.status();
     let thread = std::thread::Builder::new().name("vaidya-node-follow".into()).spawn(move || follower.run()).map_err(|e| e.to_string())?;

@@ -10,6 +10,10 @@
 //! - 409 when N is beyond the core's ledger (a node that followed another core, or a core
 //!   restored from an older backup): a person must look.
 //! - 403 for any account but a `node` one (the feed is every record of the hospital, VIPs too).
+//! - `issuer=NN` (01-99): the UHID issuer code the node will register patients with in
+//!   downtime. The first request claims it for the node's account (`node_issuer`, carried in
+//!   backups and to nodes with the state); a code claimed by another node, or a second code for
+//!   the same node, is refused with 409, so that no two nodes can issue the same UHID.
 
 use super::wire::{CONTENT_TYPE, Feed};
 use crate::app::{AppState, Principal};
@@ -40,7 +44,10 @@ async fn feed(State(app): State<AppState>, Extension(who): Extension<Principal>,
             "only a department node's account (role node) may follow the ledger",
         ));
     }
-    let (after, wait, node_state) = parse(query.as_deref().unwrap_or(""))?;
+    let (after, wait, node_state, issuer) = parse(query.as_deref().unwrap_or(""))?;
+    if let Some(code) = issuer {
+        claim_issuer(&app, &who.user, code).await?;
+    }
     let deadline = tokio::time::Instant::now() + wait;
     let mut signed = app.store.checkpoints();
     loop {
@@ -74,8 +81,51 @@ async fn feed(State(app): State<AppState>, Extension(who): Extension<Principal>,
     }
 }
 
-fn parse(query: &str) -> Result<(u64, Duration, Option<String>), ApiError> {
-    let (mut after, mut wait, mut state) = (None, Duration::ZERO, None);
+/// Claim UHID issuer `code` for node account `user`, or find it already theirs.
+async fn claim_issuer(app: &AppState, user: &str, code: u8) -> Result<(), ApiError> {
+    let conflict = |m: String| ApiError::new(StatusCode::CONFLICT, vaidya_fhir::outcome::IssueType::Conflict, m);
+    let lookup = move |conn: &vaidya_store::Connection, user: &str| -> Result<(Option<String>, Option<i64>), ApiError> {
+        let e = |e: vaidya_store::StoreError| ApiError::internal(e.to_string());
+        let mut by_code = conn.prepare_cached("SELECT user_name FROM node_issuer WHERE issuer = ?1").map_err(|x| e(x.into()))?;
+        let holder = by_code.query_map([code], |r| r.get::<_, String>(0)).map_err(|x| e(x.into()))?.next().transpose().map_err(|x| e(x.into()))?;
+        let mut by_user = conn.prepare_cached("SELECT issuer FROM node_issuer WHERE user_name = ?1").map_err(|x| e(x.into()))?;
+        let held = by_user.query_map([user], |r| r.get::<_, i64>(0)).map_err(|x| e(x.into()))?.next().transpose().map_err(|x| e(x.into()))?;
+        Ok((holder, held))
+    };
+    let judge = |holder: Option<String>, held: Option<i64>| -> Result<bool, ApiError> {
+        match (holder, held) {
+            (Some(h), _) if h == user => Ok(true),
+            (Some(h), _) => Err(conflict(format!("UHID issuer {code:02} is claimed by the node account '{h}': give this node another code"))),
+            (None, Some(other)) => Err(conflict(format!("the node account '{user}' issues UHIDs with issuer {other:02}, not {code:02}"))),
+            (None, None) => Ok(false),
+        }
+    };
+    let u = user.to_string();
+    let (holder, held) = app.read(move |conn| lookup(conn, &u)).await?;
+    if judge(holder, held)? {
+        return Ok(());
+    }
+    let u = user.to_string();
+    let (holder, held) = app
+        .store
+        .write(move |tx| -> Result<(Option<String>, Option<i64>), ApiError> {
+            let found = lookup(tx.conn(), &u)?;
+            if found == (None, None) {
+                tx.conn()
+                    .execute("INSERT INTO node_issuer (issuer, user_name, claimed_ms) VALUES (?1, ?2, ?3)", (code, u.as_str(), vaidya_store::now_ms()))
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                return Ok((Some(u), Some(i64::from(code))));
+            }
+            Ok(found)
+        })
+        .await?;
+    judge(holder, held).map(|_| tracing::info!(node = user, issuer = code, "UHID issuer code claimed by a department node"))
+}
+
+type Query = (u64, Duration, Option<String>, Option<u8>);
+
+fn parse(query: &str) -> Result<Query, ApiError> {
+    let (mut after, mut wait, mut state, mut issuer) = (None, Duration::ZERO, None, None);
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "after" => after = Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("after '{v}' is not an entry number")))?),
@@ -85,10 +135,15 @@ fn parse(query: &str) -> Result<(u64, Duration, Option<String>), ApiError> {
             }
             "state" if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => state = Some(v.to_ascii_lowercase()),
             "state" => return Err(ApiError::bad_request("state is the SHA-256 (hex) of the state the node has")),
-            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait, state)"))),
+            "issuer" => {
+                let code = v.parse::<u8>().ok().filter(|c| (1..=99).contains(c));
+                issuer = Some(code.ok_or_else(|| ApiError::bad_request(format!("issuer '{v}' is not a node's UHID issuer code (01-99)")))?);
+            }
+            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait, state, issuer)"))),
         }
     }
-    Ok((after.ok_or_else(|| ApiError::bad_request("after (the last entry the node has, 0 for none) is required"))?, wait, state))
+    let after = after.ok_or_else(|| ApiError::bad_request("after (the last entry the node has, 0 for none) is required"))?;
+    Ok((after, wait, state, issuer))
 }
 
 #[cfg(test)]
@@ -97,11 +152,12 @@ mod tests {
 
     #[test]
     fn the_query_is_checked() {
-        assert_eq!(parse("after=5&wait=10").unwrap(), (5, Duration::from_secs(10), None));
+        assert_eq!(parse("after=5&wait=10").unwrap(), (5, Duration::from_secs(10), None, None));
+        assert_eq!(parse("after=5&issuer=07").unwrap().3, Some(7));
         assert_eq!(parse("after=0&wait=999").unwrap().1, MAX_WAIT);
         let h = "ab".repeat(32);
         assert_eq!(parse(&format!("after=1&state={h}")).unwrap().2, Some(h));
-        for bad in ["", "wait=1", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5", "after=1&state=abc"] {
+        for bad in ["", "wait=1", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5", "after=1&state=abc", "after=1&issuer=0", "after=1&issuer=100", "after=1&issuer=x"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

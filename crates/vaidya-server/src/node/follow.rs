@@ -90,6 +90,8 @@ pub struct FollowConfig {
     pub verifier: String,
     /// The core silent this long: downtime mode.
     pub downtime_after: Duration,
+    /// The UHID issuer code (01-99) this node claims at the core for downtime registration.
+    pub issuer: u8,
 }
 
 pub struct Follower {
@@ -199,10 +201,11 @@ impl Follower {
     /// One long poll and what it brought.
     fn once(&mut self) -> Result<(), Trouble> {
         let url = format!(
-            "{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}&state={}",
+            "{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}&state={}&issuer={}",
             self.config.core.trim_end_matches('/'),
             self.edge.size,
-            self.state_hash
+            self.state_hash,
+            self.config.issuer
         );
         let resp = self
             .agent
