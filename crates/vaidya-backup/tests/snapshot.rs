@@ -113,6 +113,7 @@ fn a_snapshot_and_the_segments_after_it_give_the_original_ledger() {
     assert!(used, "the snapshot was used");
     assert_eq!(report.data.entries, 30);
     assert_eq!(report.duplicates, 2, "the two segments the snapshot covers were checked, not replayed");
+    assert!(report.missing_under_snapshot.is_empty());
     assert_eq!(report.data.checkpoint_root, hex::encode(root_of(&s.all).0));
     let restored = ledger_bytes(&s.work.path().join("restored/vaidya.db"));
     assert_eq!(restored, s.all, "byte for byte the original ledger");
@@ -175,4 +176,17 @@ fn a_damaged_snapshot_part_is_passed_over_and_everything_replayed() {
     store.shutdown();
     assert_eq!(report.data.entries, 30);
     assert_eq!(ledger_bytes(&dir.join("vaidya.db")), s.all);
+}
+
+#[test]
+fn a_segment_missing_under_the_snapshot_is_reported_and_the_restore_completes() {
+    let s = setup();
+    put_segment(&*s.target, &s.key, &s.to, &s.all, 1, 10, 1);
+    // Entries 11..=20 were never put (or were removed): the snapshot holds them.
+    put_segment(&*s.target, &s.key, &s.to, &s.all, 21, 30, 3);
+    let (report, used) = s.restore(s.target.clone(), "missing").unwrap();
+    assert!(used);
+    assert_eq!(report.data.entries, 30);
+    assert_eq!(report.missing_under_snapshot, vec![(11, 20)]);
+    assert_eq!(ledger_bytes(&s.work.path().join("missing/vaidya.db")), s.all);
 }

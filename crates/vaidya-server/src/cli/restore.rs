@@ -200,6 +200,9 @@ fn print_report(r: &Report, started: Instant) {
             took.as_secs_f64()
         );
     }
+    for (from, to) in &r.missing_under_snapshot {
+        println!("WARNING: no segment in the target holds data entries {from} to {to} (the snapshot did): investigate");
+    }
     for s in &r.skipped_snapshots {
         println!("WARNING: database snapshot passed over: {s}");
     }
