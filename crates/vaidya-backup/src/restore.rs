@@ -144,8 +144,6 @@ pub struct Report {
     /// The database snapshot started from: its folder, entries, database bytes, sealed bytes
     /// and how long fetching and checking it took.
     pub snapshot: Option<(String, u64, u64, u64, Duration)>,
-    /// Snapshots passed over, and why (a failed check: investigate).
-    pub skipped_snapshots: Vec<String>,
     /// Ranges of data-ledger entries that no segment in the target holds although a snapshot
     /// covered them (the restore did not need them; with Object Lock nothing can remove a
     /// segment, so investigate).
@@ -613,13 +611,32 @@ fn oldest_versions(versions: &[ObjectVersion]) -> Vec<ObjectVersion> {
     out
 }
 
-/// One entry, decoded and indexed off the writer thread.
-struct PreparedEntry {
-    entry: Entry,
-    /// Its leaf hash (computed on the reader thread).
-    leaf: vaidya_ledger::EntryHash,
-    bytes: Vec<u8>,
-    index: Vec<(&'static SearchParam, IndexValue)>,
+/// One entry made elsewhere, decoded and indexed before the store's writer replays it (off
+/// the writer thread): by restore, and by a department node following the core.
+pub struct PreparedEntry {
+    pub entry: Entry,
+    /// Its leaf hash.
+    pub leaf: vaidya_ledger::EntryHash,
+    pub bytes: Vec<u8>,
+    /// Its search index values (empty for a delete, or when not asked for).
+    pub index: Vec<(&'static SearchParam, IndexValue)>,
+}
+
+impl PreparedEntry {
+    /// Decode `bytes` (expected at `position`, for messages) and, with `with_index`, compute
+    /// the search index values of the resource it puts.
+    pub fn new(bytes: Vec<u8>, position: u64, with_index: bool) -> Result<PreparedEntry, String> {
+        let entry = Entry::decode(&bytes).map_err(|e| format!("entry {position}: {e}"))?;
+        let index = if with_index && entry.op == vaidya_ledger::Op::Put {
+            let resource: serde_json::Value =
+                serde_json::from_slice(&entry.content).map_err(|e| format!("entry {}: content is not JSON: {e}", entry.seq))?;
+            vaidya_fhir::index::extract_all(&resource)
+        } else {
+            Vec::new()
+        };
+        let leaf = vaidya_ledger::hash_encoded(&bytes);
+        Ok(PreparedEntry { entry, leaf, bytes, index })
+    }
 }
 
 /// Segments as the background reader hands them over, in order.
@@ -679,19 +696,12 @@ impl Reading {
         }
         let mut prepared = Vec::with_capacity(count);
         for (i, bytes) in std::mem::take(&mut segment.entries).into_iter().enumerate() {
-            let entry = Entry::decode(&bytes).map_err(|e| bad(&c.key, format!("entry {}: {e}", segment.first + i as u64)))?;
-            if entry.seq != segment.first + i as u64 {
-                return Err(bad(&c.key, format!("entry {} is numbered {}", segment.first + i as u64, entry.seq)));
+            let position = segment.first + i as u64;
+            let p = PreparedEntry::new(bytes, position, index).map_err(|e| bad(&c.key, e))?;
+            if p.entry.seq != position {
+                return Err(bad(&c.key, format!("entry {position} is numbered {}", p.entry.seq)));
             }
-            let index = if index && entry.op == vaidya_ledger::Op::Put {
-                let resource: serde_json::Value = serde_json::from_slice(&entry.content)
-                    .map_err(|e| bad(&c.key, format!("entry {}: content is not JSON: {e}", entry.seq)))?;
-                vaidya_fhir::index::extract_all(&resource)
-            } else {
-                Vec::new()
-            };
-            let leaf = vaidya_ledger::hash_encoded(&bytes);
-            prepared.push(PreparedEntry { entry, leaf, bytes, index });
+            prepared.push(p);
         }
         // The bytes live in `prepared` now; the segment keeps its header (and its length).
         segment.entries.resize(count, Vec::new());

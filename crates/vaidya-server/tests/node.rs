@@ -187,6 +187,15 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
         .output()
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("follows the ledger of"), "{out:?}");
+    // A core address that is not a URL is refused before anything is written.
+    let fresh = work.path().join("never");
+    let out = Command::new(BIN)
+        .args(["node", "--core", "his.hospital", "--core-key", other.verifier_text(), "--token-file", data.with_extension("token").to_str().unwrap()])
+        .args(["--issuer", "7", "--department", "cardiology", "--data", fresh.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a base URL"), "{out:?}");
+    assert!(!fresh.exists(), "nothing written");
 }
 
 /// A TCP proxy on a fixed port to wherever `target` says (the core gets a new port when it is
@@ -267,8 +276,8 @@ fn the_node_goes_into_downtime_when_the_core_dies_and_follows_again_when_it_retu
     assert!(verify.status.success(), "{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
 }
 
-/// A fake core: answers every request with `feed` (then 204 with nothing new... never: the
-/// node is refused or takes it, and asks again after a pause).
+/// A fake core: answers a request from the start (`after=0`) with `feed`, any later one with
+/// 204 (nothing new).
 fn fake_core(feed: Vec<u8>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

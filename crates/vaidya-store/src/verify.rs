@@ -58,13 +58,18 @@ struct LedgerState {
     deleted: bool,
 }
 
-pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, StoreError> {
-    let mut problems = Vec::new();
-    let mut note = |seq: Option<u64>, what: String| {
+/// Where checks note what they find: the first [`MAX_PROBLEMS`] problems are kept.
+fn collector(problems: &mut Vec<Problem>) -> impl FnMut(Option<u64>, String) + '_ {
+    move |seq, what| {
         if problems.len() < MAX_PROBLEMS {
             problems.push(Problem { seq, what });
         }
-    };
+    }
+}
+
+pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, StoreError> {
+    let mut problems = Vec::new();
+    let mut note = collector(&mut problems);
     let pass = check_ledger(conn, verifier_key, true, &mut note)?;
 
     // 4. Projections: current versions, history, and search indexes.
@@ -72,6 +77,7 @@ pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, Sto
     verify_resource_table(conn, &pass.states, &mut note)?;
     verify_history_table(conn, &pass.versions, &mut note)?;
     verify_indexes(conn, &pass.states, &mut note)?;
+    drop(note);
 
     problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
     let (entries, checkpoints, root, last_checkpoint) = (pass.entries, pass.checkpoints, pass.root, pass.last_checkpoint);
@@ -116,12 +122,9 @@ impl LedgerVerified {
 
 pub fn verify_ledger(conn: &Connection, verifier_key: &str) -> Result<LedgerVerified, StoreError> {
     let mut problems = Vec::new();
-    let mut note = |seq: Option<u64>, what: String| {
-        if problems.len() < MAX_PROBLEMS {
-            problems.push(Problem { seq, what });
-        }
-    };
+    let mut note = collector(&mut problems);
     let pass = check_ledger(conn, verifier_key, false, &mut note)?;
+    drop(note);
     problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
     Ok(LedgerVerified { entries: pass.entries, root: pass.root, last_time_ms: pass.last_time_ms, problems, hashes: pass.hashes })
 }

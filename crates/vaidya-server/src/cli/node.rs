@@ -54,6 +54,9 @@ struct NodeState {
 }
 
 pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
+    if !(args.core.starts_with("http://") || args.core.starts_with("https://")) || args.core.contains(['?', '#', ' ']) {
+        return Err(format!("--core {}: not a base URL (http://HOST:PORT or https://HOST)", args.core));
+    }
     let verifier = core_key(&args.core_key)?;
     // name+id+key (the key's base64 may hold '+' itself).
     let parts: Vec<&str> = verifier.splitn(3, '+').collect();

@@ -130,6 +130,7 @@ pub fn restore_into(
         (None, Vec::new())
     };
     if verbose {
+        // Said at once, so that it is seen even if the restore then fails.
         for s in &skipped {
             println!("WARNING: database snapshot passed over (investigate): {s}");
         }
@@ -154,10 +155,6 @@ pub fn restore_into(
         }
     };
     let result = plan.run(&store, &vaidya_audit::audit_dir(data), until, from.as_ref(), &progress);
-    let result = result.map(|mut r| {
-        r.skipped_snapshots = skipped;
-        r
-    });
     store.shutdown();
     drop(store);
     // The restore wrote without fsync: flush the database before calling it done.
@@ -202,9 +199,6 @@ fn print_report(r: &Report, started: Instant) {
     }
     for (from, to) in &r.missing_under_snapshot {
         println!("WARNING: no segment in the target holds data entries {from} to {to} (the snapshot did): investigate");
-    }
-    for s in &r.skipped_snapshots {
-        println!("WARNING: database snapshot passed over: {s}");
     }
     println!(
         "restored in {secs:.1} s ({:.0} data entries/s overall): {replayed} data ledger entries replayed in {:.1} s, search indexes built in {:.1} s, audit ledger in {:.1} s",

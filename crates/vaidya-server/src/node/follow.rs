@@ -17,7 +17,8 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vaidya_ledger::{ChainEdge, Entry, SignedCheckpoint};
+use vaidya_backup::restore::PreparedEntry;
+use vaidya_ledger::{ChainEdge, SignedCheckpoint};
 use vaidya_store::Store;
 
 /// How long one long poll waits at the core: a healthy core answers at least this often.
@@ -237,25 +238,20 @@ impl Follower {
     }
 
     fn apply(&mut self, bytes: &[u8]) -> Result<(), Trouble> {
-        let feed = Feed::decode(bytes).map_err(Trouble::Refused)?;
-        let checked = if feed.entries.is_empty() {
+        let Feed { checkpoint: note, entries, state } = Feed::decode(bytes).map_err(Trouble::Refused)?;
+        let checked = if entries.is_empty() {
             None
         } else {
-            Some(check(&self.edge, &feed, &self.config.verifier, &self.origin).map_err(Trouble::Refused)?)
+            Some(check(&self.edge, &note, entries, &self.config.verifier, &self.origin).map_err(Trouble::Refused)?)
         };
-        let note = feed.checkpoint;
-        let state_hash = feed.state.as_ref().map(|s| hex::encode(Sha256::digest(s)));
-        let state = feed.state;
-        let (next, batch) = match checked {
-            Some((next, checkpoint, prepared)) => (Some(next), Some((checkpoint, prepared))),
-            None => (None, None),
-        };
-        let times: Vec<i64> = batch.iter().flat_map(|(_, p)| p.iter().map(|e| e.0.time_ms)).collect();
+        let state_hash = state.as_ref().map(|s| hex::encode(Sha256::digest(s)));
+        let (next, batch) = checked.map(|(next, checkpoint, prepared)| (next, (checkpoint, prepared))).unzip();
+        let times: Vec<i64> = batch.iter().flat_map(|(_, p)| p.iter().map(|e| e.entry.time_ms)).collect();
         self.store
             .write_blocking(move |tx| -> Result<(), vaidya_store::StoreError> {
                 if let Some((checkpoint, prepared)) = &batch {
-                    for (entry, bytes, index) in prepared {
-                        tx.replay(entry, bytes, index)?;
+                    for p in prepared {
+                        tx.replay(&p.entry, &p.bytes, &p.index)?;
                     }
                     tx.insert_checkpoint(checkpoint.tree_size, checkpoint.time_ms, &note, checkpoint.root)?;
                 }
@@ -294,28 +290,25 @@ enum Trouble {
     Refused(String),
 }
 
-type Prepared = Vec<(Entry, Vec<u8>, Vec<(&'static vaidya_fhir::search_params::SearchParam, vaidya_fhir::index::IndexValue)>)>;
-
-/// Check `feed` as the continuation of `edge`: the edge after it, the checkpoint, and the
-/// entries decoded with their search index values.
-pub fn check(edge: &ChainEdge, feed: &Feed, verifier: &str, origin: &str) -> Result<(ChainEdge, SignedCheckpoint, Prepared), String> {
-    let cp = vaidya_ledger::verify_checkpoint(&feed.checkpoint, verifier).map_err(|e| format!("the checkpoint: {e}"))?;
+/// Check `entries` with `checkpoint` as the continuation of `edge`: the edge after them, the
+/// checkpoint, and the entries decoded with their search index values.
+pub fn check(
+    edge: &ChainEdge,
+    checkpoint: &str,
+    entries: Vec<Vec<u8>>,
+    verifier: &str,
+    origin: &str,
+) -> Result<(ChainEdge, SignedCheckpoint, Vec<PreparedEntry>), String> {
+    let cp = vaidya_ledger::verify_checkpoint(checkpoint, verifier).map_err(|e| format!("the checkpoint: {e}"))?;
     if cp.origin != origin {
         return Err(format!("the checkpoint is of another ledger ('{}')", cp.origin));
     }
     let mut next = edge.clone();
-    let mut prepared = Vec::with_capacity(feed.entries.len());
-    for bytes in &feed.entries {
-        let entry = Entry::decode(bytes).map_err(|e| format!("entry {}: {e}", next.size + 1))?;
-        next.append(&entry, vaidya_ledger::hash_encoded(bytes))?;
-        let index = if entry.op == vaidya_ledger::Op::Put {
-            let resource: serde_json::Value =
-                serde_json::from_slice(&entry.content).map_err(|e| format!("entry {}: content is not JSON: {e}", entry.seq))?;
-            vaidya_fhir::index::extract_all(&resource)
-        } else {
-            Vec::new()
-        };
-        prepared.push((entry, bytes.clone(), index));
+    let mut prepared = Vec::with_capacity(entries.len());
+    for bytes in entries {
+        let p = PreparedEntry::new(bytes, next.size + 1, true)?;
+        next.append(&p.entry, p.leaf)?;
+        prepared.push(p);
     }
     next.check_root(&cp)?;
     Ok((next, cp, prepared))
