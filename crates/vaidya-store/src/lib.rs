@@ -106,7 +106,18 @@ impl Store {
         Store::open_inner(path, None, StoreOptions { replica: true, ..Default::default() })
     }
 
+    /// Open (creating if new) a department node's store: a replica of the core's ledger
+    /// ([`Store::open_replica`]) on which the node may write a downtime branch, whose
+    /// checkpoints `node_key` signs (see [`WriteTx::begin_branch`]).
+    pub fn open_node(path: &Path, node_key: LedgerKey) -> Result<Store, StoreError> {
+        Store::open_inner_with_branch(path, None, StoreOptions { replica: true, ..Default::default() }, Some(node_key))
+    }
+
     fn open_inner(path: &Path, key: Option<LedgerKey>, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_inner_with_branch(path, key, options, None)
+    }
+
+    fn open_inner_with_branch(path: &Path, key: Option<LedgerKey>, options: StoreOptions, branch_key: Option<LedgerKey>) -> Result<Store, StoreError> {
         let conn = db::open_writer(path)?;
         if options.restoring {
             conn.pragma_update(None, "journal_mode", "MEMORY")?;
@@ -116,7 +127,7 @@ impl Store {
         create_secondary_indexes(&conn)?;
         let (checkpointed_tx, checkpointed) = tokio::sync::watch::channel(0);
         let key = key.filter(|_| !options.replica);
-        let writer = Writer::new(conn, key, options.checkpoint_every_commit, checkpointed_tx)?;
+        let writer = Writer::new(conn, key, branch_key, options.checkpoint_every_commit, checkpointed_tx)?;
         let (writer_tx, rx) = crossbeam_channel::bounded(writer::QUEUE_DEPTH);
         let handle = std::thread::Builder::new()
             .name("vaidya-writer".into())

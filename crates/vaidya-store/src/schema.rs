@@ -171,6 +171,12 @@ pub const ADDED_TABLES: &[&str] = &[
     // UHID issuer codes (01-99) claimed by department nodes for downtime registration: one node
     // account per code and one code per node account, so that no two nodes issue the same UHID.
     "CREATE TABLE IF NOT EXISTS node_issuer (issuer INTEGER PRIMARY KEY, user_name TEXT NOT NULL UNIQUE, claimed_ms INTEGER NOT NULL)",
+    // A department node's downtime branch (see `WriteTx::begin_branch`): where it left the
+    // core's ledger, the entries of each write transaction made on it since, and the
+    // checkpoints the node's own key signed over them.
+    "CREATE TABLE IF NOT EXISTS branch (id INTEGER PRIMARY KEY CHECK (id = 1), fork INTEGER NOT NULL, started_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS branch_tx (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS branch_checkpoint (tree_size INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, note TEXT NOT NULL)",
 ];
 
 /// Secondary indexes: everything a search or listing needs beyond the tables' own keys. They

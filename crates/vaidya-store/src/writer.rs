@@ -59,6 +59,21 @@ struct Tip {
     checkpoint_time_ms: i64,
     /// Latest stored tree hash of each level (index, hash), filled as entries are appended.
     frontier: Vec<Option<(u64, vaidya_ledger::Hash)>>,
+    /// A department node's downtime branch: the core's ledger size it left at.
+    branch: Option<u64>,
+    /// Entries of the branch covered by a checkpoint signed with the node's key.
+    branch_signed: u64,
+}
+
+impl Tip {
+    /// Whether there are entries a checkpoint should sign (with the branch key on a branch, or
+    /// with the ledger key; a replica off a branch signs nothing).
+    fn unsigned(&self, signs: bool, branch_signs: bool) -> bool {
+        match self.branch {
+            Some(_) => branch_signs && self.size > self.branch_signed,
+            None => signs && self.size > self.checkpoint_size,
+        }
+    }
 }
 
 /// The state of a resource as the writer sees it inside its transaction.
@@ -89,6 +104,8 @@ pub struct WriteTx<'a> {
     /// `None`: a replica of another server's ledger, which stores the checkpoints its source
     /// signed and never signs one itself.
     key: Option<&'a LedgerKey>,
+    /// A department node's own key, which signs the checkpoints of its downtime branch.
+    branch_key: Option<&'a LedgerKey>,
     garbage: &'a mut Vec<Box<dyn Send>>,
 }
 
@@ -286,6 +303,11 @@ impl WriteTx<'_> {
     /// be the next entry and chain to the last one. The resource's row and index rows are
     /// written as for a new write; `index` is what its content indexes to.
     pub fn replay(&mut self, entry: &Entry, bytes: &[u8], index: &[(&'static SearchParam, IndexValue)]) -> Result<(), StoreError> {
+        if let Some(fork) = self.tip.branch {
+            return Err(StoreError::Corrupt(format!(
+                "this replica has its own entries after entry {fork} (a downtime branch): they are handed back and cut before it follows again"
+            )));
+        }
         if entry.seq != self.tip.size + 1 || entry.prev_hash != self.tip.prev_hash {
             return Err(StoreError::Corrupt(format!(
                 "entry {} does not follow the ledger's last entry {} (sequence or hash chain)",
@@ -346,6 +368,9 @@ impl WriteTx<'_> {
     }
 
     fn checkpoint_if_due(&mut self, force: bool) -> Result<(), StoreError> {
+        if self.tip.branch.is_some() {
+            return self.branch_checkpoint_if_due(force);
+        }
         let now = now_ms();
         let unsigned = self.tip.size > self.tip.checkpoint_size;
         let Some(key) = self.key else { return Ok(()) };
@@ -365,12 +390,123 @@ impl WriteTx<'_> {
     }
 }
 
+/// A department node's downtime branch: while the core is unreachable the node writes on its
+/// replica, after the core's last entry, with the same code as the core. These entries chain
+/// to the core's, each write transaction's range is recorded (`branch_tx`: it is handed back
+/// to the core as one unit), and checkpoints over them are signed with the node's own key
+/// (`branch_checkpoint`; the core's key is not the node's to use). When the core answers
+/// again, the node hands the branch back and cuts it ([`WriteTx::cut_branch`]): the core's
+/// ledger, with the handed-back writes in it, is then followed from the fork as before.
+impl WriteTx<'_> {
+    /// Start a branch at the ledger's current end (or find the one already started): its fork.
+    /// Refused on a store without a branch key.
+    pub fn begin_branch(&mut self) -> Result<u64, StoreError> {
+        if let Some(fork) = self.tip.branch {
+            return Ok(fork);
+        }
+        if self.branch_key.is_none() {
+            return Err(StoreError::Corrupt("this store has no key to sign a branch with (only a department node's has)".into()));
+        }
+        let fork = self.tip.size;
+        self.conn
+            .prepare_cached("INSERT INTO branch (id, fork, started_ms) VALUES (1, ?1, ?2)")?
+            .execute(params![fork as i64, now_ms()])?;
+        self.tip.branch = Some(fork);
+        self.tip.branch_signed = fork;
+        Ok(fork)
+    }
+
+    /// The fork of the branch being written, if any.
+    pub fn branch_fork(&self) -> Option<u64> {
+        self.tip.branch
+    }
+
+    /// Cut the ledger back to the branch's fork: the branch's entries, tree hashes and
+    /// checkpoints go, and every resource they touched is as it was at the fork (its row and
+    /// index rows rebuilt from its latest version before it). The number of entries removed.
+    pub fn cut_branch(&mut self) -> Result<u64, StoreError> {
+        let Some(fork) = self.tip.branch else { return Ok(0) };
+        let mut touched = std::collections::BTreeSet::new();
+        {
+            let mut stmt = self.conn.prepare_cached("SELECT seq, entry FROM ledger WHERE seq > ?1 ORDER BY seq")?;
+            let mut rows = stmt.query([fork as i64])?;
+            let mut del = self.conn.prepare_cached("DELETE FROM history WHERE rtype = ?1 AND rid = ?2 AND version = ?3")?;
+            while let Some(r) = rows.next()? {
+                let (seq, bytes): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+                let e = Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                del.execute(params![e.resource_type, e.resource_id, e.version as i64])?;
+                touched.insert((e.resource_type, e.resource_id));
+            }
+        }
+        for (rtype, rid) in &touched {
+            let Some(current) = self.current(rtype, rid)? else { continue };
+            index_rows::clear(self.conn, current.rowid)?;
+            let before: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 ORDER BY version DESC LIMIT 1")?
+                .query_row(params![rtype, rid], |r| r.get(0))
+                .optional()?;
+            let Some(seq) = before else {
+                self.conn.prepare_cached("DELETE FROM resource WHERE rowid = ?1")?.execute([current.rowid])?;
+                continue;
+            };
+            let bytes: Vec<u8> = self.conn.prepare_cached("SELECT entry FROM ledger WHERE seq = ?1")?.query_row([seq], |r| r.get(0))?;
+            let e = Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+            let deleted = e.op == Op::Delete;
+            self.conn
+                .prepare_cached("UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = ?5 WHERE rowid = ?1")?
+                .execute(params![current.rowid, e.version as i64, seq, e.time_ms, deleted])?;
+            if !deleted {
+                let value: serde_json::Value = serde_json::from_slice(&e.content)
+                    .map_err(|err| StoreError::Corrupt(format!("entry {seq}: content is not JSON: {err}")))?;
+                index_rows::insert(self.conn, self.params, rtype, current.rowid, &vaidya_fhir::index::extract_all(&value))?;
+            }
+        }
+        let removed = self.tip.size - fork;
+        self.conn.prepare_cached("DELETE FROM ledger WHERE seq > ?1")?.execute([fork as i64])?;
+        self.conn.prepare_cached("DELETE FROM tree_hash WHERE idx >= ?1")?.execute([stored_hash_index(0, fork) as i64])?;
+        self.conn.prepare_cached("DELETE FROM checkpoint WHERE tree_size > ?1")?.execute([fork as i64])?;
+        self.conn.execute_batch("DELETE FROM branch; DELETE FROM branch_tx; DELETE FROM branch_checkpoint;")?;
+        *self.tip = load_tip(self.conn)?;
+        Ok(removed)
+    }
+
+    /// Record the entries a write transaction on the branch appended (after `before`).
+    fn note_branch_tx(&mut self, before: u64) -> Result<(), StoreError> {
+        if self.tip.branch.is_some() && self.tip.size > before {
+            self.conn
+                .prepare_cached("INSERT INTO branch_tx (first_seq, last_seq) VALUES (?1, ?2)")?
+                .execute(params![(before + 1) as i64, self.tip.size as i64])?;
+        }
+        Ok(())
+    }
+
+    fn branch_checkpoint_if_due(&mut self, force: bool) -> Result<(), StoreError> {
+        let now = now_ms();
+        let Some(key) = self.branch_key else { return Ok(()) };
+        if self.tip.size <= self.tip.branch_signed || !(force || now - self.tip.checkpoint_time_ms >= CHECKPOINT_INTERVAL_MS) {
+            return Ok(());
+        }
+        let root = crate::merkle::root(self.conn, self.tip.size)
+            .map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
+        let time_ms = now.max(self.tip.last_time_ms);
+        let note = vaidya_ledger::sign_checkpoint(key, self.tip.size, root, time_ms);
+        self.conn
+            .prepare_cached("INSERT INTO branch_checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
+            .execute(params![self.tip.size as i64, time_ms, note])?;
+        self.tip.branch_signed = self.tip.size;
+        self.tip.checkpoint_time_ms = time_ms;
+        Ok(())
+    }
+}
+
 /// The writer thread's state.
 pub(crate) struct Writer {
     conn: Connection,
     tip: Tip,
     params: ParamIds,
     key: Option<LedgerKey>,
+    branch_key: Option<LedgerKey>,
     garbage: Vec<Box<dyn Send>>,
     dropper: crossbeam_channel::Sender<Vec<Box<dyn Send>>>,
     /// Time spent committing since start, and commits made: how busy the single writer is.
@@ -387,6 +523,7 @@ impl Writer {
     pub(crate) fn new(
         conn: Connection,
         key: Option<LedgerKey>,
+        branch_key: Option<LedgerKey>,
         checkpoint_every_commit: bool,
         checkpointed: tokio::sync::watch::Sender<u64>,
     ) -> Result<Writer, StoreError> {
@@ -402,6 +539,7 @@ impl Writer {
             tip,
             params: ParamIds::default(),
             key,
+            branch_key,
             garbage: Vec::new(),
             dropper,
             busy: Default::default(),
@@ -415,7 +553,7 @@ impl Writer {
     pub(crate) fn run(mut self, rx: crossbeam_channel::Receiver<Message>) {
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
         loop {
-            let received = if self.tip.size > self.tip.checkpoint_size {
+            let received = if self.tip.unsigned(self.key.is_some(), self.branch_key.is_some()) {
                 // Unsigned entries: sign them once the writer has been idle for an interval.
                 match rx.recv_timeout(std::time::Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64)) {
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
@@ -506,7 +644,7 @@ impl Writer {
         let signed_before = self.tip.checkpoint_size;
         let committed = {
             let force = self.checkpoint_every_commit;
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
             tx.checkpoint_if_due(force).and_then(|()| Ok(self.conn.execute_batch("COMMIT")?))
         };
         if let Err(e) = &committed {
@@ -538,8 +676,16 @@ impl Writer {
     /// Run a job without a savepoint; `Err` hands back the failed job's completion.
     fn run_unguarded(&mut self, job: JobFn) -> Result<(bool, Completion), Completion> {
         let outcome = {
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
-            std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
+            let before = tx.tip.size;
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let out = job(&mut tx);
+                if out.0 {
+                    // A failure here is a fault of the database: the job fails with it.
+                    tx.note_branch_tx(before).expect("recording a branch transaction");
+                }
+                out
+            }))
         };
         match outcome {
             Ok((true, complete)) => Ok((true, complete)),
@@ -556,8 +702,16 @@ impl Writer {
         self.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])).expect("savepoint inside an open transaction");
         let tip_before = self.tip.clone();
         let outcome = {
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
-            std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
+            let before = tx.tip.size;
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let out = job(&mut tx);
+                if out.0 {
+                    // A failure here is a fault of the database: the job fails with it.
+                    tx.note_branch_tx(before).expect("recording a branch transaction");
+                }
+                out
+            }))
         };
         match outcome {
             Ok((true, complete)) => {
@@ -588,7 +742,7 @@ impl Writer {
     fn sign_idle(&mut self) {
         let result = (|| -> Result<(), StoreError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
             tx.checkpoint_if_due(true)?;
             self.conn.execute_batch("COMMIT")?;
             Ok(())
@@ -616,7 +770,7 @@ impl Writer {
         );
         let result = (|| -> Result<(), StoreError> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), garbage: &mut self.garbage };
+            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
             tx.checkpoint_if_due(true)?;
             self.conn.execute_batch("COMMIT")?;
             self.checkpointed.send_replace(self.tip.checkpoint_size);
@@ -656,5 +810,17 @@ fn load_tip(conn: &Connection) -> Result<Tip, StoreError> {
         })
         .optional()?
         .unwrap_or((0, 0));
-    Ok(Tip { size, prev_hash, last_time_ms, checkpoint_size: checkpoint_size as u64, checkpoint_time_ms, frontier: Vec::new() })
+    let branch: Option<i64> = conn.query_row("SELECT fork FROM branch WHERE id = 1", [], |r| r.get(0)).optional()?;
+    let branch_signed: Option<i64> = conn.query_row("SELECT max(tree_size) FROM branch_checkpoint", [], |r| r.get(0))?;
+    let branch = branch.map(|f| f as u64);
+    Ok(Tip {
+        size,
+        prev_hash,
+        last_time_ms,
+        checkpoint_size: checkpoint_size as u64,
+        checkpoint_time_ms,
+        frontier: Vec::new(),
+        branch,
+        branch_signed: branch_signed.map(|s| s as u64).or(branch).unwrap_or(0),
+    })
 }

@@ -288,3 +288,92 @@ fn a_version_1_database_is_migrated_on_open() {
     assert_eq!(version, vaidya_store::schema::SCHEMA_VERSION);
     assert!(store.read(|c| vaidya_store::read::current(c, "Patient", "a")).unwrap().is_some());
 }
+
+fn family_search(store: &Store, family: &str) -> Vec<String> {
+    let q = vaidya_store::search::parse_query("Patient", &[("family".into(), family.into())], vaidya_store::search::Handling::Strict).unwrap();
+    store.read(|c| vaidya_store::search::run(c, &q)).unwrap().matches.into_iter().map(|m| m.id).collect()
+}
+
+#[test]
+fn a_node_branch_is_recorded_per_transaction_signed_with_the_node_key_and_cut_back_to_the_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (core_key, node_key) = (LedgerKey::generate("vaidya.test/ledger"), LedgerKey::generate("vaidya.test/node-07"));
+    let (core_v, node_v) = (core_key.verifier_text().to_string(), node_key.verifier_text().to_string());
+    // The core's ledger (here written in place; a node gets it through the feed).
+    let core = Store::open(&path, core_key).unwrap();
+    for (id, family) in [("a", "Sharma"), ("b", "Verma"), ("c", "Iyer")] {
+        core.write_blocking(move |tx| put(tx, id, family)).unwrap();
+    }
+    core.shutdown();
+    drop(core);
+
+    let node = Store::open_node(&path, LedgerKey::from_private(node_key.private_text()).unwrap()).unwrap();
+    let fork = node.write_blocking(|tx| tx.begin_branch()).unwrap();
+    assert_eq!(fork, 3);
+    // Downtime writes: a new patient with an update in one transaction, a changed one, a deleted one.
+    node.write_blocking(|tx| -> Result<(), StoreError> {
+        put(tx, "d", "Khan")?;
+        put(tx, "d", "Khanna")?;
+        Ok(())
+    })
+    .unwrap();
+    node.write_blocking(|tx| put(tx, "a", "Sharma-Gupta")).unwrap();
+    node.write_blocking(|tx| tx.delete("test", "Patient", "b").map(|_| ())).unwrap();
+    assert_eq!(family_search(&node, "Khanna"), vec!["d"]);
+    assert!(family_search(&node, "Verma").is_empty());
+    // A replica on a branch takes no entries from the core.
+    let foreign = vaidya_ledger::Entry {
+        seq: 7, time_ms: 1, author: "x".into(), op: vaidya_ledger::Op::Put, resource_type: "Basic".into(),
+        resource_id: "x".into(), version: 1, content: b"{}".to_vec(), prev_hash: vaidya_ledger::GENESIS_PREV,
+    };
+    let err = node.write_blocking(move |tx| tx.replay(&foreign, &foreign.encode(), &[])).unwrap_err();
+    assert!(err.to_string().contains("downtime branch"), "{err}");
+    node.shutdown(); // signs the branch's last checkpoint
+    drop(node);
+
+    let node = Store::open_node(&path, LedgerKey::from_private(node_key.private_text()).unwrap()).unwrap();
+    let (units, note): (Vec<(i64, i64)>, String) = node
+        .read(|c| -> Result<_, StoreError> {
+            let units = c.prepare("SELECT first_seq, last_seq FROM branch_tx ORDER BY first_seq")?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            let note = c.query_row("SELECT note FROM branch_checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| r.get(0))?;
+            Ok((units, note))
+        })
+        .unwrap();
+    assert_eq!(units, vec![(4, 5), (6, 6), (7, 7)], "one unit per write transaction");
+    let cp = vaidya_ledger::verify_checkpoint(&note, &node_v).unwrap();
+    assert_eq!(cp.tree_size, 7);
+    assert!(vaidya_ledger::verify_checkpoint(&note, &core_v).is_err(), "signed with the node's key, not the core's");
+    // The whole ledger still verifies with the core's key (its checkpoints are all the core's).
+    let report = verify(&node, &core_v);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.entries, 7);
+
+    let removed = node.write_blocking(|tx| tx.cut_branch()).unwrap();
+    assert_eq!(removed, 4);
+    let report = verify(&node, &core_v);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.entries, report.resources), (3, 3));
+    assert_eq!(family_search(&node, "Sharma"), vec!["a"]);
+    assert!(family_search(&node, "Sharma-Gupta").is_empty());
+    assert_eq!(family_search(&node, "Verma"), vec!["b"]);
+    assert!(family_search(&node, "Khan").is_empty());
+    let a = node.read(|c| vaidya_store::read::current(c, "Patient", "a")).unwrap().unwrap();
+    assert_eq!((a.version, a.deleted), (1, false));
+    assert!(node.read(|c| vaidya_store::read::current(c, "Patient", "d")).unwrap().is_none());
+    let left: i64 = node.read(|c| c.query_row("SELECT (SELECT count(*) FROM branch) + (SELECT count(*) FROM branch_tx) + (SELECT count(*) FROM branch_checkpoint)", [], |r| r.get(0)).map_err(StoreError::from)).unwrap();
+    assert_eq!(left, 0);
+    // The chain continues from the fork (as the core's next entries will).
+    let fork = node.write_blocking(|tx| tx.begin_branch()).unwrap();
+    assert_eq!(fork, 3);
+    node.write_blocking(|tx| put(tx, "e", "Das")).unwrap();
+    assert!(verify(&node, &core_v).problems.is_empty());
+}
+
+#[test]
+fn only_a_node_store_may_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let err = store.write_blocking(|tx| tx.begin_branch()).unwrap_err();
+    assert!(err.to_string().contains("no key to sign a branch"), "{err}");
+}
