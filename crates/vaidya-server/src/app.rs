@@ -110,7 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ledger/root", get(crate::backup::ledger_root))
-        .nest("/node", crate::node::feed::router(state.clone()))
+        .nest("/node", crate::node::router(state.clone()))
         .nest("/fhir", fhir)
         .nest("/print", crate::print::router(state.clone()))
         .nest("/auth", crate::auth::router(state.clone()))

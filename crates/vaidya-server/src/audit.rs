@@ -58,6 +58,10 @@ fn classify(method: &Method, path: &str, printing: bool) -> (Action, Vec<String>
         ("GET", ["$export-status", ..]) => (Action::Operation("$export-status".into()), what(2)),
         // A department node following the ledger (/node/feed): every record leaves, in order.
         ("GET", ["feed"]) => (Action::Operation("node-feed".into()), vec![]),
+        ("GET", ["handback"]) => (Action::Operation("node-handback-status".into()), vec![]),
+        ("POST", ["handback"]) => (Action::Operation("node-handback".into()), vec![]),
+        ("GET", ["reconciliation"]) => (Action::Operation("reconciliation-queue".into()), vec![]),
+        ("POST", ["reconciliation", _]) => (Action::Operation("reconcile".into()), vec![format!("Task/{}", parts[1])]),
         ("POST", []) => (Action::Transaction, vec![]),
         ("GET", ["_history"]) | ("GET", [_, "_history"]) => (Action::History, what(1)),
         ("GET", [_, _, "_history"]) => (Action::History, what(2)),

@@ -15,6 +15,7 @@ pub mod fhir;
 pub mod guard;
 pub mod import;
 pub mod node;
+pub mod numbering;
 pub mod print;
 pub mod sms;
 pub mod web;

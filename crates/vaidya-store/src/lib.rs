@@ -385,6 +385,21 @@ fn create_secondary_indexes(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The Merkle tree's right edge after the first `size` entries, from the stored hashes (where
+/// a department node's branch continues the ledger).
+pub fn frontier_at(conn: &Connection, size: u64) -> Result<vaidya_ledger::Frontier, StoreError> {
+    vaidya_ledger::Frontier::at(size, &merkle::SqliteHashReader(conn))
+        .map_err(|e| StoreError::Corrupt(format!("Merkle tree hashes unreadable at {size} entries: {e}")))
+}
+
+/// The leaf hash of entry `seq` (the hash the next entry chains to), if the ledger has it.
+pub fn leaf_at(conn: &Connection, seq: u64) -> Result<Option<vaidya_ledger::EntryHash>, StoreError> {
+    use rusqlite::OptionalExtension;
+    let bytes: Option<Vec<u8>> =
+        conn.prepare_cached("SELECT entry FROM ledger WHERE seq = ?1")?.query_row([seq as i64], |r| r.get(0)).optional()?;
+    Ok(bytes.map(|b| vaidya_ledger::hash_encoded(&b)))
+}
+
 /// The ledger's Merkle root at `size` entries, from the stored tree hashes (drills compare a
 /// restored copy with it).
 pub fn merkle_root(conn: &Connection, size: u64) -> Result<vaidya_ledger::Hash, StoreError> {

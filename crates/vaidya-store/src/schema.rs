@@ -171,6 +171,12 @@ pub const ADDED_TABLES: &[&str] = &[
     // UHID issuer codes (01-99) claimed by department nodes for downtime registration: one node
     // account per code and one code per node account, so that no two nodes issue the same UHID.
     "CREATE TABLE IF NOT EXISTS node_issuer (issuer INTEGER PRIMARY KEY, user_name TEXT NOT NULL UNIQUE, claimed_ms INTEGER NOT NULL)",
+    // Department nodes' own keys (registered on first contact, with the issuer code), which
+    // sign their downtime branches; and how far each branch has been handed back (the chain
+    // edge the next hand-back must continue), so that a retried hand-back applies nothing twice.
+    "CREATE TABLE IF NOT EXISTS node_key (user_name TEXT PRIMARY KEY, verifier TEXT NOT NULL, registered_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS handback (node TEXT NOT NULL, fork INTEGER NOT NULL, size INTEGER NOT NULL, head BLOB, frontier BLOB NOT NULL,
+        updated_ms INTEGER NOT NULL, PRIMARY KEY (node, fork))",
     // A department node's downtime branch (see `WriteTx::begin_branch`): where it left the
     // core's ledger, the entries of each write transaction made on it since, and the
     // checkpoints the node's own key signed over them.

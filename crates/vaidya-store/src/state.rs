@@ -19,6 +19,8 @@ const TABLES: &[(&str, &[&str])] = &[
     ("access_grant", &[]),
     ("sequence", &[]),
     ("node_issuer", &[]),
+    ("node_key", &[]),
+    ("handback", &[]),
 ];
 
 /// The current state as JSON bytes (same state, same bytes: tables and rows in a fixed order).

@@ -243,10 +243,10 @@ fn has_key(invoice: &Value, key: &str) -> bool {
 /// The day's next receipt number (payments and refunds share the sequence).
 fn next_receipt(tx: &mut WriteTx<'_>) -> Result<String, ApiError> {
     let (today, _) = from_utc_ms(vaidya_store::now_ms(), IST_OFFSET_MINUTES).map_err(|e| ApiError::internal(e.to_string()))?;
-    let key = format!("receipt:{today}");
+    let key = crate::numbering::counter(&format!("receipt:{today}"));
     let n = tx.sequence(&key)?.unwrap_or(0) + 1;
     tx.set_sequence(&key, n)?;
-    Ok(format!("R{}{:05}", today.to_string().replace('-', ""), n))
+    Ok(crate::numbering::daily_number('R', today, n))
 }
 
 /// Apply a money operation inside the writer; a retried payment or refund (same key) is

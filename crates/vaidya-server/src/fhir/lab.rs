@@ -44,10 +44,10 @@ pub fn collect(tx: &mut WriteTx<'_>, author: &str, request_id: &str, barcode: Op
         Some(b) => return Err(ApiError::bad_request(format!("'{b}' is not a specimen barcode (6-32 letters, digits, '-')"))),
         None => {
             let (today, _) = from_utc_ms(now, IST_OFFSET_MINUTES).map_err(|e| ApiError::internal(e.to_string()))?;
-            let key = format!("specimen:{today}");
+            let key = crate::numbering::counter(&format!("specimen:{today}"));
             let n = tx.sequence(&key)?.unwrap_or(0) + 1;
             tx.set_sequence(&key, n)?;
-            format!("S{}{:05}", today.to_string().replace('-', ""), n)
+            crate::numbering::daily_number('S', today, n)
         }
     };
     let pairs = vec![("identifier".to_string(), format!("{SPECIMEN_BARCODE_SYSTEM}|{barcode}")), ("_summary".to_string(), "count".to_string())];

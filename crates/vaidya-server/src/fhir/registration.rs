@@ -1,12 +1,13 @@
 //! Registration: every Patient's UHIDs are checked and written in their canonical form
-//! (`NNNN-NNNN-NNNN`), and a Patient created without one gets the next UHID of the central
-//! issuer, inside the writer's transaction so that two registrations never get the same one.
+//! (`NNNN-NNNN-NNNN`), and a Patient created without one gets the next UHID of this process's
+//! issuer (the core's, or a department node's in downtime: `crate::numbering`), inside the
+//! writer's transaction so that two registrations never get the same one.
 
 use super::{Prepared, UHID_SYSTEM};
 use crate::error::ApiError;
 use serde_json::Value;
 use vaidya_domain::Uhid;
-use vaidya_domain::uhid::{CENTRAL_ISSUER, SERIAL_LIMIT};
+use vaidya_domain::uhid::SERIAL_LIMIT;
 use vaidya_fhir::outcome::{Issue, IssueType};
 use vaidya_store::{Body, WriteTx};
 
@@ -51,22 +52,29 @@ pub fn normalise_phone_search(value: &str) -> String {
         .join(",")
 }
 
-/// Name of the counter holding the last central UHID serial issued.
-const UHID_SEQUENCE: &str = "uhid-central";
+/// Name of the counter holding the last UHID serial this process's issuer gave out.
+fn uhid_sequence() -> String {
+    match crate::numbering::issuer() {
+        0 => "uhid-central".to_string(),
+        n => format!("{}uhid", crate::numbering::node_prefix(n)),
+    }
+}
 
-/// The last central serial issued: the counter, or on first use the greatest central UHID in
-/// the search index (a database written before the counter existed).
+/// The last serial this issuer gave out: the counter, or on first use the greatest of its
+/// UHIDs in the search index (a database written before the counter existed; a node's first
+/// downtime of the day after its counter came back from the core).
 fn last_serial(tx: &WriteTx<'_>) -> Result<u64, ApiError> {
-    if let Some(v) = tx.sequence(UHID_SEQUENCE)? {
+    if let Some(v) = tx.sequence(&uhid_sequence())? {
         return Ok(v);
     }
+    let issuer = crate::numbering::issuer();
     let last = vaidya_store::search::exec::max_token_code(
         tx.conn(),
         "Patient",
         "identifier",
         UHID_SYSTEM,
-        &Uhid::new(CENTRAL_ISSUER, 0).expect("serial 0 is valid").to_string(),
-        &Uhid::new(CENTRAL_ISSUER, SERIAL_LIMIT - 1).expect("the last serial is valid").to_string(),
+        &Uhid::new(issuer, 0).expect("serial 0 is valid").to_string(),
+        &Uhid::new(issuer, SERIAL_LIMIT - 1).expect("the last serial is valid").to_string(),
     )?;
     match last {
         None => Ok(0),
@@ -79,18 +87,18 @@ fn last_serial(tx: &WriteTx<'_>) -> Result<u64, ApiError> {
 /// hand or migrated), so that no UHID is ever issued twice.
 pub fn before_write(tx: &mut WriteTx<'_>, p: &mut Prepared, creating: bool) -> Result<(), ApiError> {
     let mut last = last_serial(tx)?;
-    let carried = central_serials(&p.index);
+    let carried = own_serials(&p.index);
     if let Some(max) = carried.iter().max()
         && *max > last {
             last = *max;
-            tx.set_sequence(UHID_SEQUENCE, last)?;
+            tx.set_sequence(&uhid_sequence(), last)?;
         }
     let Some(resource) = p.resource.as_mut().filter(|_| creating && carried.is_empty()) else { return Ok(()) };
     if has_uhid(resource) {
         return Ok(()); // a UHID of another issuer (a department node's downtime range)
     }
-    let uhid = Uhid::new(CENTRAL_ISSUER, last + 1).map_err(|e| ApiError::internal(format!("no UHID left to issue: {e}")))?;
-    tx.set_sequence(UHID_SEQUENCE, last + 1)?;
+    let uhid = Uhid::new(crate::numbering::issuer(), last + 1).map_err(|e| ApiError::internal(format!("no UHID left to issue: {e}")))?;
+    tx.set_sequence(&uhid_sequence(), last + 1)?;
     let identifier = serde_json::json!({
         "use": "official",
         "type": {"text": "UHID"},
@@ -113,8 +121,8 @@ fn has_uhid(resource: &Value) -> bool {
     resource["identifier"].as_array().is_some_and(|ids| ids.iter().any(|i| i["system"] == UHID_SYSTEM))
 }
 
-/// Serials of the central-issuer UHIDs among a Patient's index values.
-fn central_serials(index: &[(&'static vaidya_fhir::search_params::SearchParam, vaidya_fhir::index::IndexValue)]) -> Vec<u64> {
+/// Serials of this issuer's UHIDs among a Patient's index values.
+fn own_serials(index: &[(&'static vaidya_fhir::search_params::SearchParam, vaidya_fhir::index::IndexValue)]) -> Vec<u64> {
     index
         .iter()
         .filter(|(p, _)| p.code == "identifier")
@@ -122,7 +130,7 @@ fn central_serials(index: &[(&'static vaidya_fhir::search_params::SearchParam, v
             vaidya_fhir::index::IndexValue::Token { system: Some(s), code: Some(c), .. } if s == UHID_SYSTEM => c.parse::<Uhid>().ok(),
             _ => None,
         })
-        .filter(|u| u.issuer() == CENTRAL_ISSUER)
+        .filter(|u| u.issuer() == crate::numbering::issuer())
         .map(|u| u.serial())
         .collect()
 }

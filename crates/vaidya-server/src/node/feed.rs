@@ -29,14 +29,7 @@ use std::time::Duration;
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 pub const SIZE_HEADER: &str = "x-ledger-size";
 
-pub fn router(state: AppState) -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/feed", axum::routing::get(feed))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::record))
-        .route_layer(axum::middleware::from_fn_with_state(state, crate::app::authenticate))
-}
-
-async fn feed(State(app): State<AppState>, Extension(who): Extension<Principal>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+pub async fn feed(State(app): State<AppState>, Extension(who): Extension<Principal>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     if who.role != crate::guard::NODE_ROLE {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -44,9 +37,12 @@ async fn feed(State(app): State<AppState>, Extension(who): Extension<Principal>,
             "only a department node's account (role node) may follow the ledger",
         ));
     }
-    let (after, wait, node_state, issuer) = parse(query.as_deref().unwrap_or(""))?;
+    let Query { after, wait, state: node_state, issuer, key } = parse(query.as_deref().unwrap_or(""))?;
     if let Some(code) = issuer {
         claim_issuer(&app, &who.user, code).await?;
+    }
+    if let Some(key) = key {
+        register_key(&app, &who.user, key).await?;
     }
     let deadline = tokio::time::Instant::now() + wait;
     let mut signed = app.store.checkpoints();
@@ -122,10 +118,53 @@ async fn claim_issuer(app: &AppState, user: &str, code: u8) -> Result<(), ApiErr
     judge(holder, held).map(|_| tracing::info!(node = user, issuer = code, "UHID issuer code claimed by a department node"))
 }
 
-type Query = (u64, Duration, Option<String>, Option<u8>);
+/// Register `key` (a ledger verifier key, `name+id+base64`) as the one that signs node
+/// account `user`'s downtime branches, or find it registered; a different key is refused.
+async fn register_key(app: &AppState, user: &str, key: String) -> Result<(), ApiError> {
+    fn held(conn: &vaidya_store::Connection, user: &str) -> Result<Option<String>, ApiError> {
+        use rusqlite::OptionalExtension;
+        conn.query_row("SELECT verifier FROM node_key WHERE user_name = ?1", [user], |r| r.get(0)).optional().map_err(|e| ApiError::internal(e.to_string()))
+    }
+    let u = user.to_string();
+    let found = match app.read(move |conn| held(conn, &u)).await? {
+        Some(h) => h,
+        None => {
+            let (u, k) = (user.to_string(), key.clone());
+            app.store
+                .write(move |tx| -> Result<String, ApiError> {
+                    if let Some(h) = held(tx.conn(), &u)? {
+                        return Ok(h);
+                    }
+                    tx.conn()
+                        .execute("INSERT INTO node_key (user_name, verifier, registered_ms) VALUES (?1, ?2, ?3)", (u.as_str(), k.as_str(), vaidya_store::now_ms()))
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                    tracing::info!(node = %u, key = %k, "a department node's key registered");
+                    Ok(k)
+                })
+                .await?
+        }
+    };
+    if found != key {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            vaidya_fhir::outcome::IssueType::Conflict,
+            format!("the node account '{user}' signs with the key {found}, not {key}: a node rebuilt with a new key needs a new node account"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq)]
+struct Query {
+    after: u64,
+    wait: Duration,
+    state: Option<String>,
+    issuer: Option<u8>,
+    key: Option<String>,
+}
 
 fn parse(query: &str) -> Result<Query, ApiError> {
-    let (mut after, mut wait, mut state, mut issuer) = (None, Duration::ZERO, None, None);
+    let (mut after, mut wait, mut state, mut issuer, mut key) = (None, Duration::ZERO, None, None, None);
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "after" => after = Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("after '{v}' is not an entry number")))?),
@@ -139,11 +178,19 @@ fn parse(query: &str) -> Result<Query, ApiError> {
                 let code = v.parse::<u8>().ok().filter(|c| (1..=99).contains(c));
                 issuer = Some(code.ok_or_else(|| ApiError::bad_request(format!("issuer '{v}' is not a node's UHID issuer code (01-99)")))?);
             }
-            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait, state, issuer)"))),
+            "key" if is_verifier(&v) => key = Some(v.into_owned()),
+            "key" => return Err(ApiError::bad_request("key is the node's ledger public key (name+id+base64, its keys/node.pub)")),
+            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait, state, issuer, key)"))),
         }
     }
     let after = after.ok_or_else(|| ApiError::bad_request("after (the last entry the node has, 0 for none) is required"))?;
-    Ok((after, wait, state, issuer))
+    Ok(Query { after, wait, state, issuer, key })
+}
+
+/// A ledger verifier key's shape (`name+hexid+base64`), checked properly when it signs.
+fn is_verifier(v: &str) -> bool {
+    let parts: Vec<&str> = v.splitn(3, '+').collect();
+    v.len() <= 300 && parts.len() == 3 && parts.iter().all(|p| !p.is_empty()) && v.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -152,12 +199,13 @@ mod tests {
 
     #[test]
     fn the_query_is_checked() {
-        assert_eq!(parse("after=5&wait=10").unwrap(), (5, Duration::from_secs(10), None, None));
-        assert_eq!(parse("after=5&issuer=07").unwrap().3, Some(7));
-        assert_eq!(parse("after=0&wait=999").unwrap().1, MAX_WAIT);
+        assert_eq!(parse("after=5&wait=10").unwrap(), Query { after: 5, wait: Duration::from_secs(10), state: None, issuer: None, key: None });
+        assert_eq!(parse("after=5&issuer=07").unwrap().issuer, Some(7));
+        assert_eq!(parse("after=0&wait=999").unwrap().wait, MAX_WAIT);
         let h = "ab".repeat(32);
-        assert_eq!(parse(&format!("after=1&state={h}")).unwrap().2, Some(h));
-        for bad in ["", "wait=1", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5", "after=1&state=abc", "after=1&issuer=0", "after=1&issuer=100", "after=1&issuer=x"] {
+        assert_eq!(parse(&format!("after=1&state={h}")).unwrap().state, Some(h));
+        assert_eq!(parse("after=1&key=node%2B1a2b%2BAbC%2F%3D").unwrap().key.as_deref(), Some("node+1a2b+AbC/="));
+        for bad in ["", "wait=1", "after=1&key=nokey", "after=1&key=a%2Bb", "after=1&key=a%2Bb%2Bc%20d", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5", "after=1&state=abc", "after=1&issuer=0", "after=1&issuer=100", "after=1&issuer=x"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

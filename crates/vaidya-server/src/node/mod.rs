@@ -7,10 +7,31 @@
 //!   accounts only, recorded in the audit ledger like any read.
 //! - `follow.rs`: the node's side: fetch, check (checkpoint signature with the core's public
 //!   key, sequence, hash chain, Merkle root) and only then apply to the replica.
+//! - `handback.rs`: the core's side of a hand-back (`POST /node/handback`): a node's downtime
+//!   branch, checked against the node's key and the core's own ledger, applied unit by unit.
+//! - `reconcile.rs`: what a hand-back could not apply, queued as Tasks for a person to settle.
 //!
 //! **Architecture invariant:** a node never applies an entry it has not checked against a
 //! checkpoint signed by the core's key, and its replica never signs checkpoints of its own.
 
 pub mod feed;
 pub mod follow;
+pub mod handback;
+pub mod reconcile;
 pub mod wire;
+
+use crate::app::AppState;
+use axum::routing::{get, post};
+
+/// The core's routes for nodes (`/node/...`): the feed, hand-backs and the reconciliation
+/// queue; all authenticated and recorded in the audit ledger.
+pub fn router(state: AppState) -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/feed", get(feed::feed))
+        .route("/handback", get(handback::status).post(handback::hand_back))
+        .route("/reconciliation", get(reconcile::list))
+        .route("/reconciliation/{id}", post(reconcile::settle))
+        .layer(axum::extract::DefaultBodyLimit::max(handback::MAX_BODY_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::record))
+        .route_layer(axum::middleware::from_fn_with_state(state, crate::app::authenticate))
+}

@@ -80,9 +80,121 @@ impl Feed {
     }
 }
 
+/// A hand-back (`POST /node/handback`, see `handback.rs`): `vaidya hand-back v1\n`, then the
+/// [`HandBackMeta`] (JSON), the checkpoint note the node's own key signed at the last entry,
+/// the count of entries and each entry's canonical bytes; each piece length-prefixed as in a
+/// feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandBack {
+    pub meta: HandBackMeta,
+    pub checkpoint: String,
+    pub entries: Vec<Vec<u8>>,
+}
+
+pub const HANDBACK_CONTENT_TYPE: &str = "application/vnd.vaidya.hand-back";
+const HANDBACK_MAGIC: &[u8] = b"vaidya hand-back v1\n";
+
+/// What a hand-back says beside its entries.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandBackMeta {
+    /// The core's ledger size the node's branch left at.
+    pub fork: u64,
+    /// Each write transaction on the node, as (first, last) entry: the units that are applied
+    /// at the core, or queued for a person, whole. They cover the entries exactly, in order.
+    pub units: Vec<(u64, u64)>,
+    /// The node's counters that the core must never fall behind (its own UHID, receipt and
+    /// specimen serials; queue tokens it gave out), by name.
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+impl HandBack {
+    pub fn encode(&self) -> Vec<u8> {
+        let meta = serde_json::to_vec(&self.meta).expect("the meta serialises");
+        let mut out = Vec::with_capacity(HANDBACK_MAGIC.len() + meta.len() + self.checkpoint.len() + self.entries.iter().map(|e| e.len() + 4).sum::<usize>() + 12);
+        out.extend_from_slice(HANDBACK_MAGIC);
+        for piece in [meta.as_slice(), self.checkpoint.as_bytes()] {
+            out.extend_from_slice(&(piece.len() as u32).to_be_bytes());
+            out.extend_from_slice(piece);
+        }
+        out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<HandBack, String> {
+        let mut r = Pieces(bytes.strip_prefix(HANDBACK_MAGIC).ok_or("not a Vaidya hand-back (v1)")?);
+        let meta: HandBackMeta = serde_json::from_slice(r.piece(1 << 20)?).map_err(|e| format!("the hand-back's meta: {e}"))?;
+        let checkpoint = String::from_utf8(r.piece(64 << 10)?.to_vec()).map_err(|_| "the checkpoint is not text")?;
+        let count = r.len()?;
+        if count > MAX_ENTRIES {
+            return Err(format!("{count} entries in one hand-back: more than {MAX_ENTRIES}"));
+        }
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            entries.push(r.piece(MAX_ENTRY_BYTES)?.to_vec());
+        }
+        if !r.0.is_empty() {
+            return Err("bytes after the entries".into());
+        }
+        if entries.is_empty() || checkpoint.is_empty() {
+            return Err("a hand-back carries entries and the checkpoint over them".into());
+        }
+        Ok(HandBack { meta, checkpoint, entries })
+    }
+}
+
+/// Length-prefixed pieces, read in turn.
+struct Pieces<'a>(&'a [u8]);
+
+impl<'a> Pieces<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("cut short".into());
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn len(&mut self) -> Result<usize, String> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("four bytes")) as usize)
+    }
+
+    fn piece(&mut self, max: usize) -> Result<&'a [u8], String> {
+        let n = self.len()?;
+        if n > max {
+            return Err(format!("a piece of {n} bytes (at most {max})"));
+        }
+        self.take(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hand_back_round_trips_and_damage_is_refused() {
+        let meta = HandBackMeta { fork: 10, units: vec![(11, 12)], counters: [("node-07:uhid".to_string(), 3)].into() };
+        let h = HandBack { meta, checkpoint: "note\n".into(), entries: vec![b"a".to_vec(), b"b".to_vec()] };
+        let bytes = h.encode();
+        assert_eq!(HandBack::decode(&bytes).unwrap(), h);
+        assert!(HandBack::decode(&bytes[..bytes.len() - 1]).is_err(), "cut short");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(HandBack::decode(&longer).is_err(), "trailing bytes");
+        let empty = HandBack { entries: vec![], ..h.clone() };
+        assert!(HandBack::decode(&empty.encode()).is_err(), "nothing to hand back");
+        assert!(HandBack::decode(&Feed { checkpoint: "n".into(), entries: vec![b"a".to_vec()], state: None }.encode()).is_err(), "a feed is not a hand-back");
+        let mut bad_meta = HANDBACK_MAGIC.to_vec();
+        bad_meta.extend_from_slice(&5u32.to_be_bytes());
+        bad_meta.extend_from_slice(b"{\"x\":");
+        assert!(HandBack::decode(&bad_meta).is_err());
+    }
 
     #[test]
     fn a_feed_round_trips_and_damage_is_refused() {
