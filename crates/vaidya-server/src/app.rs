@@ -46,6 +46,8 @@ pub struct AppParts {
     pub tokens: crate::auth::TokenCache,
     /// The backup shipper, when `[backup]` is configured.
     pub backup: Option<Arc<vaidya_backup::ship::Shipper>>,
+    /// On a department node (`vaidya node`): the link to the core and the node's mode.
+    pub node: Option<Arc<crate::node::link::NodeLink>>,
 }
 
 /// Counters for `/metrics` (Prometheus text format).
@@ -110,7 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ledger/root", get(crate::backup::ledger_root))
-        .nest("/node", crate::node::router(state.clone()))
+        .nest("/node", if state.node.is_some() { crate::node::node_side_router(state.clone()) } else { crate::node::router(state.clone()) })
         .nest("/fhir", fhir)
         .nest("/print", crate::print::router(state.clone()))
         .nest("/auth", crate::auth::router(state.clone()))
@@ -145,7 +147,14 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
         let rec = crate::audit::refused(&req, None, resp.status());
         return crate::audit::durable(&app, rec, resp).await;
     };
-    match check_token(&app, &token) {
+    let acting = req.headers().get(crate::node::link::ACT_AS_HEADER).map(|v| v.to_str().map(str::to_string));
+    let checked = match (check_token(&app, &token), acting) {
+        (Ok(Some(node)), Some(Ok(user))) => crate::node::link::act_as(&app, &node, &user).map(Some),
+        (Ok(Some(_)), Some(Err(_))) => Err(ApiError::bad_request("the act-as header is not text")),
+        (other, _) => other,
+    };
+    let acted = req.headers().contains_key(crate::node::link::ACT_AS_HEADER);
+    match checked {
         Ok(Some(p)) => {
             let rule = crate::fhir::visibility::check_patient_request(&p, req.method(), req.uri().path())
                 .and_then(|()| crate::auth::scopes::check(&p, req.method(), req.uri()));
@@ -155,7 +164,17 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                 return crate::audit::durable(&app, rec, resp).await;
             }
             req.extensions_mut().insert(p);
-            next.run(req).await
+            let mut resp = next.run(req).await;
+            if acted {
+                // A write a department node forwarded: say how far the ledger is after it, so
+                // that the node can wait for its replica to show it.
+                if let Ok(n) = app.read_now(|conn| Ok(vaidya_store::read::ledger_size(conn)?))
+                    && let Ok(v) = axum::http::HeaderValue::from_str(&n.to_string())
+                {
+                    resp.headers_mut().insert(crate::node::link::LEDGER_SIZE_HEADER, v);
+                }
+            }
+            resp
         }
         Ok(None) => {
             app.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +220,9 @@ fn html_escape(s: &str) -> String {
 }
 
 async fn healthz(State(app): State<AppState>) -> Response {
+    if let Some(node) = &app.node {
+        return crate::node::link::healthz(node);
+    }
     match app.read(|conn| Ok(vaidya_store::read::ledger_size(conn)?)).await {
         Ok(n) => (StatusCode::OK, format!("ok ledger_entries={n}\n")).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response(),
@@ -230,7 +252,10 @@ async fn metrics(State(app): State<AppState>) -> Response {
         m.alert_delivery_failures.load(Ordering::Relaxed),
         size
     );
-    let body = body + &crate::backup::metrics(app.backup.as_deref());
+    let mut body = body + &crate::backup::metrics(app.backup.as_deref());
+    if let Some(node) = &app.node {
+        body += &crate::node::link::metrics(node);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -44,6 +44,7 @@ fn app() -> App {
         alerts,
         tokens,
         backup: None,
+        node: None,
     });
     App { _dir: dir, state, token: t.text }
 }

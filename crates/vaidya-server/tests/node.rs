@@ -151,12 +151,12 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
     let lab_token = core.add_user("node-lab", "node", &[]);
     let lab = Node::start_as(&root, core_key.to_str().unwrap(), &lab_token, &work.path().join("lab"), 7);
     lab.wait_for("vaidya_node_refused_total", 1);
-    assert!(lab.get("/status").contains("claimed by the node account 'node-cardiology'"), "{}", lab.get("/status"));
+    assert!(lab.get("/node/status").contains("claimed by the node account 'node-cardiology'"), "{}", lab.get("/node/status"));
     assert_eq!(lab.metric("vaidya_node_entries"), 0);
     lab.stop();
     let second = Node::start_as(&root, core_key.to_str().unwrap(), &node_token, &work.path().join("second"), 8);
     second.wait_for("vaidya_node_refused_total", 1);
-    assert!(second.get("/status").contains("issues UHIDs with issuer 07"), "{}", second.get("/status"));
+    assert!(second.get("/node/status").contains("issues UHIDs with issuer 07"), "{}", second.get("/node/status"));
     second.stop();
     let updates = node.metric("vaidya_node_state_updates_total");
     assert!(updates >= 1, "the node accounts came with the first feed");
@@ -345,7 +345,7 @@ fn a_node_refuses_a_forged_or_reordered_feed_and_applies_nothing_of_it() {
     let node = Node::start(&forged, key.verifier_text(), "t", &work.path().join("forged"));
     node.wait_for("vaidya_node_refused_total", 1);
     assert_eq!(node.metric("vaidya_node_entries"), 0);
-    assert!(node.get("/status").contains("the checkpoint"), "{}", node.get("/status"));
+    assert!(node.get("/node/status").contains("the checkpoint"), "{}", node.get("/node/status"));
     node.stop();
 
     // Signed with the core's key, entries reordered.
@@ -355,7 +355,7 @@ fn a_node_refuses_a_forged_or_reordered_feed_and_applies_nothing_of_it() {
     let node = Node::start(&swapped, key.verifier_text(), "t", &work.path().join("reordered"));
     node.wait_for("vaidya_node_refused_total", 1);
     assert_eq!(node.metric("vaidya_node_entries"), 0);
-    assert!(node.get("/status").contains("does not follow"), "{}", node.get("/status"));
+    assert!(node.get("/node/status").contains("does not follow"), "{}", node.get("/node/status"));
     node.stop();
 
     // One entry's content changed (the chain recomputed around it): the signed root differs.
@@ -367,7 +367,7 @@ fn a_node_refuses_a_forged_or_reordered_feed_and_applies_nothing_of_it() {
     let node = Node::start(&changed, key.verifier_text(), "t", &work.path().join("altered"));
     node.wait_for("vaidya_node_refused_total", 1);
     assert_eq!(node.metric("vaidya_node_entries"), 0);
-    assert!(node.get("/status").contains("root its checkpoint signs"), "{}", node.get("/status"));
+    assert!(node.get("/node/status").contains("root its checkpoint signs"), "{}", node.get("/node/status"));
     node.stop();
 
     // The same fake core with the true feed: taken (so the refusals above were the checks').

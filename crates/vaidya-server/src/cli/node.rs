@@ -1,19 +1,28 @@
 //! `vaidya node`: a department node following the core's ledger.
 
+use crate::app::{AppParts, AppState, Metrics};
+use crate::config::Config;
 use crate::datadir;
-use crate::node::follow::{FollowConfig, FollowStatus, Follower};
-use axum::extract::State;
-use axum::routing::get;
+use crate::node::follow::{FollowConfig, Follower};
+use crate::node::link::NodeLink;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 #[derive(clap::Args)]
-#[command(after_help = "Follows the core's data ledger over HTTP (GET <core>/node/feed, a long poll) into a replica\n\
-in DIR, checking every entry against checkpoints signed by the core's key before it is applied:\n\
-a feed that fails a check is refused whole and raised as an ALERT. The node's /healthz and\n\
-/metrics say how far behind the core it is.\n\n\
+#[command(after_help = "Serves a department (its staff sign in here, at /ui, with their usual accounts) from a replica\n\
+of the core's data ledger, followed over HTTP (GET <core>/node/feed, a long poll) and checked\n\
+against checkpoints signed by the core's key before anything is applied: a feed that fails a\n\
+check is refused whole and raised as an ALERT. Reads are answered here; saves go to the core.\n\n\
+DOWNTIME: when the core has not answered for --downtime-after seconds (or while a file named\n\
+DOWNTIME exists in DIR: an operator's switch), every page says DOWNTIME MODE and the node keeps\n\
+working on its own: registration (UHIDs with this node's issuer code), appointments, tokens,\n\
+check-in, charges and receipts (numbers with -Nnn-), lab collection and results, notes. These\n\
+are kept in the node's own ledger, signed with its key (DIR/keys/node.key). When the core\n\
+answers again they are handed back in order; what cannot be applied goes to the core's\n\
+reconciliation queue for a person (GET /node/reconciliation on the core). The node's\n\
+/node/outage says what happened to each; /healthz, /metrics and /node/status its state.\n\n\
 Set up, on the core (then copy its keys/ledger.pub and the token to the node):\n  \
 vaidya user add --data /srv/vaidya --name node-cardiology --role node\n  \
 vaidya token --data /srv/vaidya --user node-cardiology > node.token\n\n\
@@ -36,21 +45,16 @@ pub struct NodeArgs {
     /// The department this node serves (a HealthcareService id or name, shown on its pages).
     #[arg(long, value_name = "NAME")]
     department: String,
-    /// The node's data directory (the replica, and the core's public key).
+    /// The node's data directory (the replica with any downtime entries, the core's public
+    /// key, the node's own key, its audit ledger).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Downtime mode when the core has not answered for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
     downtime_after: u64,
-    /// Address for the node's /healthz, /metrics and /status.
+    /// Address the node's web UI (/ui), FHIR API (/fhir), /healthz and /metrics listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
     listen: std::net::SocketAddr,
-}
-
-#[derive(Clone)]
-struct NodeState {
-    department: Arc<String>,
-    status: Arc<Mutex<FollowStatus>>,
 }
 
 pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
@@ -70,31 +74,90 @@ pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
     std::fs::create_dir_all(&args.data).map_err(|e| format!("{}: {e}", args.data.display()))?;
     let _lock = datadir::lock_or_create(&args.data).map_err(|e| e.to_string())?;
     keep_core_key(&args.data, &verifier)?;
-    let store = Arc::new(vaidya_store::Store::open_replica(&datadir::db_path(&args.data)).map_err(|e| e.to_string())?);
+    let node_key = node_key(&args.data, args.issuer)?;
+    let node_verifier = node_key.verifier_text().to_string();
+    let audit_key = vaidya_ledger::LedgerKey::from_private(node_key.private_text()).map_err(|e| e.to_string())?;
+    // Numbers given out here in downtime (UHIDs, receipts, specimens) are this node's own.
+    crate::numbering::act_as_node(args.issuer);
+    let db = datadir::db_path(&args.data);
+    let store = Arc::new(vaidya_store::Store::open_node(&db, node_key).map_err(|e| e.to_string())?);
+    store
+        .write_blocking(|tx| tx.conn().execute_batch(&crate::node::sendback::TABLES.join(";\n")).map_err(vaidya_store::StoreError::from))
+        .map_err(|e| e.to_string())?;
+    let audit = vaidya_audit::Audit::open_in_data_dir(&args.data, audit_key).map_err(|e| format!("the node's audit ledger: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let downtime_after = std::time::Duration::from_secs(args.downtime_after);
-    let config = FollowConfig { core: args.core.clone(), token, verifier, downtime_after, issuer: args.issuer };
+    let writes = Arc::new(tokio::sync::RwLock::new(()));
+    let config = FollowConfig {
+        core: args.core.clone(),
+        token: token.clone(),
+        verifier,
+        downtime_after: std::time::Duration::from_secs(args.downtime_after),
+        issuer: args.issuer,
+        node_verifier,
+        switch_file: args.data.join(DOWNTIME_SWITCH),
+        writes: writes.clone(),
+    };
     let follower = Follower::new(config, store.clone(), stop.clone())?;
     let status = follower.status();
     let thread = std::thread::Builder::new().name("vaidya-node-follow".into()).spawn(move || follower.run()).map_err(|e| e.to_string())?;
-    let state = NodeState { department: Arc::new(args.department.clone()), status };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| e.to_string())?;
+    let app_config = Config { data: args.data.clone(), listen: args.listen, ..Config::default() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::default());
+    let alerts = {
+        let _inside = runtime.enter();
+        crate::alerts::Alerts::start(&app_config.alerts, &app_config.hospital_name, metrics.clone())?
+    };
+    let link = NodeLink::new(args.department.clone(), args.issuer, args.core.clone(), token, status, writes);
+    let state = AppState::new(AppParts {
+        store: store.clone(),
+        policies: app_config.policies()?,
+        guard: Arc::new(crate::guard::Guard::new(crate::guard::Limits::from_config(&app_config.access))),
+        tokens: crate::auth::TokenCache::open(&db).map_err(|e| e.to_string())?,
+        config: Arc::new(app_config),
+        metrics,
+        audit: audit.clone(),
+        alerts,
+        backup: None,
+        node: Some(Arc::new(link)),
+    });
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(department = %args.department, core = %args.core, "Vaidya node listening on http://{bound}");
         println!("Vaidya node listening on http://{bound}");
-        let app = axum::Router::new()
-            .route("/healthz", get(healthz))
-            .route("/metrics", get(metrics))
-            .route("/status", get(status_json))
-            .with_state(state);
-        axum::serve(listener, app).with_graceful_shutdown(crate::cli::serve::shutdown_signal()).await.map_err(|e| e.to_string())
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        axum::serve(listener, crate::app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(crate::cli::serve::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
     });
     stop.store(true, Ordering::Release);
     let _ = thread.join();
     store.shutdown();
+    audit.shutdown();
     served.map(|()| ExitCode::SUCCESS)
+}
+
+/// While this file is in the node's data directory, the node is in downtime mode.
+pub const DOWNTIME_SWITCH: &str = "DOWNTIME";
+
+/// The node's own ledger key (`keys/node.key`, made on the first start; its public half in
+/// `keys/node.pub`): it signs the node's downtime branch and its audit ledger.
+fn node_key(data: &std::path::Path, issuer: u8) -> Result<vaidya_ledger::LedgerKey, String> {
+    let private = data.join("keys/node.key");
+    let key = if private.exists() {
+        let text = std::fs::read_to_string(&private).map_err(|e| format!("{}: {e}", private.display()))?;
+        vaidya_ledger::LedgerKey::from_private(text.trim()).map_err(|e| format!("{}: {e}", private.display()))?
+    } else {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let key = vaidya_ledger::LedgerKey::generate(&format!("vaidya.local/node-{issuer:02}/{}", &id[..12]));
+        datadir::write_private(&private, key.private_text()).map_err(|e| e.to_string())?;
+        key
+    };
+    let public = data.join("keys/node.pub");
+    std::fs::write(&public, format!("{}\n", key.verifier_text())).map_err(|e| format!("{}: {e}", public.display()))?;
+    Ok(key)
 }
 
 /// The key as given, or read from the file named.
@@ -120,50 +183,4 @@ fn keep_core_key(data: &std::path::Path, verifier: &str) -> Result<(), String> {
             std::fs::write(&path, format!("{verifier}\n")).map_err(|e| format!("{}: {e}", path.display()))
         }
     }
-}
-
-async fn healthz(State(s): State<NodeState>) -> String {
-    let st = s.status.lock().expect("not poisoned").clone();
-    format!(
-        "ok node mode={} department={} ledger_entries={} core_entries={} lag_ms={} refused={}\n",
-        st.mode.as_str(),
-        s.department,
-        st.entries,
-        st.core_entries,
-        st.last_lag_ms,
-        st.refused
-    )
-}
-
-/// The follower's whole status, the last failure and refusal with their reasons (JSON).
-async fn status_json(State(s): State<NodeState>) -> axum::Json<FollowStatus> {
-    axum::Json(s.status.lock().expect("not poisoned").clone())
-}
-
-async fn metrics(State(s): State<NodeState>) -> String {
-    let st = s.status.lock().expect("not poisoned").clone();
-    let behind = st.core_entries.saturating_sub(st.entries);
-    let answered = st.core_answered_ms as f64 / 1000.0;
-    format!(
-        "# HELP vaidya_node_downtime 1 while the node is in downtime mode (the core does not answer).\n# TYPE vaidya_node_downtime gauge\nvaidya_node_downtime {}\n\
-         # HELP vaidya_node_downtimes_total Switches to downtime mode since start.\n# TYPE vaidya_node_downtimes_total counter\nvaidya_node_downtimes_total {}\n\
-         # HELP vaidya_node_entries Ledger entries in the node's replica.\n# TYPE vaidya_node_entries gauge\nvaidya_node_entries {}\n\
-         # HELP vaidya_node_core_entries The core's signed ledger as last heard.\n# TYPE vaidya_node_core_entries gauge\nvaidya_node_core_entries {}\n\
-         # HELP vaidya_node_behind_entries Entries the core has signed that the replica lacks.\n# TYPE vaidya_node_behind_entries gauge\nvaidya_node_behind_entries {behind}\n\
-         # HELP vaidya_node_lag_seconds Commit-to-replica lag of the last entry applied.\n# TYPE vaidya_node_lag_seconds gauge\nvaidya_node_lag_seconds {}\n\
-         # HELP vaidya_node_lag_p99_seconds Commit-to-replica lag, 99th percentile since start.\n# TYPE vaidya_node_lag_p99_seconds gauge\nvaidya_node_lag_p99_seconds {}\n\
-         # HELP vaidya_node_core_answered_timestamp_seconds When the core last answered.\n# TYPE vaidya_node_core_answered_timestamp_seconds gauge\nvaidya_node_core_answered_timestamp_seconds {answered}\n\
-         # HELP vaidya_node_failures_total Feed requests that failed (core unreachable).\n# TYPE vaidya_node_failures_total counter\nvaidya_node_failures_total {}\n\
-         # HELP vaidya_node_state_updates_total Times the accounts, grants and counters were updated from the core.\n# TYPE vaidya_node_state_updates_total counter\nvaidya_node_state_updates_total {}\n\
-         # HELP vaidya_node_refused_total Feeds refused by a check (alert on increase).\n# TYPE vaidya_node_refused_total counter\nvaidya_node_refused_total {}\n",
-        u8::from(st.mode == crate::node::follow::Mode::Downtime),
-        st.downtimes,
-        st.entries,
-        st.core_entries,
-        st.last_lag_ms as f64 / 1000.0,
-        st.lag.p99_ms as f64 / 1000.0,
-        st.failures,
-        st.state_updates,
-        st.refused
-    )
 }

@@ -80,6 +80,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         alerts,
         tokens,
         backup: backup.clone(),
+        node: None,
     });
     let demo = args.demo;
     let demo_store = store.clone();

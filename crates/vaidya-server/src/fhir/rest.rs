@@ -35,6 +35,8 @@ pub fn router(state: AppState, max_body: usize) -> Router<AppState> {
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
         // Bulk Data `$export`: kick-off, approval, status and files (fhir/export.rs).
         .merge(super::export::routes(&state))
+        // On a department node, writes go to the core, or to the node's downtime branch.
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::node::link::gate))
         // The audit record is inside authentication (it knows the account), around the handler.
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::audit::record))
         .route_layer(middleware::from_fn_with_state(state, crate::app::authenticate));

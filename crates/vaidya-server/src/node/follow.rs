@@ -40,8 +40,11 @@ pub enum Mode {
     /// The core answers: the replica follows it.
     #[default]
     Online,
-    /// The core has not answered for a while.
+    /// The core has not answered for a while (or an operator said so): the node writes on its
+    /// own branch.
     Downtime,
+    /// The core is back: the branch is being handed back (writes wait a few seconds).
+    HandingBack,
 }
 
 impl Mode {
@@ -49,6 +52,7 @@ impl Mode {
         match self {
             Mode::Online => "online",
             Mode::Downtime => "downtime",
+            Mode::HandingBack => "handing-back",
         }
     }
 }
@@ -80,6 +84,14 @@ pub struct FollowStatus {
     /// Feeds refused by a check since start, and the last reason: an alarm.
     pub refused: u64,
     pub last_refusal: Option<String>,
+    /// Entries written on this node in downtime and not yet handed back.
+    pub branch_entries: u64,
+    /// Downtime entries handed back to the core since start, and units the core queued.
+    pub handed_back: u64,
+    pub queued: u64,
+    /// The last hand-back's time from start to a following replica (ms) and rate (entries/s).
+    pub last_handback_ms: Option<u64>,
+    pub last_handback_rate: Option<f64>,
 }
 
 /// What the follower needs.
@@ -93,6 +105,14 @@ pub struct FollowConfig {
     pub downtime_after: Duration,
     /// The UHID issuer code (01-99) this node claims at the core for downtime registration.
     pub issuer: u8,
+    /// The node's own ledger key (`name+id+base64`), registered at the core on first contact:
+    /// it signs the node's downtime branch.
+    pub node_verifier: String,
+    /// While this file exists the node is in downtime mode whatever the core does (an
+    /// operator's switch).
+    pub switch_file: std::path::PathBuf,
+    /// Shared with the app: each downtime write holds it; leaving downtime takes it whole.
+    pub writes: Arc<tokio::sync::RwLock<()>>,
 }
 
 pub struct Follower {
@@ -105,6 +125,8 @@ pub struct Follower {
     status: Arc<Mutex<FollowStatus>>,
     stop: Arc<AtomicBool>,
     agent: ureq::Agent,
+    /// The downtime branch being written or handed back: its fork and start time.
+    branch: Option<(u64, i64)>,
 }
 
 impl Follower {
@@ -118,16 +140,25 @@ impl Follower {
         if let Some(p) = checked.problems.first() {
             return Err(format!("the replica's ledger does not verify with the core's key: {p}"));
         }
-        let edge = ChainEdge { size: checked.entries, head: checked.leaf(checked.entries), frontier: checked.frontier() };
+        let mut edge = ChainEdge { size: checked.entries, head: checked.leaf(checked.entries), frontier: checked.frontier() };
+        let branch = store.read(super::sendback::branch).map_err(|e| format!("reading the replica: {e}"))?;
+        let mut status = FollowStatus { entries: edge.size, ..Default::default() };
+        if let Some((fork, started, size)) = branch {
+            // Stopped in downtime: the branch waits to be handed back; the core's ledger is
+            // followed from the fork again after that.
+            edge = edge_at(&store, fork)?;
+            status = FollowStatus { mode: Mode::Downtime, downtime_since_ms: Some(started), entries: fork, branch_entries: size - fork, ..status };
+            tracing::warn!(fork, entries = size - fork, "started with downtime entries not yet handed back: DOWNTIME MODE until the core answers");
+        }
         let state = store.read(vaidya_store::state::snapshot).map_err(|e| format!("reading the replica's accounts: {e}"))?;
         let state_hash = hex::encode(Sha256::digest(&state));
-        let status = FollowStatus { entries: edge.size, ..Default::default() };
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(POLL_WAIT_SECONDS) + REQUEST_SLACK))
             .http_status_as_error(false)
             .build()
             .into();
-        Ok(Follower { config, origin, store, edge, state_hash, status: Arc::new(Mutex::new(status)), stop, agent })
+        let branch = branch.map(|(fork, started, _)| (fork, started));
+        Ok(Follower { config, origin, store, edge, state_hash, status: Arc::new(Mutex::new(status)), stop, agent, branch })
     }
 
     pub fn status(&self) -> Arc<Mutex<FollowStatus>> {
@@ -139,7 +170,15 @@ impl Follower {
         let mut backoff = RETRY_FIRST;
         let mut last_answer = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
-            match self.once() {
+            if self.config.switch_file.exists() {
+                self.enter_downtime("an operator switched this node to downtime mode");
+                self.pause(Duration::from_millis(250));
+                self.count_branch();
+                continue;
+            }
+            self.count_branch();
+            let step = if self.branch.is_some() { self.hand_back() } else { self.once() };
+            match step {
                 Ok(()) => {
                     backoff = RETRY_FIRST;
                     last_answer = Instant::now();
@@ -151,7 +190,8 @@ impl Follower {
                     s.last_error = Some(e);
                     drop(s);
                     if last_answer.elapsed() >= self.config.downtime_after {
-                        self.core_silent(last_answer.elapsed());
+                        let why = format!("the core has not answered for {:.1} s", last_answer.elapsed().as_secs_f64());
+                        self.enter_downtime(&why);
                     }
                     self.pause(backoff);
                     backoff = (backoff * 2).min(RETRY_MAX);
@@ -168,24 +208,91 @@ impl Follower {
         }
     }
 
-    fn core_silent(&self, for_how_long: Duration) {
+    /// Show how many downtime entries wait to be handed back.
+    fn count_branch(&self) {
+        if let Some((fork, _)) = self.branch
+            && let Ok(size) = self.store.read(vaidya_store::read::ledger_size)
+        {
+            self.status.lock().expect("not poisoned").branch_entries = size.saturating_sub(fork);
+        }
+    }
+
+    /// Downtime mode: start the branch the node's writes go on (its fork is the replica's
+    /// end), then let writes in.
+    fn enter_downtime(&mut self, why: &str) {
+        if self.branch.is_none() {
+            match self.store.write_blocking(|tx| tx.begin_branch()) {
+                Ok(fork) => self.branch = Some((fork, vaidya_store::now_ms())),
+                Err(e) => {
+                    tracing::error!(target: "vaidya::alert", "ALERT: cannot start downtime writing on this node: {e}");
+                    return;
+                }
+            }
+        }
         let mut s = self.status.lock().expect("not poisoned");
         if s.mode == Mode::Online {
             s.mode = Mode::Downtime;
             s.downtime_since_ms = Some(vaidya_store::now_ms());
             s.downtimes += 1;
-            tracing::error!(
-                target: "vaidya::alert",
-                "ALERT: the core has not answered for {:.1} s: DOWNTIME MODE ({})",
-                for_how_long.as_secs_f64(),
-                s.last_error.as_deref().unwrap_or("no answer")
-            );
+            tracing::error!(target: "vaidya::alert", "ALERT: DOWNTIME MODE: {why} ({})", s.last_error.as_deref().unwrap_or("no answer"));
+        } else if s.mode == Mode::HandingBack {
+            s.mode = Mode::Downtime; // a hand-back cut short: writes go on, on the same branch
         }
+    }
+
+    /// Hand the branch back: ask the core how far it has it, stop downtime writes, send the
+    /// rest, cut the branch, follow again.
+    fn hand_back(&mut self) -> Result<(), Trouble> {
+        let (fork, started) = self.branch.expect("called with a branch");
+        let started_at = Instant::now();
+        let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(60))).http_status_as_error(false).build().into();
+        let sender = super::sendback::Sender { core: &self.config.core, token: &self.config.token, agent: &agent, store: &self.store, issuer: self.config.issuer };
+        let taken = back(sender.taken(fork))?;
+        // The core answers: no more downtime writes (those under way finish first).
+        {
+            let _all = self.config.writes.blocking_write();
+            self.status.lock().expect("not poisoned").mode = Mode::HandingBack;
+        }
+        let result = (|| {
+            let end = self.store.read(vaidya_store::read::ledger_size).map_err(|e| Trouble::Refused(e.to_string()))?;
+            if end > taken {
+                back(super::sendback::wait_signed(&self.store, end))?;
+            }
+            let sent = back(sender.send(fork, taken, end))?;
+            let removed = super::sendback::finish(&self.store, fork, started, end - fork).map_err(|e| Trouble::Refused(format!("cutting the handed-back branch: {e}")))?;
+            Ok((sent, removed))
+        })();
+        let (sent, removed) = match result {
+            Ok(r) => r,
+            Err(t) => {
+                self.enter_downtime("the hand-back was cut short");
+                return Err(t);
+            }
+        };
+        self.branch = None;
+        self.edge = edge_at(&self.store, fork).map_err(Trouble::Refused)?;
+        let ms = started_at.elapsed().as_millis() as u64;
+        let mut s = self.status.lock().expect("not poisoned");
+        let since = s.downtime_since_ms.take().unwrap_or(started);
+        s.mode = Mode::Online;
+        s.entries = self.edge.size;
+        s.branch_entries = 0;
+        s.handed_back += sent.entries;
+        s.queued += sent.queued;
+        s.last_handback_ms = Some(ms);
+        s.last_handback_rate = (ms > 0).then(|| sent.entries as f64 * 1000.0 / ms as f64);
+        tracing::warn!(
+            "the core answers again after {:.1} s of downtime: {removed} downtime entries handed back ({} units applied, {} queued for a person) in {ms} ms; back online",
+            (vaidya_store::now_ms() - since) as f64 / 1000.0,
+            sent.applied,
+            sent.queued
+        );
+        Ok(())
     }
 
     fn core_answered(&self) {
         let mut s = self.status.lock().expect("not poisoned");
-        if s.mode == Mode::Downtime {
+        if s.mode == Mode::Downtime && self.branch.is_none() {
             let since = s.downtime_since_ms.take().unwrap_or_default();
             s.mode = Mode::Online;
             tracing::warn!("the core answers again after {:.1} s of downtime: back online", (vaidya_store::now_ms() - since) as f64 / 1000.0);
@@ -202,11 +309,12 @@ impl Follower {
     /// One long poll and what it brought.
     fn once(&mut self) -> Result<(), Trouble> {
         let url = format!(
-            "{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}&state={}&issuer={}",
+            "{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}&state={}&issuer={}&key={}",
             self.config.core.trim_end_matches('/'),
             self.edge.size,
             self.state_hash,
-            self.config.issuer
+            self.config.issuer,
+            form_urlencoded::byte_serialize(self.config.node_verifier.as_bytes()).collect::<String>()
         );
         let resp = self
             .agent
@@ -281,6 +389,22 @@ impl Follower {
         s.last_error = None;
         Ok(())
     }
+}
+
+fn back<T>(r: Result<T, super::sendback::Failed>) -> Result<T, Trouble> {
+    r.map_err(|f| match f {
+        super::sendback::Failed::Unreachable(e) => Trouble::Unreachable(e),
+        super::sendback::Failed::Refused(e) => Trouble::Refused(e),
+    })
+}
+
+/// The chain edge of the replica at entry `size` (where a cut branch left it).
+fn edge_at(store: &Store, size: u64) -> Result<ChainEdge, String> {
+    store
+        .read(|conn| -> Result<ChainEdge, vaidya_store::StoreError> {
+            Ok(ChainEdge { size, head: if size == 0 { None } else { vaidya_store::leaf_at(conn, size)? }, frontier: vaidya_store::frontier_at(conn, size)? })
+        })
+        .map_err(|e| format!("reading the replica at entry {size}: {e}"))
 }
 
 enum Trouble {

@@ -40,26 +40,26 @@ use vaidya_store::{Body, WriteTx};
 pub const MAX_BODY_BYTES: usize = 256 << 20;
 
 /// What became of one unit.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct UnitOutcome {
     /// The node's entries of the unit.
     pub first: u64,
     pub last: u64,
     /// `applied`, or `queued` (waiting in the reconciliation queue).
-    pub outcome: &'static str,
+    pub outcome: String,
     /// Where the unit's entries are in the core's ledger, when applied.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub core: Option<(u64, u64)>,
     /// The reconciliation item (a Task id) raised for it, if any: the unit itself when queued,
     /// a suggested merge when a patient it registered looks like one already here.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// The answer to a hand-back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Answer {
     /// The node's branch has been taken up to this entry.
     pub size: u64,
@@ -227,7 +227,7 @@ fn apply_unit(tx: &mut WriteTx<'_>, node: &str, unit: &[PreparedEntry]) -> Resul
     let (first, last) = (unit[0].entry.seq, unit[unit.len() - 1].entry.seq);
     if let Some(reason) = stale(tx, unit)? {
         let task = reconcile::raise(tx, node, reconcile::Kind::Conflict, &reason, unit, None)?;
-        return Ok(UnitOutcome { first, last, outcome: "queued", core: None, task: Some(task), reason: Some(reason) });
+        return Ok(UnitOutcome { first, last, outcome: "queued".into(), core: None, task: Some(task), reason: Some(reason) });
     }
     let before = tx.ledger_size();
     let mut registered = Vec::new();
@@ -263,7 +263,7 @@ fn apply_unit(tx: &mut WriteTx<'_>, node: &str, unit: &[PreparedEntry]) -> Resul
             reason = Some(why);
         }
     }
-    Ok(UnitOutcome { first, last, outcome: "applied", core, task, reason })
+    Ok(UnitOutcome { first, last, outcome: "applied".into(), core, task, reason })
 }
 
 /// Why the unit cannot be applied as it is: a resource it writes is no longer at the version

@@ -17,11 +17,23 @@
 pub mod feed;
 pub mod follow;
 pub mod handback;
+pub mod link;
+pub mod outage;
 pub mod reconcile;
+pub mod sendback;
 pub mod wire;
 
 use crate::app::AppState;
 use axum::routing::{get, post};
+
+/// A node's own routes (`/node/...` on a node): its status and outage report.
+pub fn node_side_router(state: AppState) -> axum::Router<AppState> {
+    let staff = axum::Router::new()
+        .route("/outage", get(outage::report))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::record))
+        .route_layer(axum::middleware::from_fn_with_state(state, crate::app::authenticate));
+    axum::Router::new().route("/status", get(link::status_json)).merge(staff)
+}
 
 /// The core's routes for nodes (`/node/...`): the feed, hand-backs and the reconciliation
 /// queue; all authenticated and recorded in the audit ledger.

@@ -213,6 +213,10 @@ pub fn csrf_ok(headers: &HeaderMap, posted: &str) -> bool {
 
 /// An HTML page with the UI's security headers (and the CSRF cookie if the browser had none).
 pub fn page(app: &AppState, ctx: &Ctx, status: StatusCode, html: String) -> Response {
+    let html = match crate::node::link::banner(app) {
+        Some(banner) => crate::node::link::with_banner(html, &banner),
+        None => html,
+    };
     let mut resp = (status, html).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
