@@ -254,7 +254,9 @@ async fn metrics(State(app): State<AppState>) -> Response {
     );
     let mut body = body + &crate::backup::metrics(app.backup.as_deref());
     if let Some(node) = &app.node {
-        body += &crate::node::link::metrics(node);
+        // Counted now, not as the follower last saw it: a write a moment ago is in it.
+        let waiting = app.read(|conn| Ok(crate::node::sendback::branch(conn)?)).await.ok().flatten().map_or(0, |(fork, _, size)| size - fork);
+        body += &crate::node::link::metrics(node, waiting);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -8,96 +8,15 @@
 
 mod common;
 
+use common::node::{Node, host_port, proxy};
 use common::{BIN, Server};
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+
+use std::process::Command;
+use std::time::Duration;
 use vaidya_ledger::{Entry, Frontier, GENESIS_PREV, LedgerKey, Op};
 use vaidya_server::node::wire::{CONTENT_TYPE, Feed};
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    fn start(core: &str, core_key: &str, token: &str, data: &Path) -> Node {
-        Node::start_as(core, core_key, token, data, 7)
-    }
-
-    fn start_as(core: &str, core_key: &str, token: &str, data: &Path, issuer: u8) -> Node {
-        let token_file = data.with_extension("token");
-        std::fs::write(&token_file, token).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["node", "--core", core, "--core-key", core_key, "--token-file", token_file.to_str().unwrap()])
-            .args(["--issuer", &issuer.to_string(), "--department", "cardiology", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-            .env("VAIDYA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("vaidya node runs");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().expect("the node printed its address").unwrap();
-        let base = line.strip_prefix("Vaidya node listening on ").unwrap_or_else(|| panic!("{line}")).trim().to_string();
-        std::thread::spawn(move || for _ in lines {});
-        Node { child, base }
-    }
-
-    fn get(&self, path: &str) -> String {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        agent.get(&format!("{}{path}", self.base)).call().unwrap().into_body().read_to_string().unwrap()
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        let text = self.get("/metrics");
-        let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}: {text}"));
-        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() as u64
-    }
-
-    /// Wait until `metric` reaches `want`.
-    fn wait_for(&self, name: &str, want: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.metric(name) < want {
-            assert!(Instant::now() < deadline, "{name} stayed below {want}: {}", self.get("/metrics"));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-
-    /// Wait until `/healthz` says `text`.
-    fn wait_health(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.get("/healthz").contains(text) {
-            assert!(Instant::now() < deadline, "the node never said {text}: {}", self.get("/healthz"));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(mut self) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the node did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Node {
-    /// A failed test must not leave a node running (it would hold the test's output open).
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn patient(family: &str) -> serde_json::Value {
     json!({"resourceType": "Patient", "name": [{"family": family}], "gender": "female", "birthDate": "1990-01-01"})
@@ -200,33 +119,6 @@ fn a_node_follows_the_core_into_a_replica_that_verifies() {
 
 /// A TCP proxy on a fixed port to wherever `target` says (the core gets a new port when it is
 /// restarted; the node keeps its one address, as in a hospital).
-fn proxy(target: std::sync::Arc<std::sync::Mutex<String>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { continue };
-            let to = target.lock().unwrap().clone();
-            let Ok(server) = std::net::TcpStream::connect(&to) else { continue };
-            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c_read, &mut s_write);
-                let _ = s_write.shutdown(std::net::Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s_read, &mut c_write);
-                let _ = c_write.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
-fn host_port(base: &str) -> String {
-    base.trim_start_matches("http://").trim_end_matches("/fhir").to_string()
-}
-
 #[test]
 fn the_node_goes_into_downtime_when_the_core_dies_and_follows_again_when_it_returns() {
     let mut core = Server::start();

@@ -52,6 +52,10 @@ pub struct NodeArgs {
     /// Downtime mode when the core has not answered for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
     downtime_after: u64,
+    /// Downtime entries per hand-back request at most (each ends at a checkpoint the node
+    /// signed, so a request may hold a little more when one write is large).
+    #[arg(long, value_name = "ENTRIES", default_value_t = crate::node::sendback::BATCH_ENTRIES, value_parser = clap::value_parser!(u64).range(1..=20000))]
+    handback_batch: u64,
     /// Address the node's web UI (/ui), FHIR API (/fhir), /healthz and /metrics listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
     listen: std::net::SocketAddr,
@@ -96,6 +100,7 @@ pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
         node_verifier,
         switch_file: args.data.join(DOWNTIME_SWITCH),
         writes: writes.clone(),
+        handback_batch: args.handback_batch,
     };
     let follower = Follower::new(config, store.clone(), stop.clone())?;
     let status = follower.status();

@@ -113,6 +113,8 @@ pub struct FollowConfig {
     pub switch_file: std::path::PathBuf,
     /// Shared with the app: each downtime write holds it; leaving downtime takes it whole.
     pub writes: Arc<tokio::sync::RwLock<()>>,
+    /// Entries per hand-back request at most.
+    pub handback_batch: u64,
 }
 
 pub struct Follower {
@@ -246,7 +248,7 @@ impl Follower {
         let (fork, started) = self.branch.expect("called with a branch");
         let started_at = Instant::now();
         let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(60))).http_status_as_error(false).build().into();
-        let sender = super::sendback::Sender { core: &self.config.core, token: &self.config.token, agent: &agent, store: &self.store, issuer: self.config.issuer };
+        let sender = super::sendback::Sender { core: &self.config.core, token: &self.config.token, agent: &agent, store: &self.store, issuer: self.config.issuer, batch: self.config.handback_batch };
         let taken = back(sender.taken(fork))?;
         // The core answers: no more downtime writes (those under way finish first).
         {

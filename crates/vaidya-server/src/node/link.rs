@@ -235,8 +235,8 @@ pub async fn status_json(State(app): State<AppState>) -> Response {
     }
 }
 
-/// The node's lines of `/metrics`.
-pub fn metrics(node: &NodeLink) -> String {
+/// The node's lines of `/metrics`; `waiting`: its downtime entries not yet handed back.
+pub fn metrics(node: &NodeLink, waiting: u64) -> String {
     let st = node.status();
     let behind = st.core_entries.saturating_sub(st.entries);
     let answered = st.core_answered_ms as f64 / 1000.0;
@@ -264,7 +264,7 @@ pub fn metrics(node: &NodeLink) -> String {
         st.failures,
         st.state_updates,
         st.refused,
-        st.branch_entries,
+        waiting,
         st.handed_back,
         st.queued,
     )

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use vaidya_store::{Connection, Store, StoreError};
 
-/// Entries in one hand-back request at most (it ends at the last branch checkpoint within).
+/// Entries in one hand-back request at most by default (it ends at the last branch checkpoint
+/// within).
 pub const BATCH_ENTRIES: u64 = 5000;
 
 /// What a hand-back step ran into.
@@ -49,6 +50,8 @@ pub struct Sender<'a> {
     pub agent: &'a ureq::Agent,
     pub store: &'a Store,
     pub issuer: u8,
+    /// Entries per request at most.
+    pub batch: u64,
 }
 
 /// How a finished hand-back went.
@@ -123,13 +126,13 @@ impl Sender<'_> {
 
     /// The next batch after `taken`: whole units, ending at a signed branch checkpoint.
     fn batch(&self, fork: u64, taken: u64, end: u64) -> Result<(HandBack, u64), Failed> {
-        let issuer = self.issuer;
+        let (issuer, most) = (self.issuer, self.batch);
         let read = |conn: &Connection| -> Result<Option<(HandBack, u64)>, StoreError> {
             let signed: Vec<(i64, String)> = conn
                 .prepare("SELECT tree_size, note FROM branch_checkpoint WHERE tree_size > ?1 ORDER BY tree_size")?
                 .query_map([taken as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
-            let within = signed.iter().rev().find(|(s, _)| (*s as u64) <= taken + BATCH_ENTRIES).or(signed.first());
+            let within = signed.iter().rev().find(|(s, _)| (*s as u64) <= taken + most).or(signed.first());
             let Some((last, note)) = within.cloned() else { return Ok(None) };
             let last = (last as u64).min(end);
             let units: Vec<(u64, u64)> = conn

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod node;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_vaidya");
 
 pub fn shared_data() -> PathBuf {
@@ -208,6 +210,26 @@ impl Server {
         self.make_token(name)
     }
 
+    /// Create a staff account with a password of its own (the one-time password changed
+    /// through `/auth`, as a person does at first sign-in); returns the password.
+    pub fn staff_with_password(&self, name: &str, role: &str, extra: &[&str]) -> String {
+        let data = self.dir.path().to_str().unwrap();
+        let mut args = vec!["user", "add", "--data", data, "--name", name, "--role", role];
+        args.extend_from_slice(extra);
+        let out = self.vaidya(&args);
+        assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let once = text.lines().find_map(|l| l.strip_prefix("One-time password:")).expect("a one-time password").trim().to_string();
+        let root = self.base.trim_end_matches("/fhir").to_string();
+        let token = login(&self.agent, &root, name, &once);
+        let password = format!("Pw-{name}-2026-long-enough");
+        let auth = format!("Bearer {token}");
+        let body = serde_json::json!({"old": once, "new": password}).to_string();
+        let r = raw_request(&self.agent, "POST", &format!("{root}/auth/password"), Some(&body), &[("Authorization", auth.as_str()), ("Content-Type", "application/json")]);
+        assert!(r.status < 300, "password change: {} {}", r.status, r.body);
+        password
+    }
+
     /// A request with another account's token (JSON body if any).
     pub fn request_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Resp {
         let url = if path.starts_with("http") { path.to_string() } else { format!("{}{}", self.base, path) };
@@ -241,6 +263,14 @@ impl Server {
         let r = raw_request(&self.agent, "GET", &self.base.replace("/fhir", "/healthz"), None, &[]);
         r.body.trim().strip_prefix("ok ledger_entries=").expect("healthz format").parse().unwrap()
     }
+}
+
+/// Sign in at `root` (a core's or a node's address): the session token.
+pub fn login(agent: &ureq::Agent, root: &str, user: &str, password: &str) -> String {
+    let body = serde_json::json!({"user": user, "password": password}).to_string();
+    let r = raw_request(agent, "POST", &format!("{root}/auth/login"), Some(&body), &[("Content-Type", "application/json")]);
+    assert_eq!(r.status, 200, "login of {user} at {root}: {}", r.body);
+    r.json()["token"].as_str().expect("a token").to_string()
 }
 
 pub fn raw_request(agent: &ureq::Agent, method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
