@@ -41,6 +41,10 @@ impl ApiError {
     pub fn invalid_resource(issues: Vec<Issue>) -> ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, issues, hidden_refusal: false }
     }
+    /// The issues' diagnostics as one line (for logs and messages to operators).
+    pub fn message(&self) -> String {
+        self.issues.iter().map(|i| i.diagnostics.as_str()).collect::<Vec<_>>().join("; ")
+    }
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, message)
     }

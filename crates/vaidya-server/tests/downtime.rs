@@ -87,6 +87,9 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     }
     let meera = core.post("/Patient", &patient("Sharma", "Meera", Some("9812345678"))).json();
     let meera_id = meera["id"].as_str().unwrap().to_string();
+    let order = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order", "priority": "urgent",
+                       "code": {"text": "Complete blood count"}, "subject": {"reference": format!("Patient/{meera_id}")}});
+    assert_eq!(core.post("/ServiceRequest", &order).status, 201);
 
     let work = tempfile::tempdir().unwrap();
     let (data_a, data_b) = (work.path().join("node-a"), work.path().join("node-b"));
@@ -122,6 +125,20 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     assert!(died.elapsed() < Duration::from_secs(10), "downtime mode within seconds");
     let page = a.get("/ui/login");
     assert!(page.contains("DOWNTIME MODE"), "every page says so: {page}");
+    // The downtime sheets were rewritten at the switch: the pending lab order is on paper.
+    let sheets = data_a.join("sheets");
+    wait_until("the downtime sheets", || std::fs::read_to_string(sheets.join("lab.html")).is_ok_and(|t| t.contains("DOWNTIME")));
+    let lab = std::fs::read_to_string(sheets.join("lab.html")).unwrap();
+    assert!(lab.contains("Complete blood count") && lab.contains(&uhid_of(&meera)), "{lab}");
+    for f in ["opd", "ward", "lab", "forms"] {
+        assert!(std::fs::read(sheets.join(format!("{f}.pdf"))).unwrap().starts_with(b"%PDF-"), "{f}.pdf");
+    }
+    assert!(std::fs::read_to_string(sheets.join("forms.html")).unwrap().contains("REG-07-"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&sheets).unwrap().permissions().mode() & 0o777, 0o700, "the node's user only");
+    }
 
     // Node A: a new patient, booked into slot s1; Meera's address added.
     let r = a.fhir(&asha, "POST", "/Patient", Some(&patient("Kumar", "Ravi", Some("9900011111"))));

@@ -56,6 +56,10 @@ pub struct NodeArgs {
     /// signed, so a request may hold a little more when one write is large).
     #[arg(long, value_name = "ENTRIES", default_value_t = crate::node::sendback::BATCH_ENTRIES, value_parser = clap::value_parser!(u64).range(1..=20000))]
     handback_batch: u64,
+    /// Minutes between rewrites of the downtime sheets (DIR/sheets: HTML and PDF to print);
+    /// they are also rewritten at every switch to downtime.
+    #[arg(long, value_name = "MINUTES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    sheets_every: u64,
     /// Address the node's web UI (/ui), FHIR API (/fhir), /healthz and /metrics listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
     listen: std::net::SocketAddr,
@@ -106,6 +110,16 @@ pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
     let status = follower.status();
     let thread = std::thread::Builder::new().name("vaidya-node-follow".into()).spawn(move || follower.run()).map_err(|e| e.to_string())?;
     let app_config = Config { data: args.data.clone(), listen: args.listen, ..Config::default() };
+    let sheets = {
+        let (store, status, stop) = (store.clone(), status.clone(), stop.clone());
+        let (dir, hospital, department) = (args.data.join("sheets"), app_config.hospital_name.clone(), args.department.clone());
+        let zone = crate::print::format::Zone::from_config(&app_config.timezone);
+        let (issuer, every) = (args.issuer, std::time::Duration::from_secs(args.sheets_every * 60));
+        std::thread::Builder::new()
+            .name("vaidya-node-sheets".into())
+            .spawn(move || crate::node::sheets::keep_current(store, dir, status, hospital, department, issuer, zone, every, stop))
+            .map_err(|e| e.to_string())?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::default());
     let alerts = {
@@ -139,6 +153,7 @@ pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
     });
     stop.store(true, Ordering::Release);
     let _ = thread.join();
+    let _ = sheets.join();
     store.shutdown();
     audit.shutdown();
     served.map(|()| ExitCode::SUCCESS)

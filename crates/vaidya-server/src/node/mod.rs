@@ -10,6 +10,10 @@
 //! - `handback.rs`: the core's side of a hand-back (`POST /node/handback`): a node's downtime
 //!   branch, checked against the node's key and the core's own ledger, applied unit by unit.
 //! - `reconcile.rs`: what a hand-back could not apply, queued as Tasks for a person to settle.
+//! - `link.rs`: the node serving its department (reads here, writes to the core or, in
+//!   downtime, to the node's branch), its banner, health and metrics.
+//! - `sendback.rs`: the node's side of a hand-back; `outage.rs`: the outage report.
+//! - `sheets.rs`: printable downtime sheets (HTML and PDF) kept current on the node's disk.
 //!
 //! **Architecture invariant:** a node never applies an entry it has not checked against a
 //! checkpoint signed by the core's key, and its replica never signs checkpoints of its own.
@@ -21,6 +25,7 @@ pub mod link;
 pub mod outage;
 pub mod reconcile;
 pub mod sendback;
+pub mod sheets;
 pub mod wire;
 
 use crate::app::AppState;
