@@ -10,6 +10,9 @@ use vaidya_ledger::LedgerKey;
 pub const DB_FILE: &str = "vaidya.db";
 pub const LOCK_FILE: &str = "LOCK";
 pub const VERIFIER_FILE: &str = "keys/ledger.pub";
+/// A department node's own key (its data directory has no `keys/ledger.key`: the ledger is
+/// the core's); it signs the node's downtime branch and its audit ledger.
+pub const NODE_KEY_FILE: &str = "keys/node.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -120,9 +123,13 @@ pub fn ledger_key(config: &Config) -> Result<LedgerKey, DataDirError> {
     if !db_path(&config.data).exists() {
         return Err(DataDirError::NotInitialised(config.data.clone()));
     }
-    let key_file = config.ledger_key_file();
+    let mut key_file = config.ledger_key_file();
+    let node_key = config.data.join(NODE_KEY_FILE);
+    if !key_file.exists() && node_key.exists() {
+        key_file = node_key; // a department node's directory: its audit ledger is signed with this
+    }
     let text = fs::read_to_string(&key_file).map_err(io(&key_file))?;
-    LedgerKey::from_private(&text).map_err(|_| DataDirError::BadKey(key_file))
+    LedgerKey::from_private(text.trim()).map_err(|_| DataDirError::BadKey(key_file))
 }
 
 /// The ledger's public verifier key, as written at first start.

@@ -104,6 +104,12 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     // UHID) and shows on the node at once.
     let asha = a.login("reg.asha", &password);
     let bina = b.login("reg.bina", &password_b);
+    // Accounts are the core's: a password changed on a node would not last, so it is refused.
+    let body = json!({"old": password, "new": "Another-long-password-1"}).to_string();
+    let auth = format!("Bearer {asha}");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let r = raw_request(&agent, "POST", &format!("{}/auth/password", a.base), Some(&body), &[("Authorization", auth.as_str()), ("Content-Type", "application/json")]);
+    assert_eq!(r.status, 403, "{}", r.body);
     let r = a.fhir(&asha, "POST", "/Patient", Some(&patient("Online", "Omkar", None)));
     assert_eq!(r.status, 201, "{}", r.body);
     let online = r.json();

@@ -165,7 +165,7 @@ pub const DOWNTIME_SWITCH: &str = "DOWNTIME";
 /// The node's own ledger key (`keys/node.key`, made on the first start; its public half in
 /// `keys/node.pub`): it signs the node's downtime branch and its audit ledger.
 fn node_key(data: &std::path::Path, issuer: u8) -> Result<vaidya_ledger::LedgerKey, String> {
-    let private = data.join("keys/node.key");
+    let private = data.join(datadir::NODE_KEY_FILE);
     let key = if private.exists() {
         let text = std::fs::read_to_string(&private).map_err(|e| format!("{}: {e}", private.display()))?;
         vaidya_ledger::LedgerKey::from_private(text.trim()).map_err(|e| format!("{}: {e}", private.display()))?
