@@ -61,6 +61,66 @@ fn admin_json(core: &Server, method: &str, path: &str, body: Option<&Value>) -> 
     (r.status, v)
 }
 
+/// The administrator signed in to the web UI (second factor and all), with the cookies a
+/// browser would keep.
+struct AdminBrowser {
+    root: String,
+    cookies: String,
+    csrf: String,
+    agent: ureq::Agent,
+}
+
+impl AdminBrowser {
+    fn sign_in(core: &Server) -> AdminBrowser {
+        let root = core.base.trim_end_matches("/fhir").to_string();
+        let data = core.data().to_str().unwrap();
+        let out = Command::new(BIN).args(["user", "totp", "--data", data, "--name", "admin"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let secret = text.lines().find_map(|l| l.trim().strip_prefix("Secret:")).unwrap_or_else(|| panic!("{text}")).trim().to_string();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+        // The first sign-in changes the one-time password.
+        let once = core.admin_password.clone().expect("the first start printed the admin's password");
+        let body = json!({"user": "admin", "password": once, "totp": vaidya_access::totp::code_at(&secret, now).unwrap()}).to_string();
+        let r = raw_request(&agent, "POST", &format!("{root}/auth/login"), Some(&body), &[("Content-Type", "application/json")]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let token = r.json()["token"].as_str().unwrap().to_string();
+        let password = "Admin-password-for-the-test-1";
+        let body = json!({"old": once, "new": password}).to_string();
+        let r = raw_request(&agent, "POST", &format!("{root}/auth/password"), Some(&body), &[("Content-Type", "application/json"), ("Authorization", &format!("Bearer {token}"))]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        // The browser: the sign-in page sets the CSRF cookie; the form signs in.
+        let r = raw_request(&agent, "GET", &format!("{root}/ui/login"), None, &[]);
+        let csrf = cookie(&r, "vaidya_csrf");
+        let code = vaidya_access::totp::code_at(&secret, now + 30).unwrap();
+        let form = format!("user=admin&password={password}&totp={code}&next=%2Fui%2F&csrf={csrf}");
+        let r = raw_request(&agent, "POST", &format!("{root}/ui/login"), Some(&form), &[("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", &format!("vaidya_csrf={csrf}"))]);
+        assert!(r.status == 303 || r.status == 302, "{} {}", r.status, r.body);
+        let session = cookie(&r, "vaidya_session");
+        AdminBrowser { root, cookies: format!("vaidya_csrf={csrf}; vaidya_session={session}"), csrf, agent }
+    }
+
+    fn get(&self, path: &str) -> String {
+        let r = raw_request(&self.agent, "GET", &format!("{}{path}", self.root), None, &[("Cookie", &self.cookies)]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    fn post(&self, path: &str, form: &str) -> String {
+        let r = raw_request(&self.agent, "POST", &format!("{}{path}", self.root), Some(form), &[("Cookie", &self.cookies), ("Content-Type", "application/x-www-form-urlencoded")]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+}
+
+fn cookie(r: &common::Resp, name: &str) -> String {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .find_map(|(_, v)| v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_string()))
+        .unwrap_or_else(|| panic!("no {name} cookie: {:?}", r.headers))
+}
+
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
@@ -235,14 +295,24 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     // A person settles the queue, and the decisions are recorded.
     let (status, _) = admin_json(&core, "POST", &format!("/node/reconciliation/{}", conflict["id"].as_str().unwrap()), Some(&json!({"decision": "apply"})));
     assert_eq!(status, 422, "a booking is not applied over a taken slot");
-    let (status, settled) = admin_json(
-        &core,
-        "POST",
-        &format!("/node/reconciliation/{}", conflict["id"].as_str().unwrap()),
-        Some(&json!({"decision": "settled", "note": "rebooked into the 09:10 slot by phone"})),
-    );
-    assert_eq!(status, 200, "{settled}");
-    assert_eq!(settled["decided_by"], "admin");
+    // On the administrator's screen: the item, and its settling (with the CSRF token).
+    let web = AdminBrowser::sign_in(&core);
+    let page = web.get("/ui/reconciliation");
+    let conflict_id = conflict["id"].as_str().unwrap();
+    assert!(page.contains(&format!("id=\"item-{conflict_id}\"")) && page.contains("Slot/s1"), "{page}");
+    // ...at the core only: an administrator does not sign in at a department node.
+    let body = json!({"user": "admin", "password": "Admin-password-for-the-test-1"}).to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    wait_until("the administrator's new password at the node", || {
+        let r = raw_request(&agent, "POST", &format!("{}/auth/login", a.base), Some(&body), &[("Content-Type", "application/json")]);
+        r.status == 403 && r.body.contains("signs in at the core")
+    });
+    let form = format!("csrf={}&decision=settled&note=rebooked+into+the+09%3A10+slot+by+phone", web.csrf);
+    let done = web.post(&format!("/ui/reconciliation/{conflict_id}"), &form);
+    assert!(done.contains("Settled, and recorded.") && !done.contains(&format!("id=\"item-{conflict_id}\"")), "{done}");
+    let (_, all) = admin_json(&core, "GET", "/node/reconciliation?status=all", None);
+    let settled = all["items"].as_array().unwrap().iter().find(|i| i["id"] == conflict_id).unwrap().clone();
+    assert_eq!((settled["decision"].as_str(), settled["decided_by"].as_str()), (Some("settled"), Some("admin")), "{settled}");
     let (status, merged) = admin_json(&core, "POST", &format!("/node/reconciliation/{}", dup["id"].as_str().unwrap()), Some(&json!({"decision": "merge"})));
     assert_eq!(status, 200, "{merged}");
     let again_id = meera_again["id"].as_str().unwrap();

@@ -303,6 +303,11 @@ pub async fn start_session(app: &AppState, who: &Client, user: String, password:
         record_auth_event(app, who.event(Action::Login, &row.name, Outcome::Failure, Some(Reason::Disabled)));
         return Err(AuthError::new(StatusCode::FORBIDDEN, "this account is disabled; ask an administrator"));
     }
+    if app.node.is_some() && crate::node::link::NOT_THROUGH_NODES.contains(&row.role.as_str()) {
+        // A department node's copy of the accounts and records is for the department's work;
+        // oversight and set-up happen at the core, where they are recorded and kept.
+        return Err(AuthError::new(StatusCode::FORBIDDEN, "this account signs in at the core, not at a department node"));
+    }
     match &row.totp_secret {
         Some(secret) => {
             let code = b.totp.as_deref().unwrap_or("");

@@ -32,8 +32,8 @@ pub const LEDGER_SIZE_HEADER: &str = "x-vaidya-ledger-size";
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a node waits for its replica to show a forwarded write before answering anyway.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
-/// Roles that never act through a node: they sign in at the core.
-const NOT_THROUGH_NODES: [&str; 5] = ["admin", "privacy-officer", "auditor", "node", "patient"];
+/// Roles that never work through a node (nor sign in at one): they sign in at the core.
+pub const NOT_THROUGH_NODES: [&str; 5] = ["admin", "privacy-officer", "auditor", "node", "patient"];
 
 /// What the node's app knows of the node.
 pub struct NodeLink {

@@ -167,20 +167,25 @@ struct Decision {
 /// `POST /node/reconciliation/{id}`.
 pub async fn settle(State(app): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     only_admins(&who)?;
-    crate::fhir::check_id(&id)?;
     let d: Decision = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body must be {{\"decision\": apply|merge|discard|settled, \"note\": text}}: {e}")))?;
-    if d.note.chars().count() > MAX_NOTE || d.note.chars().any(|c| c.is_control() && c != '\n') {
+    let task = settle_as(&app, &who.user, &id, &d.decision, &d.note).await?;
+    Ok(axum::Json(task).into_response())
+}
+
+/// Settle item `id` with `decision` as `user` (checked here: the API and the screen share it).
+pub async fn settle_as(app: &AppState, user: &str, id: &str, decision: &str, note: &str) -> Result<Value, ApiError> {
+    crate::fhir::check_id(id)?;
+    if note.chars().count() > MAX_NOTE || note.chars().any(|c| c.is_control() && c != '\n') {
         return Err(ApiError::bad_request(format!("the note is at most {MAX_NOTE} characters of text")));
     }
-    if !["apply", "merge", "discard", "settled"].contains(&d.decision.as_str()) {
-        return Err(ApiError::bad_request(format!("decision '{}' is not one of apply, merge, discard, settled", d.decision)));
+    if !["apply", "merge", "discard", "settled"].contains(&decision) {
+        return Err(ApiError::bad_request(format!("decision '{decision}' is not one of apply, merge, discard, settled")));
     }
-    if d.decision == "settled" && d.note.trim().is_empty() {
+    if decision == "settled" && note.trim().is_empty() {
         return Err(ApiError::bad_request("say in the note how it was settled"));
     }
-    let user = who.user.clone();
-    let task = app.store.write(move |tx| decide(tx, &user, &id, &d.decision, d.note.trim())).await?;
-    Ok(axum::Json(task).into_response())
+    let (user, id, decision, note) = (user.to_string(), id.to_string(), decision.to_string(), note.trim().to_string());
+    app.store.write(move |tx| decide(tx, &user, &id, &decision, &note)).await
 }
 
 fn decide(tx: &mut WriteTx<'_>, user: &str, id: &str, decision: &str, note: &str) -> Result<Value, ApiError> {

@@ -22,7 +22,8 @@
 //! doctor's chart of a patient, and notes, diagnoses and orders during a visit), `lab.rs`
 //! (the laboratory's worklist, collection, result entry, verification, release, printing),
 //! `billing.rs` (the billing counter: charges, invoice, payment, receipt, refund, day end),
-//! `admin.rs` (departments, doctors, schedules, tariff, staff accounts), `patient.rs` (the
+//! `admin.rs` (departments, doctors, schedules, tariff, staff accounts), `reconciliation.rs`
+//! (what department nodes handed back that a person must settle), `patient.rs` (the
 //! patient portal's sign-in and access log), `portal.rs` (the patient's appointments, reports
 //! and bills).
 
@@ -37,6 +38,7 @@ mod login;
 mod opd;
 pub mod patient;
 mod portal;
+mod reconciliation;
 mod registration;
 
 use crate::app::{AppState, Principal};
@@ -90,6 +92,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/admin", get(admin::page))
         .route("/ui/admin/done", get(admin::done))
         .route("/ui/admin/{what}", post(admin::act))
+        .route("/ui/reconciliation", get(reconciliation::page))
+        .route("/ui/reconciliation/{id}", post(reconciliation::settle))
         .route("/ui/billing", get(billing::page))
         .route("/ui/billing/day", get(billing::day_end))
         .route("/ui/billing/receipt/{invoice}/{receipt}", get(billing::receipt))
