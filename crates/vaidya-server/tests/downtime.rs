@@ -408,3 +408,99 @@ fn a_hand_back_cut_short_on_either_side_resumes_and_nothing_is_lost_or_doubled()
     verify(core.data());
     verify(&data);
 }
+
+fn params(pairs: &[(&str, Value)]) -> Value {
+    json!({"resourceType": "Parameters", "parameter": pairs.iter().map(|(n, v)| {
+        let mut p = json!({"name": n});
+        for (k, val) in v.as_object().unwrap() { p[k] = val.clone(); }
+        p
+    }).collect::<Vec<_>>()})
+}
+
+#[test]
+fn a_department_s_whole_day_works_on_the_node_in_downtime_and_reaches_the_core() {
+    let core = Server::start();
+    let core_key = core.data().join("keys/ledger.pub").to_str().unwrap().to_string();
+    let node_token = core.add_user("node-gm", "node", &[]);
+    for (path, body) in [
+        ("/HealthcareService/gen-med", json!({"resourceType": "HealthcareService", "id": "gen-med", "name": "General Medicine"})),
+        ("/Practitioner/dr-sharma", json!({"resourceType": "Practitioner", "id": "dr-sharma"})),
+        ("/Patient/p1", json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Iyer"}]})),
+    ] {
+        assert_eq!(core.put(path, &body).status, 201, "{path}");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("node");
+    let node = Node::start_as(&core.base.replace("/fhir", ""), &core_key, &node_token, &data, 9);
+    std::thread::sleep(Duration::from_millis(400));
+    node.wait_for("vaidya_node_entries", core.ledger_size());
+    // A machine client of the department (the integration account), with a token of the node's.
+    wait_until("the accounts at the node", || node.metric("vaidya_node_state_updates_total") >= 1);
+    let out = Command::new(BIN).args(["token", "--data", data.to_str().unwrap(), "--user", "integration"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    std::fs::write(data.join("DOWNTIME"), "").unwrap();
+    node.wait_health("mode=downtime");
+    let ok = |r: common::Resp, what: &str| -> Value {
+        assert!(r.status == 200 || r.status == 201, "{what}: {} {}", r.status, r.body);
+        r.json()
+    };
+    // Registration, a walk-in token, the queue (called, in consultation: the visit opens).
+    let ravi = ok(node.fhir(&token, "POST", "/Patient", Some(&patient("Rao", "Ravi", None))), "registration");
+    let ravi_id = ravi["id"].as_str().unwrap().to_string();
+    assert!(uhid_of(&ravi).starts_with("09"), "{ravi}");
+    let walk_in = |p: &str| params(&[("patient", json!({"valueReference": {"reference": p}})), ("practitioner", json!({"valueReference": {"reference": "Practitioner/dr-sharma"}}))]);
+    let appt = ok(node.fhir(&token, "POST", "/HealthcareService/gen-med/$walk-in", Some(&walk_in(&format!("Patient/{ravi_id}")))), "walk-in");
+    let appt_id = appt["id"].as_str().unwrap().to_string();
+    let token_no = appt["identifier"][0]["value"].as_str().unwrap().to_string();
+    for st in ["called", "in-consultation"] {
+        ok(node.fhir(&token, "POST", &format!("/Appointment/{appt_id}/$queue"), Some(&params(&[("state", json!({"valueCode": st}))]))), st);
+    }
+    let enc = ok(node.fhir(&token, "GET", &format!("/Encounter?appointment=Appointment/{appt_id}"), None), "the visit");
+    let enc_id = enc["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    // A note, a lab order collected with a barcode, its result.
+    let note = json!({"resourceType": "ClinicalImpression", "status": "completed", "subject": {"reference": format!("Patient/{ravi_id}")},
+                      "encounter": {"reference": format!("Encounter/{enc_id}")}, "summary": "Fever for 3 days; CBC ordered."});
+    ok(node.fhir(&token, "POST", "/ClinicalImpression", Some(&note)), "note");
+    let order = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order", "code": {"text": "CBC"},
+                       "subject": {"reference": format!("Patient/{ravi_id}")}});
+    let sr = ok(node.fhir(&token, "POST", "/ServiceRequest", Some(&order)), "order");
+    let sr_id = sr["id"].as_str().unwrap();
+    let specimen = ok(node.fhir(&token, "POST", &format!("/ServiceRequest/{sr_id}/$collect"), Some(&json!({"resourceType": "Parameters"}))), "collection");
+    let barcode = specimen["accessionIdentifier"]["value"].as_str().unwrap().to_string();
+    assert!(barcode.contains("-N09-"), "the node's own specimen numbers: {barcode}");
+    let result = json!({"resourceType": "Observation", "status": "preliminary", "code": {"text": "Haemoglobin"},
+                        "subject": {"reference": format!("Patient/{ravi_id}")}, "basedOn": [{"reference": format!("ServiceRequest/{sr_id}")}],
+                        "valueQuantity": {"value": 11.2, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}});
+    ok(node.fhir(&token, "POST", "/Observation", Some(&result)), "result");
+    // A charge paid in cash: the receipt number is the node's own.
+    let invoice = json!({"resourceType": "Invoice", "status": "issued", "subject": {"reference": format!("Patient/{ravi_id}")},
+        "lineItem": [{"chargeItemCodeableConcept": {"text": "OPD consultation"}, "priceComponent": [{"type": "base", "amount": {"value": 100, "currency": "INR"}, "factor": 1}]}]});
+    let inv = ok(node.fhir(&token, "POST", "/Invoice", Some(&invoice)), "invoice");
+    let inv_id = inv["id"].as_str().unwrap().to_string();
+    let pay = json!({"resourceType": "Parameters", "parameter": [{"name": "amount", "valueMoney": {"value": 100, "currency": "INR"}},
+                     {"name": "mode", "valueCode": "cash"}, {"name": "key", "valueString": "node-counter-1"}]});
+    let paid = ok(node.fhir(&token, "POST", &format!("/Invoice/{inv_id}/$pay"), Some(&pay)), "payment");
+    let receipt = paid["extension"][0]["extension"].as_array().unwrap().iter().find(|x| x["url"] == "receipt").unwrap()["valueString"].as_str().unwrap().to_string();
+    assert!(receipt.contains("-N09-"), "the node's own receipt numbers: {receipt}");
+
+    // The core is seen again: all of it is there, as entered, with the node's numbers.
+    std::fs::remove_file(data.join("DOWNTIME")).unwrap();
+    node.wait_health("mode=online");
+    assert_eq!(core.get(&format!("/Patient/{ravi_id}")).json()["identifier"], ravi["identifier"]);
+    let a = core.get(&format!("/Appointment/{appt_id}")).json();
+    assert_eq!(a["identifier"][0]["value"], token_no.as_str());
+    assert_eq!(core.get(&format!("/Encounter/{enc_id}")).json()["status"], "in-progress");
+    assert_eq!(core.get(&format!("/ClinicalImpression?encounter=Encounter/{enc_id}")).json()["total"], 1);
+    assert_eq!(core.get(&format!("/Specimen?accession={barcode}")).json()["total"], 1);
+    assert_eq!(core.get(&format!("/Observation?based-on=ServiceRequest/{sr_id}")).json()["total"], 1);
+    let inv_core = core.get(&format!("/Invoice/{inv_id}")).json();
+    assert_eq!(inv_core["status"], "balanced", "{inv_core}");
+    // The core's own numbers go on from where they were: the day's next token is not the node's.
+    let p2 = core.post("/Patient", &patient("Core", "After", None)).json();
+    let next = core.post("/HealthcareService/gen-med/$walk-in", &walk_in(&format!("Patient/{}", p2["id"].as_str().unwrap()))).json();
+    assert_ne!(next["identifier"][0]["value"], token_no.as_str(), "no queue token given out twice");
+    node.stop();
+    verify(&data);
+}
