@@ -367,24 +367,31 @@ impl WriteTx<'_> {
         self.tip.prev_hash
     }
 
+    /// Sign a checkpoint if entries wait for one and it is time (or `force`): with the ledger
+    /// key, or on a department node's branch with the node's key (kept apart, in
+    /// `branch_checkpoint`: the core's checkpoints stay the core's).
     fn checkpoint_if_due(&mut self, force: bool) -> Result<(), StoreError> {
-        if self.tip.branch.is_some() {
-            return self.branch_checkpoint_if_due(force);
-        }
+        let on_branch = self.tip.branch.is_some();
+        let (key, signed, insert) = if on_branch {
+            (self.branch_key, self.tip.branch_signed, "INSERT INTO branch_checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")
+        } else {
+            (self.key, self.tip.checkpoint_size, "INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")
+        };
+        let Some(key) = key else { return Ok(()) };
         let now = now_ms();
-        let unsigned = self.tip.size > self.tip.checkpoint_size;
-        let Some(key) = self.key else { return Ok(()) };
-        if !unsigned || !(force || now - self.tip.checkpoint_time_ms >= CHECKPOINT_INTERVAL_MS) {
+        if self.tip.size <= signed || !(force || now - self.tip.checkpoint_time_ms >= CHECKPOINT_INTERVAL_MS) {
             return Ok(());
         }
         let root = crate::merkle::root(self.conn, self.tip.size)
             .map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
         let time_ms = now.max(self.tip.last_time_ms);
         let note = vaidya_ledger::sign_checkpoint(key, self.tip.size, root, time_ms);
-        self.conn
-            .prepare_cached("INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
-            .execute(params![self.tip.size as i64, time_ms, note])?;
-        self.tip.checkpoint_size = self.tip.size;
+        self.conn.prepare_cached(insert)?.execute(params![self.tip.size as i64, time_ms, note])?;
+        if on_branch {
+            self.tip.branch_signed = self.tip.size;
+        } else {
+            self.tip.checkpoint_size = self.tip.size;
+        }
         self.tip.checkpoint_time_ms = time_ms;
         Ok(())
     }
@@ -478,24 +485,6 @@ impl WriteTx<'_> {
                 .prepare_cached("INSERT INTO branch_tx (first_seq, last_seq) VALUES (?1, ?2)")?
                 .execute(params![(before + 1) as i64, self.tip.size as i64])?;
         }
-        Ok(())
-    }
-
-    fn branch_checkpoint_if_due(&mut self, force: bool) -> Result<(), StoreError> {
-        let now = now_ms();
-        let Some(key) = self.branch_key else { return Ok(()) };
-        if self.tip.size <= self.tip.branch_signed || !(force || now - self.tip.checkpoint_time_ms >= CHECKPOINT_INTERVAL_MS) {
-            return Ok(());
-        }
-        let root = crate::merkle::root(self.conn, self.tip.size)
-            .map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
-        let time_ms = now.max(self.tip.last_time_ms);
-        let note = vaidya_ledger::sign_checkpoint(key, self.tip.size, root, time_ms);
-        self.conn
-            .prepare_cached("INSERT INTO branch_checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
-            .execute(params![self.tip.size as i64, time_ms, note])?;
-        self.tip.branch_signed = self.tip.size;
-        self.tip.checkpoint_time_ms = time_ms;
         Ok(())
     }
 }
