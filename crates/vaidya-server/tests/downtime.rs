@@ -138,6 +138,7 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     let (token_a, token_b) = (core.add_user("node-opd-a", "node", &[]), core.add_user("node-opd-b", "node", &[]));
     let password = core.staff_with_password("reg.asha", "registration", &["--department", "cardiology"]);
     let password_b = core.staff_with_password("reg.bina", "registration", &["--department", "cardiology"]);
+    let cashier_password = core.staff_with_password("cash.chitra", "billing", &[]);
     // The day's schedule, and a patient registered before anything happens.
     assert_eq!(core.put("/Schedule/opd-card", &json!({"resourceType": "Schedule", "id": "opd-card", "actor": [{"reference": "Practitioner/dr-rao"}]})).status, 201);
     for s in ["s1", "s2"] {
@@ -164,6 +165,7 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     // UHID) and shows on the node at once.
     let asha = a.login("reg.asha", &password);
     let bina = b.login("reg.bina", &password_b);
+    let (cash_a, cash_b) = (a.login("cash.chitra", &cashier_password), b.login("cash.chitra", &cashier_password));
     // Accounts are the core's: a password changed on a node would not last, so it is refused.
     let body = json!({"old": password, "new": "Another-long-password-1"}).to_string();
     let auth = format!("Bearer {asha}");
@@ -226,8 +228,29 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     let sunil_id = sunil["id"].as_str().unwrap().to_string();
     assert_eq!(b.fhir(&bina, "POST", "/Appointment", Some(&appointment("s1", &sunil_id))).status, 201, "s1 is free as far as B knows");
     assert_eq!(b.fhir(&bina, "POST", "/Appointment", Some(&appointment("s2", &sunil_id))).status, 201);
+    // Meera's record changed on B too (both nodes changed version 1).
+    let mut m = b.fhir(&bina, "GET", &format!("/Patient/{meera_id}"), None).json();
+    m["gender"] = json!("other");
+    assert_eq!(b.fhir(&bina, "PUT", &format!("/Patient/{meera_id}"), Some(&m)).status, 200);
+    // A new patient registered on both nodes (he went from one counter to the other).
+    let kiran_a = a.fhir(&asha, "POST", "/Patient", Some(&patient("Joshi", "Kiran", Some("9700000001")))).json();
+    let kiran_b = b.fhir(&bina, "POST", "/Patient", Some(&patient("Joshi", "Kiran", Some("9700000001")))).json();
+    // Cash taken at both nodes: receipts from each node's own range.
+    let mut receipts = Vec::new();
+    for (node, token, key) in [(&a, &cash_a, "a-1"), (&b, &cash_b, "b-1")] {
+        let invoice = json!({"resourceType": "Invoice", "status": "issued", "subject": {"reference": format!("Patient/{meera_id}")},
+            "lineItem": [{"chargeItemCodeableConcept": {"text": "OPD registration"}, "priceComponent": [{"type": "base", "amount": {"value": 10, "currency": "INR"}, "factor": 1}]}]});
+        let r = node.fhir(token, "POST", "/Invoice", Some(&invoice));
+        assert_eq!(r.status, 201, "{}", r.body);
+        let pay = json!({"resourceType": "Parameters", "parameter": [{"name": "amount", "valueMoney": {"value": 10, "currency": "INR"}},
+                         {"name": "mode", "valueCode": "cash"}, {"name": "key", "valueString": key}]});
+        let r = node.fhir(token, "POST", &format!("/Invoice/{}/$pay", r.json()["id"].as_str().unwrap()), Some(&pay));
+        assert_eq!(r.status, 200, "{}", r.body);
+        receipts.push(r.json()["extension"][0]["extension"].as_array().unwrap().iter().find(|x| x["url"] == "receipt").unwrap()["valueString"].as_str().unwrap().to_string());
+    }
+    assert!(receipts[0].contains("-N07-") && receipts[1].contains("-N08-"), "{receipts:?}");
     // More registrations on both, so that UHIDs run on.
-    let mut downtime_uhids = vec![uhid_of(&ravi), uhid_of(&meera_again), uhid_of(&sunil)];
+    let mut downtime_uhids = vec![uhid_of(&ravi), uhid_of(&meera_again), uhid_of(&sunil), uhid_of(&kiran_a), uhid_of(&kiran_b)];
     for i in 0..10 {
         let (node, token) = if i % 2 == 0 { (&a, &asha) } else { (&b, &bina) };
         let r = node.fhir(token, "POST", "/Patient", Some(&patient("Downtime", &format!("P{i}"), None)));
@@ -276,13 +299,27 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     let (status, queue) = admin_json(&core, "GET", "/node/reconciliation", None);
     assert_eq!(status, 200, "{queue}");
     let items = queue["items"].as_array().unwrap().clone();
-    let conflict = items.iter().find(|i| i["kind"] == "conflict").unwrap_or_else(|| panic!("a booking conflict is queued: {queue}"));
-    assert!(conflict["description"].as_str().unwrap().contains("Slot/s1"), "{conflict}");
+    let item = |kind: &str, about: &str| -> Value {
+        items.iter().find(|i| i["kind"] == kind && i["description"].as_str().unwrap().contains(about)).unwrap_or_else(|| panic!("no {kind} item about {about}: {queue}")).clone()
+    };
+    assert_eq!(items.len(), 4, "a double booking, a record changed on both sides, two likely duplicates: {queue}");
+    let conflict = item("conflict", "Slot/s1");
+    let changed_twice = item("conflict", &format!("Patient/{meera_id}"));
     let loser = if booked.ends_with(&ravi_id) { &sunil_id } else { &ravi_id };
-    let dup = items.iter().find(|i| i["kind"] == "duplicate-patient").unwrap_or_else(|| panic!("a suggested merge is queued: {queue}"));
-    assert!(dup["description"].as_str().unwrap().contains(&meera_id), "{dup}");
-    // Meera's address (added only on A) is at the core; all downtime patients are there.
-    assert_eq!(core.get(&format!("/Patient/{meera_id}")).json()["address"][0]["postalCode"], "110029");
+    let dup = item("duplicate-patient", &meera_id);
+    let (ka, kb) = (kiran_a["id"].as_str().unwrap(), kiran_b["id"].as_str().unwrap());
+    let kiran_dup = items.iter().find(|i| i["kind"] == "duplicate-patient" && (i["description"].as_str().unwrap().contains(&format!("Patient/{ka}, registered")) || i["description"].as_str().unwrap().contains(&format!("Patient/{kb}, registered")))).unwrap_or_else(|| panic!("{queue}")).clone();
+    // Meera's record: one node's change is at the core, the other's waits in the queue.
+    let m = core.get(&format!("/Patient/{meera_id}")).json();
+    let a_first = m["address"][0]["postalCode"] == "110029";
+    assert!(a_first != (m["gender"] == "other"), "exactly one of the two changes applied: {m}");
+    // No receipt number twice: the core has both, distinct from its own.
+    let invoices = core.get("/Invoice?_count=100").json();
+    let all_receipts: Vec<String> = invoices["entry"].as_array().unwrap().iter().flat_map(|e| {
+        e["resource"]["extension"].as_array().into_iter().flatten().filter_map(|x| x["extension"].as_array()?.iter().find(|y| y["url"] == "receipt")?["valueString"].as_str().map(str::to_string)).collect::<Vec<_>>()
+    }).collect();
+    assert_eq!(all_receipts.iter().collect::<BTreeSet<_>>().len(), all_receipts.len(), "{all_receipts:?}");
+    assert!(receipts.iter().all(|r| all_receipts.contains(r)), "{all_receipts:?}");
     let patients = all_patients(&core);
     let uhids: Vec<String> = patients.iter().map(uhid_of).collect();
     let distinct: BTreeSet<&String> = uhids.iter().collect();
@@ -317,11 +354,22 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     assert_eq!(status, 200, "{merged}");
     let again_id = meera_again["id"].as_str().unwrap();
     assert_eq!(core.get(&format!("/Patient/{again_id}")).json()["active"], false, "merged into the first record");
+    // The record changed on both sides: the person applies the queued node's version.
+    let (status, applied) = admin_json(&core, "POST", &format!("/node/reconciliation/{}", changed_twice["id"].as_str().unwrap()), Some(&json!({"decision": "apply", "note": "the later correction"})));
+    assert_eq!(status, 200, "{applied}");
+    let m = core.get(&format!("/Patient/{meera_id}")).json();
+    if a_first {
+        assert_eq!(m["gender"], "other", "B's change, applied by a person: {m}");
+    } else {
+        assert_eq!(m["address"][0]["postalCode"], "110029", "A's change, applied by a person: {m}");
+    }
+    let (status, _) = admin_json(&core, "POST", &format!("/node/reconciliation/{}", kiran_dup["id"].as_str().unwrap()), Some(&json!({"decision": "merge"})));
+    assert_eq!(status, 200);
     let (status, again) = admin_json(&core, "POST", &format!("/node/reconciliation/{}", dup["id"].as_str().unwrap()), Some(&json!({"decision": "discard"})));
     assert_eq!(status, 409, "settled once: {again}");
     assert_eq!(admin_json(&core, "GET", "/node/reconciliation", None).1["items"], json!([]));
     let (_, all) = admin_json(&core, "GET", "/node/reconciliation?status=all", None);
-    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    assert_eq!(all["items"].as_array().unwrap().len(), 4);
     // Only an administrator sees or settles the queue.
     let root = core.base.trim_end_matches("/fhir").to_string();
     let r = raw_request(&ureq::Agent::config_builder().http_status_as_error(false).build().into(), "GET", &format!("{root}/node/reconciliation"), None, &[("Authorization", &format!("Bearer {token_a}"))]);
