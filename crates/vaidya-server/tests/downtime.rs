@@ -175,6 +175,8 @@ fn two_nodes_keep_working_through_a_core_outage_and_everything_reaches_the_core_
     let r = a.fhir(&asha, "POST", "/Patient", Some(&patient("Online", "Omkar", None)));
     assert_eq!(r.status, 201, "{}", r.body);
     let online = r.json();
+    let location = r.header("location").unwrap_or_default().to_string();
+    assert!(location.starts_with(&format!("{}/fhir/Patient/", a.base)), "the new record's address is at the node: {location}");
     assert!(uhid_of(&online).starts_with("00"), "a central UHID: {online}");
     let online_id = online["id"].as_str().unwrap();
     assert_eq!(core.get(&format!("/Patient/{online_id}")).status, 200, "saved at the core");

@@ -137,9 +137,16 @@ async fn forward(app: &AppState, node: &Arc<NodeLink>, req: Request) -> Result<R
         let _ = tokio::time::timeout(CATCH_UP_WAIT, signed.wait_for(|n| *n >= size)).await;
     }
     let mut resp = Response::builder().status(status);
-    for h in [header::CONTENT_TYPE, header::LOCATION, header::ETAG, header::LAST_MODIFIED, header::CONTENT_LOCATION] {
+    for h in [header::CONTENT_TYPE, header::ETAG, header::LAST_MODIFIED] {
         if let Some(v) = headers.get(&h) {
             resp = resp.header(h, v);
+        }
+    }
+    // A new record's address, at this node (the client's base), not the core's.
+    let here = crate::fhir::wire::base_url(&parts.headers);
+    for h in [header::LOCATION, header::CONTENT_LOCATION] {
+        if let Some((_, rest)) = headers.get(&h).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once("/fhir/")) {
+            resp = resp.header(h, format!("{here}/{rest}"));
         }
     }
     resp.body(Body::from(body)).map_err(|e| ApiError::internal(e.to_string()))

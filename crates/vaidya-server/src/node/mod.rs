@@ -15,8 +15,12 @@
 //! - `sendback.rs`: the node's side of a hand-back; `outage.rs`: the outage report.
 //! - `sheets.rs`: printable downtime sheets (HTML and PDF) kept current on the node's disk.
 //!
-//! **Architecture invariant:** a node never applies an entry it has not checked against a
-//! checkpoint signed by the core's key, and its replica never signs checkpoints of its own.
+//! **Architecture invariants:** a node never applies an entry from the core it has not checked
+//! against a checkpoint signed by the core's key; what it writes itself (in downtime) is only
+//! ever on its branch, signed with its own key apart from the core's checkpoints, and leaves
+//! the replica (cut) once the core has taken it. The core applies a hand-back only when it
+//! continues the core's own ledger exactly where the branch left it, signed by the node's
+//! registered key, and never the same entries twice.
 
 pub mod feed;
 pub mod follow;
