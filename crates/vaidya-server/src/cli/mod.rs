@@ -50,7 +50,7 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Restore the latest backup into a scratch directory and compare it with the live server.
     Drill(restore::DrillArgs),
-    /// Run a department node: follow the core's ledger into a verified local replica.
+    /// Run a department node: serve a department from a verified replica of the core, keep working in downtime, hand back.
     Node(node::NodeArgs),
 }
 

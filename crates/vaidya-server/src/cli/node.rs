@@ -21,7 +21,7 @@ working on its own: registration (UHIDs with this node's issuer code), appointme
 check-in, charges and receipts (numbers with -Nnn-), lab collection and results, notes. These\n\
 are kept in the node's own ledger, signed with its key (DIR/keys/node.key). When the core\n\
 answers again they are handed back in order; what cannot be applied goes to the core's\n\
-reconciliation queue for a person (GET /node/reconciliation on the core). The node's\n\
+reconciliation queue for a person (/ui/reconciliation on the core). The node's\n\
 /node/outage says what happened to each; /healthz, /metrics and /node/status its state.\n\n\
 Set up, on the core (then copy its keys/ledger.pub and the token to the node):\n  \
 vaidya user add --data /srv/vaidya --name node-cardiology --role node\n  \
