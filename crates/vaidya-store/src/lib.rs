@@ -382,6 +382,9 @@ fn create_secondary_indexes(conn: &Connection) -> Result<(), StoreError> {
     for sql in schema::ADDED_TABLES.iter().chain(schema::SECONDARY_INDEXES) {
         conn.execute_batch(sql)?;
     }
+    for sql in state::version_triggers() {
+        conn.execute_batch(&sql)?;
+    }
     Ok(())
 }
 

@@ -23,20 +23,74 @@ const TABLES: &[(&str, &[&str])] = &[
     ("handback", &[]),
 ];
 
+/// The names of the tables carried, in a fixed order.
+pub fn table_names() -> impl Iterator<Item = &'static str> {
+    TABLES.iter().map(|(t, _)| *t)
+}
+
 /// The current state as JSON bytes (same state, same bytes: tables and rows in a fixed order).
 pub fn snapshot(conn: &Connection) -> Result<Vec<u8>, StoreError> {
     let mut out = Map::new();
     for (table, left_out) in TABLES {
-        let columns = carried_columns(conn, table, left_out)?;
-        let list = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
-        let mut stmt = conn.prepare(&format!("SELECT {list} FROM {table} ORDER BY {list}"))?;
-        let rows = stmt.query_map([], |r| {
-            (0..columns.len()).map(|i| r.get::<_, Sql>(i).map(to_json)).collect::<Result<Vec<Value>, _>>()
-        })?;
-        let rows: Vec<Value> = rows.map(|r| r.map(Value::Array)).collect::<Result<_, _>>()?;
-        out.insert(table.to_string(), json!({"columns": columns, "rows": rows}));
+        out.insert(table.to_string(), table_value(conn, table, left_out)?);
     }
     Ok(serde_json::to_vec(&Value::Object(out)).expect("JSON values serialise"))
+}
+
+/// One carried table as JSON bytes (`{"columns": [...], "rows": [...]}`, rows in a fixed order).
+pub fn table_snapshot(conn: &Connection, table: &str) -> Result<Vec<u8>, StoreError> {
+    let (name, left_out) = TABLES.iter().find(|(t, _)| *t == table).ok_or_else(|| StoreError::Corrupt(format!("{table} is not a state table")))?;
+    Ok(serde_json::to_vec(&table_value(conn, name, left_out)?).expect("JSON values serialise"))
+}
+
+/// A state snapshot of some of the tables (as [`table_snapshot`] made them); [`restore`]
+/// replaces those and leaves the others as they are.
+pub fn assemble(tables: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = b"{".to_vec();
+    for (i, (name, bytes)) in tables.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&serde_json::to_vec(name).expect("a name serialises"));
+        out.push(b':');
+        out.extend_from_slice(bytes);
+    }
+    out.push(b'}');
+    out
+}
+
+/// How often each carried table has changed (kept by triggers in the same transaction as the
+/// change): a reader sees whether a table changed since it last looked without reading it.
+pub fn versions(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT tbl, v FROM state_version")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The SQL that keeps [`versions`]: a counter per table and a trigger per change.
+pub fn version_triggers() -> Vec<String> {
+    let mut sql = vec!["CREATE TABLE IF NOT EXISTS state_version (tbl TEXT PRIMARY KEY, v INTEGER NOT NULL)".to_string()];
+    for (t, _) in TABLES {
+        sql.push(format!("INSERT OR IGNORE INTO state_version (tbl, v) VALUES ('{t}', 0)"));
+        for op in ["INSERT", "UPDATE", "DELETE"] {
+            sql.push(format!(
+                "CREATE TRIGGER IF NOT EXISTS state_version_{t}_{} AFTER {op} ON {t} BEGIN UPDATE state_version SET v = v + 1 WHERE tbl = '{t}'; END",
+                op.to_lowercase()
+            ));
+        }
+    }
+    sql
+}
+
+fn table_value(conn: &Connection, table: &str, left_out: &[&str]) -> Result<Value, StoreError> {
+    let columns = carried_columns(conn, table, left_out)?;
+    let list = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+    let mut stmt = conn.prepare(&format!("SELECT {list} FROM {table} ORDER BY {list}"))?;
+    let rows = stmt.query_map([], |r| {
+        (0..columns.len()).map(|i| r.get::<_, Sql>(i).map(to_json)).collect::<Result<Vec<Value>, _>>()
+    })?;
+    let rows: Vec<Value> = rows.map(|r| r.map(Value::Array)).collect::<Result<_, _>>()?;
+    Ok(json!({"columns": columns, "rows": rows}))
 }
 
 /// Replace the carried tables' rows with a snapshot's. Columns the snapshot has that this
@@ -124,7 +178,31 @@ mod tests {
         for sql in crate::schema::ADDED_TABLES {
             conn.execute_batch(sql).unwrap();
         }
+        for sql in version_triggers() {
+            conn.execute_batch(&sql).unwrap();
+        }
         conn
+    }
+
+    #[test]
+    fn tables_travel_alone_and_their_change_counts_move_only_with_them() {
+        let (a, b) = (db(), db());
+        let count = |c: &Connection, t: &str| versions(c).unwrap().into_iter().find(|(n, _)| n == t).unwrap().1;
+        a.execute_batch("INSERT INTO api_user (name, role, must_change_password, created_ms) VALUES ('asha', 'doctor', 0, 5);
+                         INSERT INTO sequence VALUES ('uhid-central', 1);").unwrap();
+        assert_eq!((count(&a, "api_user"), count(&a, "sequence"), count(&a, "access_grant")), (1, 1, 0));
+        a.execute("UPDATE sequence SET value = 2", []).unwrap();
+        assert_eq!((count(&a, "api_user"), count(&a, "sequence")), (1, 2), "a counter moves only its table's count");
+        // Only the counters travel: the other side's accounts stay as they are.
+        b.execute_batch("INSERT INTO api_user (name, role, must_change_password, created_ms) VALUES ('asha', 'doctor', 0, 5);").unwrap();
+        let seq = table_snapshot(&a, "sequence").unwrap();
+        restore(&b, &assemble(&[("sequence", &seq)])).unwrap();
+        assert_eq!(table_snapshot(&b, "sequence").unwrap(), seq, "the same bytes on both sides: the same hash");
+        assert_eq!(table_snapshot(&b, "api_user").unwrap(), table_snapshot(&a, "api_user").unwrap());
+        assert_eq!(snapshot(&b).unwrap(), snapshot(&a).unwrap());
+        let whole: Value = serde_json::from_slice(&assemble(&[("api_user", b"{\"columns\":[],\"rows\":[]}"), ("sequence", &seq)])).unwrap();
+        assert_eq!(whole.as_object().unwrap().len(), 2, "assembled as JSON");
+        assert!(table_snapshot(&a, "api_token").is_err(), "not a state table");
     }
 
     #[test]

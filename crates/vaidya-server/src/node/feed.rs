@@ -5,7 +5,10 @@
 //!
 //! - 200 with a [`super::wire::Feed`] when there are entries after N, or when the state beside
 //!   the ledger (accounts, grants, counters) differs from the one the node says it has
-//!   (`state=` its SHA-256, hex; absent: none), so that staff can sign in at the node.
+//!   (`tables=` the SHA-256 of each state table, hex, comma-separated in
+//!   `vaidya_store::state::table_names` order; absent: none), so that staff can sign in at the
+//!   node. Only the tables that differ are sent, and a table is read again only when it has
+//!   changed (`state::versions`): many accounts cost nothing while they stay the same.
 //! - 204 when there is nothing new; `X-Ledger-Size` says how far the core's signed ledger is.
 //! - 409 when N is beyond the core's ledger (a node that followed another core, or a core
 //!   restored from an older backup): a person must look.
@@ -37,7 +40,7 @@ pub async fn feed(State(app): State<AppState>, Extension(who): Extension<Princip
             "only a department node's account (role node) may follow the ledger",
         ));
     }
-    let Query { after, wait, state: node_state, issuer, key } = parse(query.as_deref().unwrap_or(""))?;
+    let Query { after, wait, tables: node_tables, issuer, key } = parse(query.as_deref().unwrap_or(""))?;
     if let Some(code) = issuer {
         claim_issuer(&app, &who.user, code).await?;
     }
@@ -59,14 +62,14 @@ pub async fn feed(State(app): State<AppState>, Extension(who): Extension<Princip
         if after == size && !timed_out {
             continue; // a new checkpoint: read it
         }
-        let node_state = node_state.clone();
+        let node_tables = node_tables.clone();
+        let path = app.store.path().to_path_buf();
         let feed = app
             .read(move |conn| {
                 let range = vaidya_backup::source::read_data_range(conn, after, false).map_err(|e| ApiError::internal(e.to_string()))?;
-                let state = vaidya_store::state::snapshot(conn)?;
-                let changed = node_state.as_deref() != Some(hex::encode(Sha256::digest(&state)).as_str());
+                let state = state_for(conn, &path, node_tables.as_deref())?;
                 let (checkpoint, entries) = range.map(|r| (r.checkpoint, r.entries)).unwrap_or_default();
-                Ok(Feed { checkpoint, entries, state: changed.then_some(state) })
+                Ok(Feed { checkpoint, entries, state })
             })
             .await?;
         let size_header = (header::HeaderName::from_static(SIZE_HEADER), size.to_string());
@@ -75,6 +78,41 @@ pub async fn feed(State(app): State<AppState>, Extension(who): Extension<Princip
         }
         return Ok(([(header::CONTENT_TYPE, CONTENT_TYPE.to_string()), size_header], feed.encode()).into_response());
     }
+}
+
+/// Each state table as last read: its change count, bytes and SHA-256 (hex), per database.
+type TableCache = std::collections::HashMap<(std::path::PathBuf, &'static str), (i64, std::sync::Arc<Vec<u8>>, String)>;
+static STATE_TABLES: std::sync::Mutex<Option<TableCache>> = std::sync::Mutex::new(None);
+
+/// The state tables that differ from what the node has (`node`: its hashes in table order),
+/// as a partial state snapshot; `None` when none differ. A table is read again only when its
+/// change count moved since it was last read.
+fn state_for(conn: &vaidya_store::Connection, db: &std::path::Path, node: Option<&[String]>) -> Result<Option<Vec<u8>>, ApiError> {
+    // The counts first, then the tables: a table read is never older than the count kept with it.
+    let versions: std::collections::HashMap<String, i64> = vaidya_store::state::versions(conn)?.into_iter().collect();
+    let mut changed: Vec<(&'static str, std::sync::Arc<Vec<u8>>)> = Vec::new();
+    for (i, table) in vaidya_store::state::table_names().enumerate() {
+        let version = versions.get(table).copied().unwrap_or(-1);
+        let key = (db.to_path_buf(), table);
+        let cached = STATE_TABLES.lock().expect("not poisoned").as_ref().and_then(|c| c.get(&key).cloned()).filter(|(v, _, _)| *v == version);
+        let (bytes, hash) = match cached {
+            Some((_, bytes, hash)) => (bytes, hash),
+            None => {
+                let bytes = std::sync::Arc::new(vaidya_store::state::table_snapshot(conn, table)?);
+                let hash = hex::encode(Sha256::digest(bytes.as_slice()));
+                STATE_TABLES.lock().expect("not poisoned").get_or_insert_with(Default::default).insert(key, (version, bytes.clone(), hash.clone()));
+                (bytes, hash)
+            }
+        };
+        if node.and_then(|n| n.get(i)).map(String::as_str) != Some(hash.as_str()) {
+            changed.push((table, bytes));
+        }
+    }
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let parts: Vec<(&str, &[u8])> = changed.iter().map(|(t, b)| (*t, b.as_slice())).collect();
+    Ok(Some(vaidya_store::state::assemble(&parts)))
 }
 
 /// Claim UHID issuer `code` for node account `user`, or find it already theirs.
@@ -158,13 +196,14 @@ async fn register_key(app: &AppState, user: &str, key: String) -> Result<(), Api
 struct Query {
     after: u64,
     wait: Duration,
-    state: Option<String>,
+    /// The SHA-256 (hex) of each state table the node has, in table order.
+    tables: Option<Vec<String>>,
     issuer: Option<u8>,
     key: Option<String>,
 }
 
 fn parse(query: &str) -> Result<Query, ApiError> {
-    let (mut after, mut wait, mut state, mut issuer, mut key) = (None, Duration::ZERO, None, None, None);
+    let (mut after, mut wait, mut tables, mut issuer, mut key) = (None, Duration::ZERO, None, None, None);
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "after" => after = Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("after '{v}' is not an entry number")))?),
@@ -172,19 +211,24 @@ fn parse(query: &str) -> Result<Query, ApiError> {
                 let secs = v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("wait '{v}' is not a number of seconds")))?;
                 wait = Duration::from_secs(secs).min(MAX_WAIT);
             }
-            "state" if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => state = Some(v.to_ascii_lowercase()),
-            "state" => return Err(ApiError::bad_request("state is the SHA-256 (hex) of the state the node has")),
+            "tables" => {
+                let hashes: Vec<String> = v.split(',').map(str::to_ascii_lowercase).collect();
+                if hashes.len() > 32 || !hashes.iter().all(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
+                    return Err(ApiError::bad_request("tables is the SHA-256 (hex) of each state table the node has, comma-separated"));
+                }
+                tables = Some(hashes);
+            }
             "issuer" => {
                 let code = v.parse::<u8>().ok().filter(|c| (1..=99).contains(c));
                 issuer = Some(code.ok_or_else(|| ApiError::bad_request(format!("issuer '{v}' is not a node's UHID issuer code (01-99)")))?);
             }
             "key" if is_verifier(&v) => key = Some(v.into_owned()),
             "key" => return Err(ApiError::bad_request("key is the node's ledger public key (name+id+base64, its keys/node.pub)")),
-            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait, state, issuer, key)"))),
+            other => return Err(ApiError::bad_request(format!("unknown parameter '{other}' (after, wait, tables, issuer, key)"))),
         }
     }
     let after = after.ok_or_else(|| ApiError::bad_request("after (the last entry the node has, 0 for none) is required"))?;
-    Ok(Query { after, wait, state, issuer, key })
+    Ok(Query { after, wait, tables, issuer, key })
 }
 
 /// A ledger verifier key's shape (`name+hexid+base64`), checked properly when it signs.
@@ -199,13 +243,13 @@ mod tests {
 
     #[test]
     fn the_query_is_checked() {
-        assert_eq!(parse("after=5&wait=10").unwrap(), Query { after: 5, wait: Duration::from_secs(10), state: None, issuer: None, key: None });
+        assert_eq!(parse("after=5&wait=10").unwrap(), Query { after: 5, wait: Duration::from_secs(10), tables: None, issuer: None, key: None });
         assert_eq!(parse("after=5&issuer=07").unwrap().issuer, Some(7));
         assert_eq!(parse("after=0&wait=999").unwrap().wait, MAX_WAIT);
         let h = "ab".repeat(32);
-        assert_eq!(parse(&format!("after=1&state={h}")).unwrap().state, Some(h));
+        assert_eq!(parse(&format!("after=1&tables={h},{h}")).unwrap().tables, Some(vec![h.clone(), h.clone()]));
         assert_eq!(parse("after=1&key=node%2B1a2b%2BAbC%2F%3D").unwrap().key.as_deref(), Some("node+1a2b+AbC/="));
-        for bad in ["", "wait=1", "after=1&key=nokey", "after=1&key=a%2Bb", "after=1&key=a%2Bb%2Bc%20d", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5", "after=1&state=abc", "after=1&issuer=0", "after=1&issuer=100", "after=1&issuer=x"] {
+        for bad in ["", "wait=1", "after=1&key=nokey", "after=1&key=a%2Bb", "after=1&key=a%2Bb%2Bc%20d", "after=x", "after=-1", "after=1&wait=soon", "after=1&limit=5", "after=1&tables=abc", "after=1&state=x", "after=1&issuer=0", "after=1&issuer=100", "after=1&issuer=x"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

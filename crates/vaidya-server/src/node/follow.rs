@@ -122,8 +122,9 @@ pub struct Follower {
     origin: String,
     store: Arc<Store>,
     edge: ChainEdge,
-    /// SHA-256 (hex) of the state beside the ledger that the replica holds.
-    state_hash: String,
+    /// SHA-256 (hex) of each table of the state beside the ledger that the replica holds, in
+    /// `vaidya_store::state::table_names` order.
+    table_hashes: Vec<String>,
     status: Arc<Mutex<FollowStatus>>,
     stop: Arc<AtomicBool>,
     agent: ureq::Agent,
@@ -152,15 +153,14 @@ impl Follower {
             status = FollowStatus { mode: Mode::Downtime, downtime_since_ms: Some(started), entries: fork, branch_entries: size - fork, ..status };
             tracing::warn!(fork, entries = size - fork, "started with downtime entries not yet handed back: DOWNTIME MODE until the core answers");
         }
-        let state = store.read(vaidya_store::state::snapshot).map_err(|e| format!("reading the replica's accounts: {e}"))?;
-        let state_hash = hex::encode(Sha256::digest(&state));
+        let table_hashes = state_hashes(&store, None)?.into_iter().map(Option::unwrap_or_default).collect();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(POLL_WAIT_SECONDS) + REQUEST_SLACK))
             .http_status_as_error(false)
             .build()
             .into();
         let branch = branch.map(|(fork, started, _)| (fork, started));
-        Ok(Follower { config, origin, store, edge, state_hash, status: Arc::new(Mutex::new(status)), stop, agent, branch })
+        Ok(Follower { config, origin, store, edge, table_hashes, status: Arc::new(Mutex::new(status)), stop, agent, branch })
     }
 
     pub fn status(&self) -> Arc<Mutex<FollowStatus>> {
@@ -311,10 +311,10 @@ impl Follower {
     /// One long poll and what it brought.
     fn once(&mut self) -> Result<(), Trouble> {
         let url = format!(
-            "{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}&state={}&issuer={}&key={}",
+            "{}/node/feed?after={}&wait={POLL_WAIT_SECONDS}&tables={}&issuer={}&key={}",
             self.config.core.trim_end_matches('/'),
             self.edge.size,
-            self.state_hash,
+            self.table_hashes.join(","),
             self.config.issuer,
             form_urlencoded::byte_serialize(self.config.node_verifier.as_bytes()).collect::<String>()
         );
@@ -354,7 +354,12 @@ impl Follower {
         } else {
             Some(check(&self.edge, &note, entries, &self.config.verifier, &self.origin).map_err(Trouble::Refused)?)
         };
-        let state_hash = state.as_ref().map(|s| hex::encode(Sha256::digest(s)));
+        let state_changed = state.is_some();
+        let received: Vec<String> = state
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(b).ok())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         let (next, batch) = checked.map(|(next, checkpoint, prepared)| (next, (checkpoint, prepared))).unzip();
         let times: Vec<i64> = batch.iter().flat_map(|(_, p)| p.iter().map(|e| e.entry.time_ms)).collect();
         self.store
@@ -374,9 +379,14 @@ impl Follower {
         if let Some(next) = next {
             self.edge = next;
         }
-        let state_changed = state_hash.is_some();
-        if let Some(h) = state_hash {
-            self.state_hash = h;
+        if state_changed {
+            // What the replica now holds of the tables that came, as the core will compare it.
+            let fresh = state_hashes(&self.store, Some(&received)).map_err(Trouble::Refused)?;
+            for (i, h) in fresh.into_iter().enumerate() {
+                if let Some(h) = h {
+                    self.table_hashes[i] = h;
+                }
+            }
         }
         let applied_ms = vaidya_store::now_ms();
         let mut s = self.status.lock().expect("not poisoned");
@@ -391,6 +401,21 @@ impl Follower {
         s.last_error = None;
         Ok(())
     }
+}
+
+/// The SHA-256 (hex) of each state table in the replica, in table order (`only`: of those
+/// tables, `None` for the others).
+fn state_hashes(store: &Store, only: Option<&[String]>) -> Result<Vec<Option<String>>, String> {
+    store
+        .read(|conn| {
+            vaidya_store::state::table_names()
+                .map(|t| match only {
+                    Some(list) if !list.iter().any(|x| x == t) => Ok(None),
+                    _ => vaidya_store::state::table_snapshot(conn, t).map(|b| Some(hex::encode(Sha256::digest(&b)))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| format!("reading the replica's accounts: {e}"))
 }
 
 fn back<T>(r: Result<T, super::sendback::Failed>) -> Result<T, Trouble> {
