@@ -662,20 +662,24 @@ impl Writer {
         }
     }
 
+    /// Run a job, catching a panic; a successful job on a department node's branch has its
+    /// entries recorded as one unit.
+    fn run_caught(&mut self, job: JobFn) -> std::thread::Result<(bool, Completion)> {
+        let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
+        let before = tx.tip.size;
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let out = job(&mut tx);
+            if out.0 {
+                // A failure here is a fault of the database: the job fails with it.
+                tx.note_branch_tx(before).expect("recording a branch transaction");
+            }
+            out
+        }))
+    }
+
     /// Run a job without a savepoint; `Err` hands back the failed job's completion.
     fn run_unguarded(&mut self, job: JobFn) -> Result<(bool, Completion), Completion> {
-        let outcome = {
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
-            let before = tx.tip.size;
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                let out = job(&mut tx);
-                if out.0 {
-                    // A failure here is a fault of the database: the job fails with it.
-                    tx.note_branch_tx(before).expect("recording a branch transaction");
-                }
-                out
-            }))
-        };
+        let outcome = self.run_caught(job);
         match outcome {
             Ok((true, complete)) => Ok((true, complete)),
             Ok((false, complete)) => Err(complete),
@@ -690,18 +694,7 @@ impl Writer {
         // Cached statements: parsing SAVEPOINT/RELEASE for every job showed up in profiles.
         self.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])).expect("savepoint inside an open transaction");
         let tip_before = self.tip.clone();
-        let outcome = {
-            let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
-            let before = tx.tip.size;
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                let out = job(&mut tx);
-                if out.0 {
-                    // A failure here is a fault of the database: the job fails with it.
-                    tx.note_branch_tx(before).expect("recording a branch transaction");
-                }
-                out
-            }))
-        };
+        let outcome = self.run_caught(job);
         match outcome {
             Ok((true, complete)) => {
                 self.conn.prepare_cached("RELEASE job").and_then(|mut s| s.execute([])).expect("release of an open savepoint");
