@@ -148,12 +148,12 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
         return crate::audit::durable(&app, rec, resp).await;
     };
     let acting = req.headers().get(crate::node::link::ACT_AS_HEADER).map(|v| v.to_str().map(str::to_string));
+    let acted = acting.is_some();
     let checked = match (check_token(&app, &token), acting) {
         (Ok(Some(node)), Some(Ok(user))) => crate::node::link::act_as(&app, &node, &user).map(Some),
         (Ok(Some(_)), Some(Err(_))) => Err(ApiError::bad_request("the act-as header is not text")),
         (other, _) => other,
     };
-    let acted = req.headers().contains_key(crate::node::link::ACT_AS_HEADER);
     match checked {
         Ok(Some(p)) => {
             let rule = crate::fhir::visibility::check_patient_request(&p, req.method(), req.uri().path())
@@ -215,7 +215,8 @@ async fn home(State(app): State<AppState>) -> Html<String> {
     ))
 }
 
-fn html_escape(s: &str) -> String {
+/// Text for HTML built by hand (a template escapes by itself).
+pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

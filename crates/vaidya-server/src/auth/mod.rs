@@ -404,17 +404,20 @@ async fn change_password(State(app): State<AppState>, peer: Peer, headers: Heade
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Accounts are the core's: a department node has a copy, replaced whenever the core's
+/// changes, so a password or second factor set on a node would silently not last.
+fn changed_at_the_core_only(app: &AppState) -> Result<(), AuthError> {
+    match app.node {
+        Some(_) => Err(AuthError::new(StatusCode::FORBIDDEN, "passwords and second factors are changed at the core's sign-in, not at a department node")),
+        None => Ok(()),
+    }
+}
+
 /// Change the password of the account whose session `caller` is (the old one must be right,
 /// the new one must pass the rules); the account's other sessions end. The one rule behind
 /// `POST /auth/password` and the web UI's password page. Returns the sessions ended.
-/// Accounts are the core's: a department node has a copy, replaced whenever the core's
-/// changes, so a password or second factor set on a node would silently not last.
-const CHANGE_AT_THE_CORE: &str = "passwords and second factors are changed at the core's sign-in, not at a department node";
-
 pub async fn change_password_of(app: &AppState, who: &Client, caller: &Bearer, old: String, new: String) -> Result<usize, AuthError> {
-    if app.node.is_some() {
-        return Err(AuthError::new(StatusCode::FORBIDDEN, CHANGE_AT_THE_CORE));
-    }
+    changed_at_the_core_only(app)?;
     let name = caller.row.user.clone();
     let n = name.clone();
     let row = app.read(move |c| Ok(tokens::find_login(c, &n)?)).await?.ok_or_else(AuthError::bad_credentials)?;
@@ -450,9 +453,7 @@ pub async fn change_password_of(app: &AppState, who: &Client, caller: &Bearer, o
 async fn totp_enrol(State(app): State<AppState>, peer: Peer, headers: HeaderMap) -> Response {
     let who = client(&app, &headers, &peer);
     let run = async {
-        if app.node.is_some() {
-            return Err(AuthError::new(StatusCode::FORBIDDEN, CHANGE_AT_THE_CORE));
-        }
+        changed_at_the_core_only(&app)?;
         let caller = session_caller(&app, &headers)?;
         let name = caller.row.user.clone();
         let n = name.clone();
@@ -490,9 +491,7 @@ struct ConfirmBody {
 async fn totp_confirm(State(app): State<AppState>, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
     let who = client(&app, &headers, &peer);
     let run = async {
-        if app.node.is_some() {
-            return Err(AuthError::new(StatusCode::FORBIDDEN, CHANGE_AT_THE_CORE));
-        }
+        changed_at_the_core_only(&app)?;
         let caller = session_caller(&app, &headers)?;
         let b: ConfirmBody = parse_body(&body)?;
         let name = caller.row.user.clone();

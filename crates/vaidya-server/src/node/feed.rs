@@ -25,7 +25,6 @@ use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// Longest long poll.
@@ -99,7 +98,7 @@ fn state_for(conn: &vaidya_store::Connection, db: &std::path::Path, node: Option
             Some((_, bytes, hash)) => (bytes, hash),
             None => {
                 let bytes = std::sync::Arc::new(vaidya_store::state::table_snapshot(conn, table)?);
-                let hash = hex::encode(Sha256::digest(bytes.as_slice()));
+                let hash = super::wire::state_table_hash(&bytes);
                 STATE_TABLES.lock().expect("not poisoned").get_or_insert_with(Default::default).insert(key, (version, bytes.clone(), hash.clone()));
                 (bytes, hash)
             }
@@ -156,21 +155,23 @@ async fn claim_issuer(app: &AppState, user: &str, code: u8) -> Result<(), ApiErr
     judge(holder, held).map(|_| tracing::info!(node = user, issuer = code, "UHID issuer code claimed by a department node"))
 }
 
+/// The ledger key node account `user` registered, if any.
+pub fn registered_key(conn: &vaidya_store::Connection, user: &str) -> Result<Option<String>, ApiError> {
+    use rusqlite::OptionalExtension;
+    conn.query_row("SELECT verifier FROM node_key WHERE user_name = ?1", [user], |r| r.get(0)).optional().map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// Register `key` (a ledger verifier key, `name+id+base64`) as the one that signs node
 /// account `user`'s downtime branches, or find it registered; a different key is refused.
 async fn register_key(app: &AppState, user: &str, key: String) -> Result<(), ApiError> {
-    fn held(conn: &vaidya_store::Connection, user: &str) -> Result<Option<String>, ApiError> {
-        use rusqlite::OptionalExtension;
-        conn.query_row("SELECT verifier FROM node_key WHERE user_name = ?1", [user], |r| r.get(0)).optional().map_err(|e| ApiError::internal(e.to_string()))
-    }
     let u = user.to_string();
-    let found = match app.read(move |conn| held(conn, &u)).await? {
+    let found = match app.read(move |conn| registered_key(conn, &u)).await? {
         Some(h) => h,
         None => {
             let (u, k) = (user.to_string(), key.clone());
             app.store
                 .write(move |tx| -> Result<String, ApiError> {
-                    if let Some(h) = held(tx.conn(), &u)? {
+                    if let Some(h) = registered_key(tx.conn(), &u)? {
                         return Ok(h);
                     }
                     tx.conn()

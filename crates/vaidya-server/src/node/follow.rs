@@ -12,7 +12,6 @@
 //! mode (said on `/healthz`, `/metrics` and in the log) until the core answers again.
 
 use super::wire::{self, Feed};
-use sha2::{Digest, Sha256};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +29,8 @@ pub const DOWNTIME_AFTER: Duration = Duration::from_secs(3);
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// Retries stay frequent so that the core's return is noticed within about a second.
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// A hand-back request that takes longer than this has failed (a batch is a few seconds' work).
+const HANDBACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause after a refused feed (an alarm, not a hiccup).
 const REFUSED_PAUSE: Duration = Duration::from_secs(10);
 
@@ -128,6 +129,8 @@ pub struct Follower {
     status: Arc<Mutex<FollowStatus>>,
     stop: Arc<AtomicBool>,
     agent: ureq::Agent,
+    /// For hand-backs: a batch may take the core longer than a poll.
+    handback_agent: ureq::Agent,
     /// The downtime branch being written or handed back: its fork and start time.
     branch: Option<(u64, i64)>,
 }
@@ -160,7 +163,8 @@ impl Follower {
             .build()
             .into();
         let branch = branch.map(|(fork, started, _)| (fork, started));
-        Ok(Follower { config, origin, store, edge, table_hashes, status: Arc::new(Mutex::new(status)), stop, agent, branch })
+        let handback_agent = ureq::Agent::config_builder().timeout_global(Some(HANDBACK_TIMEOUT)).http_status_as_error(false).build().into();
+        Ok(Follower { config, origin, store, edge, table_hashes, status: Arc::new(Mutex::new(status)), stop, agent, handback_agent, branch })
     }
 
     pub fn status(&self) -> Arc<Mutex<FollowStatus>> {
@@ -247,8 +251,7 @@ impl Follower {
     fn hand_back(&mut self) -> Result<(), Trouble> {
         let (fork, started) = self.branch.expect("called with a branch");
         let started_at = Instant::now();
-        let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(60))).http_status_as_error(false).build().into();
-        let sender = super::sendback::Sender { core: &self.config.core, token: &self.config.token, agent: &agent, store: &self.store, issuer: self.config.issuer, batch: self.config.handback_batch };
+        let sender = super::sendback::Sender { core: &self.config.core, token: &self.config.token, agent: &self.handback_agent, store: &self.store, issuer: self.config.issuer, batch: self.config.handback_batch };
         let taken = back(sender.taken(fork))?;
         // The core answers: no more downtime writes (those under way finish first).
         {
@@ -411,7 +414,7 @@ fn state_hashes(store: &Store, only: Option<&[String]>) -> Result<Vec<Option<Str
             vaidya_store::state::table_names()
                 .map(|t| match only {
                     Some(list) if !list.iter().any(|x| x == t) => Ok(None),
-                    _ => vaidya_store::state::table_snapshot(conn, t).map(|b| Some(hex::encode(Sha256::digest(&b)))),
+                    _ => vaidya_store::state::table_snapshot(conn, t).map(|b| Some(super::wire::state_table_hash(&b))),
                 })
                 .collect::<Result<Vec<_>, _>>()
         })

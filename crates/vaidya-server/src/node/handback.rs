@@ -157,8 +157,7 @@ fn registration(conn: &vaidya_store::Connection, node: &str) -> Result<(u8, Stri
     let e = |e: rusqlite::Error| ApiError::internal(e.to_string());
     use rusqlite::OptionalExtension;
     let issuer: Option<i64> = conn.query_row("SELECT issuer FROM node_issuer WHERE user_name = ?1", [node], |r| r.get(0)).optional().map_err(e)?;
-    let key: Option<String> = conn.query_row("SELECT verifier FROM node_key WHERE user_name = ?1", [node], |r| r.get(0)).optional().map_err(e)?;
-    match (issuer, key) {
+    match (issuer, super::feed::registered_key(conn, node)?) {
         (Some(i), Some(k)) => Ok((i as u8, k)),
         _ => Err(conflict(format!("the node account '{node}' has no issuer code and key registered here (a node registers both when it first follows the ledger)"))),
     }

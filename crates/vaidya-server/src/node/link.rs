@@ -184,14 +184,15 @@ pub fn act_as(app: &AppState, node: &Principal, user: &str) -> Result<Principal,
 pub fn banner(app: &AppState) -> Option<String> {
     let node = app.node.as_ref()?;
     let s = node.status();
-    let dept = html_escape(&node.department);
+    let dept = crate::app::html_escape(&node.department);
     Some(match s.mode {
         Mode::Online => format!(
             "<div class=\"node-banner\" role=\"status\">Department node: {dept} &middot; following the core ({} ms behind)</div>",
             s.last_lag_ms
         ),
         Mode::Downtime => {
-            let since = s.downtime_since_ms.map(local_time).unwrap_or_default();
+            let zone = crate::print::format::Zone::from_config(&app.config.timezone);
+            let since = s.downtime_since_ms.map(|ms| zone.date_time(ms)).unwrap_or_default();
             format!(
                 "<div class=\"node-banner downtime\" role=\"alert\"><strong>DOWNTIME MODE</strong> since {since}: the core does not answer. \
                  {dept} keeps working on this node (new UHIDs and receipts from its own range); everything entered is handed back to the core when it returns.</div>"
@@ -199,16 +200,6 @@ pub fn banner(app: &AppState) -> Option<String> {
         }
         Mode::HandingBack => "<div class=\"node-banner downtime\" role=\"alert\"><strong>The core is back:</strong> handing back the entries made in downtime. Saving is paused for a few seconds.</div>".to_string(),
     })
-}
-
-/// A UTC time as the hospital reads it (`2026-11-28 14:05`).
-fn local_time(ms: i64) -> String {
-    use vaidya_domain::schedule::{IST_OFFSET_MINUTES, from_utc_ms};
-    from_utc_ms(ms, IST_OFFSET_MINUTES).map(|(d, t)| format!("{d} {t}")).unwrap_or_default()
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Insert the node banner right after `<body...>`.

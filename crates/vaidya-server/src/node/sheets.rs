@@ -10,6 +10,7 @@
 //! The sheets are read straight from the replica (the node's own process, not a person): the
 //! files are for the department's printer, and leave the machine only on paper.
 
+use crate::app::html_escape;
 use crate::print::format::{self, Zone};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -112,10 +113,8 @@ fn who(conn: &Connection, reference: Option<&str>) -> (String, String) {
 }
 
 fn day_range(cx: &Context<'_>, param: &'static str, day: LocalDate) -> [(&'static str, String); 2] {
-    let next = day.add_days(1).unwrap_or(day);
-    let m = cx.zone.offset_minutes;
-    let off = format!("{}{:02}:{:02}", if m < 0 { '-' } else { '+' }, m.abs() / 60, m.abs() % 60);
-    [(param, format!("ge{day}T00:00:00{off}")), (param, format!("lt{next}T00:00:00{off}"))]
+    let [lo, hi] = cx.zone.day_bounds(day);
+    [(param, format!("ge{lo}")), (param, format!("lt{hi}"))]
 }
 
 fn time_text(cx: &Context<'_>, value: Option<&str>) -> String {
@@ -248,9 +247,6 @@ pub fn keep_current(
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 fn header_text(cx: &Context<'_>) -> String {
     format!(
@@ -266,16 +262,16 @@ fn header_text(cx: &Context<'_>) -> String {
 pub fn html(s: &Sheet, cx: &Context<'_>) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
-    out.push_str(&escape(&s.title));
+    out.push_str(&html_escape(&s.title));
     out.push_str("</title><style>@page{size:A4;margin:12mm}body{font:11pt sans-serif}table{border-collapse:collapse;width:100%;margin-bottom:1em}th,td{border:1px solid #444;padding:3px 5px;text-align:left;vertical-align:top}td{height:1.4em}h2{page-break-after:avoid}section{page-break-inside:auto}</style></head><body>");
-    out.push_str(&format!("<p>{}</p><h1>{}</h1><p>{}</p>", escape(&header_text(cx)), escape(&s.title), escape(&s.note)));
+    out.push_str(&format!("<p>{}</p><h1>{}</h1><p>{}</p>", html_escape(&header_text(cx)), html_escape(&s.title), html_escape(&s.note)));
     if s.sections.iter().all(|x| x.rows.is_empty()) && s.sections.len() <= 1 {
         out.push_str("<p><em>Nothing recorded.</em></p>");
     }
     for sec in &s.sections {
-        out.push_str(&format!("<section><h2>{}</h2><table><thead><tr>", escape(&sec.heading)));
+        out.push_str(&format!("<section><h2>{}</h2><table><thead><tr>", html_escape(&sec.heading)));
         for c in &sec.columns {
-            out.push_str(&format!("<th>{}</th>", escape(c)));
+            out.push_str(&format!("<th>{}</th>", html_escape(c)));
         }
         out.push_str("</tr></thead><tbody>");
         if sec.rows.is_empty() {
@@ -284,7 +280,7 @@ pub fn html(s: &Sheet, cx: &Context<'_>) -> String {
         for r in &sec.rows {
             out.push_str("<tr>");
             for v in r {
-                out.push_str(&format!("<td>{}</td>", escape(v)));
+                out.push_str(&format!("<td>{}</td>", html_escape(v)));
             }
             out.push_str("</tr>");
         }
@@ -297,11 +293,11 @@ pub fn html(s: &Sheet, cx: &Context<'_>) -> String {
 fn index(sheets: &[Sheet], cx: &Context<'_>) -> String {
     let mut out = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Downtime sheets</title></head><body><h1>Downtime sheets: {}</h1><p>{}</p><ul>",
-        escape(cx.department),
-        escape(&format!("{}, written {}", cx.hospital, cx.zone.date_time(cx.now_ms)))
+        html_escape(cx.department),
+        html_escape(&format!("{}, written {}", cx.hospital, cx.zone.date_time(cx.now_ms)))
     );
     for s in sheets {
-        out.push_str(&format!("<li><a href=\"{0}.html\">{1}</a> (<a href=\"{0}.pdf\">PDF</a>)</li>", s.file, escape(&s.title)));
+        out.push_str(&format!("<li><a href=\"{0}.html\">{1}</a> (<a href=\"{0}.pdf\">PDF</a>)</li>", s.file, html_escape(&s.title)));
     }
     out.push_str("</ul></body></html>\n");
     out

@@ -80,6 +80,13 @@ impl Feed {
     }
 }
 
+/// How a node and the core name a state table's contents (`tables=` of the feed): the
+/// SHA-256 (hex) of `vaidya_store::state::table_snapshot`'s bytes; both sides must agree.
+pub fn state_table_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// A hand-back (`POST /node/handback`, see `handback.rs`): `vaidya hand-back v1\n`, then the
 /// [`HandBackMeta`] (JSON), the checkpoint note the node's own key signed at the last entry,
 /// the count of entries and each entry's canonical bytes; each piece length-prefixed as in a

@@ -34,12 +34,18 @@ impl Zone {
     /// with this zone's offset, so that the hours between local and UTC midnight fall on the
     /// right day (a date without a zone is searched as a UTC day). Ready for a query string.
     pub fn day_query(&self, param: &str, date: LocalDate) -> String {
-        let next = date.add_days(1).unwrap_or(date);
-        let (sign, m) = if self.offset_minutes < 0 { ('-', -self.offset_minutes) } else { ('+', self.offset_minutes) };
         // `%2B` is `+`: a bare `+` in a query string means a space.
-        let sign = if sign == '+' { "%2B".to_string() } else { "-".to_string() };
-        let off = format!("{sign}{:02}:{:02}", m / 60, m % 60);
-        format!("{param}=ge{date}T00:00:00{off}&{param}=lt{next}T00:00:00{off}")
+        let [lo, hi] = self.day_bounds(date).map(|b| b.replace('+', "%2B"));
+        format!("{param}=ge{lo}&{param}=lt{hi}")
+    }
+
+    /// The local day `date` as UTC-offset instants, its start and the next day's start (as
+    /// search values after `ge` and `lt`, not yet escaped for a query string).
+    pub fn day_bounds(&self, date: LocalDate) -> [String; 2] {
+        let next = date.add_days(1).unwrap_or(date);
+        let m = self.offset_minutes;
+        let off = format!("{}{:02}:{:02}", if m < 0 { '-' } else { '+' }, m.abs() / 60, m.abs() % 60);
+        [format!("{date}T00:00:00{off}"), format!("{next}T00:00:00{off}")]
     }
 
     /// The local calendar date of a UTC instant.
