@@ -107,12 +107,16 @@ pub async fn hand_back(State(app): State<AppState>, Extension(who): Extension<Pr
     if cp.tree_size != first + entries.len() as u64 - 1 {
         return Err(ApiError::bad_request(format!("the checkpoint signs {} entries, the hand-back ends at entry {}", cp.tree_size, first + entries.len() as u64 - 1)));
     }
-    // Decoding and indexing happen here, off the single writer.
+    // Decoding, checking and indexing happen here, off the single writer.
     let prepared = tokio::task::spawn_blocking(move || -> Result<Vec<PreparedEntry>, ApiError> {
         entries
             .into_iter()
             .enumerate()
-            .map(|(i, bytes)| PreparedEntry::new(bytes, first + i as u64, true).map_err(ApiError::bad_request))
+            .map(|(i, bytes)| {
+                let p = PreparedEntry::new(bytes, first + i as u64, true).map_err(ApiError::bad_request)?;
+                check_entry(&p.entry)?;
+                Ok(p)
+            })
             .collect()
     })
     .await
@@ -150,6 +154,24 @@ pub async fn hand_back(State(app): State<AppState>, Extension(who): Extension<Pr
     let queued = answer.units.iter().filter(|u| u.outcome == "queued").count();
     tracing::info!(node = %who.user, fork = meta.fork, up_to = answer.size, units = answer.units.len(), queued, "hand-back taken");
     Ok((StatusCode::OK, axum::Json(answer)).into_response())
+}
+
+/// An entry must name a resource type and id the core knows how to hold, and what it puts must
+/// be that resource, valid: a node's key vouches for who wrote it, not for what it is.
+fn check_entry(e: &vaidya_ledger::Entry) -> Result<(), ApiError> {
+    let refuse = |m: String| ApiError::bad_request(format!("entry {}: {m}", e.seq));
+    crate::fhir::check_type(&e.resource_type).map_err(|_| refuse(format!("'{}' is not a resource type", e.resource_type)))?;
+    crate::fhir::check_id(&e.resource_id).map_err(|_| refuse(format!("'{}' is not a resource id", e.resource_id)))?;
+    if e.op == Op::Delete {
+        return Ok(());
+    }
+    let value: serde_json::Value = serde_json::from_slice(&e.content).map_err(|err| refuse(format!("its content is not JSON: {err}")))?;
+    if value["resourceType"] != e.resource_type.as_str() || value["id"] != e.resource_id.as_str() {
+        return Err(refuse(format!("its content is not {}/{}", e.resource_type, e.resource_id)));
+    }
+    vaidya_fhir::validate::validate_resource(&value).map_err(|issues| {
+        refuse(format!("{}/{} is not valid: {}", e.resource_type, e.resource_id, issues.iter().map(|i| i.diagnostics.as_str()).collect::<Vec<_>>().join("; ")))
+    })
 }
 
 /// The node's UHID issuer code and registered key.
@@ -289,4 +311,42 @@ fn stale(tx: &WriteTx<'_>, unit: &[PreparedEntry]) -> Result<Option<String>, Api
         seen.insert(key, e.version);
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(op: Op, rtype: &str, id: &str, content: &str) -> vaidya_ledger::Entry {
+        vaidya_ledger::Entry {
+            seq: 9,
+            time_ms: 1,
+            author: "reg.asha".into(),
+            op,
+            resource_type: rtype.into(),
+            resource_id: id.into(),
+            version: 1,
+            content: content.as_bytes().to_vec(),
+            prev_hash: vaidya_ledger::GENESIS_PREV,
+        }
+    }
+
+    #[test]
+    fn a_handed_back_entry_must_be_a_valid_resource_of_its_type_and_id() {
+        let good = r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"1","lastUpdated":"2026-11-28T00:00:00Z"},"gender":"female"}"#;
+        assert!(check_entry(&entry(Op::Put, "Patient", "p1", good)).is_ok());
+        assert!(check_entry(&entry(Op::Delete, "Patient", "p1", "")).is_ok());
+        for (rtype, id, content, says) in [
+            ("Bogus", "p1", good, "not a resource type"),
+            ("Patient", "a/b", good, "not a resource id"),
+            ("Patient", "p2", good, "not Patient/p2"),
+            ("Observation", "p1", good, "not Observation/p1"),
+            ("Patient", "p1", "{not json", "not JSON"),
+            ("Patient", "p1", r#"{"resourceType":"Patient","id":"p1","gender":"sometimes"}"#, "not valid"),
+        ] {
+            let e = check_entry(&entry(Op::Put, rtype, id, content)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message().contains(says), "{says}: {}", e.message());
+        }
+    }
 }
