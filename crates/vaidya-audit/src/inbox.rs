@@ -64,12 +64,12 @@ impl ToolAudit {
         match self {
             ToolAudit::Writer(a) => a.record_blocking(events).map(|()| Delivery::Appended),
             ToolAudit::Inbox(conn) => {
-                let prepared = prepare(&events)?;
+                let prepared = prepare(&events, crate::Form::Json)?;
                 let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
                 {
                     let mut stmt = tx.prepare("INSERT INTO inbox (time_ms, user, json) VALUES (?1, ?2, ?3)")?;
                     for p in &prepared {
-                        stmt.execute(params![crate::now_ms(), p.user, p.json])?;
+                        stmt.execute(params![crate::now_ms(), p.user, p.content])?;
                     }
                 }
                 tx.commit()?;
@@ -126,7 +126,7 @@ pub(crate) fn check_row(user: String, json: Vec<u8>) -> Result<Prepared, String>
     if patients.len() > crate::MAX_PATIENTS_PER_EVENT || patients.iter().any(|p| p.is_empty() || p.len() > 64 || p.contains('/')) {
         return Err("it names too many patients or an invalid patient id".into());
     }
-    Ok(Prepared { user, patients, json })
+    Ok(Prepared { user, patients, content: json })
 }
 
 /// Waiting rows (oldest first), for the writer.

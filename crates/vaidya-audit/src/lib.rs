@@ -12,9 +12,11 @@
 //!     second after each entry (rebuilt from the journal if lost).
 //! - Entry: exactly a data-ledger entry ([`vaidya_ledger::Entry`], same bytes, same RFC 6962
 //!   leaf hash, same chaining): `author` = user name, `op` = Put, `resource_type` =
-//!   `AuditEvent`, `resource_id` = the sequence number in decimal, `version` = 1, `content` =
-//!   the AuditEvent JSON with `"id"` = the sequence number, `time_ms` = append time (never
-//!   decreasing).
+//!   `AuditEvent`, `resource_id` = the sequence number in decimal, `version` = 1, `time_ms` =
+//!   append time (never decreasing), `content` = the event's [`compact`] record (events of this
+//!   process), or the AuditEvent JSON with `"id"` = the sequence number (events that came
+//!   through the inbox from another process, and every entry written before the compact
+//!   records). Reports and exports always give the FHIR AuditEvent ([`event_json`]).
 //! - Callers append under a mutex (numbering, chaining, hashing, framing) and one thread writes
 //!   and flushes the journal and answers them, so that a flush covers every event that arrived
 //!   during the previous one; checkpoints signed with the ledger key at most every
@@ -29,6 +31,7 @@
 //! **Architecture invariant:** no HTTP and no dependency on the server; the caller builds
 //! [`AuditRecord`]s and decides what to record.
 
+pub mod compact;
 mod inbox;
 mod index;
 pub mod journal;
@@ -203,7 +206,7 @@ impl Audit {
     pub fn record(&self, events: Vec<AuditRecord>) -> impl Future<Output = Result<(), AuditError>> + Send + 'static {
         let inner = self.inner.clone();
         async move {
-            let mut prepared = prepare(&events)?;
+            let mut prepared = prepare(&events, Form::Compact)?;
             if prepared.is_empty() {
                 return Ok(());
             }
@@ -220,7 +223,7 @@ impl Audit {
     /// [`Audit::record`] for callers outside an async runtime (CLI tools, blocking threads).
     /// Must not be called from inside an async task.
     pub fn record_blocking(&self, events: Vec<AuditRecord>) -> Result<(), AuditError> {
-        let mut prepared = prepare(&events)?;
+        let mut prepared = prepare(&events, Form::Compact)?;
         if prepared.is_empty() {
             return Ok(());
         }
@@ -256,28 +259,37 @@ impl Drop for Inner {
     }
 }
 
-/// The JSON every stored AuditEvent starts with; the writer inserts `"id"` after it.
+/// The JSON every AuditEvent written as JSON starts with; the writer inserts `"id"` after it.
 pub(crate) const JSON_PREFIX: &[u8] = br#"{"resourceType":"AuditEvent","#;
 
 /// An event checked and serialised, ready for the writer.
 pub(crate) struct Prepared {
     pub(crate) user: String,
     pub(crate) patients: Vec<String>,
-    /// The AuditEvent JSON without `id`, starting with [`JSON_PREFIX`].
-    pub(crate) json: Vec<u8>,
+    /// What the entry will hold: the record's [`compact`] encoding (this process's events), or
+    /// the AuditEvent JSON without `id`, starting with [`JSON_PREFIX`] (other processes' events,
+    /// through the inbox).
+    pub(crate) content: Vec<u8>,
 }
 
-fn prepare(events: &[AuditRecord]) -> Result<Vec<Prepared>, AuditError> {
+/// How an event is serialised: compact for the journal, JSON for another process's inbox.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    Compact,
+    Json,
+}
+
+fn prepare(events: &[AuditRecord], form: Form) -> Result<Vec<Prepared>, AuditError> {
     if events.len() > MAX_EVENTS_PER_CALL {
         return Err(AuditError::Invalid(format!(
             "{} events in one call, more than the limit of {MAX_EVENTS_PER_CALL}",
             events.len()
         )));
     }
-    events.iter().map(prepare_one).collect()
+    events.iter().map(|e| prepare_one(e, form)).collect()
 }
 
-fn prepare_one(r: &AuditRecord) -> Result<Prepared, AuditError> {
+fn prepare_one(r: &AuditRecord, form: Form) -> Result<Prepared, AuditError> {
     let user = r.user();
     if user.len() > MAX_USER_BYTES {
         return Err(AuditError::Invalid(format!("user name longer than {MAX_USER_BYTES} bytes")));
@@ -294,10 +306,35 @@ fn prepare_one(r: &AuditRecord) -> Result<Prepared, AuditError> {
             patients.push(p.clone());
         }
     }
-    let json = r.to_fhir_json();
-    if json.len() > MAX_EVENT_BYTES {
-        return Err(AuditError::TooLarge { bytes: json.len(), limit: MAX_EVENT_BYTES });
+    let content = match form {
+        Form::Compact => compact::encode(r),
+        Form::Json => r.to_fhir_json(),
+    };
+    // The limit is on what is stored; a compact record's AuditEvent, written when it is read,
+    // is several times larger (and bounded by the same few fields).
+    if content.len() > MAX_EVENT_BYTES {
+        return Err(AuditError::TooLarge { bytes: content.len(), limit: MAX_EVENT_BYTES });
     }
-    debug_assert!(json.starts_with(JSON_PREFIX));
-    Ok(Prepared { user: user.to_string(), patients, json })
+    Ok(Prepared { user: user.to_string(), patients, content })
+}
+
+/// The FHIR AuditEvent JSON of a stored entry, with its `id` (the sequence number): written
+/// from a compact content, or the stored JSON itself. `Err` says what is wrong with it.
+pub fn event_json(entry: &vaidya_ledger::Entry) -> Result<Vec<u8>, String> {
+    match entry.content.first() {
+        Some(&compact::FORMAT) => {
+            let record = compact::decode(&entry.content)?;
+            let json = record.to_fhir_json();
+            let id = entry.seq.to_string();
+            let mut out = Vec::with_capacity(json.len() + id.len() + 8);
+            out.extend_from_slice(JSON_PREFIX);
+            out.extend_from_slice(b"\"id\":\"");
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(b"\",");
+            out.extend_from_slice(&json[JSON_PREFIX.len()..]);
+            Ok(out)
+        }
+        Some(b'{') => Ok(entry.content.clone()),
+        _ => Err("its content is neither a compact audit record nor JSON".into()),
+    }
 }

@@ -59,8 +59,10 @@ fn events_by_key(dir: &Path, key: Key<'_>) -> Result<Vec<Value>, AuditError> {
         out.push(content(&entry)?);
     }
     // The entries after the index's marker: read them, keeping those filed under `key`.
+    // Only entries whose bytes contain the id can name the patient (in JSON and compact
+    // records alike); only those are decoded.
     let needle = match key {
-        Key::Patient(p) => Some(format!("\"reference\":\"Patient/{p}\"").into_bytes()),
+        Key::Patient(p) => Some(p.as_bytes().to_vec()),
         Key::User(_) => None,
     };
     journal::walk(dir, tail, |_, next| {
@@ -91,8 +93,12 @@ fn decode(seq: u64, bytes: &[u8]) -> Result<Entry, AuditError> {
 }
 
 fn content(entry: &Entry) -> Result<Value, AuditError> {
-    serde_json::from_slice(&entry.content)
-        .map_err(|e| AuditError::Corrupt(format!("entry {} is not JSON: {e} (run `vaidya audit verify`)", entry.seq)))
+    serde_json::from_slice(&json(entry)?).map_err(|e| AuditError::Corrupt(format!("entry {} is not JSON: {e} (run `vaidya audit verify`)", entry.seq)))
+}
+
+/// The entry's AuditEvent JSON (see [`crate::event_json`]).
+fn json(entry: &Entry) -> Result<Vec<u8>, AuditError> {
+    crate::event_json(entry).map_err(|e| AuditError::Corrupt(format!("entry {}: {e} (run `vaidya audit verify`)", entry.seq)))
 }
 
 /// Call `each(entry)` for every entry appended in `[since_ms, until_ms)` (UTC milliseconds),
@@ -125,11 +131,12 @@ fn scan_range(dir: &Path, since_ms: i64, until_ms: i64, mut each: impl FnMut(Ent
 }
 
 /// Write the AuditEvents appended in `[since_ms, until_ms)` (UTC milliseconds) to `out` as
-/// NDJSON, one event per line exactly as stored, oldest first; returns how many.
+/// NDJSON, one FHIR AuditEvent per line (written from the compact record, or exactly as stored
+/// when stored as JSON), oldest first; returns how many.
 pub fn export(dir: &Path, since_ms: i64, until_ms: i64, out: &mut impl Write) -> Result<u64, AuditError> {
     let mut n = 0u64;
     scan_range(dir, since_ms, until_ms, |entry| {
-        out.write_all(&entry.content)?;
+        out.write_all(&json(&entry)?)?;
         out.write_all(b"\n")?;
         n += 1;
         Ok(())
@@ -143,10 +150,18 @@ pub fn export(dir: &Path, since_ms: i64, until_ms: i64, out: &mut impl Write) ->
 /// review. A scan of the range (break-the-glass is rare; a day is a few seconds at most).
 pub fn break_glass_events(dir: &Path, since_ms: i64, until_ms: i64) -> Result<Vec<Value>, AuditError> {
     let mut out = vec![];
-    // The code as it appears in the stored JSON; only candidates are parsed.
+    // The code as it appears in stored JSON; only candidates are parsed. A compact record says
+    // its purpose in one byte: it is decoded.
     let needle = br#""code":"BTG""#;
     scan_range(dir, since_ms, until_ms, |entry| {
-        if !entry.content.windows(needle.len()).any(|w| w == needle) {
+        let candidate = match entry.content.first() {
+            Some(&crate::compact::FORMAT) => {
+                let record = crate::compact::decode(&entry.content).map_err(|e| AuditError::Corrupt(format!("entry {}: {e} (run `vaidya audit verify`)", entry.seq)))?;
+                record.purpose == Some(crate::Purpose::BreakTheGlass)
+            }
+            _ => entry.content.windows(needle.len()).any(|w| w == needle),
+        };
+        if !candidate {
             return Ok(());
         }
         let ev = content(&entry)?;

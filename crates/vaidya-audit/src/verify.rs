@@ -370,11 +370,25 @@ fn first_index_difference(dir: &Path, index: Option<&Connection>, marker: u64) -
 }
 
 /// The user and patients an entry must be indexed under, from its bytes: the author, and the
-/// entities with role `1` (Patient) whose `what` is `Patient/<id>`. Also checks the content is
-/// the AuditEvent with this entry's id.
+/// patients the record names (in JSON: the entities with role `1` (Patient) whose `what` is
+/// `Patient/<id>`). Also checks the content is this entry's AuditEvent: a compact record whose
+/// user is the entry's author, or JSON of the AuditEvent with this entry's id.
 pub(crate) fn content_keys(entry: &Entry) -> Result<(String, Vec<String>), String> {
     if entry.resource_type != "AuditEvent" || entry.resource_id != entry.seq.to_string() || entry.version != 1 {
         return Err("its header does not name AuditEvent/<seq> version 1".into());
+    }
+    if entry.content.first() == Some(&crate::compact::FORMAT) {
+        let record = crate::compact::decode(&entry.content)?;
+        if record.user() != entry.author {
+            return Err("its record's user is not the entry's author".into());
+        }
+        let mut patients: Vec<String> = Vec::with_capacity(record.patients.len());
+        for p in record.patients {
+            if !patients.contains(&p) {
+                patients.push(p);
+            }
+        }
+        return Ok((entry.author.clone(), patients));
     }
     let v: serde_json::Value = serde_json::from_slice(&entry.content).map_err(|e| format!("not JSON: {e}"))?;
     if v.get("resourceType").and_then(|t| t.as_str()) != Some("AuditEvent")

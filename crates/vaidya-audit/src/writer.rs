@@ -211,14 +211,20 @@ fn append_one(st: &mut State, p: Prepared) -> Result<(), AuditError> {
     let seq = st.tip.size + 1;
     let time_ms = now_ms().max(st.tip.last_time_ms);
     let id = seq.to_string();
-    // `{"resourceType":"AuditEvent","id":"<seq>",` + the rest of the caller's JSON.
-    let rest = &p.json[JSON_PREFIX.len()..];
-    let mut content = Vec::with_capacity(p.json.len() + id.len() + 8);
-    content.extend_from_slice(JSON_PREFIX);
-    content.extend_from_slice(b"\"id\":\"");
-    content.extend_from_slice(id.as_bytes());
-    content.extend_from_slice(b"\",");
-    content.extend_from_slice(rest);
+    let content = if p.content.starts_with(JSON_PREFIX) {
+        // `{"resourceType":"AuditEvent","id":"<seq>",` + the rest of the inbox row's JSON.
+        let rest = &p.content[JSON_PREFIX.len()..];
+        let mut json = Vec::with_capacity(p.content.len() + id.len() + 8);
+        json.extend_from_slice(JSON_PREFIX);
+        json.extend_from_slice(b"\"id\":\"");
+        json.extend_from_slice(id.as_bytes());
+        json.extend_from_slice(b"\",");
+        json.extend_from_slice(rest);
+        json
+    } else {
+        // Compact: the id is the entry's own sequence number, not repeated inside.
+        p.content
+    };
     let entry = Entry {
         seq,
         time_ms,

@@ -90,8 +90,8 @@ fn rows_not_written_by_the_recorder_are_kept_aside_not_appended() {
 #[test]
 fn an_inbox_row_whose_entry_was_flushed_just_before_a_crash_is_not_appended_twice() {
     // The crash window: the writer flushed the row's entry but died before deleting the row
-    // (and before the next checkpoint). Built here by hand: the entry appended, the final
-    // checkpoint removed, the row put back into the inbox.
+    // (and before the next checkpoint). Built here by hand: the row appended by the writer as
+    // usual, the final checkpoint removed, the row put back into the inbox.
     let dir = tempfile::tempdir().unwrap();
     let k = key();
     let verifier = k.verifier_text().to_string();
@@ -101,7 +101,11 @@ fn an_inbox_row_whose_entry_was_flushed_just_before_a_crash_is_not_appended_twic
     drop(audit);
     let audit = Audit::open(dir.path(), copy()).unwrap();
     let event = account_event("user-add", "clerk9");
-    audit.record_blocking(vec![event.clone()]).unwrap();
+    let tool = ToolAudit::open(dir.path(), copy()).unwrap();
+    assert!(matches!(tool, ToolAudit::Inbox(_)), "the writer holds the lock");
+    tool.record(vec![event.clone()]).unwrap();
+    wait_for(dir.path(), "os:operator", 1);
+    drop(tool);
     drop(audit);
     let conn = rusqlite::Connection::open(dir.path().join(vaidya_audit::DB_FILE)).unwrap();
     conn.execute_batch("DROP TRIGGER checkpoint_no_delete; DELETE FROM checkpoint WHERE tree_size = 2;").unwrap();

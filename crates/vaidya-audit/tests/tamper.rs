@@ -90,9 +90,10 @@ fn untouched_ledger_verifies() {
 fn an_edited_entry_is_caught_at_its_position() {
     let c = Case::new();
     let mut frames = c.frames();
-    // Change who did it, keeping the length: "user2" -> "userX" inside the JSON.
+    // Change who did it, keeping the length: "user2" -> "userX" inside the record (the last
+    // occurrence: the entry's author comes first).
     let bytes = &mut frames[16].0;
-    let at = bytes.windows(6).rposition(|w| w == b"user2\"").expect("user name in content");
+    let at = bytes.windows(5).rposition(|w| w == b"user2").expect("user name in content");
     bytes[at + 4] = b'X';
     c.write_frames(&frames);
     let err = c.verify().unwrap_err();
@@ -236,8 +237,9 @@ fn a_rewritten_history_with_a_recomputed_chain_and_hashes_fails_the_signed_check
     // private key) gives it away.
     let c = Case::new();
     let mut entries: Vec<Entry> = c.frames().iter().map(|(e, _)| Entry::decode(e).unwrap()).collect();
-    let content = String::from_utf8(entries[7].content.clone()).unwrap().replace("10.1.2.3", "10.9.9.9");
-    entries[7].content = content.into_bytes();
+    let content = &mut entries[7].content;
+    let at = content.windows(8).position(|w| w == b"10.1.2.3").expect("address in content");
+    content[at..at + 8].copy_from_slice(b"10.9.9.9");
     let mut prev = vaidya_ledger::GENESIS_PREV;
     let mut frames = Vec::new();
     for e in entries.iter_mut() {
@@ -345,8 +347,8 @@ fn a_frame_cut_short_by_a_crash_is_cut_off_and_the_chain_continues() {
 fn many_segments_verify_report_and_export_across_their_boundaries() {
     let dir = tempfile::tempdir().unwrap();
     let key = key();
-    // Segments of 8 KiB: a few events each.
-    let audit = vaidya_audit::Audit::open_with_segment_bytes(dir.path(), LedgerKey::from_private(key.private_text()).unwrap(), 8 * 1024).unwrap();
+    // Segments of 2 KiB: a few events each.
+    let audit = vaidya_audit::Audit::open_with_segment_bytes(dir.path(), LedgerKey::from_private(key.private_text()).unwrap(), 2 * 1024).unwrap();
     for chunk in (1..=200).map(read_event).collect::<Vec<_>>().chunks(3) {
         audit.record_blocking(chunk.to_vec()).unwrap();
     }
