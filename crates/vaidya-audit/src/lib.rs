@@ -8,8 +8,8 @@
 //!   - `journal/*.log`: the entries, in append-only segment files (see [`journal`]), written and
 //!     flushed in batches before callers are answered (see `writer`);
 //!   - `audit.db`: the signed checkpoints and the inbox (see [`schema`]);
-//!   - `index.db`: the report indexes by patient and by user, derived from the journal about a
-//!     second after each entry (rebuilt from the journal if lost).
+//!   - `index/*.idx`: the report indexes by patient and by user, one file per closed journal
+//!     segment (see `index`; derived from the journal, rebuilt if lost).
 //! - Entry: exactly a data-ledger entry ([`vaidya_ledger::Entry`], same bytes, same RFC 6962
 //!   leaf hash, same chaining): `author` = user name, `op` = Put, `resource_type` =
 //!   `AuditEvent`, `resource_id` = the sequence number in decimal, `version` = 1, `time_ms` =
@@ -61,8 +61,7 @@ use vaidya_ledger::LedgerKey;
 pub const AUDIT_DIR: &str = "audit";
 /// The database of checkpoints and inbox inside the audit directory.
 pub const DB_FILE: &str = "audit.db";
-/// The report-index database inside the audit directory (derived from the journal).
-pub const INDEX_FILE: &str = "index.db";
+pub use index::INDEX_DIR;
 pub use writer::MAX_BUFFER_BYTES;
 const LOCK_FILE: &str = "LOCK";
 
@@ -77,9 +76,6 @@ pub const MAX_EVENTS_PER_CALL: usize = 10_000;
 /// A checkpoint is signed with a commit when this much time passed since the last one (or the
 /// writer has been idle this long with unsigned entries).
 pub const CHECKPOINT_INTERVAL_MS: i64 = 200;
-/// Staged report-index rows are merged into the ordered indexes once this many events are
-/// staged (and at shutdown); see [`schema`].
-pub const MERGE_EVENTS: u64 = 1_000_000;
 /// ... or when this many entries are unsigned.
 pub const CHECKPOINT_EVERY_ENTRIES: u64 = 100_000;
 

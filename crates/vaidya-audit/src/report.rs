@@ -1,14 +1,12 @@
 //! Reading the audit ledger: who accessed a patient's record, and exports for incident reports.
 //!
-//! These only read (the journal's files and `index.db`) and can run beside a running server.
-//! Entries the index does not hold yet (the last second or so) are found by reading the journal
-//! after the index's marker.
+//! These only read (the journal's segments and their index files) and can run beside a running
+//! server. The segment being written has no index file yet: it is read whole.
 
 use crate::index::{self, Key};
 use crate::journal::{self, HEADER, Next, Pos, SegmentReader};
-use crate::{AuditError, INDEX_FILE, schema};
+use crate::AuditError;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -33,59 +31,55 @@ fn events_by_key(dir: &Path, key: Key<'_>) -> Result<Vec<Value>, AuditError> {
     if !journal::journal_dir(dir).exists() {
         return Err(no_audit(dir));
     }
-    let index_path = dir.join(INDEX_FILE);
-    let (found, (indexed, tail)) = if index_path.exists() {
-        index::lookup(&schema::open_reader(&index_path)?, key)?
-    } else {
-        (vec![], (0, Pos { seg: 1, off: HEADER }))
-    };
-    let mut out = Vec::with_capacity(found.len());
-    let mut files: HashMap<u64, File> = HashMap::new();
-    for (seq, pos) in found {
-        let file = match files.get(&pos.seg) {
-            Some(f) => f,
+    let segs = journal::segments(dir)?;
+    let finder = memchr::memmem::Finder::new(key.needle());
+    let mut out = Vec::new();
+    for (i, &seg) in segs.iter().enumerate() {
+        // The last segment is still being written: it has no index file yet. A closed one's
+        // file must count the entries up to the next segment's first.
+        let indexed = match segs.get(i + 1) {
+            Some(&next) => index::IndexFile::open(dir, seg).filter(|idx| seg + idx.entries == next),
+            None => None,
+        };
+        match indexed {
+            Some(idx) => {
+                let file = File::open(journal::segment_path(dir, seg))
+                    .map_err(|e| AuditError::Corrupt(format!("segment {seg}: {e} (run `vaidya audit verify`)")))?;
+                for (seq, off) in idx.lookup(key)? {
+                    let frame = journal::read_frame_at(&file, off)
+                        .map_err(|e| AuditError::Corrupt(format!("entry {seq}: {e} (run `vaidya audit verify`)")))?;
+                    let entry = decode(seq, &frame.entry)?;
+                    if entry.seq != seq {
+                        return Err(AuditError::Corrupt(format!("the index places entry {seq} where entry {} is (run `vaidya audit verify`)", entry.seq)));
+                    }
+                    // A hash shared by two keys: the entry is read, and left out.
+                    if names(&key, &entry)? {
+                        out.push(content(&entry)?);
+                    }
+                }
+            }
             None => {
-                let f = File::open(journal::segment_path(dir, pos.seg))
-                    .map_err(|e| AuditError::Corrupt(format!("entry {seq}: segment {}: {e} (run `vaidya audit verify`)", pos.seg)))?;
-                files.entry(pos.seg).or_insert(f)
+                // Read the segment. Only entries whose bytes contain the patient's id or the
+                // user's name can be filed under them (in JSON and compact records alike);
+                // only those are decoded.
+                let mut r = SegmentReader::open(dir, seg, HEADER)?;
+                while let Next::Frame(f) = r.next()? {
+                    if finder.find(&f.entry).is_none() {
+                        continue;
+                    }
+                    let entry = decode(seg, &f.entry)?;
+                    if names(&key, &entry)? {
+                        out.push(content(&entry)?);
+                    }
+                }
             }
-        };
-        let frame = journal::read_frame_at(file, pos.off)
-            .map_err(|e| AuditError::Corrupt(format!("entry {seq}: {e} (run `vaidya audit verify`)")))?;
-        let entry = decode(seq, &frame.entry)?;
-        if entry.seq != seq {
-            return Err(AuditError::Corrupt(format!("the index places entry {seq} where entry {} is (run `vaidya audit verify`)", entry.seq)));
         }
-        out.push(content(&entry)?);
     }
-    // The entries after the index's marker: read them, keeping those filed under `key`.
-    // Only entries whose bytes contain the id can name the patient (in JSON and compact
-    // records alike); only those are decoded.
-    let needle = match key {
-        Key::Patient(p) => Some(p.as_bytes().to_vec()),
-        Key::User(_) => None,
-    };
-    journal::walk(dir, tail, |_, next| {
-        let Next::Frame(f) = next else { return Ok(true) };
-        if let Some(n) = &needle
-            && !f.entry.windows(n.len()).any(|w| w == n.as_slice())
-        {
-            return Ok(true);
-        }
-        let entry = decode(indexed, &f.entry)?;
-        let wanted = match key {
-            Key::User(u) => entry.author == u,
-            Key::Patient(p) => {
-                let (_, patients) = crate::verify::content_keys(&entry).map_err(|e| AuditError::Corrupt(format!("entry {}: {e}", entry.seq)))?;
-                patients.iter().any(|x| x == p)
-            }
-        };
-        if wanted {
-            out.push(content(&entry)?);
-        }
-        Ok(true)
-    })?;
     Ok(out)
+}
+
+fn names(key: &Key<'_>, entry: &Entry) -> Result<bool, AuditError> {
+    key.names(entry).map_err(|e| AuditError::Corrupt(format!("entry {}: {e} (run `vaidya audit verify`)", entry.seq)))
 }
 
 fn decode(seq: u64, bytes: &[u8]) -> Result<Entry, AuditError> {

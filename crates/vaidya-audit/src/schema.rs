@@ -8,14 +8,7 @@
 //! - `inbox(id, time_ms, user, json, rejected)`: events left by other processes for the writer
 //!   (see [`crate::inbox`]); not part of the ledger.
 //!
-//! `index.db` (derived; rebuilt from the journal if deleted): the report indexes
-//! `audit_patient(patient, seq, seg, off, time_ms)` and `audit_user(user, seq, seg, off,
-//! time_ms)`, projections of the entries with where each entry's frame is, and `indexed(seq,
-//! seg, off)`: the entries up to `seq` are indexed and the journal after them starts at
-//! (`seg`, `off`). Rows are appended in `seq` order to `audit_patient_new` / `audit_user_new`
-//! and moved into the ordered tables every [`crate::MERGE_EVENTS`] events, so a write dirties
-//! the last pages of the staging tables instead of one random page per event. Reports read both
-//! and scan the journal after `indexed` (the index trails the journal by about a second).
+//! The report indexes are files beside the journal (see `index`).
 //!
 //! Triggers refuse UPDATE and DELETE on `checkpoint` and rewriting inbox events: the software
 //! never changes what it has recorded (someone with write access to the files can; `verify` is
@@ -26,7 +19,6 @@ use std::path::Path;
 
 /// Version 3: the entries moved from a `ledger` table into the journal files.
 pub const SCHEMA_VERSION: i64 = 3;
-pub const INDEX_SCHEMA_VERSION: i64 = 1;
 
 const AUDIT_SCHEMA: &str = r#"
 CREATE TABLE checkpoint (
@@ -51,45 +43,6 @@ CREATE TABLE inbox (
 CREATE TRIGGER inbox_no_update BEFORE UPDATE OF id, time_ms, user, json ON inbox BEGIN SELECT RAISE(ABORT, 'inbox events are not rewritten'); END;
 "#;
 
-const INDEX_SCHEMA: &str = r#"
-CREATE TABLE audit_patient (
-    patient TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    seg INTEGER NOT NULL,
-    off INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    PRIMARY KEY (patient, seq)
-) WITHOUT ROWID;
-CREATE TABLE audit_user (
-    user TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    seg INTEGER NOT NULL,
-    off INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    PRIMARY KEY (user, seq)
-) WITHOUT ROWID;
-CREATE TABLE audit_patient_new (
-    seq INTEGER NOT NULL,
-    patient TEXT NOT NULL,
-    seg INTEGER NOT NULL,
-    off INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    PRIMARY KEY (seq, patient)
-) WITHOUT ROWID;
-CREATE TABLE audit_user_new (
-    seq INTEGER PRIMARY KEY,
-    user TEXT NOT NULL,
-    seg INTEGER NOT NULL,
-    off INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL
-);
-CREATE TABLE indexed (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    seq INTEGER NOT NULL,
-    seg INTEGER NOT NULL,
-    off INTEGER NOT NULL
-);
-"#;
 
 pub(crate) fn open_audit_db(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -98,18 +51,6 @@ pub(crate) fn open_audit_db(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     init(&conn, AUDIT_SCHEMA, SCHEMA_VERSION, "audit database")?;
-    Ok(conn)
-}
-
-pub(crate) fn open_index_db(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // Derived data: a commit lost in a power cut is rebuilt from the journal at the next start.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    init(&conn, INDEX_SCHEMA, INDEX_SCHEMA_VERSION, "audit index")?;
     Ok(conn)
 }
 

@@ -4,21 +4,20 @@
 //! chain and the Merkle tree (only its right edge is kept in memory, so a ledger of any size
 //! verifies in constant memory), and checks each signed checkpoint when the pass reaches its
 //! tree size, together with what the checkpoint row stores for restarts (tree edge, journal
-//! position, last leaf). The report indexes are compared with the entries as the pass goes (an
-//! order-independent digest of the rows; the first differing entry is looked for only when the
-//! digests differ). The first problem stops the check and names its position (the entry's
-//! sequence number).
+//! position, last leaf). Each closed segment's report index file is compared with the postings
+//! recomputed from the segment's entries when the pass leaves the segment. The first problem
+//! stops the check and names its position (the entry's sequence number).
 //!
-//! Safe while the server runs: the checkpoints and the index are read in one snapshot each,
-//! taken before the journal is read, and the journal is only ever appended to.
+//! Safe while the server runs: the checkpoints are read in one snapshot taken before the
+//! journal is read, the journal is only ever appended to, and the segment being written (the
+//! last one the pass reads) has no index file to compare yet.
 
+use crate::index::{self, Postings};
 use crate::journal::{self, HEADER, Next, Pos};
-use vaidya_ledger::Frontier;
-use crate::{INDEX_FILE, schema};
+use crate::schema;
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
 use std::path::Path;
+use vaidya_ledger::Frontier;
 use vaidya_ledger::{Entry, Hash, hash_encoded};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,8 +65,10 @@ pub enum AuditVerifyError {
     CheckpointMismatch { tree_size: u64, from: u64 },
     #[error("report index disagrees with entry {seq}: {what}")]
     Index { seq: u64, what: String },
-    #[error("report index row names entry {seq}, which does not exist")]
+    #[error("there is a report index file for journal segment {seq}, which does not exist")]
     IndexBeyondEnd { seq: u64 },
+    #[error("none of the {entries} entries is covered by a signed checkpoint: the checkpoints were deleted (compare with the backup target's copy), or the server stopped within a second of its first event ever (start it once to sign them)")]
+    NoCheckpoint { entries: u64 },
 }
 
 impl AuditVerifyError {
@@ -86,6 +87,7 @@ impl AuditVerifyError {
             | SegmentName { seq, .. }
             | Index { seq, .. }
             | IndexBeyondEnd { seq } => Some(*seq),
+            NoCheckpoint { .. } => Some(1),
             Truncated { from, .. } => Some(*from),
             CheckpointMismatch { from, .. } => Some(*from),
         }
@@ -110,78 +112,24 @@ pub fn verify(dir: &Path, verifier_key: &str) -> Result<VerifyReport, AuditVerif
     }
     let conn = schema::open_reader(&path)?;
     conn.execute_batch("BEGIN")?;
-    let index = match dir.join(INDEX_FILE) {
-        p if p.exists() => Some(schema::open_reader(&p)?),
-        _ => None,
-    };
-    let report = verify_files(dir, &conn, index.as_ref(), verifier_key);
+    let report = verify_files(dir, &conn, verifier_key);
     let _ = conn.execute_batch("COMMIT");
     report
 }
 
-type Digest128 = u128;
-
-/// Order-independent digest of an index row (the sum of these over a set of rows).
-fn row_digest(kind: u8, key: &str, seq: u64, pos: Pos, time_ms: i64) -> Digest128 {
-    let mut h = Sha256::new();
-    h.update([kind]);
-    h.update((key.len() as u64).to_be_bytes());
-    h.update(key.as_bytes());
-    h.update(seq.to_be_bytes());
-    h.update(pos.seg.to_be_bytes());
-    h.update(pos.off.to_be_bytes());
-    h.update(time_ms.to_be_bytes());
-    u128::from_be_bytes(h.finalize()[..16].try_into().expect("16 bytes"))
-}
-
-/// The index as stored: its marker, and the digest and count of its rows.
-struct StoredIndex {
-    marker: (u64, Pos),
-    digest: Digest128,
-    rows: u64,
-}
-
-fn stored_index(index: Option<&Connection>) -> Result<StoredIndex, AuditVerifyError> {
-    let Some(conn) = index else {
-        return Ok(StoredIndex { marker: (0, Pos { seg: 1, off: HEADER }), digest: 0, rows: 0 });
-    };
-    conn.execute_batch("BEGIN")?;
-    let marker = crate::index::marker(conn)?;
-    let mut digest: Digest128 = 0;
-    let mut rows = 0u64;
-    for_each_index_row(conn, |kind, key, seq, pos, time| {
-        digest = digest.wrapping_add(row_digest(kind, key, seq, pos, time));
-        rows += 1;
-    })?;
-    conn.execute_batch("COMMIT")?;
-    Ok(StoredIndex { marker, digest, rows })
-}
-
-const INDEX_QUERIES: [(u8, &str); 4] = [
-    (b'u', "SELECT user, seq, seg, off, time_ms FROM audit_user"),
-    (b'u', "SELECT user, seq, seg, off, time_ms FROM audit_user_new"),
-    (b'p', "SELECT patient, seq, seg, off, time_ms FROM audit_patient"),
-    (b'p', "SELECT patient, seq, seg, off, time_ms FROM audit_patient_new"),
-];
-
-fn for_each_index_row(conn: &Connection, mut each: impl FnMut(u8, &str, u64, Pos, i64)) -> rusqlite::Result<()> {
-    for (kind, sql) in INDEX_QUERIES {
-        let mut stmt = conn.prepare(sql)?;
-        let mut r = stmt.query([])?;
-        while let Some(row) = r.next()? {
-            let key: String = row.get(0)?;
-            let pos = Pos { seg: row.get::<_, i64>(2)? as u64, off: row.get::<_, i64>(3)? as u64 };
-            each(kind, &key, row.get::<_, i64>(1)? as u64, pos, row.get(4)?);
-        }
-    }
-    Ok(())
-}
-
-fn verify_files(dir: &Path, conn: &Connection, index: Option<&Connection>, verifier_key: &str) -> Result<VerifyReport, AuditVerifyError> {
+fn verify_files(dir: &Path, conn: &Connection, verifier_key: &str) -> Result<VerifyReport, AuditVerifyError> {
     use AuditVerifyError::*;
     // A note verifier key is `<name>+<key hash>+<key>`; the audit log's origin derives from the name.
     let expected_origin = crate::origin(verifier_key.split('+').next().unwrap_or_default());
-    let stored = stored_index(index)?;
+    let segments = journal::segments(dir).map_err(|e| AuditVerifyError::Journal(e.to_string()))?;
+    let indexed = index::indexed_segments(dir).map_err(|e| AuditVerifyError::Journal(e.to_string()))?;
+    if let Some(&stray) = indexed.iter().find(|s| segments.binary_search(s).is_err()) {
+        return Err(AuditVerifyError::IndexBeyondEnd { seq: stray });
+    }
+    let last_segment = segments.last().copied().unwrap_or(0);
+    // The segment the pass is in, and its postings as its entries say (for a closed segment
+    // with an index file).
+    let mut in_segment: Option<(u64, Postings)> = None;
     let mut cp_stmt = conn.prepare("SELECT tree_size, note, edge, seg, off, last_leaf, last_time_ms FROM checkpoint ORDER BY tree_size")?;
     let mut cp_rows = cp_stmt.query([])?;
     let mut next_cp = next_checkpoint(&mut cp_rows)?;
@@ -192,13 +140,21 @@ fn verify_files(dir: &Path, conn: &Connection, index: Option<&Connection>, verif
     let mut expected = 1u64;
     let mut checkpoints = 0u64;
     let mut last_checkpoint: Option<(u64, i64)> = None;
-    let mut index_digest: Digest128 = 0;
-    let mut index_rows = 0u64;
     let mut failure: Option<AuditVerifyError> = None;
 
     let walked = journal::walk(dir, Pos { seg: 1, off: HEADER }, |seg, next| {
         let Next::Frame(frame) = next else { return Ok(true) };
         let seq = expected;
+        if in_segment.as_ref().is_none_or(|(s, _)| *s != seg) {
+            if let Some((done, postings)) = in_segment.take()
+                && let Some((seq, what)) = index::difference(dir, done, postings)
+            {
+                failure = Some(Index { seq, what });
+                return Ok(false);
+            }
+            let compare = seg != last_segment && indexed.binary_search(&seg).is_ok();
+            in_segment = Some((seg, Postings::default())).filter(|_| compare);
+        }
         let step = (|| -> Result<(), AuditVerifyError> {
             let entry = Entry::decode(&frame.entry).map_err(|e| Undecodable { seq, reason: e.to_string() })?;
             if entry.seq > seq {
@@ -222,17 +178,8 @@ fn verify_files(dir: &Path, conn: &Connection, index: Option<&Connection>, verif
             }
             frontier.append(seq - 1, leaf).map_err(|e| BadContent { seq, reason: format!("tree: {e}") })?;
             let (user, patients) = content_keys(&entry).map_err(|reason| BadContent { seq, reason })?;
-            if seq <= stored.marker.0 {
-                let pos = Pos { seg, off: frame.off };
-                index_digest = index_digest.wrapping_add(row_digest(b'u', &user, seq, pos, entry.time_ms));
-                index_rows += 1;
-                for p in &patients {
-                    index_digest = index_digest.wrapping_add(row_digest(b'p', p, seq, pos, entry.time_ms));
-                    index_rows += 1;
-                }
-                if seq == stored.marker.0 && stored.marker.1 != (Pos { seg, off: frame.end() }) {
-                    return Err(Index { seq, what: "the index's marker does not point just past it".into() });
-                }
+            if let Some((_, postings)) = in_segment.as_mut() {
+                postings.add(seq, frame.off, index::user_hash(&user), patients.iter().map(|p| index::patient_hash(p)));
             }
             prev = leaf;
             prev_time = entry.time_ms;
@@ -291,12 +238,16 @@ fn verify_files(dir: &Path, conn: &Connection, index: Option<&Connection>, verif
         }
         return Err(Truncated { from: entries + 1, to: last });
     }
-    if stored.marker.0 > entries {
-        return Err(IndexBeyondEnd { seq: entries + 1 });
+    if let Some((done, postings)) = in_segment.take()
+        && let Some((seq, what)) = index::difference(dir, done, postings)
+    {
+        return Err(Index { seq, what });
     }
     let root = frontier.root(entries).map_err(|e| BadContent { seq: entries, reason: format!("tree: {e}") })?;
-    if index_digest != stored.digest || index_rows != stored.rows {
-        return Err(first_index_difference(dir, index, stored.marker.0));
+    if entries > 0 && last_checkpoint.is_none() {
+        // The writer signs within a second of any event, and at shutdown: a ledger without a
+        // single signature is one whose checkpoints were removed, which would hide a cut tail.
+        return Err(NoCheckpoint { entries });
     }
     let unsigned = entries - last_checkpoint.map_or(0, |(s, _)| s);
     Ok(VerifyReport { entries, checkpoints, root, last_checkpoint, unsigned })
@@ -323,50 +274,6 @@ fn next_checkpoint(rows: &mut rusqlite::Rows<'_>) -> Result<Option<CheckpointRow
         }),
         None => None,
     })
-}
-
-/// The digests differ: find the first entry concerned (slow path, in memory).
-fn first_index_difference(dir: &Path, index: Option<&Connection>, marker: u64) -> AuditVerifyError {
-    let mut stored: BTreeSet<(u64, u8, String, Pos, i64)> = BTreeSet::new();
-    if let Some(conn) = index {
-        let r = for_each_index_row(conn, |kind, key, seq, pos, time| {
-            stored.insert((seq, kind, key.to_string(), pos, time));
-        });
-        if let Err(e) = r {
-            return e.into();
-        }
-    }
-    let mut wanted: BTreeSet<(u64, u8, String, Pos, i64)> = BTreeSet::new();
-    let walked = journal::walk(dir, Pos { seg: 1, off: HEADER }, |seg, next| {
-        let Next::Frame(f) = next else { return Ok(true) };
-        let Ok(entry) = Entry::decode(&f.entry) else { return Ok(false) };
-        if entry.seq > marker {
-            return Ok(false);
-        }
-        let Ok((user, patients)) = content_keys(&entry) else { return Ok(false) };
-        let pos = Pos { seg, off: f.off };
-        wanted.insert((entry.seq, b'u', user, pos, entry.time_ms));
-        for p in patients {
-            wanted.insert((entry.seq, b'p', p, pos, entry.time_ms));
-        }
-        Ok(true)
-    });
-    if let Err(e) = walked {
-        return e.into();
-    }
-    match stored.symmetric_difference(&wanted).next().cloned() {
-        Some((seq, ..)) if seq > marker || seq == 0 => AuditVerifyError::IndexBeyondEnd { seq },
-        Some((seq, kind, key, ..)) => {
-            let what = match (stored.iter().any(|r| r.0 == seq && r.1 == kind && r.2 == key), kind) {
-                (true, b'u') => format!("the user index files it under {key:?}, which it does not name (or at another place)"),
-                (true, _) => format!("the patient index files it under Patient/{key}, which it does not name (or at another place)"),
-                (false, b'u') => format!("the user index lacks its user {key:?}"),
-                (false, _) => format!("the patient index lacks its Patient/{key}"),
-            };
-            AuditVerifyError::Index { seq, what }
-        }
-        None => AuditVerifyError::Index { seq: marker, what: "index digests differ".into() },
-    }
 }
 
 /// The user and patients an entry must be indexed under, from its bytes: the author, and the

@@ -12,9 +12,9 @@
 //!
 //! After a flush the flusher signs a checkpoint when one is due (every
 //! [`CHECKPOINT_INTERVAL_MS`] while events arrive, or [`CHECKPOINT_EVERY_ENTRIES`], when idle,
-//! and at shutdown), takes other processes' events from the inbox (see `inbox`), and hands the
-//! flushed entries' index rows to the indexer thread, which writes them to `index.db` about once
-//! a second.
+//! and at shutdown) and takes other processes' events from the inbox (see `inbox`). It keeps the
+//! report-index postings of the open segment in memory and, when it closes a segment, hands
+//! them to the indexer thread, which writes the segment's index file (see `index`).
 //!
 //! A write or flush that fails leaves the journal's end unknown: every waiting caller hears that
 //! nothing was recorded, and every later event is refused until the process restarts (and
@@ -22,7 +22,8 @@
 
 use crate::journal::{self, HEADER, MAGIC, Next, Pos};
 use vaidya_ledger::Frontier;
-use crate::{AuditError, CHECKPOINT_EVERY_ENTRIES, CHECKPOINT_INTERVAL_MS, JSON_PREFIX, MERGE_EVENTS, Prepared, now_ms};
+use crate::index::{self, Postings};
+use crate::{AuditError, CHECKPOINT_EVERY_ENTRIES, CHECKPOINT_INTERVAL_MS, JSON_PREFIX, Prepared, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::fs::File;
@@ -48,10 +49,6 @@ const FLUSH_GATHER: Duration = Duration::from_micros(500);
 /// ... when the previous flush carried at least this many events (several callers are active).
 /// A lone caller (one clinician's browser) is never made to wait.
 const GATHER_AFTER_BATCH: usize = 4;
-/// Index rows are handed to the indexer at least this often while events arrive...
-const INDEX_INTERVAL: Duration = Duration::from_millis(1_000);
-/// ... or once this many have gathered.
-const INDEX_BATCH: usize = 50_000;
 
 pub(crate) type Reply = oneshot::Sender<Result<(), AuditError>>;
 
@@ -118,23 +115,12 @@ impl Tip {
     }
 }
 
-/// One entry's report-index rows and where its frame is.
-#[derive(Debug, Clone)]
-pub(crate) struct IndexRow {
-    pub(crate) seq: u64,
-    pub(crate) time_ms: i64,
-    pub(crate) user: String,
-    pub(crate) patients: Vec<String>,
-    /// Start of the frame (while in the buffer: `seg` 0 and `off` within the buffer).
-    pub(crate) pos: Pos,
-    pub(crate) frame_len: u64,
-}
-
 struct State {
     tip: Tip,
     buf: Vec<u8>,
     waiters: Vec<Reply>,
-    rows: Vec<IndexRow>,
+    /// The report-index postings of the entries in `buf` (offsets within `buf`).
+    index: Postings,
     broken: Option<String>,
     stop: bool,
 }
@@ -243,14 +229,7 @@ fn append_one(st: &mut State, p: Prepared) -> Result<(), AuditError> {
     st.tip.frontier.append(seq - 1, leaf).map_err(|e| AuditError::Corrupt(format!("Merkle tree at entry {seq}: {e}")))?;
     let off = st.buf.len() as u64;
     journal::push_frame(&mut st.buf, &bytes, &leaf.0);
-    st.rows.push(IndexRow {
-        seq,
-        time_ms,
-        user: entry.author,
-        patients: p.patients,
-        pos: Pos { seg: 0, off },
-        frame_len: st.buf.len() as u64 - off,
-    });
+    st.index.add(seq, off, index::user_hash(&entry.author), p.patients.iter().map(|p| index::patient_hash(p)));
     st.tip.size = seq;
     st.tip.prev_hash = leaf;
     st.tip.last_time_ms = time_ms;
@@ -264,14 +243,13 @@ pub(crate) fn start(dir: &Path, key: LedgerKey, segment_bytes: u64, counters: Ar
     let db = crate::schema::open_audit_db(&dir.join(crate::DB_FILE))?;
     let recovered = recover(dir, &db)?;
     crate::inbox::forget_appended(&db, &recovered.appended)?;
-    let index = crate::schema::open_index_db(&dir.join(crate::INDEX_FILE))?;
-    let staged = catch_up_index(dir, &index, recovered.tip.size)?;
+    let (current, unindexed) = prepare_index(dir, recovered.last_segment.map(|(seg, _)| seg))?;
     let last_cp: (u64, i64) = db
         .query_row("SELECT tree_size, time_ms FROM checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
         .optional()?
         .unwrap_or((0, 0));
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { tip: recovered.tip.clone(), buf: Vec::new(), waiters: Vec::new(), rows: Vec::new(), broken: None, stop: false }),
+        state: Mutex::new(State { tip: recovered.tip.clone(), buf: Vec::new(), waiters: Vec::new(), index: Postings::default(), broken: None, stop: false }),
         wake: Condvar::new(),
         counters,
     });
@@ -292,9 +270,8 @@ pub(crate) fn start(dir: &Path, key: LedgerKey, segment_bytes: u64, counters: Ar
         segment_bytes,
         last_cp,
         durable: recovered.tip,
-        indexer: Indexer::start(index, staged)?,
-        pending_rows: Vec::new(),
-        rows_sent: Instant::now(),
+        indexer: Indexer::start(dir.to_path_buf(), unindexed)?,
+        current,
         inbox_checked: Instant::now() - Duration::from_secs(3600),
         inbox_taken: Vec::new(),
     };
@@ -374,36 +351,22 @@ fn recover(dir: &Path, db: &Connection) -> Result<Recovered, AuditError> {
     Ok(Recovered { tip, last_segment, appended })
 }
 
-/// Index the entries the index lacks (after a crash, or when `index.db` was deleted); returns
-/// how many rows are staged.
-fn catch_up_index(dir: &Path, index: &Connection, size: u64) -> Result<u64, AuditError> {
-    let (seq, from) = crate::index::marker(index)?;
-    if seq > size {
-        return Err(AuditError::Corrupt(format!(
-            "the audit index names {seq} entries but the journal holds {size}: entries were removed; run `vaidya audit verify`"
-        )));
+/// Make the report index whole again at start: remove what an interrupted index write and the
+/// SQLite index of earlier versions left, read the open segment's postings back from it, and
+/// list the closed segments whose index file is missing or not whole (after a crash between
+/// closing a segment and writing its index, or a restore), to be indexed in the background.
+fn prepare_index(dir: &Path, last_segment: Option<u64>) -> Result<(Postings, Vec<u64>), AuditError> {
+    for old in ["index.db", "index.db-wal", "index.db-shm"] {
+        match std::fs::remove_file(dir.join(old)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
     }
-    if seq < size {
-        let started = Instant::now();
-        let mut tip = Tip { size: seq, ..Tip::genesis() };
-        let mut rows = Vec::new();
-        journal::walk(dir, from, |seg, next| {
-            if let Next::Frame(f) = next {
-                // Only the sequence matters here; recovery has checked the chain.
-                let entry = Entry::decode(&f.entry).map_err(|e| AuditError::Corrupt(format!("journal entry {}: {e}", tip.size + 1)))?;
-                tip.size = entry.seq;
-                let (user, patients) = crate::verify::content_keys(&entry).map_err(|e| AuditError::Corrupt(format!("journal entry {}: {e}", entry.seq)))?;
-                rows.push(IndexRow { seq: entry.seq, time_ms: entry.time_ms, user, patients, pos: Pos { seg, off: f.off }, frame_len: f.end() - f.off });
-                if rows.len() >= INDEX_BATCH {
-                    crate::index::write(index, &std::mem::take(&mut rows))?;
-                }
-            }
-            Ok(true)
-        })?;
-        crate::index::write(index, &rows)?;
-        tracing::info!(entries = size - seq, ms = started.elapsed().as_millis() as u64, "audit index brought up to date from the journal");
-    }
-    crate::index::staged(index)
+    index::remove_leftovers(dir)?;
+    let Some(last) = last_segment else { return Ok((Postings::default(), Vec::new())) };
+    let current = index::postings_of_segment(dir, last)?;
+    let unindexed = journal::segments(dir)?.into_iter().filter(|&seg| seg != last && index::IndexFile::open(dir, seg).is_none()).collect();
+    Ok((current, unindexed))
 }
 
 struct Flusher {
@@ -425,8 +388,8 @@ struct Flusher {
     /// The tip as far as the journal is on disk (what checkpoints sign).
     durable: Tip,
     indexer: Indexer,
-    pending_rows: Vec<IndexRow>,
-    rows_sent: Instant,
+    /// The report-index postings of the current segment's entries on disk.
+    current: Postings,
     inbox_checked: Instant,
     /// Inbox rows appended but not yet flushed: (row id, sequence number).
     inbox_taken: Vec<(i64, u64)>,
@@ -438,13 +401,13 @@ struct Flusher {
 struct Spare {
     buf: Vec<u8>,
     waiters: Vec<Reply>,
-    rows: Vec<IndexRow>,
+    index: Postings,
 }
 
 struct Batch {
     buf: Vec<u8>,
     waiters: Vec<Reply>,
-    rows: Vec<IndexRow>,
+    index: Postings,
     /// The tip after this batch.
     tip: Tip,
     /// Whether a checkpoint is due once it is on disk.
@@ -491,12 +454,12 @@ impl Flusher {
                 Batch {
                     buf: std::mem::replace(&mut st.buf, std::mem::take(&mut spare.buf)),
                     waiters: std::mem::replace(&mut st.waiters, std::mem::take(&mut spare.waiters)),
-                    rows: std::mem::replace(&mut st.rows, std::mem::take(&mut spare.rows)),
+                    index: std::mem::replace(&mut st.index, std::mem::take(&mut spare.index)),
                     tip: st.tip.clone(),
                     checkpoint_due: due,
                 }
             };
-            last_batch = batch.rows.len();
+            last_batch = batch.index.entries as usize;
             spare = self.flush(batch);
             last_flush = Instant::now();
         }
@@ -506,19 +469,16 @@ impl Flusher {
     /// emptied, for reuse.
     fn flush(&mut self, mut batch: Batch) -> Spare {
         let started = Instant::now();
-        let first_seq = batch.rows.first().map(|r| r.seq).unwrap_or(0);
-        let last_seq = batch.rows.last().map(|r| r.seq).unwrap_or(0);
+        let first_seq = batch.index.users.first().map(|u| u.1).unwrap_or(0);
+        let last_seq = batch.index.users.last().map(|u| u.1).unwrap_or(0);
         let written = self.write(first_seq, &batch.buf);
         let c = self.shared.counters.clone();
         match &written {
             Ok(base) => {
                 self.answer(&mut batch.waiters);
                 c.commits.fetch_add(1, Relaxed);
-                c.events.fetch_add(batch.rows.len() as u64, Relaxed);
-                for mut r in batch.rows.drain(..) {
-                    r.pos = Pos { seg: self.seg, off: base + r.pos.off };
-                    self.pending_rows.push(r);
-                }
+                c.events.fetch_add(batch.index.entries, Relaxed);
+                self.current.append_at(&batch.index, *base);
                 self.forget_flushed_inbox_rows(last_seq);
                 self.durable = batch.tip;
                 if batch.checkpoint_due {
@@ -527,15 +487,12 @@ impl Flusher {
             }
             Err(e) => {
                 c.failed.fetch_add(1, Relaxed);
-                tracing::error!("audit journal write failed, {} events not recorded: {e}", batch.rows.len());
+                tracing::error!("audit journal write failed, {} events not recorded: {e}", batch.index.entries);
                 self.shared.state.lock().expect("not poisoned").broken = Some(e.clone());
                 for w in batch.waiters.drain(..) {
                     let _ = w.send(Err(AuditError::CommitFailed(e.clone())));
                 }
             }
-        }
-        if self.pending_rows.len() >= INDEX_BATCH || self.rows_sent.elapsed() >= INDEX_INTERVAL {
-            self.send_rows();
         }
         if self.inbox_checked.elapsed() >= Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64) {
             self.take_inbox();
@@ -544,13 +501,13 @@ impl Flusher {
         let mut buf = batch.buf;
         buf.clear();
         batch.waiters.clear();
-        batch.rows.clear();
+        batch.index.clear();
         // A burst's vectors are not kept for ever: one that grew past a large batch is dropped.
         let keep = |cap: usize, most: usize| cap <= most;
         Spare {
             buf: if keep(buf.capacity(), 4 << 20) { buf } else { Vec::new() },
             waiters: if keep(batch.waiters.capacity(), 4096) { batch.waiters } else { Vec::new() },
-            rows: if keep(batch.rows.capacity(), 4096) { batch.rows } else { Vec::new() },
+            index: if keep(batch.index.users.capacity(), 4096) && keep(batch.index.patients.capacity(), 8192) { batch.index } else { Postings::default() },
         }
     }
 
@@ -609,6 +566,10 @@ impl Flusher {
         if let Some(f) = self.file.take() {
             f.sync_all().map_err(|e| format!("cannot flush the audit journal: {e}"))?;
         }
+        if self.seg != 0 {
+            // The segment is closed: its index file can be written.
+            self.indexer.send(self.seg, std::mem::take(&mut self.current));
+        }
         let path = journal::segment_path(&self.dir, first_seq);
         let mut f = std::fs::OpenOptions::new()
             .create_new(true)
@@ -643,28 +604,20 @@ impl Flusher {
         }
     }
 
-    /// Nothing arrived for a while: sign what is unsigned, hand over index rows, look at the inbox.
+    /// Nothing arrived for a while: sign what is unsigned, look at the inbox.
     fn idle(&mut self) {
         self.checkpoint();
-        self.send_rows();
         self.take_inbox();
     }
 
     fn finish(mut self) {
         self.checkpoint();
-        self.send_rows();
+        // The open segment's postings are read back from it at the next start.
         self.indexer.stop();
         if let Err(e) = self.db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::error!("audit database WAL checkpoint failed: {e}");
         }
         tracing::debug!(entries = self.durable.size, "audit writer stopped");
-    }
-
-    fn send_rows(&mut self) {
-        self.rows_sent = Instant::now();
-        if !self.pending_rows.is_empty() {
-            self.indexer.send(std::mem::take(&mut self.pending_rows));
-        }
     }
 
     /// Append waiting inbox rows (they are flushed with the next batch, and deleted then).
@@ -719,47 +672,41 @@ impl Flusher {
     }
 }
 
-/// The thread that writes index rows to `index.db`, so that the flusher never waits for SQLite.
+/// The thread that writes closed segments' index files (sorting and writing a segment's
+/// postings takes tens of milliseconds: the flusher does not wait for it).
 struct Indexer {
-    tx: Option<std::sync::mpsc::Sender<Vec<IndexRow>>>,
+    tx: Option<std::sync::mpsc::Sender<(u64, Option<Postings>)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Indexer {
-    fn start(conn: Connection, mut staged: u64) -> Result<Indexer, AuditError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<IndexRow>>();
+    /// Start it, first indexing the closed segments in `unindexed` (read back from the journal).
+    fn start(dir: PathBuf, unindexed: Vec<u64>) -> Result<Indexer, AuditError> {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, Option<Postings>)>();
+        for seg in unindexed {
+            let _ = tx.send((seg, None));
+        }
         let thread = std::thread::Builder::new().name("vaidya-audit-index".into()).spawn(move || {
-            while let Ok(mut rows) = rx.recv() {
-                while let Ok(more) = rx.try_recv() {
-                    rows.extend(more);
-                }
+            while let Ok((seg, postings)) = rx.recv() {
                 let t = Instant::now();
-                match crate::index::write(&conn, &rows) {
-                    Ok(()) => staged += rows.len() as u64,
-                    // The rows are not lost: the next start indexes the journal from the marker.
-                    Err(e) => tracing::error!("audit index write failed ({} entries; rebuilt at the next start): {e}", rows.len()),
+                let postings = match postings {
+                    Some(p) => Ok(p),
+                    None => index::postings_of_segment(&dir, seg),
+                };
+                // A segment left without an index file is indexed at the next start; reports
+                // read it whole meanwhile.
+                match postings.and_then(|p| Ok(index::write(&dir, seg, p)?)) {
+                    Ok(()) => tracing::debug!(segment = seg, ms = t.elapsed().as_millis() as u64, "audit index file written"),
+                    Err(e) => tracing::error!("audit index of segment {seg} not written (retried at the next start): {e}"),
                 }
-                if staged >= MERGE_EVENTS {
-                    match crate::index::merge(&conn) {
-                        Ok(()) => staged = 0,
-                        Err(e) => tracing::error!("audit index merge failed: {e}"),
-                    }
-                }
-                tracing::trace!(rows = rows.len(), ms = t.elapsed().as_millis() as u64, "audit index rows written");
             }
-            if staged > 0
-                && let Err(e) = crate::index::merge(&conn)
-            {
-                tracing::error!("audit index merge failed: {e}");
-            }
-            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         })?;
         Ok(Indexer { tx: Some(tx), thread: Some(thread) })
     }
 
-    fn send(&self, rows: Vec<IndexRow>) {
+    fn send(&self, seg: u64, postings: Postings) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(rows);
+            let _ = tx.send((seg, Some(postings)));
         }
     }
 

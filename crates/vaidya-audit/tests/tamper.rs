@@ -37,10 +37,6 @@ impl Case {
         conn
     }
 
-    fn index(&self) -> Connection {
-        Connection::open(self.path.join(vaidya_audit::INDEX_FILE)).unwrap()
-    }
-
     fn segment(&self) -> std::path::PathBuf {
         self.path.join("journal").join(format!("{:020}.log", 1))
     }
@@ -166,12 +162,9 @@ fn reordering_with_renumbered_entries_is_caught() {
 #[test]
 fn a_truncated_tail_is_caught_against_the_last_signed_checkpoint() {
     let c = Case::new();
-    // Remove the last three entries and their index rows.
+    // Remove the last three entries.
     let keep = N - 3;
     c.write_frames(&c.frames()[..keep]);
-    let idx = c.index();
-    idx.execute("DELETE FROM audit_user WHERE seq > ?1", [keep as i64]).unwrap();
-    idx.execute("DELETE FROM audit_patient WHERE seq > ?1", [keep as i64]).unwrap();
     let err = c.verify().unwrap_err();
     assert!(matches!(err, AuditVerifyError::Truncated { from: 38, to: 40 }), "{err}");
     assert_eq!(err.position(), Some(keep as u64 + 1));
@@ -181,13 +174,14 @@ fn a_truncated_tail_is_caught_against_the_last_signed_checkpoint() {
 }
 
 #[test]
-fn a_deleted_last_entry_is_caught_even_without_a_checkpoint_over_it() {
-    // The index still files the entry: it says how long the journal was.
+fn a_deleted_last_entry_is_caught_even_with_every_checkpoint_deleted_too() {
+    // Nothing local says how long the journal was (the backup target's signed copy does), but
+    // a ledger whose checkpoints are all gone fails verification by itself.
     let c = Case::new();
     c.write_frames(&c.frames()[..N - 1]);
     c.intruder().execute("DELETE FROM checkpoint", []).unwrap();
     let err = c.verify().unwrap_err();
-    assert!(matches!(err, AuditVerifyError::IndexBeyondEnd { seq: 40 }), "{err}");
+    assert!(matches!(err, AuditVerifyError::NoCheckpoint { entries: 39 }), "{err}");
 }
 
 #[test]
@@ -259,72 +253,153 @@ fn a_rewritten_history_with_a_recomputed_chain_and_hashes_fails_the_signed_check
     }
 }
 
-#[test]
-fn a_hidden_access_in_the_report_index_is_caught() {
-    let c = Case::new();
-    // Hide event 14's access to its patient from `vaidya audit report`.
-    assert_eq!(c.index().execute("DELETE FROM audit_patient WHERE seq = 14", []).unwrap(), 1);
-    let err = c.verify().unwrap_err();
-    assert!(matches!(err, AuditVerifyError::Index { seq: 14, .. }), "{err}");
-    // Or file it under another patient.
-    let c = Case::new();
-    c.index().execute("UPDATE audit_patient SET patient = 'someone-else' WHERE seq = 3", []).unwrap();
-    let err = c.verify().unwrap_err();
-    assert_eq!(err.position(), Some(3), "{err}");
-    // Or point the report at another entry's frame.
-    let c = Case::new();
-    c.index().execute("UPDATE audit_user SET off = (SELECT off FROM audit_user WHERE seq = 2) WHERE seq = 5", []).unwrap();
-    let err = c.verify().unwrap_err();
-    assert_eq!(err.position(), Some(5), "{err}");
+/// 200 reads (patient `p{i % 5}`, user `user{i % 3}`) in segments of 2 KiB (a few events
+/// each): every closed segment has its report index file.
+fn segmented() -> (tempfile::TempDir, LedgerKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key();
+    let audit = vaidya_audit::Audit::open_with_segment_bytes(dir.path(), LedgerKey::from_private(key.private_text()).unwrap(), 2 * 1024).unwrap();
+    for chunk in (1..=200).map(read_event).collect::<Vec<_>>().chunks(3) {
+        audit.record_blocking(chunk.to_vec()).unwrap();
+    }
+    drop(audit);
+    (dir, key)
+}
+
+fn index_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = match std::fs::read_dir(dir.join(vaidya_audit::INDEX_DIR)) {
+        Ok(l) => l.map(|e| e.unwrap().path()).collect(),
+        Err(_) => vec![],
+    };
+    v.sort();
+    v
+}
+
+fn journal_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("journal")).unwrap().count()
+}
+
+/// An index file's postings as an intruder reads them: (patients, users), each
+/// `[key hash, seq, frame offset]`.
+type Postings = (Vec<[u64; 3]>, Vec<[u64; 3]>);
+
+fn read_index(path: &std::path::Path) -> (Vec<u64>, Postings) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"VDYAUDX1");
+    let words: Vec<u64> = bytes[8..bytes.len() - 32].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+    let (head, rest) = words.split_at(4);
+    let postings: Vec<[u64; 3]> = rest.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    let p = head[2] as usize;
+    (head.to_vec(), (postings[..p].to_vec(), postings[p..].to_vec()))
+}
+
+/// Write an index file back with its counts and its checksum made to fit, as a careful
+/// intruder would.
+fn write_index(path: &std::path::Path, head: &[u64], (patients, users): &Postings) {
+    use sha2::Digest;
+    let mut out = b"VDYAUDX1".to_vec();
+    for n in [head[0], head[1], patients.len() as u64, users.len() as u64] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    for p in patients.iter().chain(users) {
+        for n in p {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+    let digest = sha2::Sha256::digest(&out);
+    out.extend_from_slice(&digest);
+    std::fs::write(path, out).unwrap();
 }
 
 #[test]
-fn staged_index_rows_count_and_are_checked_too() {
-    // As after a crash before the staged rows were merged: move some rows back to staging.
-    let c = Case::new();
-    let conn = c.index();
-    conn.execute_batch(
-        "INSERT INTO audit_patient_new (seq, patient, seg, off, time_ms) SELECT seq, patient, seg, off, time_ms FROM audit_patient WHERE seq > 30;
-         DELETE FROM audit_patient WHERE seq > 30;
-         INSERT INTO audit_user_new (seq, user, seg, off, time_ms) SELECT seq, user, seg, off, time_ms FROM audit_user WHERE seq > 30;
-         DELETE FROM audit_user WHERE seq > 30;",
-    )
-    .unwrap();
-    c.verify().unwrap();
-    let ids = |p: &str| -> Vec<String> {
-        vaidya_audit::report_for_patient(&c.path, p).unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+fn a_hidden_access_in_the_report_index_is_caught() {
+    let (dir, key) = segmented();
+    let files = index_files(dir.path());
+    assert_eq!(files.len(), journal_segments(dir.path()) - 1, "every closed segment is indexed");
+    verify(dir.path(), key.verifier_text()).unwrap();
+    let target = files[3].clone();
+    let (head, (patients, users)) = read_index(&target);
+    let original = std::fs::read(&target).unwrap();
+    // Hide one entry's access to its patient from `vaidya audit report`.
+    let hidden = patients[1];
+    let fewer: Vec<[u64; 3]> = patients.iter().copied().filter(|p| *p != hidden).collect();
+    write_index(&target, &head, &(fewer, users.clone()));
+    let err = verify(dir.path(), key.verifier_text()).unwrap_err();
+    assert!(matches!(err, AuditVerifyError::Index { .. }), "{err}");
+    assert_eq!(err.position(), Some(hidden[1]), "{err}");
+    // Or file it under another patient.
+    let mut other = patients.clone();
+    other[1][0] = other[0][0].wrapping_add(1);
+    other.sort();
+    write_index(&target, &head, &(other, users.clone()));
+    let err = verify(dir.path(), key.verifier_text()).unwrap_err();
+    assert_eq!(err.position(), Some(hidden[1]), "{err}");
+    // Or point a user's posting at another entry's frame.
+    let mut moved = users.clone();
+    let to = moved[0][2];
+    let victim = moved.iter().position(|u| u[2] != to).unwrap();
+    let victim_seq = moved[victim][1];
+    moved[victim][2] = to;
+    write_index(&target, &head, &(patients.clone(), moved));
+    let err = verify(dir.path(), key.verifier_text()).unwrap_err();
+    assert_eq!(err.position(), Some(victim_seq), "{err}");
+    // Any change without the checksum made to fit: the file is named damaged.
+    let mut flipped = original.clone();
+    flipped[60] ^= 1;
+    std::fs::write(&target, &flipped).unwrap();
+    let err = verify(dir.path(), key.verifier_text()).unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    // An index file for a segment the journal does not have.
+    std::fs::write(&target, &original).unwrap();
+    verify(dir.path(), key.verifier_text()).unwrap();
+    std::fs::copy(&target, target.with_file_name(format!("{:020}.idx", 99_999))).unwrap();
+    let err = verify(dir.path(), key.verifier_text()).unwrap_err();
+    assert!(matches!(err, AuditVerifyError::IndexBeyondEnd { seq: 99_999 }), "{err}");
+}
+
+#[test]
+fn reports_through_the_index_files_equal_reports_that_read_every_segment() {
+    let (dir, _key) = segmented();
+    let report = |patient: bool, k: &str| -> Vec<String> {
+        let events = if patient { vaidya_audit::report_for_patient(dir.path(), k) } else { vaidya_audit::report_for_user(dir.path(), k) };
+        events.unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(ids("p1"), ["1", "6", "11", "16", "21", "26", "31", "36"]);
-    // A staged row filed under the wrong patient is caught.
-    conn.execute("UPDATE audit_patient_new SET patient = 'p9' WHERE seq = 36", []).unwrap();
-    let err = c.verify().unwrap_err();
-    assert!(matches!(err, AuditVerifyError::Index { seq: 36, .. }), "{err}");
-    conn.execute("UPDATE audit_patient_new SET patient = 'p1' WHERE seq = 36", []).unwrap();
-    c.verify().unwrap();
-    drop(conn);
-    // Reopening merges what is staged (at shutdown at the latest); all still verifies.
-    let audit = vaidya_audit::Audit::open(&c.path, LedgerKey::from_private(c.key.private_text()).unwrap()).unwrap();
-    audit.shutdown();
-    let staged: i64 = c.index().query_row("SELECT count(*) FROM audit_patient_new", [], |r| r.get(0)).unwrap();
-    assert_eq!(staged, 0);
-    c.verify().unwrap();
-    assert_eq!(ids("p1"), ["1", "6", "11", "16", "21", "26", "31", "36"]);
+    let keys: Vec<(bool, String)> = (0..5).map(|i| (true, format!("p{i}"))).chain((0..3).map(|i| (false, format!("user{i}")))).collect();
+    let indexed: Vec<Vec<String>> = keys.iter().map(|(p, k)| report(*p, k)).collect();
+    assert_eq!(indexed[3].len(), 40, "p3 is read by every fifth event");
+    assert_eq!(indexed[3][..3], ["3", "8", "13"]);
+    assert_eq!(indexed[5].len(), 66, "user0 made every third event");
+    // An index file cut short is not used (the segment is read instead): same answers.
+    let files = index_files(dir.path());
+    let bytes = std::fs::read(&files[2]).unwrap();
+    std::fs::write(&files[2], &bytes[..bytes.len() - 10]).unwrap();
+    assert_eq!(keys.iter().map(|(p, k)| report(*p, k)).collect::<Vec<_>>(), indexed);
+    // Without any index file: every segment read, same answers.
+    std::fs::remove_dir_all(dir.path().join(vaidya_audit::INDEX_DIR)).unwrap();
+    assert_eq!(keys.iter().map(|(p, k)| report(*p, k)).collect::<Vec<_>>(), indexed);
+    // Nobody else's entries: an unknown patient, and a name that is both a user's and a
+    // patient's key is not mixed up.
+    assert!(report(true, "user0").is_empty());
+    assert!(report(true, "p").is_empty());
 }
 
 #[test]
 fn a_lost_index_is_rebuilt_from_the_journal() {
-    let c = Case::new();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(c.path.join(format!("{}{suffix}", vaidya_audit::INDEX_FILE)));
-    }
+    let (dir, key) = segmented();
+    let before = index_files(dir.path());
+    let contents: Vec<Vec<u8>> = before.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    std::fs::remove_dir_all(dir.path().join(vaidya_audit::INDEX_DIR)).unwrap();
+    // What an interrupted index write leaves is cleared at the next start.
+    std::fs::create_dir_all(dir.path().join(vaidya_audit::INDEX_DIR)).unwrap();
+    std::fs::write(dir.path().join(vaidya_audit::INDEX_DIR).join(format!("{:020}.idx.tmp", 5)), b"half").unwrap();
     // Without the index, reports still find everything (by reading the journal).
-    let n = vaidya_audit::report_for_patient(&c.path, "p1").unwrap().len();
-    assert_eq!(n, 8);
-    let audit = vaidya_audit::Audit::open(&c.path, LedgerKey::from_private(c.key.private_text()).unwrap()).unwrap();
+    assert_eq!(vaidya_audit::report_for_patient(dir.path(), "p1").unwrap().len(), 40);
+    let audit = vaidya_audit::Audit::open_with_segment_bytes(dir.path(), LedgerKey::from_private(key.private_text()).unwrap(), 2 * 1024).unwrap();
     audit.shutdown();
-    let rows: i64 = c.index().query_row("SELECT count(*) FROM audit_user", [], |r| r.get(0)).unwrap();
-    assert_eq!(rows, N as i64);
-    c.verify().unwrap();
+    // The same files, byte for byte, and nothing else.
+    assert_eq!(index_files(dir.path()), before);
+    assert_eq!(before.iter().map(|f| std::fs::read(f).unwrap()).collect::<Vec<_>>(), contents);
+    verify(dir.path(), key.verifier_text()).unwrap();
 }
 
 #[test]
@@ -345,14 +420,7 @@ fn a_frame_cut_short_by_a_crash_is_cut_off_and_the_chain_continues() {
 
 #[test]
 fn many_segments_verify_report_and_export_across_their_boundaries() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = key();
-    // Segments of 2 KiB: a few events each.
-    let audit = vaidya_audit::Audit::open_with_segment_bytes(dir.path(), LedgerKey::from_private(key.private_text()).unwrap(), 2 * 1024).unwrap();
-    for chunk in (1..=200).map(read_event).collect::<Vec<_>>().chunks(3) {
-        audit.record_blocking(chunk.to_vec()).unwrap();
-    }
-    drop(audit);
+    let (dir, key) = segmented();
     let segments = std::fs::read_dir(dir.path().join("journal")).unwrap().count();
     assert!(segments > 10, "{segments} segments");
     let r = verify(dir.path(), key.verifier_text()).unwrap();
