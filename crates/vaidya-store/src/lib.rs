@@ -14,6 +14,7 @@ pub mod scan;
 pub mod schema;
 pub mod search;
 pub mod snapshot;
+pub mod sql;
 pub mod state;
 pub mod tokens;
 pub mod verify;
@@ -34,6 +35,8 @@ use writer::{Message, Writer};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] postgres::Error),
     #[error("the store is damaged: {0}")]
     Corrupt(String),
     #[error("the commit failed, nothing was written: {0}")]

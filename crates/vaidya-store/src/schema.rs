@@ -218,3 +218,38 @@ pub const INDEX_TABLES: [&str; 9] = [
     "ix_composite",
     "ix_geo",
 ];
+
+/// The PostgreSQL schema, for the tables whose queries are portable so far (`crate::sql`;
+/// issue 8 ports the rest module by module). Same tables and columns as [`SCHEMA`]: integers
+/// are `BIGINT` (SQLite's `INTEGER` is 64-bit), flags integers 0/1, `BLOB` is `BYTEA`.
+pub mod postgres {
+    pub const ACCOUNTS: &str = r#"
+CREATE TABLE IF NOT EXISTS api_user (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    department TEXT,
+    patient TEXT,
+    password_hash TEXT,
+    must_change_password BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    totp_secret TEXT,
+    totp_pending TEXT,
+    totp_last_step BIGINT,
+    failed_logins BIGINT NOT NULL DEFAULT 0,
+    locked_until_ms BIGINT,
+    disabled_ms BIGINT,
+    practitioner TEXT
+);
+CREATE TABLE IF NOT EXISTS api_token (
+    id TEXT PRIMARY KEY,
+    secret_hash BYTEA NOT NULL,
+    user_name TEXT NOT NULL REFERENCES api_user (name),
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT,
+    revoked_ms BIGINT,
+    kind TEXT NOT NULL DEFAULT 'api',
+    scopes TEXT,
+    last_used_ms BIGINT
+);
+"#;
+}

@@ -1,0 +1,426 @@
+//! One SQL text, two engines: what the store's queries are written against so that they run on
+//! SQLite (one machine) and on PostgreSQL (issue 8: several machines, failover by Patroni).
+//!
+//! A query is written once, in the SQL both engines accept: `?1`, `?2`... placeholders (turned
+//! into `$1`, `$2`... for PostgreSQL), `INSERT ... ON CONFLICT DO NOTHING` rather than SQLite's
+//! `INSERT OR IGNORE`, integers for flags. Parameters are [`Value`]s; result cells are read
+//! through [`Cells::get`] into the few Rust types the store uses. [`Db`] is implemented for a
+//! `rusqlite::Connection` (so every existing caller keeps passing its connection) and for
+//! [`PgConn`].
+//!
+//! Schemas differ where the engines' types do: every integer column is `BIGINT` on PostgreSQL
+//! (SQLite's `INTEGER` is 64-bit), `BLOB` is `BYTEA`, and flags are integers 0/1 on both, so
+//! that a comparison such as `must_change_password = 1` means the same everywhere.
+
+use crate::StoreError;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// A query parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<u32> for Value<'_> {
+    fn from(v: u32) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+
+/// Flags are stored as 0 or 1 on both engines.
+impl From<bool> for Value<'_> {
+    fn from(v: bool) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl<'a> From<&'a String> for Value<'a> {
+    fn from(v: &'a String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Value::Blob(v)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Value<'a> {
+    fn from(v: &'a Vec<u8>) -> Self {
+        Value::Blob(v)
+    }
+}
+
+impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// `[a.into(), b.into(), ...]`: the parameters of a query.
+#[macro_export]
+macro_rules! sql_params {
+    ($($v:expr),* $(,)?) => { [$($crate::sql::Value::from($v)),*] };
+}
+
+/// Which engine a connection speaks to, for the rare statement that must differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// One result cell, as the engine gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// A result row.
+pub struct Cells {
+    cells: Vec<Cell>,
+}
+
+impl Cells {
+    /// Cell `i` as a `T` (an error names the column when the type does not fit).
+    pub fn get<T: FromCell>(&self, i: usize) -> Result<T, StoreError> {
+        let cell = self.cells.get(i).ok_or_else(|| StoreError::Corrupt(format!("the query has no column {i}")))?;
+        T::from_cell(cell).ok_or_else(|| StoreError::Corrupt(format!("column {i} holds {cell:?}, not a {}", std::any::type_name::<T>())))
+    }
+}
+
+/// The Rust types a cell is read into.
+pub trait FromCell: Sized {
+    fn from_cell(cell: &Cell) -> Option<Self>;
+}
+
+impl FromCell for i64 {
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl FromCell for u32 {
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        i64::from_cell(cell).and_then(|i| u32::try_from(i).ok())
+    }
+}
+
+impl FromCell for bool {
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        i64::from_cell(cell).map(|i| i != 0)
+    }
+}
+
+impl FromCell for String {
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl FromCell for Vec<u8> {
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Blob(b) => Some(b.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: FromCell> FromCell for Option<T> {
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Null => Some(None),
+            other => T::from_cell(other).map(Some),
+        }
+    }
+}
+
+/// A connection the store's portable queries run on.
+pub trait Db {
+    fn dialect(&self) -> Dialect;
+
+    /// Run a statement; the number of rows it changed.
+    fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError>;
+
+    /// Run a query and hand each row to `each`, in order.
+    fn for_each_row(&self, sql: &str, params: &[Value<'_>], each: &mut dyn FnMut(Cells) -> Result<(), StoreError>) -> Result<(), StoreError>;
+
+    /// Run several statements separated by `;` (schemas), without parameters.
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError>;
+
+    /// Every row, each turned into a `T` by `f`.
+    fn query_map<T>(&self, sql: &str, params: &[Value<'_>], mut f: impl FnMut(&Cells) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError>
+    where
+        Self: Sized,
+    {
+        let mut out = Vec::new();
+        self.for_each_row(sql, params, &mut |row| {
+            out.push(f(&row)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first row, if any, turned into a `T` by `f`.
+    fn query_opt<T>(&self, sql: &str, params: &[Value<'_>], f: impl FnOnce(&Cells) -> Result<T, StoreError>) -> Result<Option<T>, StoreError>
+    where
+        Self: Sized,
+    {
+        let mut first = None;
+        self.for_each_row(sql, params, &mut |row| {
+            if first.is_none() {
+                first = Some(row);
+            }
+            Ok(())
+        })?;
+        first.map(|row| f(&row)).transpose()
+    }
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(i),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+impl Db for rusqlite::Connection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        Ok(self.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))? as u64)
+    }
+
+    fn for_each_row(&self, sql: &str, params: &[Value<'_>], each: &mut dyn FnMut(Cells) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        use rusqlite::types::ValueRef;
+        let mut stmt = self.prepare_cached(sql)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            let mut cells = Vec::with_capacity(columns);
+            for i in 0..columns {
+                cells.push(match row.get_ref(i)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Real(v),
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+                });
+            }
+            each(Cells { cells })?;
+        }
+        Ok(())
+    }
+
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(rusqlite::Connection::execute_batch(self, sql)?)
+    }
+}
+
+/// A PostgreSQL connection (blocking), with its statements prepared once each.
+pub struct PgConn {
+    client: RefCell<postgres::Client>,
+    statements: RefCell<HashMap<String, postgres::Statement>>,
+}
+
+impl PgConn {
+    /// Connect with a PostgreSQL URL or key-value string (`postgres://user@host:port/db`,
+    /// `host=/run/postgresql dbname=vaidya`). No TLS here: the deployment's network is local
+    /// or its TLS is set up in front of PostgreSQL (see docs/OPERATIONS.md).
+    pub fn connect(url: &str) -> Result<PgConn, StoreError> {
+        let client = postgres::Client::connect(url, postgres::NoTls)?;
+        Ok(PgConn { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) })
+    }
+
+    fn statement(&self, sql: &str) -> Result<postgres::Statement, StoreError> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self.client.borrow_mut().prepare(&numbered_placeholders(sql))?;
+        self.statements.borrow_mut().insert(sql.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+}
+
+impl Db for PgConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        let stmt = self.statement(sql)?;
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        Ok(self.client.borrow_mut().execute(&stmt, &refs)?)
+    }
+
+    fn for_each_row(&self, sql: &str, params: &[Value<'_>], each: &mut dyn FnMut(Cells) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        use postgres::types::Type;
+        let stmt = self.statement(sql)?;
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        let rows = self.client.borrow_mut().query(&stmt, &refs)?;
+        for row in rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for (i, col) in row.columns().iter().enumerate() {
+                let t = col.type_();
+                let cell = if *t == Type::INT8 {
+                    row.try_get::<_, Option<i64>>(i)?.map(Cell::Int)
+                } else if *t == Type::INT4 {
+                    row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::Int(v.into()))
+                } else if *t == Type::INT2 {
+                    row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::Int(v.into()))
+                } else if *t == Type::BOOL {
+                    row.try_get::<_, Option<bool>>(i)?.map(|v| Cell::Int(v.into()))
+                } else if *t == Type::FLOAT8 {
+                    row.try_get::<_, Option<f64>>(i)?.map(Cell::Real)
+                } else if *t == Type::BYTEA {
+                    row.try_get::<_, Option<Vec<u8>>>(i)?.map(Cell::Blob)
+                } else {
+                    row.try_get::<_, Option<String>>(i)?.map(Cell::Text)
+                };
+                cells.push(cell.unwrap_or(Cell::Null));
+            }
+            each(Cells { cells })?;
+        }
+        Ok(())
+    }
+
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.client.borrow_mut().batch_execute(sql)?)
+    }
+}
+
+impl postgres::types::ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::{IsNull, Type};
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) if *ty == Type::INT4 => i32::try_from(i)?.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::BOOL => (i != 0).to_sql(ty, out),
+            Value::Int(i) => i.to_sql(ty, out),
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Blob(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_ty: &postgres::types::Type) -> bool {
+        // The variant decides: see `to_sql_checked`.
+        true
+    }
+
+    fn to_sql_checked(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::{ToSql, Type};
+        let fits = match self {
+            Value::Null => true,
+            Value::Int(_) => [Type::INT2, Type::INT4, Type::INT8, Type::BOOL].contains(ty),
+            Value::Text(_) => <&str as ToSql>::accepts(ty),
+            Value::Blob(_) => <&[u8] as ToSql>::accepts(ty),
+        };
+        if !fits {
+            // The kind only: the value may be a secret's hash or a patient's name.
+            let kind = match self {
+                Value::Null => "NULL",
+                Value::Int(_) => "an integer",
+                Value::Text(_) => "text",
+                Value::Blob(_) => "bytes",
+            };
+            return Err(format!("{kind} cannot go into a column of type {ty}").into());
+        }
+        self.to_sql(ty, out)
+    }
+}
+
+/// `?1` → `$1` outside quoted strings and identifiers (SQLite's numbered placeholders are
+/// PostgreSQL's with another sign).
+pub fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '?') if chars.peek().is_some_and(|n| n.is_ascii_digit()) => {
+                out.push('$');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_outside_quotes() {
+        assert_eq!(numbered_placeholders("SELECT a FROM t WHERE b = ?1 AND c = ?12"), "SELECT a FROM t WHERE b = $1 AND c = $12");
+        assert_eq!(numbered_placeholders("SELECT '?1', \"x?2\" WHERE a = ?3"), "SELECT '?1', \"x?2\" WHERE a = $3");
+        // An escaped quote ('') closes and reopens the string: still inside it.
+        assert_eq!(numbered_placeholders("SELECT 'it''s ?1' WHERE a = ?2"), "SELECT 'it''s ?1' WHERE a = $2");
+    }
+
+    #[test]
+    fn sqlite_cells_read_into_the_store_types() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (i INTEGER, s TEXT, b BLOB, f INTEGER)").unwrap();
+        let blob = vec![1u8, 2, 3];
+        Db::execute(&conn, "INSERT INTO t VALUES (?1, ?2, ?3, ?4)", &sql_params![7i64, "x", &blob, true]).unwrap();
+        Db::execute(&conn, "INSERT INTO t VALUES (?1, ?2, ?3, ?4)", &sql_params![None::<i64>, None::<&str>, None::<&[u8]>, false]).unwrap();
+        let rows = conn
+            .query_map("SELECT i, s, b, f FROM t ORDER BY rowid", &[], |r| {
+                Ok((r.get::<Option<i64>>(0)?, r.get::<Option<String>>(1)?, r.get::<Option<Vec<u8>>>(2)?, r.get::<bool>(3)?))
+            })
+            .unwrap();
+        assert_eq!(rows, [(Some(7), Some("x".into()), Some(blob), true), (None, None, None, false)]);
+        // A type that does not fit is an error that names the column, not a panic.
+        let err = conn.query_opt("SELECT s FROM t", &[], |r| r.get::<i64>(0)).unwrap_err();
+        assert!(err.to_string().contains("column 0"), "{err}");
+    }
+}
