@@ -223,7 +223,8 @@ pub const INDEX_TABLES: [&str; 9] = [
 /// issue 8 ports the rest module by module). Same tables and columns as [`SCHEMA`]: integers
 /// are `BIGINT` (SQLite's `INTEGER` is 64-bit), flags integers 0/1, `BLOB` is `BYTEA`.
 pub mod postgres {
-    pub const ACCOUNTS: &str = r#"
+    /// Accounts, tokens and break-the-glass grants (`tokens.rs`, `grants.rs`).
+    pub const ACCESS: &str = r#"
 CREATE TABLE IF NOT EXISTS api_user (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
@@ -250,6 +251,14 @@ CREATE TABLE IF NOT EXISTS api_token (
     kind TEXT NOT NULL DEFAULT 'api',
     scopes TEXT,
     last_used_ms BIGINT
+);
+CREATE TABLE IF NOT EXISTS access_grant (
+    user_name TEXT NOT NULL,
+    patient TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    granted_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    PRIMARY KEY (user_name, patient, granted_ms)
 );
 "#;
 }

@@ -1,4 +1,5 @@
-//! The storage contract for accounts and tokens (`vaidya_store::tokens`), run on both engines:
+//! The storage contract for the access state (accounts and tokens, `vaidya_store::tokens`;
+//! break-the-glass grants, `vaidya_store::grants`), run on both engines:
 //! SQLite, and a real PostgreSQL server started for the test (`common/pg.rs`). The same
 //! assertions must hold on each (issue 8: one store, two engines).
 
@@ -6,6 +7,7 @@ mod common;
 
 use common::pg::TestPg;
 use vaidya_store::sql::{Db, PgConn};
+use vaidya_store::grants::{self, Grant};
 use vaidya_store::tokens::{self, KIND_API, KIND_SESSION};
 
 fn contract(db: &impl Db) {
@@ -76,21 +78,44 @@ fn contract(db: &impl Db) {
     assert_eq!(tokens::find_token(db, "t1").unwrap().unwrap().user_disabled_ms, Some(7_000));
     assert!(tokens::set_user_disabled(db, "asha", None).unwrap());
     assert!(tokens::unlock_user(db, "asha").unwrap());
+
+    // Break-the-glass grants: active until they expire, for that user and patient only.
+    let g = |patient: &str, granted_ms: i64, reason: &str| Grant {
+        user: odd.to_string(),
+        patient: patient.to_string(),
+        reason: reason.to_string(),
+        granted_ms,
+        expires_ms: granted_ms + 3_600_000,
+    };
+    grants::insert(db, &g("pt-9", 1_000, "unconscious in casualty")).unwrap();
+    grants::insert(db, &g("pt-8", 2_000, "transfer")).unwrap();
+    assert!(grants::active(db, odd, "pt-9", 1_000 + 3_599_999).unwrap());
+    assert!(!grants::active(db, odd, "pt-9", 1_000 + 3_600_000).unwrap(), "expired");
+    assert!(!grants::active(db, "asha", "pt-9", 1_500).unwrap(), "another clinician");
+    assert!(!grants::active(db, odd, "pt-7", 1_500).unwrap(), "another patient");
+    // The same grant again replaces its reason; the review lists newest first.
+    grants::insert(db, &g("pt-9", 1_000, "cardiac arrest")).unwrap();
+    let review = grants::since(db, 0).unwrap();
+    assert_eq!(review.iter().map(|r| (r.patient.as_str(), r.reason.as_str())).collect::<Vec<_>>(), [("pt-8", "transfer"), ("pt-9", "cardiac arrest")]);
+    assert_eq!(grants::since(db, 1_500).unwrap().len(), 1);
 }
 
 #[test]
-fn accounts_and_tokens_on_sqlite() {
+fn access_state_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("db.sqlite")).unwrap();
     conn.execute_batch(vaidya_store::schema::SCHEMA).unwrap();
+    for table in vaidya_store::schema::ADDED_TABLES {
+        conn.execute_batch(table).unwrap();
+    }
     contract(&conn);
 }
 
 #[test]
-fn accounts_and_tokens_on_postgres() {
+fn access_state_on_postgres() {
     let pg = TestPg::start();
     let db = PgConn::connect(&pg.fresh_database()).unwrap();
-    db.execute_batch(vaidya_store::schema::postgres::ACCOUNTS).unwrap();
+    db.execute_batch(vaidya_store::schema::postgres::ACCESS).unwrap();
     contract(&db);
     // A value of the wrong type for a column is a clear error, not a panic or a silent cast.
     let err = db.execute("UPDATE api_user SET failed_logins = ?1 WHERE name = ?2", &vaidya_store::sql_params!["many", "asha"]).unwrap_err();
