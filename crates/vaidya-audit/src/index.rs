@@ -8,7 +8,8 @@
 //! reads the open (last) segment, which never has one, whole.
 //!
 //! Layout (little-endian `u64`s): the magic `VDYAUDX1`; the segment's first sequence number, its
-//! number of entries, the number of patient postings P and of user postings U; P patient
+//! number of entries, the number of patient postings P and of user postings U (one per entry, so
+//! U equals the number of entries); P patient
 //! postings, then U user postings, each `(key hash, seq, frame offset)`, sorted; then the
 //! SHA-256 of every byte before it.
 //!
@@ -67,11 +68,11 @@ impl Key<'_> {
     }
 }
 
-pub(crate) fn patient_hash(id: &str) -> u64 {
+fn patient_hash(id: &str) -> u64 {
     fnv1a(b'p', id)
 }
 
-pub(crate) fn user_hash(name: &str) -> u64 {
+fn user_hash(name: &str) -> u64 {
     fnv1a(b'u', name)
 }
 
@@ -91,29 +92,31 @@ pub(crate) type Posting = (u64, u64, u64);
 /// The postings of one segment's entries (or of one batch's, with offsets in the batch).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Postings {
-    pub(crate) entries: u64,
     pub(crate) patients: Vec<Posting>,
     /// One per entry, in the order added (sequence order until [`Postings::seal`]).
     pub(crate) users: Vec<Posting>,
 }
 
 impl Postings {
-    /// Entry `seq`, whose frame starts at `off`, by `user`, naming `patients`.
-    pub(crate) fn add(&mut self, seq: u64, off: u64, user: u64, patients: impl IntoIterator<Item = u64>) {
-        self.entries += 1;
-        self.users.push((user, seq, off));
-        self.patients.extend(patients.into_iter().map(|p| (p, seq, off)));
+    /// Entry `seq`, whose frame starts at `off`, by `user`, naming `patients`: the one place
+    /// where keys become hashes (the writer, a rebuild and `verify` all come through here).
+    pub(crate) fn add<P: AsRef<str>>(&mut self, seq: u64, off: u64, user: &str, patients: &[P]) {
+        self.users.push((user_hash(user), seq, off));
+        self.patients.extend(patients.iter().map(|p| (patient_hash(p.as_ref()), seq, off)));
+    }
+
+    /// How many entries these postings are of.
+    pub(crate) fn entries(&self) -> u64 {
+        self.users.len() as u64
     }
 
     /// Append `other`'s postings with their offsets moved by `base` (a flushed batch).
     pub(crate) fn append_at(&mut self, other: &Postings, base: u64) {
-        self.entries += other.entries;
         self.users.extend(other.users.iter().map(|&(k, s, o)| (k, s, o + base)));
         self.patients.extend(other.patients.iter().map(|&(k, s, o)| (k, s, o + base)));
     }
 
     pub(crate) fn clear(&mut self) {
-        self.entries = 0;
         self.users.clear();
         self.patients.clear();
     }
@@ -129,7 +132,7 @@ impl Postings {
     fn encode(&self, seg: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity((HEAD + POSTING * (self.patients.len() + self.users.len()) as u64 + TRAILER) as usize);
         out.extend_from_slice(MAGIC);
-        for n in [seg, self.entries, self.patients.len() as u64, self.users.len() as u64] {
+        for n in [seg, self.entries(), self.patients.len() as u64, self.users.len() as u64] {
             out.extend_from_slice(&n.to_le_bytes());
         }
         for &(k, s, o) in self.patients.iter().chain(&self.users) {
@@ -194,7 +197,7 @@ pub(crate) fn postings_of_segment(audit_dir: &Path, seg: u64) -> Result<Postings
     while let Next::Frame(f) = r.next()? {
         let entry = Entry::decode(&f.entry).map_err(|e| AuditError::Corrupt(format!("segment {seg}, offset {}: {e}", f.off)))?;
         let (user, patients) = crate::verify::content_keys(&entry).map_err(|e| AuditError::Corrupt(format!("entry {}: {e}", entry.seq)))?;
-        out.add(entry.seq, f.off, user_hash(&user), patients.iter().map(|p| patient_hash(p)));
+        out.add(entry.seq, f.off, &user, &patients);
     }
     Ok(out)
 }
@@ -220,8 +223,9 @@ pub(crate) struct IndexFile {
 }
 
 impl IndexFile {
-    /// The index of segment `seg`, if there is one whose header is whole and whose length fits
-    /// it (files are written whole, so this is what a crash or a deletion can leave otherwise).
+    /// The index of segment `seg`, if there is one whose header is whole and consistent (one
+    /// user posting per entry) and whose length fits it (files are written whole, so this is
+    /// what a crash or a deletion can leave otherwise).
     pub(crate) fn open(audit_dir: &Path, seg: u64) -> Option<IndexFile> {
         let file = File::open(index_path(audit_dir, seg)).ok()?;
         let len = file.metadata().ok()?.len();
@@ -230,7 +234,7 @@ impl IndexFile {
         let n = |i: usize| u64::from_le_bytes(head[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes"));
         let (entries, patients, users) = (n(1), n(2), n(3));
         let expected = patients.checked_add(users)?.checked_mul(POSTING)?.checked_add(HEAD + TRAILER)?;
-        (&head[..8] == MAGIC && n(0) == seg && len == expected).then_some(IndexFile { file, entries, patients, users })
+        (&head[..8] == MAGIC && n(0) == seg && entries == users && len == expected).then_some(IndexFile { file, entries, patients, users })
     }
 
     /// `(seq, frame offset)` of the postings under `key`'s hash, in sequence order.
@@ -291,8 +295,11 @@ pub(crate) fn read(audit_dir: &Path, seg: u64) -> Result<Postings, String> {
     if rest.len() != 3 * (p + u) {
         return Err("its counts do not match its length".into());
     }
+    if entries != u as u64 {
+        return Err(format!("it counts {entries} entries and {u} user postings (one per entry)"));
+    }
     let postings: Vec<Posting> = rest.chunks_exact(3).map(|c| (c[0], c[1], c[2])).collect();
-    Ok(Postings { entries, patients: postings[..p].to_vec(), users: postings[p..].to_vec() })
+    Ok(Postings { patients: postings[..p].to_vec(), users: postings[p..].to_vec() })
 }
 
 /// Compare segment `seg`'s stored index with the postings recomputed from its entries: `None`
@@ -321,7 +328,10 @@ pub(crate) fn difference(audit_dir: &Path, seg: u64, mut computed: Postings) -> 
     });
     Some(match first {
         Some(seq) => (seq, format!("the index file of segment {seg} files it differently from what it names (or at another place)")),
-        None => (seg + stored.entries.min(computed.entries), format!("the index file of segment {seg} counts {} entries, the segment holds {}", stored.entries, computed.entries)),
+        None => (
+            seg + stored.entries().min(computed.entries()),
+            format!("the index file of segment {seg} counts {} entries, the segment holds {}", stored.entries(), computed.entries()),
+        ),
     })
 }
 
@@ -331,9 +341,9 @@ mod tests {
 
     fn sample() -> Postings {
         let mut p = Postings::default();
-        p.add(10, 8, user_hash("asha"), [patient_hash("p1"), patient_hash("p2"), patient_hash("p1")]);
-        p.add(11, 300, user_hash("ravi"), []);
-        p.add(12, 600, user_hash("asha"), [patient_hash("p2")]);
+        p.add(10, 8, "asha", &["p1", "p2", "p1"]);
+        p.add(11, 300, "ravi", &[] as &[&str]);
+        p.add(12, 600, "asha", &["p2"]);
         p
     }
 
@@ -375,8 +385,8 @@ mod tests {
         assert_eq!(seq, 12, "{what}");
         // Entry 11 dropped whole: named at 11.
         let mut p = Postings::default();
-        p.add(10, 8, user_hash("asha"), [patient_hash("p1"), patient_hash("p2")]);
-        p.add(12, 600, user_hash("asha"), [patient_hash("p2")]);
+        p.add(10, 8, "asha", &["p1", "p2"]);
+        p.add(12, 600, "asha", &["p2"]);
         write(dir.path(), 10, p).unwrap();
         assert_eq!(difference(dir.path(), 10, sample()).unwrap().0, 11);
     }

@@ -179,7 +179,7 @@ fn verify_files(dir: &Path, conn: &Connection, verifier_key: &str) -> Result<Ver
             frontier.append(seq - 1, leaf).map_err(|e| BadContent { seq, reason: format!("tree: {e}") })?;
             let (user, patients) = content_keys(&entry).map_err(|reason| BadContent { seq, reason })?;
             if let Some((_, postings)) = in_segment.as_mut() {
-                postings.add(seq, frame.off, index::user_hash(&user), patients.iter().map(|p| index::patient_hash(p)));
+                postings.add(seq, frame.off, &user, &patients);
             }
             prev = leaf;
             prev_time = entry.time_ms;

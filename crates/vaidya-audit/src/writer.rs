@@ -229,7 +229,7 @@ fn append_one(st: &mut State, p: Prepared) -> Result<(), AuditError> {
     st.tip.frontier.append(seq - 1, leaf).map_err(|e| AuditError::Corrupt(format!("Merkle tree at entry {seq}: {e}")))?;
     let off = st.buf.len() as u64;
     journal::push_frame(&mut st.buf, &bytes, &leaf.0);
-    st.index.add(seq, off, index::user_hash(&entry.author), p.patients.iter().map(|p| index::patient_hash(p)));
+    st.index.add(seq, off, &entry.author, &p.patients);
     st.tip.size = seq;
     st.tip.prev_hash = leaf;
     st.tip.last_time_ms = time_ms;
@@ -459,7 +459,7 @@ impl Flusher {
                     checkpoint_due: due,
                 }
             };
-            last_batch = batch.index.entries as usize;
+            last_batch = batch.index.users.len();
             spare = self.flush(batch);
             last_flush = Instant::now();
         }
@@ -477,7 +477,7 @@ impl Flusher {
             Ok(base) => {
                 self.answer(&mut batch.waiters);
                 c.commits.fetch_add(1, Relaxed);
-                c.events.fetch_add(batch.index.entries, Relaxed);
+                c.events.fetch_add(batch.index.entries(), Relaxed);
                 self.current.append_at(&batch.index, *base);
                 self.forget_flushed_inbox_rows(last_seq);
                 self.durable = batch.tip;
@@ -487,7 +487,7 @@ impl Flusher {
             }
             Err(e) => {
                 c.failed.fetch_add(1, Relaxed);
-                tracing::error!("audit journal write failed, {} events not recorded: {e}", batch.index.entries);
+                tracing::error!("audit journal write failed, {} events not recorded: {e}", batch.index.entries());
                 self.shared.state.lock().expect("not poisoned").broken = Some(e.clone());
                 for w in batch.waiters.drain(..) {
                     let _ = w.send(Err(AuditError::CommitFailed(e.clone())));

@@ -32,9 +32,12 @@ fn bin_dir() -> PathBuf {
     }
 }
 
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
 fn as_server_user(program: &Path) -> Command {
-    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
-    if root {
+    if running_as_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
@@ -47,8 +50,7 @@ impl TestPg {
     pub fn start() -> TestPg {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
-        if root {
+        if running_as_root() {
             let ok = Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()).status().unwrap();
             assert!(ok.success(), "chown of the test cluster's directory failed");
         }
