@@ -8,6 +8,8 @@
 use crate::segment::Ledger;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
+use vaidya_store::sql::{Conn, Db};
+use vaidya_store::{Location, sql_params};
 
 /// Most entries in one segment, when checkpoints allow cutting there (a segment always ends at
 /// a checkpoint; the store signs one at least every 200 ms of writing).
@@ -45,18 +47,27 @@ pub trait Source: Send {
 
 /// The data ledger, through a read-only connection to the store's database.
 pub struct DataSource {
-    path: PathBuf,
-    conn: Option<Connection>,
+    location: Location,
+    conn: Option<Conn>,
 }
 
 impl DataSource {
+    /// The store's SQLite file.
     pub fn new(db_path: &Path) -> DataSource {
-        DataSource { path: db_path.to_path_buf(), conn: None }
+        DataSource::at(Location::File(db_path.to_path_buf()))
     }
 
-    fn conn(&mut self) -> Result<&Connection, SourceError> {
+    /// The store wherever it is.
+    pub fn at(location: Location) -> DataSource {
+        DataSource { location, conn: None }
+    }
+
+    fn conn(&mut self) -> Result<&Conn, SourceError> {
         if self.conn.is_none() {
-            self.conn = Some(vaidya_store::open_read_only(&self.path)?);
+            self.conn = Some(match &self.location {
+                Location::File(path) => Conn::Sqlite(vaidya_store::open_read_only(path)?),
+                other => other.open_reader()?,
+            });
         }
         Ok(self.conn.as_ref().expect("just opened"))
     }
@@ -70,53 +81,50 @@ impl Source for DataSource {
     fn next(&mut self, after: u64, with_state: bool) -> Result<Option<Range>, SourceError> {
         let conn = self.conn()?;
         // One read transaction: the checkpoint, its entries and the state are one snapshot.
-        conn.execute_batch("BEGIN")?;
-        let result = read_data_range(conn, after, with_state);
-        let _ = conn.execute_batch("COMMIT");
+        let result = vaidya_store::scan::in_snapshot(conn, |conn, _| read_data_range(conn, after, with_state));
+        if result.is_err() {
+            // A broken connection (a PostgreSQL failover) is opened afresh next time.
+            self.conn = None;
+        }
         result
     }
 
     fn checkpointed(&mut self) -> Result<u64, SourceError> {
         let conn = self.conn()?;
-        Ok(conn.query_row("SELECT coalesce(max(tree_size), 0) FROM checkpoint", [], |r| r.get::<_, i64>(0))? as u64)
+        let size: Option<i64> = conn.query_value("SELECT coalesce(max(tree_size), 0) FROM checkpoint", &[])?;
+        Ok(size.unwrap_or(0) as u64)
     }
 }
 
 /// The entries after `after` up to the furthest signed checkpoint within [`MAX_SEGMENT_ENTRIES`]
 /// (the nearest beyond it if none is within), with that checkpoint; read on `conn`.
-pub fn read_data_range(conn: &Connection, after: u64, with_state: bool) -> Result<Option<Range>, SourceError> {
-    use rusqlite::OptionalExtension;
+pub fn read_data_range(conn: &impl Db, after: u64, with_state: bool) -> Result<Option<Range>, SourceError> {
     let cap = (after + MAX_SEGMENT_ENTRIES) as i64;
+    let checkpoint = |r: &vaidya_store::sql::Cells| Ok((r.get::<u64>(0)?, r.get::<String>(1)?));
     // The furthest checkpoint within the cap, else the nearest beyond it.
-    let pick = conn
-        .prepare_cached("SELECT tree_size, note FROM checkpoint WHERE tree_size > ?1 AND tree_size <= ?2 ORDER BY tree_size DESC LIMIT 1")?
-        .query_row([after as i64, cap], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
-        .optional()?;
+    let pick = conn.query_opt(
+        "SELECT tree_size, note FROM checkpoint WHERE tree_size > ?1 AND tree_size <= ?2 ORDER BY tree_size DESC LIMIT 1",
+        &sql_params![after as i64, cap],
+        checkpoint,
+    )?;
     let pick = match pick {
         Some(p) => Some(p),
-        None => conn
-            .prepare_cached("SELECT tree_size, note FROM checkpoint WHERE tree_size > ?1 ORDER BY tree_size LIMIT 1")?
-            .query_row([after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
-            .optional()?,
+        None => conn.query_opt("SELECT tree_size, note FROM checkpoint WHERE tree_size > ?1 ORDER BY tree_size LIMIT 1", &sql_params![after as i64], checkpoint)?,
     };
     let (size, checkpoint) = match pick {
         Some(p) => p,
         None if with_state => {
             // Nothing new to ship, but the state may have changed: a range of no entries
             // ending at the checkpoint already shipped.
-            match conn
-                .prepare_cached("SELECT tree_size, note FROM checkpoint WHERE tree_size = ?1")?
-                .query_row([after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
-                .optional()?
-            {
+            match conn.query_opt("SELECT tree_size, note FROM checkpoint WHERE tree_size = ?1", &sql_params![after as i64], checkpoint)? {
                 Some(p) => p,
                 None => return Ok(None),
             }
         }
         None => return Ok(None),
     };
-    let mut stmt = conn.prepare_cached("SELECT entry FROM ledger WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")?;
-    let entries = stmt.query_map([after as i64, size as i64], |r| r.get::<_, Vec<u8>>(0))?.collect::<Result<Vec<_>, _>>()?;
+    let entries: Vec<Vec<u8>> =
+        conn.query_map("SELECT entry FROM ledger WHERE seq > ?1 AND seq <= ?2 ORDER BY seq", &sql_params![after as i64, size as i64], |r| r.get(0))?;
     if entries.len() as u64 != size - after {
         return Err(SourceError::Store(vaidya_store::StoreError::Corrupt(format!(
             "the ledger holds {} of the entries {}..={size}",

@@ -88,14 +88,14 @@ impl AppState {
     /// Run a short point read (a primary-key lookup) right here on the async worker. Cheaper
     /// than a hop to the blocking pool for reads that take microseconds; never use it for
     /// searches or scans, which go through [`AppState::read`].
-    pub fn read_now<T>(&self, f: impl FnOnce(&vaidya_store::Connection) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    pub fn read_now<T>(&self, f: impl FnOnce(&vaidya_store::Conn) -> Result<T, ApiError>) -> Result<T, ApiError> {
         self.store.read(f)
     }
 
     /// Run a read on the blocking pool with a reader connection.
     pub async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&vaidya_store::Connection) -> Result<T, ApiError> + Send + 'static,
+        f: impl FnOnce(&vaidya_store::Conn) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.read(f))

@@ -2,7 +2,8 @@
 
 use crate::StoreError;
 use crate::schema::INDEX_TABLES;
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::Db;
+use crate::sql_params;
 use std::collections::HashMap;
 use vaidya_fhir::index::IndexValue;
 use vaidya_fhir::search_params::SearchParam;
@@ -16,21 +17,16 @@ impl ParamIds {
         self.0.clear();
     }
 
-    fn get_or_insert(&mut self, conn: &Connection, rtype: &str, code: &str) -> Result<i64, StoreError> {
+    fn get_or_insert(&mut self, conn: &impl Db, rtype: &str, code: &str) -> Result<i64, StoreError> {
         // Nested maps so that a hit allocates nothing (this runs for every index row).
         if let Some(&id) = self.0.get(rtype).and_then(|m| m.get(code)) {
             return Ok(id);
         }
-        let existing: Option<i64> = conn
-            .prepare_cached("SELECT id FROM sp_param WHERE rtype = ?1 AND code = ?2")?
-            .query_row([rtype, code], |r| r.get(0))
-            .optional()?;
-        let id = match existing {
+        let id = match param_id(conn, rtype, code)? {
             Some(id) => id,
-            None => {
-                conn.prepare_cached("INSERT INTO sp_param (rtype, code) VALUES (?1, ?2)")?.execute([rtype, code])?;
-                conn.last_insert_rowid()
-            }
+            None => conn
+                .query_value("INSERT INTO sp_param (rtype, code) VALUES (?1, ?2) RETURNING id", &sql_params![rtype, code])?
+                .ok_or_else(|| StoreError::Corrupt("an insert returned no id".into()))?,
         };
         self.0.entry(rtype.to_string()).or_default().insert(code.to_string(), id);
         Ok(id)
@@ -38,22 +34,23 @@ impl ParamIds {
 }
 
 /// Look up a parameter's id for searching; `None` if no resource ever had a value for it.
-pub(crate) fn param_id(conn: &Connection, rtype: &str, code: &str) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM sp_param WHERE rtype = ?1 AND code = ?2")?
-        .query_row([rtype, code], |r| r.get(0))
-        .optional()?)
+pub(crate) fn param_id(conn: &impl Db, rtype: &str, code: &str) -> Result<Option<i64>, StoreError> {
+    conn.query_value("SELECT id FROM sp_param WHERE rtype = ?1 AND code = ?2", &sql_params![rtype, code])
 }
 
-pub(crate) fn clear(conn: &Connection, res: i64) -> Result<(), StoreError> {
-    for table in INDEX_TABLES {
-        conn.prepare_cached(&format!("DELETE FROM {table} WHERE res = ?1"))?.execute([res])?;
+/// `DELETE FROM <table> WHERE res = ?1` for each index table, made once.
+static CLEAR_SQL: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| INDEX_TABLES.iter().map(|t| format!("DELETE FROM {t} WHERE res = ?1")).collect());
+
+pub(crate) fn clear(conn: &impl Db, res: i64) -> Result<(), StoreError> {
+    for sql in CLEAR_SQL.iter() {
+        conn.execute(sql, &sql_params![res])?;
     }
     Ok(())
 }
 
 pub(crate) fn insert(
-    conn: &Connection,
+    conn: &impl Db,
     ids: &mut ParamIds,
     rtype: &str,
     res: i64,
@@ -66,59 +63,62 @@ pub(crate) fn insert(
     Ok(())
 }
 
-fn insert_one(conn: &Connection, res: i64, p: i64, value: &IndexValue) -> Result<(), StoreError> {
-    // OR IGNORE: two values that differ only in fields outside the key (a token's display text)
+fn insert_one(conn: &impl Db, res: i64, p: i64, value: &IndexValue) -> Result<(), StoreError> {
+    // DO NOTHING: two values that differ only in fields outside the key (a token's display text)
     // are one index row.
     match value {
-        IndexValue::String { normalized, exact } => conn
-            .prepare_cached("INSERT OR IGNORE INTO ix_string (res, param, value, exact) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![res, p, normalized, exact])?,
-        IndexValue::Token { system, code, text } => conn
-            .prepare_cached("INSERT OR IGNORE INTO ix_token (res, param, system, code, text) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![res, p, system.as_deref().unwrap_or(""), code.as_deref().unwrap_or(""), text])?,
-        IndexValue::Reference { reference, .. } => conn
-            .prepare_cached("INSERT OR IGNORE INTO ix_ref (res, param, target) VALUES (?1, ?2, ?3)")?
-            .execute(params![res, p, reference])?,
-        IndexValue::Date { start_ms, end_ms } => conn
-            .prepare_cached("INSERT OR IGNORE INTO ix_date (res, param, lo, hi) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![res, p, start_ms, end_ms])?,
-        IndexValue::Number { value } => conn
-            .prepare_cached("INSERT OR IGNORE INTO ix_number (res, param, value) VALUES (?1, ?2, ?3)")?
-            .execute(params![res, p, value])?,
-        IndexValue::Quantity { value, system, code, unit } => conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO ix_quantity (res, param, value, system, code, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                res,
-                p,
-                value,
-                system.as_deref().unwrap_or(""),
-                code.as_deref().unwrap_or(""),
-                unit.as_deref().unwrap_or("")
-            ])?,
-        IndexValue::Uri(value) => conn
-            .prepare_cached("INSERT OR IGNORE INTO ix_uri (res, param, value) VALUES (?1, ?2, ?3)")?
-            .execute(params![res, p, value])?,
+        IndexValue::String { normalized, exact } => conn.execute(
+            "INSERT INTO ix_string (res, param, value, exact) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            &sql_params![res, p, normalized, exact],
+        )?,
+        IndexValue::Token { system, code, text } => conn.execute(
+            "INSERT INTO ix_token (res, param, system, code, text) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            &sql_params![res, p, s(system), s(code), text.as_deref()],
+        )?,
+        IndexValue::Reference { reference, .. } => conn.execute(
+            "INSERT INTO ix_ref (res, param, target) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            &sql_params![res, p, reference],
+        )?,
+        IndexValue::Date { start_ms, end_ms } => conn.execute(
+            "INSERT INTO ix_date (res, param, lo, hi) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            &sql_params![res, p, start_ms, end_ms],
+        )?,
+        IndexValue::Number { value } => conn.execute(
+            "INSERT INTO ix_number (res, param, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            &sql_params![res, p, real(*value)],
+        )?,
+        IndexValue::Quantity { value, system, code, unit } => conn.execute(
+            "INSERT INTO ix_quantity (res, param, value, system, code, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            &sql_params![res, p, real(*value), s(system), s(code), s(unit)],
+        )?,
+        IndexValue::Uri(value) => conn.execute(
+            "INSERT INTO ix_uri (res, param, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            &sql_params![res, p, value],
+        )?,
         IndexValue::Composite { parts } => {
             // Shapes the store has no columns for are not indexed, and `value_key` agrees.
             let Some(row) = CompositeRow::of(parts) else { return Ok(()) };
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO ix_composite (res, param, system, code, v_system, v_code, v_text, v_num, v_lo, v_hi, v_target)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            conn.execute(
+                "INSERT INTO ix_composite (res, param, system, code, v_system, v_code, v_text, v_num, v_lo, v_hi, v_target)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+                &sql_params![res, p, row.system, row.code, row.v_system, row.v_code, row.v_text, row.v_num, row.v_lo, row.v_hi, row.v_target],
             )?
-            .execute(params![
-                res, p, row.system, row.code, row.v_system, row.v_code, row.v_text, row.v_num, row.v_lo, row.v_hi, row.v_target
-            ])?
         }
         IndexValue::Position { latitude, longitude } => {
             let (lat, lon) = (real(*latitude), real(*longitude));
             let (x, y, z) = unit_vector(lat, lon);
-            conn.prepare_cached("INSERT OR IGNORE INTO ix_geo (res, param, lat, lon, x, y, z) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
-                .execute(params![res, p, lat, lon, x, y, z])?
+            conn.execute(
+                "INSERT INTO ix_geo (res, param, lat, lon, x, y, z) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                &sql_params![res, p, lat, lon, x, y, z],
+            )?
         }
     };
     Ok(())
+}
+
+/// An optional text column's value ('' for none: key columns are never NULL).
+fn s(o: &Option<String>) -> &str {
+    o.as_deref().unwrap_or("")
 }
 
 /// A REAL as SQLite gives it back: `-0.0` is stored as the integer 0 and read as `0.0`.
@@ -248,70 +248,53 @@ pub(crate) fn expected_rows(_rtype: &str, resource: &serde_json::Value) -> std::
 
 /// The index rows a resource has.
 pub(crate) fn stored_rows(
-    conn: &Connection,
+    conn: &impl Db,
     res: i64,
     params: &HashMap<i64, String>,
 ) -> Result<std::collections::BTreeSet<String>, StoreError> {
     let mut out = std::collections::BTreeSet::new();
     let code = |p: i64| params.get(&p).cloned().unwrap_or_else(|| format!("?{p}"));
-    let mut stmt = conn.prepare_cached("SELECT param, value, exact FROM ix_string WHERE res = ?1")?;
-    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
-        let (p, v, e) = r?;
-        out.insert(row_key("ix_string", &code(p), &[&v, &e]));
-    }
-    let mut stmt = conn.prepare_cached("SELECT param, code, system FROM ix_token WHERE res = ?1")?;
-    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
-        let (p, c, s) = r?;
-        out.insert(row_key("ix_token", &code(p), &[&c, &s]));
-    }
-    let mut stmt = conn.prepare_cached("SELECT param, target FROM ix_ref WHERE res = ?1")?;
-    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
-        let (p, t) = r?;
-        out.insert(row_key("ix_ref", &code(p), &[&t]));
-    }
-    let mut stmt = conn.prepare_cached("SELECT param, lo, hi FROM ix_date WHERE res = ?1")?;
-    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))? {
-        let (p, lo, hi) = r?;
-        out.insert(row_key("ix_date", &code(p), &[&lo.to_string(), &hi.to_string()]));
-    }
-    let mut stmt = conn.prepare_cached("SELECT param, value FROM ix_number WHERE res = ?1")?;
-    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
-        let (p, v) = r?;
-        out.insert(row_key("ix_number", &code(p), &[&format!("{v:?}")]));
-    }
-    let mut stmt = conn.prepare_cached("SELECT param, value, system, code, unit FROM ix_quantity WHERE res = ?1")?;
-    for r in stmt.query_map([res], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
-    })? {
-        let (p, v, s, c, u) = r?;
-        out.insert(row_key("ix_quantity", &code(p), &[&format!("{v:?}"), &s, &c, &u]));
-    }
-    let mut stmt = conn.prepare_cached("SELECT param, value FROM ix_uri WHERE res = ?1")?;
-    for r in stmt.query_map([res], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
-        let (p, v) = r?;
-        out.insert(row_key("ix_uri", &code(p), &[&v]));
-    }
-    let mut stmt = conn.prepare_cached(
+    let key = &sql_params![res];
+    let mut each = |sql: &str, f: &mut dyn FnMut(&crate::sql::Cells) -> Result<String, StoreError>| {
+        conn.for_each_row(sql, key, &mut |r| {
+            out.insert(f(&r)?);
+            Ok(())
+        })
+    };
+    each("SELECT param, value, exact FROM ix_string WHERE res = ?1", &mut |r| {
+        Ok(row_key("ix_string", &code(r.get(0)?), &[&r.get::<String>(1)?, &r.get::<String>(2)?]))
+    })?;
+    each("SELECT param, code, system FROM ix_token WHERE res = ?1", &mut |r| {
+        Ok(row_key("ix_token", &code(r.get(0)?), &[&r.get::<String>(1)?, &r.get::<String>(2)?]))
+    })?;
+    each("SELECT param, target FROM ix_ref WHERE res = ?1", &mut |r| Ok(row_key("ix_ref", &code(r.get(0)?), &[&r.get::<String>(1)?])))?;
+    each("SELECT param, lo, hi FROM ix_date WHERE res = ?1", &mut |r| {
+        Ok(row_key("ix_date", &code(r.get(0)?), &[&r.get::<i64>(1)?.to_string(), &r.get::<i64>(2)?.to_string()]))
+    })?;
+    each("SELECT param, value FROM ix_number WHERE res = ?1", &mut |r| {
+        Ok(row_key("ix_number", &code(r.get(0)?), &[&format!("{:?}", r.get::<f64>(1)?)]))
+    })?;
+    each("SELECT param, value, system, code, unit FROM ix_quantity WHERE res = ?1", &mut |r| {
+        let cols = [format!("{:?}", r.get::<f64>(1)?), r.get(2)?, r.get(3)?, r.get(4)?];
+        Ok(row_key("ix_quantity", &code(r.get(0)?), &[&cols[0], &cols[1], &cols[2], &cols[3]]))
+    })?;
+    each("SELECT param, value FROM ix_uri WHERE res = ?1", &mut |r| Ok(row_key("ix_uri", &code(r.get(0)?), &[&r.get::<String>(1)?])))?;
+    each(
         "SELECT param, code, system, v_code, v_system, v_text, v_num, v_lo, v_hi, v_target FROM ix_composite WHERE res = ?1",
+        &mut |r| {
+            let [c, s, vc, vs, vt]: [String; 5] = [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?];
+            Ok(composite_key(&code(r.get(0)?), [&c, &s, &vc, &vs, &vt], r.get(6)?, r.get(7)?, r.get(8)?, &r.get::<String>(9)?))
+        },
     )?;
-    for r in stmt.query_map([res], |r| {
-        let text = [r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?];
-        Ok((r.get::<_, i64>(0)?, text, r.get::<_, f64>(6)?, r.get::<_, i64>(7)?, r.get::<_, i64>(8)?, r.get::<_, String>(9)?))
-    })? {
-        let (p, [c, s, vc, vs, vt], num, lo, hi, target) = r?;
-        out.insert(composite_key(&code(p), [&c, &s, &vc, &vs, &vt], num, lo, hi, &target));
-    }
-    let mut stmt = conn.prepare_cached("SELECT param, lat, lon, x, y, z FROM ix_geo WHERE res = ?1")?;
-    for r in stmt.query_map([res], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?, r.get::<_, f64>(2)?, [r.get::<_, f64>(3)?, r.get(4)?, r.get(5)?]))
-    })? {
-        let (p, lat, lon, stored) = r?;
+    each("SELECT param, lat, lon, x, y, z FROM ix_geo WHERE res = ?1", &mut |r| {
+        let (lat, lon): (f64, f64) = (r.get(1)?, r.get(2)?);
+        let stored: [f64; 3] = [r.get(3)?, r.get(4)?, r.get(5)?];
         let (x, y, z) = unit_vector(lat, lon);
         let consistent = stored.iter().zip([x, y, z]).all(|(a, b)| (a - b).abs() <= UNIT_VECTOR_TOLERANCE);
         let (lat, lon) = (format!("{lat:?}"), format!("{lon:?}"));
         // A unit vector that is not the position's own makes the row differ from the expected one.
         let cols: &[&str] = if consistent { &[&lat, &lon] } else { &[&lat, &lon, "unit vector does not match"] };
-        out.insert(row_key("ix_geo", &code(p), cols));
-    }
+        Ok(row_key("ix_geo", &code(r.get(0)?), cols))
+    })?;
     Ok(out)
 }

@@ -23,6 +23,7 @@ mod writer;
 pub use content::Body;
 pub use read::{HistoryItem, Stored};
 pub use rusqlite::Connection;
+pub use sql::{Conn, Db};
 pub use writer::{Current, MAX_JOBS_PER_COMMIT, WriteTx, Written};
 
 use std::path::{Path, PathBuf};
@@ -79,16 +80,43 @@ pub struct StoreOptions {
     pub replica: bool,
 }
 
+/// Where a store's database is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A SQLite file (one machine).
+    File(PathBuf),
+    /// A PostgreSQL database, by connection URL or key-value string.
+    Postgres(String),
+}
+
+impl Location {
+    /// A new reader connection: sees the last committed state at each statement.
+    pub fn open_reader(&self) -> Result<Conn, StoreError> {
+        Ok(match self {
+            Location::File(path) => Conn::Sqlite(db::open_reader(path)?),
+            Location::Postgres(url) => Conn::Postgres(sql::PgConn::connect(url)?),
+        })
+    }
+
+    /// For messages: the file's path, or the PostgreSQL URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::File(path) => path.display().to_string(),
+            Location::Postgres(url) => sql::redact_password(url),
+        }
+    }
+}
+
 pub struct Store {
-    path: PathBuf,
+    location: Location,
     checkpointed: tokio::sync::watch::Receiver<u64>,
     /// When set, [`Store::write`] answers only once the ledger has been shipped this far
     /// (synchronous backups); see [`Store::gate_writes_on`].
     gate: std::sync::OnceLock<Gate>,
     writer_tx: crossbeam_channel::Sender<Message>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
-    readers_tx: crossbeam_channel::Sender<Connection>,
-    readers_rx: crossbeam_channel::Receiver<Connection>,
+    readers_tx: crossbeam_channel::Sender<Conn>,
+    readers_rx: crossbeam_channel::Receiver<Conn>,
 }
 
 impl Store {
@@ -109,6 +137,11 @@ impl Store {
         Store::open_inner(path, None, StoreOptions { replica: true, ..Default::default() })
     }
 
+    /// [`Store::open_replica`] wherever the database is (a migration's target).
+    pub fn open_replica_at(location: Location) -> Result<Store, StoreError> {
+        Store::open_at(location, None, StoreOptions { replica: true, ..Default::default() }, None)
+    }
+
     /// Open (creating if new) a department node's store: a replica of the core's ledger
     /// ([`Store::open_replica`]) on which the node may write a downtime branch, whose
     /// checkpoints `node_key` signs (see [`WriteTx::begin_branch`]).
@@ -120,13 +153,33 @@ impl Store {
         Store::open_inner_with_branch(path, key, options, None)
     }
 
+    /// Open (creating the tables if new) a store in a PostgreSQL database. The caller holds
+    /// the writer's lock (see `vaidya serve`): a second writer would fork the hash chain.
+    pub fn open_postgres(url: &str, key: LedgerKey, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_at(Location::Postgres(url.to_string()), Some(key), options, None)
+    }
+
     fn open_inner_with_branch(path: &Path, key: Option<LedgerKey>, options: StoreOptions, branch_key: Option<LedgerKey>) -> Result<Store, StoreError> {
-        let conn = db::open_writer(path)?;
-        if options.restoring {
-            conn.pragma_update(None, "journal_mode", "MEMORY")?;
-            conn.pragma_update(None, "synchronous", "OFF")?;
-        }
-        init_schema(&conn)?;
+        Store::open_at(Location::File(path.to_path_buf()), key, options, branch_key)
+    }
+
+    fn open_at(location: Location, key: Option<LedgerKey>, options: StoreOptions, branch_key: Option<LedgerKey>) -> Result<Store, StoreError> {
+        let conn = match &location {
+            Location::File(path) => {
+                let conn = db::open_writer(path)?;
+                if options.restoring {
+                    conn.pragma_update(None, "journal_mode", "MEMORY")?;
+                    conn.pragma_update(None, "synchronous", "OFF")?;
+                }
+                init_schema(&conn)?;
+                Conn::Sqlite(conn)
+            }
+            Location::Postgres(url) => {
+                let conn = sql::PgConn::connect(url)?;
+                schema::postgres::init(&conn)?;
+                Conn::Postgres(conn)
+            }
+        };
         create_secondary_indexes(&conn)?;
         let (checkpointed_tx, checkpointed) = tokio::sync::watch::channel(0);
         let key = key.filter(|_| !options.replica);
@@ -137,10 +190,10 @@ impl Store {
             .spawn(move || writer.run(rx))?;
         let (readers_tx, readers_rx) = crossbeam_channel::bounded(READERS);
         for _ in 0..READERS {
-            readers_tx.send(db::open_reader(path)?).expect("pool has room for every reader");
+            readers_tx.send(location.open_reader()?).expect("pool has room for every reader");
         }
         Ok(Store {
-            path: path.to_path_buf(),
+            location,
             checkpointed,
             gate: std::sync::OnceLock::new(),
             writer_tx,
@@ -150,8 +203,9 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the database is.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// The size of the latest signed checkpoint, updated as checkpoints are signed.
@@ -271,7 +325,7 @@ impl Store {
     }
 
     /// Run `f` with a reader connection (blocking; call from a blocking context).
-    pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+    pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&Conn) -> Result<T, E>) -> Result<T, E> {
         let conn = self.readers_rx.recv().map_err(|_| E::from(StoreError::WriterGone))?;
         let guard = ReturnOnDrop { conn: Some(conn), pool: &self.readers_tx };
         f(guard.conn.as_ref().expect("present until drop"))
@@ -287,7 +341,7 @@ impl Store {
                     .strip_prefix("CREATE INDEX IF NOT EXISTS ")
                     .and_then(|rest| rest.split_whitespace().next())
                     .expect("secondary index statements name their index");
-                tx.conn().execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+                Db::execute_batch(tx.conn(), &format!("DROP INDEX IF EXISTS {name}"))?;
             }
             Ok(())
         })
@@ -299,10 +353,10 @@ impl Store {
             // CREATE INDEX sorts the whole table. With the writer's settings (temporary data in
             // memory, a 256 MiB page cache) the sort of 1,000,000 patients' string index took
             // 72 s; with temporary files and a small cache, 28 s (BENCHMARKS.md, backups).
-            let conn = tx.conn();
+            let Some(conn) = tx.conn().sqlite() else { return create_secondary_indexes(tx.conn()) };
             conn.pragma_update(None, "temp_store", "FILE")?;
             conn.pragma_update(None, "cache_size", -2_000)?;
-            let built = create_secondary_indexes(conn);
+            let built = create_secondary_indexes(tx.conn());
             conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.pragma_update(None, "cache_size", db::WRITER_CACHE_KIB)?;
             built
@@ -344,8 +398,8 @@ impl Drop for Store {
 }
 
 struct ReturnOnDrop<'p> {
-    conn: Option<Connection>,
-    pool: &'p crossbeam_channel::Sender<Connection>,
+    conn: Option<Conn>,
+    pool: &'p crossbeam_channel::Sender<Conn>,
 }
 
 impl Drop for ReturnOnDrop<'_> {
@@ -381,11 +435,15 @@ fn init_schema(conn: &Connection) -> Result<(), StoreError> {
 
 /// Create the secondary indexes that are missing (all of them for a new database; those an
 /// interrupted bulk load dropped).
-fn create_secondary_indexes(conn: &Connection) -> Result<(), StoreError> {
-    for sql in schema::ADDED_TABLES.iter().chain(schema::SECONDARY_INDEXES) {
+fn create_secondary_indexes(conn: &impl Db) -> Result<(), StoreError> {
+    let dialect = conn.dialect();
+    for sql in schema::ADDED_TABLES {
+        conn.execute_batch(&schema::for_dialect(sql, dialect))?;
+    }
+    for sql in schema::SECONDARY_INDEXES {
         conn.execute_batch(sql)?;
     }
-    for sql in state::version_triggers() {
+    for sql in state::version_triggers(dialect) {
         conn.execute_batch(&sql)?;
     }
     Ok(())
@@ -393,22 +451,20 @@ fn create_secondary_indexes(conn: &Connection) -> Result<(), StoreError> {
 
 /// The Merkle tree's right edge after the first `size` entries, from the stored hashes (where
 /// a department node's branch continues the ledger).
-pub fn frontier_at(conn: &Connection, size: u64) -> Result<vaidya_ledger::Frontier, StoreError> {
-    vaidya_ledger::Frontier::at(size, &merkle::SqliteHashReader(conn))
+pub fn frontier_at(conn: &impl Db, size: u64) -> Result<vaidya_ledger::Frontier, StoreError> {
+    vaidya_ledger::Frontier::at(size, &merkle::DbHashReader(conn))
         .map_err(|e| StoreError::Corrupt(format!("Merkle tree hashes unreadable at {size} entries: {e}")))
 }
 
 /// The leaf hash of entry `seq` (the hash the next entry chains to), if the ledger has it.
-pub fn leaf_at(conn: &Connection, seq: u64) -> Result<Option<vaidya_ledger::EntryHash>, StoreError> {
-    use rusqlite::OptionalExtension;
-    let bytes: Option<Vec<u8>> =
-        conn.prepare_cached("SELECT entry FROM ledger WHERE seq = ?1")?.query_row([seq as i64], |r| r.get(0)).optional()?;
+pub fn leaf_at(conn: &impl Db, seq: u64) -> Result<Option<vaidya_ledger::EntryHash>, StoreError> {
+    let bytes: Option<Vec<u8>> = conn.query_value("SELECT entry FROM ledger WHERE seq = ?1", &sql_params![seq as i64])?;
     Ok(bytes.map(|b| vaidya_ledger::hash_encoded(&b)))
 }
 
 /// The ledger's Merkle root at `size` entries, from the stored tree hashes (drills compare a
 /// restored copy with it).
-pub fn merkle_root(conn: &Connection, size: u64) -> Result<vaidya_ledger::Hash, StoreError> {
+pub fn merkle_root(conn: &impl Db, size: u64) -> Result<vaidya_ledger::Hash, StoreError> {
     merkle::root(conn, size).map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root at {size} entries: {e}")))
 }
 

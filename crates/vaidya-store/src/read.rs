@@ -1,7 +1,8 @@
 //! Reads of current and past versions, and of history, from the ledger and its projections.
 
 use crate::StoreError;
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::Db;
+use crate::sql_params;
 use vaidya_ledger::{Entry, Op};
 
 /// One stored version of a resource.
@@ -25,11 +26,9 @@ pub struct HistoryItem {
     pub stored: Stored,
 }
 
-pub fn entry(conn: &Connection, seq: u64) -> Result<Entry, StoreError> {
+pub fn entry(conn: &impl Db, seq: u64) -> Result<Entry, StoreError> {
     let bytes: Vec<u8> = conn
-        .prepare_cached("SELECT entry FROM ledger WHERE seq = ?1")?
-        .query_row([seq as i64], |r| r.get(0))
-        .optional()?
+        .query_value("SELECT entry FROM ledger WHERE seq = ?1", &sql_params![seq as i64])?
         .ok_or_else(|| StoreError::Corrupt(format!("ledger entry {seq} is missing")))?;
     Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("ledger entry {seq}: {e}")))
 }
@@ -46,19 +45,14 @@ fn stored_from(entry: Entry) -> Stored {
 }
 
 /// The current version (which may be a deletion), or `None` if the resource never existed.
-pub fn current(conn: &Connection, rtype: &str, rid: &str) -> Result<Option<Stored>, StoreError> {
-    let seq: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM resource WHERE rtype = ?1 AND rid = ?2")?
-        .query_row([rtype, rid], |r| r.get(0))
-        .optional()?;
+pub fn current(conn: &impl Db, rtype: &str, rid: &str) -> Result<Option<Stored>, StoreError> {
+    let seq: Option<i64> = conn.query_value("SELECT seq FROM resource WHERE rtype = ?1 AND rid = ?2", &sql_params![rtype, rid])?;
     seq.map(|s| entry(conn, s as u64).map(stored_from)).transpose()
 }
 
-pub fn version(conn: &Connection, rtype: &str, rid: &str, version: u64) -> Result<Option<Stored>, StoreError> {
+pub fn version(conn: &impl Db, rtype: &str, rid: &str, version: u64) -> Result<Option<Stored>, StoreError> {
     let seq: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 AND version = ?3")?
-        .query_row(params![rtype, rid, version as i64], |r| r.get(0))
-        .optional()?;
+        .query_value("SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 AND version = ?3", &sql_params![rtype, rid, version as i64])?;
     seq.map(|s| entry(conn, s as u64).map(stored_from)).transpose()
 }
 
@@ -72,7 +66,7 @@ pub enum HistoryScope<'a> {
 /// History newest first, `count` items after skipping `offset`, of entries at or after
 /// `since_ms` (with the total of such entries).
 pub fn history(
-    conn: &Connection,
+    conn: &impl Db,
     scope: HistoryScope<'_>,
     since_ms: Option<i64>,
     count: usize,
@@ -87,29 +81,25 @@ pub fn history(
             collect(
                 conn,
                 "SELECT seq FROM ledger WHERE seq >= ?1 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
-                params![from_seq, count as i64, offset as i64],
+                &sql_params![from_seq, count as i64, offset as i64],
             )?,
-            conn.query_row("SELECT count(*) FROM ledger WHERE seq >= ?1", [from_seq], |r| r.get(0))?,
+            count_of(conn, "SELECT count(*) FROM ledger WHERE seq >= ?1", &sql_params![from_seq])?,
         ),
         HistoryScope::Type(t) => (
             collect(
                 conn,
                 "SELECT seq FROM history WHERE rtype = ?1 AND seq >= ?2 ORDER BY seq DESC LIMIT ?3 OFFSET ?4",
-                params![t, from_seq, count as i64, offset as i64],
+                &sql_params![t, from_seq, count as i64, offset as i64],
             )?,
-            conn.query_row("SELECT count(*) FROM history WHERE rtype = ?1 AND seq >= ?2", params![t, from_seq], |r| r.get(0))?,
+            count_of(conn, "SELECT count(*) FROM history WHERE rtype = ?1 AND seq >= ?2", &sql_params![t, from_seq])?,
         ),
         HistoryScope::Instance(t, id) => (
             collect(
                 conn,
                 "SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 AND seq >= ?3 ORDER BY version DESC LIMIT ?4 OFFSET ?5",
-                params![t, id, from_seq, count as i64, offset as i64],
+                &sql_params![t, id, from_seq, count as i64, offset as i64],
             )?,
-            conn.query_row(
-                "SELECT count(*) FROM history WHERE rtype = ?1 AND rid = ?2 AND seq >= ?3",
-                params![t, id, from_seq],
-                |r| r.get(0),
-            )?,
+            count_of(conn, "SELECT count(*) FROM history WHERE rtype = ?1 AND rid = ?2 AND seq >= ?3", &sql_params![t, id, from_seq])?,
         ),
     };
     let mut items = Vec::with_capacity(seqs.len());
@@ -122,20 +112,20 @@ pub fn history(
 
 /// Every version of resources of `rtype` written in `[from_ms, until_ms)`, oldest first, at
 /// most `limit` (for day reports: the ledger's order is the order things happened).
-pub fn type_versions_between(conn: &Connection, rtype: &str, from_ms: i64, until_ms: i64, limit: usize) -> Result<Vec<Stored>, StoreError> {
+pub fn type_versions_between(conn: &impl Db, rtype: &str, from_ms: i64, until_ms: i64, limit: usize) -> Result<Vec<Stored>, StoreError> {
     let from = first_seq_at_or_after(conn, from_ms)? as i64;
     let until = first_seq_at_or_after(conn, until_ms)? as i64;
     let seqs = collect(
         conn,
         "SELECT seq FROM history WHERE rtype = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
-        params![rtype, from, until, limit as i64],
+        &sql_params![rtype, from, until, limit as i64],
     )?;
     seqs.into_iter().map(|s| entry(conn, s as u64).map(stored_from)).collect()
 }
 
 /// The first entry committed at or after `ms`. Entry times never decrease along the ledger
 /// (the writer keeps them monotonic), so a binary search over sequence numbers finds it.
-pub fn first_seq_at_or_after(conn: &Connection, ms: i64) -> Result<u64, StoreError> {
+pub fn first_seq_at_or_after(conn: &impl Db, ms: i64) -> Result<u64, StoreError> {
     let (mut lo, mut hi) = (1u64, ledger_size(conn)? + 1);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -148,14 +138,16 @@ pub fn first_seq_at_or_after(conn: &Connection, ms: i64) -> Result<u64, StoreErr
     Ok(lo)
 }
 
-fn collect(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<i64>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(p, |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+fn collect(conn: &impl Db, sql: &str, p: &[crate::sql::Value<'_>]) -> Result<Vec<i64>, StoreError> {
+    conn.query_map(sql, p, |r| r.get(0))
+}
+
+fn count_of(conn: &impl Db, sql: &str, p: &[crate::sql::Value<'_>]) -> Result<i64, StoreError> {
+    Ok(conn.query_value(sql, p)?.unwrap_or(0))
 }
 
 /// Number of entries in the ledger.
-pub fn ledger_size(conn: &Connection) -> Result<u64, StoreError> {
-    let n: Option<i64> = conn.query_row("SELECT max(seq) FROM ledger", [], |r| r.get(0))?;
-    Ok(n.unwrap_or(0) as u64)
+pub fn ledger_size(conn: &impl Db) -> Result<u64, StoreError> {
+    let n: Option<Option<i64>> = conn.query_value("SELECT max(seq) FROM ledger", &[])?;
+    Ok(n.flatten().unwrap_or(0) as u64)
 }

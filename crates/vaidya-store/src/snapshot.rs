@@ -59,11 +59,9 @@ pub fn copy(db: &Path, out: &Path) -> Result<CopyInfo, StoreError> {
 }
 
 /// Size, root and last entry time of a database's ledger (from its stored tree).
-pub fn describe(conn: &Connection) -> Result<CopyInfo, StoreError> {
-    let last: Option<(i64, Vec<u8>)> = {
-        use rusqlite::OptionalExtension;
-        conn.query_row("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?
-    };
+pub fn describe(conn: &impl crate::sql::Db) -> Result<CopyInfo, StoreError> {
+    let last: Option<(i64, Vec<u8>)> =
+        conn.query_opt("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1", &[], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let (size, last_time_ms) = match last {
         None => (0, 0),
         Some((seq, bytes)) => (
@@ -94,9 +92,9 @@ mod tests {
         }
         store
             .write_blocking(|tx| {
-                tx.conn()
-                    .execute("INSERT INTO api_user (name, role, must_change_password, created_ms) VALUES ('u', 'doctor', 0, 0)", [])?;
-                tx.conn().execute("INSERT INTO api_token (id, secret_hash, user_name, created_ms) VALUES ('t', x'00', 'u', 0)", [])?;
+                use crate::sql::Db;
+                tx.conn().execute("INSERT INTO api_user (name, role, must_change_password, created_ms) VALUES ('u', 'doctor', 0, 0)", &[])?;
+                tx.conn().execute("INSERT INTO api_token (id, secret_hash, user_name, created_ms) VALUES ('t', x'00', 'u', 0)", &[])?;
                 Ok::<_, StoreError>(())
             })
             .unwrap();

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 pub enum Value<'a> {
     Null,
     Int(i64),
+    Real(f64),
     Text(&'a str),
     Blob(&'a [u8]),
 }
@@ -28,6 +29,24 @@ pub enum Value<'a> {
 impl From<i64> for Value<'_> {
     fn from(v: i64) -> Self {
         Value::Int(v)
+    }
+}
+
+impl From<f64> for Value<'_> {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+
+impl From<&i64> for Value<'_> {
+    fn from(v: &i64) -> Self {
+        Value::Int(*v)
+    }
+}
+
+impl From<&f64> for Value<'_> {
+    fn from(v: &f64) -> Self {
+        Value::Real(*v)
     }
 }
 
@@ -74,6 +93,46 @@ impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
     }
 }
 
+/// A query parameter that owns its text or bytes (queries built up piece by piece).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnedValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl OwnedValue {
+    pub fn value(&self) -> Value<'_> {
+        match self {
+            OwnedValue::Null => Value::Null,
+            OwnedValue::Int(i) => Value::Int(*i),
+            OwnedValue::Real(f) => Value::Real(*f),
+            OwnedValue::Text(s) => Value::Text(s),
+            OwnedValue::Blob(b) => Value::Blob(b),
+        }
+    }
+}
+
+impl From<i64> for OwnedValue {
+    fn from(v: i64) -> Self {
+        OwnedValue::Int(v)
+    }
+}
+
+impl From<f64> for OwnedValue {
+    fn from(v: f64) -> Self {
+        OwnedValue::Real(v)
+    }
+}
+
+impl From<String> for OwnedValue {
+    fn from(v: String) -> Self {
+        OwnedValue::Text(v)
+    }
+}
+
 /// `[a.into(), b.into(), ...]`: the parameters of a query.
 #[macro_export]
 macro_rules! sql_params {
@@ -103,6 +162,11 @@ pub struct Cells {
 }
 
 impl Cells {
+    /// Every cell, in column order.
+    pub fn cells(&self) -> &[Cell] {
+        &self.cells
+    }
+
     /// Cell `i` as a `T` (an error names the column when the type does not fit).
     pub fn get<T: FromCell>(&self, i: usize) -> Result<T, StoreError> {
         let cell = self.cells.get(i).ok_or_else(|| StoreError::Corrupt(format!("the query has no column {i}")))?;
@@ -121,6 +185,23 @@ impl FromCell for i64 {
             Cell::Int(i) => Some(*i),
             _ => None,
         }
+    }
+}
+
+/// A REAL column; SQLite may hand back an integral value as an integer.
+impl FromCell for f64 {
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Real(f) => Some(*f),
+            Cell::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+}
+
+impl FromCell for u64 {
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        i64::from_cell(cell).and_then(|i| u64::try_from(i).ok())
     }
 }
 
@@ -176,6 +257,23 @@ pub trait Db {
     /// Run several statements separated by `;` (schemas), without parameters.
     fn execute_batch(&self, sql: &str) -> Result<(), StoreError>;
 
+    /// Begin a write transaction. SQLite takes its write lock at once (`IMMEDIATE`), so that
+    /// a transaction never fails halfway for want of it; PostgreSQL locks rows as it goes.
+    fn begin_write(&self) -> Result<(), StoreError> {
+        self.execute_batch(match self.dialect() {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        })
+    }
+
+    /// The single value of a query's first row (`None` when there is no row).
+    fn query_value<T: FromCell>(&self, sql: &str, params: &[Value<'_>]) -> Result<Option<T>, StoreError>
+    where
+        Self: Sized,
+    {
+        self.query_opt(sql, params, |r| r.get::<T>(0))
+    }
+
     /// Every row, each turned into a `T` by `f`.
     fn query_map<T>(&self, sql: &str, params: &[Value<'_>], mut f: impl FnMut(&Cells) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError>
     where
@@ -211,6 +309,7 @@ impl rusqlite::ToSql for Value<'_> {
         Ok(ToSqlOutput::Borrowed(match *self {
             Value::Null => ValueRef::Null,
             Value::Int(i) => ValueRef::Integer(i),
+            Value::Real(f) => ValueRef::Real(f),
             Value::Text(s) => ValueRef::Text(s.as_bytes()),
             Value::Blob(b) => ValueRef::Blob(b),
         }))
@@ -252,6 +351,9 @@ impl Db for rusqlite::Connection {
     }
 }
 
+/// Prepared statements kept per PostgreSQL connection (as `rusqlite`'s cache is set in `db.rs`).
+const STATEMENT_CACHE: usize = 256;
+
 /// A PostgreSQL connection (blocking), with its statements prepared once each.
 pub struct PgConn {
     client: RefCell<postgres::Client>,
@@ -272,7 +374,12 @@ impl PgConn {
             return Ok(s.clone());
         }
         let prepared = self.client.borrow_mut().prepare(&numbered_placeholders(sql))?;
-        self.statements.borrow_mut().insert(sql.to_string(), prepared.clone());
+        let mut cache = self.statements.borrow_mut();
+        // Searches make many shapes of statement: the cache is bounded as SQLite's is.
+        if cache.len() >= STATEMENT_CACHE {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), prepared.clone());
         Ok(prepared)
     }
 }
@@ -337,6 +444,7 @@ impl postgres::types::ToSql for Value<'_> {
             Value::Int(i) if *ty == Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
             Value::Int(i) if *ty == Type::BOOL => (i != 0).to_sql(ty, out),
             Value::Int(i) => i.to_sql(ty, out),
+            Value::Real(f) => f.to_sql(ty, out),
             Value::Text(s) => s.to_sql(ty, out),
             Value::Blob(b) => b.to_sql(ty, out),
         }
@@ -356,6 +464,7 @@ impl postgres::types::ToSql for Value<'_> {
         let fits = match self {
             Value::Null => true,
             Value::Int(_) => [Type::INT2, Type::INT4, Type::INT8, Type::BOOL].contains(ty),
+            Value::Real(_) => *ty == Type::FLOAT8,
             Value::Text(_) => <&str as ToSql>::accepts(ty),
             Value::Blob(_) => <&[u8] as ToSql>::accepts(ty),
         };
@@ -364,6 +473,7 @@ impl postgres::types::ToSql for Value<'_> {
             let kind = match self {
                 Value::Null => "NULL",
                 Value::Int(_) => "an integer",
+                Value::Real(_) => "a number",
                 Value::Text(_) => "text",
                 Value::Blob(_) => "bytes",
             };
@@ -371,6 +481,102 @@ impl postgres::types::ToSql for Value<'_> {
         }
         self.to_sql(ty, out)
     }
+}
+
+/// A connection to either engine: what the store's writer and readers hold, so that one
+/// store serves a SQLite file or a PostgreSQL database with the same code.
+pub enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(PgConn),
+}
+
+impl Conn {
+    /// The SQLite connection, for the few things only SQLite has (online backup of the file,
+    /// pragmas); `None` on PostgreSQL.
+    pub fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        match self {
+            Conn::Sqlite(c) => Some(c),
+            Conn::Postgres(_) => None,
+        }
+    }
+}
+
+impl Conn {
+    /// The SQLite connection of a store that is always SQLite (a department node's, whose
+    /// downtime tables live only there); an error naming `what` otherwise.
+    pub fn require_sqlite(&self, what: &str) -> Result<&rusqlite::Connection, StoreError> {
+        self.sqlite().ok_or_else(|| StoreError::Corrupt(format!("{what} is kept only in SQLite (a department node's store), not in PostgreSQL")))
+    }
+}
+
+impl Db for Conn {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        match self {
+            Conn::Sqlite(c) => Db::execute(c, sql, params),
+            Conn::Postgres(c) => c.execute(sql, params),
+        }
+    }
+
+    fn for_each_row(&self, sql: &str, params: &[Value<'_>], each: &mut dyn FnMut(Cells) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlite(c) => c.for_each_row(sql, params, each),
+            Conn::Postgres(c) => c.for_each_row(sql, params, each),
+        }
+    }
+
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlite(c) => Db::execute_batch(c, sql),
+            Conn::Postgres(c) => c.execute_batch(sql),
+        }
+    }
+}
+
+/// A PostgreSQL connection string fit for a log line: a URL's password (`user:secret@`) or a
+/// key-value string's `password=...` replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
+        let scheme = &url[..url.len() - rest.len()];
+        let (authority, tail) = rest.split_once('/').map_or((rest, None), |(a, t)| (a, Some(t)));
+        let authority = match authority.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => authority.to_string(),
+            },
+            None => authority.to_string(),
+        };
+        return match tail {
+            Some(t) => format!("{scheme}{authority}/{}", redact_key_values(t)),
+            None => format!("{scheme}{authority}"),
+        };
+    }
+    redact_key_values(url)
+}
+
+fn redact_key_values(s: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for part in s.split(['&', ' ', '?']) {
+        match part.split_once('=') {
+            Some((k, _)) if k.trim() == "password" => out.push(format!("{k}=***")),
+            _ => out.push(part.to_string()),
+        }
+    }
+    // Rejoin with the separators the string had.
+    let mut rebuilt = String::with_capacity(s.len());
+    let mut parts = out.into_iter();
+    rebuilt.push_str(&parts.next().unwrap_or_default());
+    for sep in s.chars().filter(|c| matches!(c, '&' | ' ' | '?')) {
+        rebuilt.push(sep);
+        rebuilt.push_str(&parts.next().unwrap_or_default());
+    }
+    rebuilt
 }
 
 /// `?1` → `$1` outside quoted strings and identifiers (SQLite's numbered placeholders are
@@ -404,6 +610,14 @@ mod tests {
         assert_eq!(numbered_placeholders("SELECT '?1', \"x?2\" WHERE a = ?3"), "SELECT '?1', \"x?2\" WHERE a = $3");
         // An escaped quote ('') closes and reopens the string: still inside it.
         assert_eq!(numbered_placeholders("SELECT 'it''s ?1' WHERE a = ?2"), "SELECT 'it''s ?1' WHERE a = $2");
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(redact_password("postgres://vaidya:s3cret@db1:5432/vaidya"), "postgres://vaidya:***@db1:5432/vaidya");
+        assert_eq!(redact_password("postgresql://vaidya@db1/vaidya?sslmode=disable&password=s3cret"), "postgresql://vaidya@db1/vaidya?sslmode=disable&password=***");
+        assert_eq!(redact_password("host=/run/postgresql dbname=vaidya password=s3cret"), "host=/run/postgresql dbname=vaidya password=***");
+        assert_eq!(redact_password("host=db1 dbname=vaidya"), "host=db1 dbname=vaidya");
     }
 
     #[test]

@@ -9,8 +9,7 @@
 //! on every failed login and would make every snapshot differ.
 
 use crate::StoreError;
-use rusqlite::Connection;
-use rusqlite::types::Value as Sql;
+use crate::sql::{Cell, Db, Dialect, OwnedValue};
 use serde_json::{Map, Value, json};
 
 /// The tables carried, and the columns of each left out.
@@ -29,7 +28,7 @@ pub fn table_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// The current state as JSON bytes (same state, same bytes: tables and rows in a fixed order).
-pub fn snapshot(conn: &Connection) -> Result<Vec<u8>, StoreError> {
+pub fn snapshot(conn: &impl Db) -> Result<Vec<u8>, StoreError> {
     let mut out = Map::new();
     for (table, left_out) in TABLES {
         out.insert(table.to_string(), table_value(conn, table, left_out)?);
@@ -38,7 +37,7 @@ pub fn snapshot(conn: &Connection) -> Result<Vec<u8>, StoreError> {
 }
 
 /// One carried table as JSON bytes (`{"columns": [...], "rows": [...]}`, rows in a fixed order).
-pub fn table_snapshot(conn: &Connection, table: &str) -> Result<Vec<u8>, StoreError> {
+pub fn table_snapshot(conn: &impl Db, table: &str) -> Result<Vec<u8>, StoreError> {
     let (name, left_out) = TABLES.iter().find(|(t, _)| *t == table).ok_or_else(|| StoreError::Corrupt(format!("{table} is not a state table")))?;
     Ok(serde_json::to_vec(&table_value(conn, name, left_out)?).expect("JSON values serialise"))
 }
@@ -61,45 +60,67 @@ pub fn assemble(tables: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// How often each carried table has changed (kept by triggers in the same transaction as the
 /// change): a reader sees whether a table changed since it last looked without reading it.
-pub fn versions(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT tbl, v FROM state_version")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn versions(conn: &impl Db) -> Result<Vec<(String, i64)>, StoreError> {
+    conn.query_map("SELECT tbl, v FROM state_version", &[], |r| Ok((r.get(0)?, r.get(1)?)))
 }
 
 /// The SQL that keeps [`versions`]: a counter per table and a trigger per change.
-pub fn version_triggers() -> Vec<String> {
-    let mut sql = vec!["CREATE TABLE IF NOT EXISTS state_version (tbl TEXT PRIMARY KEY, v INTEGER NOT NULL)".to_string()];
+pub fn version_triggers(dialect: Dialect) -> Vec<String> {
+    let mut sql = vec!["CREATE TABLE IF NOT EXISTS state_version (tbl TEXT PRIMARY KEY, v BIGINT NOT NULL)".to_string()];
+    if dialect == Dialect::Postgres {
+        // One function for every table; PostgreSQL's triggers call a function.
+        sql.push(
+            "CREATE OR REPLACE FUNCTION vaidya_state_version() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             UPDATE state_version SET v = v + 1 WHERE tbl = TG_TABLE_NAME; RETURN NULL; END $$"
+                .to_string(),
+        );
+    }
     for (t, _) in TABLES {
-        sql.push(format!("INSERT OR IGNORE INTO state_version (tbl, v) VALUES ('{t}', 0)"));
+        sql.push(format!("INSERT INTO state_version (tbl, v) VALUES ('{t}', 0) ON CONFLICT DO NOTHING"));
         for op in ["INSERT", "UPDATE", "DELETE"] {
-            sql.push(format!(
-                "CREATE TRIGGER IF NOT EXISTS state_version_{t}_{} AFTER {op} ON {t} BEGIN UPDATE state_version SET v = v + 1 WHERE tbl = '{t}'; END",
-                op.to_lowercase()
-            ));
+            let name = format!("state_version_{t}_{}", op.to_lowercase());
+            sql.push(match dialect {
+                Dialect::Sqlite => format!(
+                    "CREATE TRIGGER IF NOT EXISTS {name} AFTER {op} ON {t} BEGIN UPDATE state_version SET v = v + 1 WHERE tbl = '{t}'; END"
+                ),
+                Dialect::Postgres => {
+                    format!("CREATE OR REPLACE TRIGGER {name} AFTER {op} ON {t} FOR EACH ROW EXECUTE FUNCTION vaidya_state_version()")
+                }
+            });
         }
     }
     sql
 }
 
-fn table_value(conn: &Connection, table: &str, left_out: &[&str]) -> Result<Value, StoreError> {
+fn table_value(conn: &impl Db, table: &str, left_out: &[&str]) -> Result<Value, StoreError> {
     let columns = carried_columns(conn, table, left_out)?;
     let list = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
-    let mut stmt = conn.prepare(&format!("SELECT {list} FROM {table} ORDER BY {list}"))?;
-    let rows = stmt.query_map([], |r| {
-        (0..columns.len()).map(|i| r.get::<_, Sql>(i).map(to_json)).collect::<Result<Vec<Value>, _>>()
+    // Text is ordered by its bytes on both engines (PostgreSQL would otherwise use the
+    // database's collation): the same state gives the same bytes wherever it is kept.
+    let order = columns.iter().map(|c| format!("\"{c}\"{}", byte_order(conn.dialect()))).collect::<Vec<_>>().join(", ");
+    let rows = conn.query_map(&format!("SELECT {list} FROM {table} ORDER BY {order}"), &[], |r| {
+        Ok(Value::Array(r.cells().iter().map(to_json).collect()))
     })?;
-    let rows: Vec<Value> = rows.map(|r| r.map(Value::Array)).collect::<Result<_, _>>()?;
     Ok(json!({"columns": columns, "rows": rows}))
+}
+
+fn byte_order(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " COLLATE \"C\"",
+    }
 }
 
 /// Replace the carried tables' rows with a snapshot's. Columns the snapshot has that this
 /// schema lacks are refused (a backup from a newer Vaidya); columns it lacks take defaults.
-pub fn restore(conn: &Connection, bytes: &[u8]) -> Result<(), StoreError> {
+pub fn restore(conn: &impl Db, bytes: &[u8]) -> Result<(), StoreError> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("state snapshot: {e}")))?;
     // Accounts are replaced whole, but sessions made here (a department node's sign-ins) name
     // them: the references are checked at commit, when the accounts are back.
-    conn.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+    conn.execute_batch(match conn.dialect() {
+        Dialect::Sqlite => "PRAGMA defer_foreign_keys = ON",
+        Dialect::Postgres => "SET CONSTRAINTS ALL DEFERRED",
+    })?;
     for (table, left_out) in TABLES {
         let Some(t) = doc.get(*table) else { continue };
         let known = carried_columns(conn, table, left_out)?;
@@ -112,48 +133,55 @@ pub fn restore(conn: &Connection, bytes: &[u8]) -> Result<(), StoreError> {
         if let Some(unknown) = columns.iter().find(|c| !known.contains(c)) {
             return Err(StoreError::Corrupt(format!("state snapshot: {table}.{unknown} is not a column this Vaidya knows")));
         }
-        conn.execute(&format!("DELETE FROM {table}"), [])?;
+        conn.execute(&format!("DELETE FROM {table}"), &[])?;
         let list = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
         let marks = (1..=columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-        let mut insert = conn.prepare(&format!("INSERT INTO {table} ({list}) VALUES ({marks})"))?;
+        let insert = format!("INSERT INTO {table} ({list}) VALUES ({marks})");
         for row in t["rows"].as_array().into_iter().flatten() {
             let values = row
                 .as_array()
                 .filter(|v| v.len() == columns.len())
                 .ok_or_else(|| StoreError::Corrupt(format!("state snapshot: a {table} row has the wrong number of values")))?;
-            let values: Vec<Sql> = values.iter().map(from_json).collect::<Result<_, _>>()?;
-            insert.execute(rusqlite::params_from_iter(values))?;
+            let owned: Vec<OwnedValue> = values.iter().map(from_json).collect::<Result<_, _>>()?;
+            let params: Vec<crate::sql::Value<'_>> = owned.iter().map(OwnedValue::value).collect();
+            conn.execute(&insert, &params)?;
         }
     }
     // Sessions of accounts that are gone with the new state go with them.
-    conn.execute("DELETE FROM api_token WHERE user_name NOT IN (SELECT name FROM api_user)", [])?;
+    conn.execute("DELETE FROM api_token WHERE user_name NOT IN (SELECT name FROM api_user)", &[])?;
     Ok(())
 }
 
-fn carried_columns(conn: &Connection, table: &str, left_out: &[&str]) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))?;
-    let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+fn carried_columns(conn: &impl Db, table: &str, left_out: &[&str]) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = match conn.dialect() {
+        Dialect::Sqlite => conn.query_map(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"), &[], |r| r.get(0))?,
+        Dialect::Postgres => conn.query_map(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ?1 ORDER BY ordinal_position",
+            &crate::sql_params![table],
+            |r| r.get(0),
+        )?,
+    };
     Ok(names.into_iter().filter(|n| !left_out.contains(&n.as_str())).collect())
 }
 
-fn to_json(v: Sql) -> Value {
+fn to_json(v: &Cell) -> Value {
     match v {
-        Sql::Null => Value::Null,
-        Sql::Integer(i) => json!(i),
-        Sql::Real(f) => json!(f),
-        Sql::Text(s) => Value::String(s),
-        Sql::Blob(b) => json!({"hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
+        Cell::Null => Value::Null,
+        Cell::Int(i) => json!(i),
+        Cell::Real(f) => json!(f),
+        Cell::Text(s) => Value::String(s.clone()),
+        Cell::Blob(b) => json!({"hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
     }
 }
 
-fn from_json(v: &Value) -> Result<Sql, StoreError> {
+fn from_json(v: &Value) -> Result<OwnedValue, StoreError> {
     let bad = || StoreError::Corrupt(format!("state snapshot: unexpected value {v}"));
     Ok(match v {
-        Value::Null => Sql::Null,
-        Value::String(s) => Sql::Text(s.clone()),
+        Value::Null => OwnedValue::Null,
+        Value::String(s) => OwnedValue::Text(s.clone()),
         Value::Number(n) => match n.as_i64() {
-            Some(i) => Sql::Integer(i),
-            None => Sql::Real(n.as_f64().ok_or_else(bad)?),
+            Some(i) => OwnedValue::Int(i),
+            None => OwnedValue::Real(n.as_f64().ok_or_else(bad)?),
         },
         Value::Object(o) => {
             let hex = o.get("hex").and_then(Value::as_str).ok_or_else(bad)?;
@@ -162,7 +190,7 @@ fn from_json(v: &Value) -> Result<Sql, StoreError> {
                 .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
                 .collect::<Option<Vec<u8>>>()
                 .ok_or_else(bad)?;
-            Sql::Blob(bytes)
+            OwnedValue::Blob(bytes)
         }
         _ => return Err(bad()),
     })
@@ -172,13 +200,15 @@ fn from_json(v: &Value) -> Result<Sql, StoreError> {
 mod tests {
     use super::*;
 
+    use rusqlite::Connection;
+
     fn db() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(crate::schema::SCHEMA).unwrap();
         for sql in crate::schema::ADDED_TABLES {
             conn.execute_batch(sql).unwrap();
         }
-        for sql in version_triggers() {
+        for sql in version_triggers(Dialect::Sqlite) {
             conn.execute_batch(&sql).unwrap();
         }
         conn

@@ -6,7 +6,7 @@
 
 use crate::StoreError;
 use crate::schema::INDEX_TABLES;
-use rusqlite::Connection;
+use crate::sql::Db;
 use std::collections::{BTreeSet, HashMap};
 use vaidya_ledger::{Entry, Hash, HashReader, Op, TlogError, hash_encoded, stored_hash_index, stored_hashes_for_record_hash};
 
@@ -67,7 +67,7 @@ fn collector(problems: &mut Vec<Problem>) -> impl FnMut(Option<u64>, String) + '
     }
 }
 
-pub fn verify(conn: &Connection, verifier_key: &str) -> Result<VerifyReport, StoreError> {
+pub fn verify(conn: &impl Db, verifier_key: &str) -> Result<VerifyReport, StoreError> {
     let mut problems = Vec::new();
     let mut note = collector(&mut problems);
     let pass = check_ledger(conn, verifier_key, true, &mut note)?;
@@ -120,7 +120,7 @@ impl LedgerVerified {
     }
 }
 
-pub fn verify_ledger(conn: &Connection, verifier_key: &str) -> Result<LedgerVerified, StoreError> {
+pub fn verify_ledger(conn: &impl Db, verifier_key: &str) -> Result<LedgerVerified, StoreError> {
     let mut problems = Vec::new();
     let mut note = collector(&mut problems);
     let pass = check_ledger(conn, verifier_key, false, &mut note)?;
@@ -146,7 +146,7 @@ struct LedgerPass {
 /// signed checkpoints. `projections`: also check that content is JSON and collect what step 4
 /// compares the projections with.
 fn check_ledger(
-    conn: &Connection,
+    conn: &impl Db,
     verifier_key: &str,
     projections: bool,
     note: &mut impl FnMut(Option<u64>, String),
@@ -158,15 +158,18 @@ fn check_ledger(
     let mut prev = vaidya_ledger::GENESIS_PREV;
     let mut prev_time = i64::MIN;
     let mut expected_seq = 1u64;
-    {
-        let mut stmt = conn.prepare("SELECT seq, entry FROM ledger ORDER BY seq")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let seq = row.get::<_, i64>(0)? as u64;
+    let mut gap = false;
+    conn.for_each_row("SELECT seq, entry FROM ledger ORDER BY seq", &[], &mut |row| {
+        {
+            let seq: u64 = row.get(0)?;
             let bytes: Vec<u8> = row.get(1)?;
+            if gap {
+                return Ok(());
+            }
             if seq != expected_seq {
                 note(Some(expected_seq), format!("missing; the next entry present is {seq}"));
-                break;
+                gap = true;
+                return Ok(());
             }
             let leaf = hash_encoded(&bytes);
             let entry = match Entry::decode(&bytes) {
@@ -177,7 +180,7 @@ fn check_ledger(
                     append_leaf(&mut hashes, seq, leaf);
                     prev = leaf;
                     expected_seq += 1;
-                    continue;
+                    return Ok(());
                 }
             };
             if entry.seq != seq {
@@ -208,17 +211,16 @@ fn check_ledger(
             prev = leaf;
             expected_seq += 1;
         }
-    }
+        Ok(())
+    })?;
     let entries = expected_seq - 1;
 
     // 2. The stored tree hashes agree with the recomputed ones (the last entry has no successor
     //    to vouch for it: its stored leaf hash does).
     {
-        let mut stmt = conn.prepare("SELECT idx, hash FROM tree_hash ORDER BY idx")?;
-        let mut rows = stmt.query([])?;
         let mut seen = 0usize;
-        while let Some(row) = rows.next()? {
-            let idx = row.get::<_, i64>(0)? as usize;
+        conn.for_each_row("SELECT idx, hash FROM tree_hash ORDER BY idx", &[], &mut |row| {
+            let idx = row.get::<u64>(0)? as usize;
             let stored: Vec<u8> = row.get(1)?;
             seen += 1;
             match hashes.0.get(idx) {
@@ -229,7 +231,8 @@ fn check_ledger(
                 }
                 None => note(None, format!("unexpected Merkle tree hash {idx} beyond the ledger's end")),
             }
-        }
+            Ok(())
+        })?;
         if seen < hashes.0.len() {
             note(None, format!("{} Merkle tree hashes are missing", hashes.0.len() - seen));
         }
@@ -240,11 +243,9 @@ fn check_ledger(
     let mut checkpoints = 0u64;
     let mut last_checkpoint = None;
     {
-        let mut stmt = conn.prepare("SELECT tree_size, note FROM checkpoint ORDER BY tree_size")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
+        conn.for_each_row("SELECT tree_size, note FROM checkpoint ORDER BY tree_size", &[], &mut |row| {
             checkpoints += 1;
-            let size = row.get::<_, i64>(0)? as u64;
+            let size: u64 = row.get(0)?;
             let text: String = row.get(1)?;
             match vaidya_ledger::verify_checkpoint(&text, verifier_key) {
                 Err(e) => note(None, format!("checkpoint at tree size {size}: {e}")),
@@ -263,7 +264,8 @@ fn check_ledger(
                     last_checkpoint = Some((size, cp.time_ms));
                 }
             }
-        }
+            Ok(())
+        })?;
     }
 
     let last_time_ms = if entries == 0 { 0 } else { prev_time };
@@ -283,18 +285,15 @@ fn seq_of_stored_index(idx: u64, entries: u64) -> Option<u64> {
 }
 
 fn verify_resource_table(
-    conn: &Connection,
+    conn: &impl Db,
     states: &HashMap<(String, String), LedgerState>,
     note: &mut impl FnMut(Option<u64>, String),
 ) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare("SELECT rtype, rid, version, seq, updated_ms, deleted FROM resource")?;
-    let mut rows = stmt.query([])?;
     let mut seen = 0usize;
-    while let Some(row) = rows.next()? {
+    conn.for_each_row("SELECT rtype, rid, version, seq, updated_ms, deleted FROM resource", &[], &mut |row| {
         seen += 1;
         let key: (String, String) = (row.get(0)?, row.get(1)?);
-        let (version, seq, updated, deleted) =
-            (row.get::<_, i64>(2)? as u64, row.get::<_, i64>(3)? as u64, row.get::<_, i64>(4)?, row.get::<_, bool>(5)?);
+        let (version, seq, updated, deleted): (u64, u64, i64, bool) = (row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
         match states.get(&key) {
             None => note(None, format!("current-version table has {}/{} which the ledger never wrote", key.0, key.1)),
             Some(s) if (s.version, s.seq, s.time_ms, s.deleted) != (version, seq, updated, deleted) => {
@@ -302,7 +301,8 @@ fn verify_resource_table(
             }
             Some(_) => {}
         }
-    }
+        Ok(())
+    })?;
     if seen != states.len() {
         note(None, format!("current-version table has {seen} rows, the ledger names {} resources", states.len()));
     }
@@ -310,14 +310,12 @@ fn verify_resource_table(
 }
 
 fn verify_history_table(
-    conn: &Connection,
+    conn: &impl Db,
     versions: &BTreeSet<(String, String, u64, u64)>,
     note: &mut impl FnMut(Option<u64>, String),
 ) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare("SELECT rtype, rid, version, seq FROM history")?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64)))?;
-    let actual: BTreeSet<_> = rows.collect::<Result<_, _>>()?;
+    let actual: BTreeSet<(String, String, u64, u64)> =
+        conn.query_map("SELECT rtype, rid, version, seq FROM history", &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.into_iter().collect();
     if let Some(extra) = actual.difference(versions).next() {
         note(Some(extra.3), format!("history table lists {}/{} version {} which the ledger does not", extra.0, extra.1, extra.2));
     }
@@ -329,33 +327,27 @@ fn verify_history_table(
 
 /// Recompute every live resource's index rows and compare them with the stored ones.
 fn verify_indexes(
-    conn: &Connection,
+    conn: &impl Db,
     states: &HashMap<(String, String), LedgerState>,
     note: &mut impl FnMut(Option<u64>, String),
 ) -> Result<(), StoreError> {
-    let params: HashMap<i64, String> = {
-        let mut stmt = conn.prepare("SELECT id, code FROM sp_param")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let params: HashMap<i64, String> = conn.query_map("SELECT id, code FROM sp_param", &[], |r| Ok((r.get(0)?, r.get(1)?)))?.into_iter().collect();
     let mut stored_rows_total = 0u64;
     for table in INDEX_TABLES {
-        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+        let n: i64 = conn.query_value(&format!("SELECT count(*) FROM {table}"), &[])?.unwrap_or(0);
         stored_rows_total += n as u64;
     }
     let mut expected_rows_total = 0u64;
-    let mut stmt = conn.prepare("SELECT rowid, rtype, rid FROM resource WHERE deleted = 0")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
+    conn.for_each_row("SELECT rowid, rtype, rid FROM resource WHERE deleted = 0", &[], &mut |row| {
         let (res, rtype, rid): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let Some(state) = states.get(&(rtype.clone(), rid.clone())) else {
-            continue;
+            return Ok(());
         };
         let Ok(entry) = crate::read::entry(conn, state.seq) else {
-            continue;
+            return Ok(());
         };
         let Ok(resource) = serde_json::from_slice::<serde_json::Value>(&entry.content) else {
-            continue;
+            return Ok(());
         };
         let expected = crate::index_rows::expected_rows(&rtype, &resource);
         expected_rows_total += expected.len() as u64;
@@ -363,7 +355,8 @@ fn verify_indexes(
         if expected != actual {
             note(Some(state.seq), format!("search index rows of {rtype}/{rid} do not match its content"));
         }
-    }
+        Ok(())
+    })?;
     if expected_rows_total != stored_rows_total {
         note(None, format!("search indexes hold {stored_rows_total} rows, the ledger implies {expected_rows_total}"));
     }

@@ -8,7 +8,8 @@
 use crate::index_rows::{self, ParamIds};
 use crate::merkle::FrontierHashReader;
 use crate::{StoreError, now_ms};
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Conn, Db};
+use crate::sql_params;
 use crate::content::Body;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -98,7 +99,7 @@ pub struct Written {
 
 /// A write transaction as seen by a job.
 pub struct WriteTx<'a> {
-    conn: &'a Connection,
+    conn: &'a Conn,
     tip: &'a mut Tip,
     params: &'a mut ParamIds,
     /// `None`: a replica of another server's ledger, which stores the checkpoints its source
@@ -111,19 +112,14 @@ pub struct WriteTx<'a> {
 
 impl WriteTx<'_> {
     /// The connection, for reads inside the transaction (conditional interactions).
-    pub fn conn(&self) -> &Connection {
+    pub fn conn(&self) -> &Conn {
         self.conn
     }
 
     pub fn current(&self, rtype: &str, rid: &str) -> Result<Option<Current>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT rowid, version, deleted FROM resource WHERE rtype = ?1 AND rid = ?2")?;
-        Ok(stmt
-            .query_row([rtype, rid], |r| {
-                Ok(Current { rowid: r.get(0)?, version: r.get::<_, i64>(1)? as u64, deleted: r.get(2)? })
-            })
-            .optional()?)
+        self.conn.query_opt("SELECT rowid, version, deleted FROM resource WHERE rtype = ?1 AND rid = ?2", &sql_params![rtype, rid], |r| {
+            Ok(Current { rowid: r.get(0)?, version: r.get(1)?, deleted: r.get(2)? })
+        })
     }
 
     /// Store a new version of a resource, stamped with `id`, `meta.versionId` and
@@ -143,21 +139,15 @@ impl WriteTx<'_> {
         let seq = self.append(author, Op::Put, rtype, rid, version, content.clone(), time_ms)?;
         let rowid = match current {
             Some(c) => {
-                self.conn
-                    .prepare_cached(
-                        "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = 0 WHERE rowid = ?1",
-                    )?
-                    .execute(params![c.rowid, version as i64, seq as i64, time_ms])?;
+                self.conn.execute(
+                    "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = 0 WHERE rowid = ?1",
+                    &sql_params![c.rowid, version as i64, seq as i64, time_ms],
+                )?;
                 index_rows::clear(self.conn, c.rowid)?;
                 c.rowid
             }
             None => {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-                    )?
-                    .execute(params![rtype, rid, version as i64, seq as i64, time_ms])?;
-                self.conn.last_insert_rowid()
+                insert_resource(self.conn, rtype, rid, version, seq, time_ms, false)?
             }
         };
         index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
@@ -178,12 +168,7 @@ impl WriteTx<'_> {
         let time_ms = self.next_time();
         let content = body.assemble(rtype, rid, 1, &vaidya_fhir::datetime::format_instant(time_ms));
         let seq = self.append(author, Op::Put, rtype, rid, 1, content.clone(), time_ms)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, 1, ?3, ?4, 0)",
-            )?
-            .execute(params![rtype, rid, seq as i64, time_ms])?;
-        let rowid = self.conn.last_insert_rowid();
+        let rowid = insert_resource(self.conn, rtype, rid, 1, seq, time_ms, false)?;
         index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
         Ok(Written { resource_type: rtype.to_string(), id: rid.to_string(), version: 1, seq, time_ms, content })
     }
@@ -197,9 +182,10 @@ impl WriteTx<'_> {
         let version = c.version + 1;
         let time_ms = self.next_time();
         let seq = self.append(author, Op::Delete, rtype, rid, version, Vec::new(), time_ms)?;
-        self.conn
-            .prepare_cached("UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = 1 WHERE rowid = ?1")?
-            .execute(params![c.rowid, version as i64, seq as i64, time_ms])?;
+        self.conn.execute(
+            "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = 1 WHERE rowid = ?1",
+            &sql_params![c.rowid, version as i64, seq as i64, time_ms],
+        )?;
         index_rows::clear(self.conn, c.rowid)?;
         Ok(Some(Written { resource_type: rtype.to_string(), id: rid.to_string(), version, seq, time_ms, content: Vec::new() }))
     }
@@ -213,19 +199,15 @@ impl WriteTx<'_> {
 
     /// A named counter's value (`None` if it was never set).
     pub fn sequence(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT value FROM sequence WHERE name = ?1")?
-            .query_row([name], |r| r.get::<_, i64>(0))
-            .optional()?
-            .map(|v| v as u64))
+        self.conn.query_value("SELECT value FROM sequence WHERE name = ?1", &sql_params![name])
     }
 
     /// Set a named counter, in this transaction.
     pub fn set_sequence(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("INSERT INTO sequence (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2")?
-            .execute(params![name, value as i64])?;
+        self.conn.execute(
+            "INSERT INTO sequence (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
+            &sql_params![name, value as i64],
+        )?;
         Ok(())
     }
 
@@ -273,27 +255,27 @@ impl WriteTx<'_> {
     fn append_encoded(&mut self, bytes: &[u8], rtype: &str, rid: &str, version: u64) -> Result<(), StoreError> {
         let seq = self.tip.size + 1;
         let leaf = hash_encoded(bytes);
-        self.conn.prepare_cached("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)")?.execute(params![seq as i64, bytes])?;
+        self.conn.execute("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)", &sql_params![seq as i64, bytes])?;
         // Record n of the tree (0-based) is entry seq n+1.
         let n = seq - 1;
         let reader = FrontierHashReader { conn: self.conn, frontier: &self.tip.frontier };
         let hashes = stored_hashes_for_record_hash(n, vaidya_ledger::Hash(leaf.0), &reader)
             .map_err(|e| StoreError::Corrupt(format!("Merkle tree hashes unreadable at entry {seq}: {e}")))?;
         let first = stored_hash_index(0, n);
-        let mut stmt = self.conn.prepare_cached("INSERT INTO tree_hash (idx, hash) VALUES (?1, ?2)")?;
         // Appending record n stores its leaf (level 0) and then one hash per subtree it
         // completes, at levels 1, 2, ... in that order.
         for (level, h) in hashes.iter().enumerate() {
             let idx = first + level as u64;
-            stmt.execute(params![idx as i64, &h.0[..]])?;
+            self.conn.execute("INSERT INTO tree_hash (idx, hash) VALUES (?1, ?2)", &sql_params![idx as i64, &h.0[..]])?;
             if self.tip.frontier.len() <= level {
                 self.tip.frontier.resize(level + 1, None);
             }
             self.tip.frontier[level] = Some((idx, *h));
         }
-        self.conn
-            .prepare_cached("INSERT INTO history (rtype, rid, version, seq) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![rtype, rid, version as i64, seq as i64])?;
+        self.conn.execute(
+            "INSERT INTO history (rtype, rid, version, seq) VALUES (?1, ?2, ?3, ?4)",
+            &sql_params![rtype, rid, version as i64, seq as i64],
+        )?;
         self.tip.size = seq;
         self.tip.prev_hash = leaf;
         Ok(())
@@ -320,22 +302,18 @@ impl WriteTx<'_> {
         let deleted = entry.op == Op::Delete;
         match self.current(rtype, rid)? {
             Some(c) => {
-                self.conn
-                    .prepare_cached("UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = ?5 WHERE rowid = ?1")?
-                    .execute(params![c.rowid, entry.version as i64, seq as i64, time_ms, deleted])?;
+                self.conn.execute(
+                    "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = ?5 WHERE rowid = ?1",
+                    &sql_params![c.rowid, entry.version as i64, seq as i64, time_ms, deleted],
+                )?;
                 index_rows::clear(self.conn, c.rowid)?;
                 if !deleted {
                     index_rows::insert(self.conn, self.params, rtype, c.rowid, index)?;
                 }
             }
             None => {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![rtype, rid, entry.version as i64, seq as i64, time_ms, deleted])?;
+                let rowid = insert_resource(self.conn, rtype, rid, entry.version, seq, time_ms, deleted)?;
                 if !deleted {
-                    let rowid = self.conn.last_insert_rowid();
                     index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
                 }
             }
@@ -354,9 +332,10 @@ impl WriteTx<'_> {
         if ours != root {
             return Err(StoreError::Corrupt(format!("the Merkle root at {tree_size} entries differs from the checkpoint's")));
         }
-        self.conn
-            .prepare_cached("INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)")?
-            .execute(params![tree_size as i64, time_ms, note])?;
+        self.conn.execute(
+            "INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)",
+            &sql_params![tree_size as i64, time_ms, note],
+        )?;
         self.tip.checkpoint_size = tree_size;
         self.tip.checkpoint_time_ms = now_ms();
         Ok(())
@@ -386,7 +365,7 @@ impl WriteTx<'_> {
             .map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
         let time_ms = now.max(self.tip.last_time_ms);
         let note = vaidya_ledger::sign_checkpoint(key, self.tip.size, root, time_ms);
-        self.conn.prepare_cached(insert)?.execute(params![self.tip.size as i64, time_ms, note])?;
+        self.conn.execute(insert, &sql_params![self.tip.size as i64, time_ms, &note])?;
         if on_branch {
             self.tip.branch_signed = self.tip.size;
         } else {
@@ -415,9 +394,7 @@ impl WriteTx<'_> {
             return Err(StoreError::Corrupt("this store has no key to sign a branch with (only a department node's has)".into()));
         }
         let fork = self.tip.size;
-        self.conn
-            .prepare_cached("INSERT INTO branch (id, fork, started_ms) VALUES (1, ?1, ?2)")?
-            .execute(params![fork as i64, now_ms()])?;
+        self.conn.execute("INSERT INTO branch (id, fork, started_ms) VALUES (1, ?1, ?2)", &sql_params![fork as i64, now_ms()])?;
         self.tip.branch = Some(fork);
         self.tip.branch_signed = fork;
         Ok(fork)
@@ -434,35 +411,38 @@ impl WriteTx<'_> {
     pub fn cut_branch(&mut self) -> Result<u64, StoreError> {
         let Some(fork) = self.tip.branch else { return Ok(0) };
         let mut touched = std::collections::BTreeSet::new();
-        {
-            let mut stmt = self.conn.prepare_cached("SELECT seq, entry FROM ledger WHERE seq > ?1 ORDER BY seq")?;
-            let mut rows = stmt.query([fork as i64])?;
-            let mut del = self.conn.prepare_cached("DELETE FROM history WHERE rtype = ?1 AND rid = ?2 AND version = ?3")?;
-            while let Some(r) = rows.next()? {
-                let (seq, bytes): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
-                let e = Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                del.execute(params![e.resource_type, e.resource_id, e.version as i64])?;
-                touched.insert((e.resource_type, e.resource_id));
-            }
+        let branch_entries =
+            self.conn.query_map("SELECT seq, entry FROM ledger WHERE seq > ?1 ORDER BY seq", &sql_params![fork as i64], |r| {
+                Ok((r.get::<i64>(0)?, r.get::<Vec<u8>>(1)?))
+            })?;
+        for (seq, bytes) in branch_entries {
+            let e = Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+            self.conn.execute(
+                "DELETE FROM history WHERE rtype = ?1 AND rid = ?2 AND version = ?3",
+                &sql_params![&e.resource_type, &e.resource_id, e.version as i64],
+            )?;
+            touched.insert((e.resource_type, e.resource_id));
         }
         for (rtype, rid) in &touched {
             let Some(current) = self.current(rtype, rid)? else { continue };
             index_rows::clear(self.conn, current.rowid)?;
             let before: Option<i64> = self
                 .conn
-                .prepare_cached("SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 ORDER BY version DESC LIMIT 1")?
-                .query_row(params![rtype, rid], |r| r.get(0))
-                .optional()?;
+                .query_value("SELECT seq FROM history WHERE rtype = ?1 AND rid = ?2 ORDER BY version DESC LIMIT 1", &sql_params![rtype, rid])?;
             let Some(seq) = before else {
-                self.conn.prepare_cached("DELETE FROM resource WHERE rowid = ?1")?.execute([current.rowid])?;
+                self.conn.execute("DELETE FROM resource WHERE rowid = ?1", &sql_params![current.rowid])?;
                 continue;
             };
-            let bytes: Vec<u8> = self.conn.prepare_cached("SELECT entry FROM ledger WHERE seq = ?1")?.query_row([seq], |r| r.get(0))?;
+            let bytes: Vec<u8> = self
+                .conn
+                .query_value("SELECT entry FROM ledger WHERE seq = ?1", &sql_params![seq])?
+                .ok_or_else(|| StoreError::Corrupt(format!("ledger entry {seq} is missing")))?;
             let e = Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
             let deleted = e.op == Op::Delete;
-            self.conn
-                .prepare_cached("UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = ?5 WHERE rowid = ?1")?
-                .execute(params![current.rowid, e.version as i64, seq, e.time_ms, deleted])?;
+            self.conn.execute(
+                "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = ?5 WHERE rowid = ?1",
+                &sql_params![current.rowid, e.version as i64, seq, e.time_ms, deleted],
+            )?;
             if !deleted {
                 let value: serde_json::Value = serde_json::from_slice(&e.content)
                     .map_err(|err| StoreError::Corrupt(format!("entry {seq}: content is not JSON: {err}")))?;
@@ -470,9 +450,9 @@ impl WriteTx<'_> {
             }
         }
         let removed = self.tip.size - fork;
-        self.conn.prepare_cached("DELETE FROM ledger WHERE seq > ?1")?.execute([fork as i64])?;
-        self.conn.prepare_cached("DELETE FROM tree_hash WHERE idx >= ?1")?.execute([stored_hash_index(0, fork) as i64])?;
-        self.conn.prepare_cached("DELETE FROM checkpoint WHERE tree_size > ?1")?.execute([fork as i64])?;
+        self.conn.execute("DELETE FROM ledger WHERE seq > ?1", &sql_params![fork as i64])?;
+        self.conn.execute("DELETE FROM tree_hash WHERE idx >= ?1", &sql_params![stored_hash_index(0, fork) as i64])?;
+        self.conn.execute("DELETE FROM checkpoint WHERE tree_size > ?1", &sql_params![fork as i64])?;
         self.conn.execute_batch("DELETE FROM branch; DELETE FROM branch_tx; DELETE FROM branch_checkpoint;")?;
         *self.tip = load_tip(self.conn)?;
         Ok(removed)
@@ -481,9 +461,10 @@ impl WriteTx<'_> {
     /// Record the entries a write transaction on the branch appended (after `before`).
     fn note_branch_tx(&mut self, before: u64) -> Result<(), StoreError> {
         if self.tip.branch.is_some() && self.tip.size > before {
-            self.conn
-                .prepare_cached("INSERT INTO branch_tx (first_seq, last_seq) VALUES (?1, ?2)")?
-                .execute(params![(before + 1) as i64, self.tip.size as i64])?;
+            self.conn.execute(
+                "INSERT INTO branch_tx (first_seq, last_seq) VALUES (?1, ?2)",
+                &sql_params![(before + 1) as i64, self.tip.size as i64],
+            )?;
         }
         Ok(())
     }
@@ -491,7 +472,7 @@ impl WriteTx<'_> {
 
 /// The writer thread's state.
 pub(crate) struct Writer {
-    conn: Connection,
+    conn: Conn,
     tip: Tip,
     params: ParamIds,
     key: Option<LedgerKey>,
@@ -510,7 +491,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn new(
-        conn: Connection,
+        conn: Conn,
         key: Option<LedgerKey>,
         branch_key: Option<LedgerKey>,
         checkpoint_every_commit: bool,
@@ -593,7 +574,7 @@ impl Writer {
         let jobs = batch.len();
         let mut completions: Vec<(bool, Completion)> = Vec::with_capacity(jobs);
         let tip_before_batch = self.tip.clone();
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = self.conn.begin_write() {
             // The jobs never ran; dropping them drops their reply channels, so each caller
             // hears that its write did not happen.
             tracing::error!("cannot begin a write transaction for {jobs} jobs: {e}");
@@ -620,7 +601,7 @@ impl Writer {
                     }
                     // The failing job carries its own error.
                     failed(Ok(self.tip.size));
-                    if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                    if let Err(e) = self.conn.begin_write() {
                         // The remaining jobs are dropped with the drain, and their callers hear
                         // that nothing was written.
                         tracing::error!("cannot begin a write transaction after a rollback: {e}");
@@ -692,12 +673,12 @@ impl Writer {
 
     fn run_job(&mut self, job: JobFn) -> (bool, Completion) {
         // Cached statements: parsing SAVEPOINT/RELEASE for every job showed up in profiles.
-        self.conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])).expect("savepoint inside an open transaction");
+        self.conn.execute("SAVEPOINT job", &[]).expect("savepoint inside an open transaction");
         let tip_before = self.tip.clone();
         let outcome = self.run_caught(job);
         match outcome {
             Ok((true, complete)) => {
-                self.conn.prepare_cached("RELEASE job").and_then(|mut s| s.execute([])).expect("release of an open savepoint");
+                self.conn.execute("RELEASE job", &[]).expect("release of an open savepoint");
                 (true, complete)
             }
             Ok((false, complete)) => {
@@ -723,7 +704,7 @@ impl Writer {
     /// Sign the unsigned entries of an idle writer.
     fn sign_idle(&mut self) {
         let result = (|| -> Result<(), StoreError> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.conn.begin_write()?;
             let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
             tx.checkpoint_if_due(true)?;
             self.conn.execute_batch("COMMIT")?;
@@ -751,12 +732,14 @@ impl Writer {
             "writer stopping"
         );
         let result = (|| -> Result<(), StoreError> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.conn.begin_write()?;
             let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
             tx.checkpoint_if_due(true)?;
             self.conn.execute_batch("COMMIT")?;
             self.checkpointed.send_replace(self.tip.checkpoint_size);
-            self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            if let Some(sqlite) = self.conn.sqlite() {
+                sqlite.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            }
             Ok(())
         })();
         if let Err(e) = result {
@@ -776,33 +759,37 @@ fn thread_cpu_ms() -> Option<i64> {
     Some(ticks * 10) // USER_HZ is 100 on Linux
 }
 
-fn load_tip(conn: &Connection) -> Result<Tip, StoreError> {
-    let last: Option<(i64, Vec<u8>)> =
-        conn.query_row("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+/// Insert a resource's row; its `rowid` (the key of its index rows).
+fn insert_resource(conn: &Conn, rtype: &str, rid: &str, version: u64, seq: u64, time_ms: i64, deleted: bool) -> Result<i64, StoreError> {
+    conn.query_value(
+        "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING rowid",
+        &sql_params![rtype, rid, version as i64, seq as i64, time_ms, deleted],
+    )?
+    .ok_or_else(|| StoreError::Corrupt("an insert returned no rowid".into()))
+}
+
+fn load_tip(conn: &impl Db) -> Result<Tip, StoreError> {
+    let last = conn.query_opt("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1", &[], |r| Ok((r.get::<u64>(0)?, r.get::<Vec<u8>>(1)?)))?;
     let (size, prev_hash, last_time_ms) = match last {
         None => (0, vaidya_ledger::GENESIS_PREV, 0),
         Some((seq, bytes)) => {
             let entry = Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-            (seq as u64, hash_encoded(&bytes), entry.time_ms)
+            (seq, hash_encoded(&bytes), entry.time_ms)
         }
     };
-    let (checkpoint_size, checkpoint_time_ms): (i64, i64) = conn
-        .query_row("SELECT tree_size, time_ms FROM checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?
+    let (checkpoint_size, checkpoint_time_ms): (u64, i64) = conn
+        .query_opt("SELECT tree_size, time_ms FROM checkpoint ORDER BY tree_size DESC LIMIT 1", &[], |r| Ok((r.get(0)?, r.get(1)?)))?
         .unwrap_or((0, 0));
-    let branch: Option<i64> = conn.query_row("SELECT fork FROM branch WHERE id = 1", [], |r| r.get(0)).optional()?;
-    let branch_signed: Option<i64> = conn.query_row("SELECT max(tree_size) FROM branch_checkpoint", [], |r| r.get(0))?;
-    let branch = branch.map(|f| f as u64);
+    let branch: Option<u64> = conn.query_value("SELECT fork FROM branch WHERE id = 1", &[])?;
+    let branch_signed: Option<u64> = conn.query_value::<Option<u64>>("SELECT max(tree_size) FROM branch_checkpoint", &[])?.flatten();
     Ok(Tip {
         size,
         prev_hash,
         last_time_ms,
-        checkpoint_size: checkpoint_size as u64,
+        checkpoint_size,
         checkpoint_time_ms,
         frontier: Vec::new(),
         branch,
-        branch_signed: branch_signed.map(|s| s as u64).or(branch).unwrap_or(0),
+        branch_signed: branch_signed.or(branch).unwrap_or(0),
     })
 }

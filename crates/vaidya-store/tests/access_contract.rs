@@ -115,7 +115,7 @@ fn access_state_on_sqlite() {
 fn access_state_on_postgres() {
     let pg = TestPg::start();
     let db = PgConn::connect(&pg.fresh_database()).unwrap();
-    db.execute_batch(vaidya_store::schema::postgres::ACCESS).unwrap();
+    vaidya_store::schema::postgres::init(&db).unwrap();
     contract(&db);
     // A value of the wrong type for a column is a clear error, not a panic or a silent cast.
     let err = db.execute("UPDATE api_user SET failed_logins = ?1 WHERE name = ?2", &vaidya_store::sql_params!["many", "asha"]).unwrap_err();

@@ -335,8 +335,8 @@ fn a_node_branch_is_recorded_per_transaction_signed_with_the_node_key_and_cut_ba
     let node = Store::open_node(&path, LedgerKey::from_private(node_key.private_text()).unwrap()).unwrap();
     let (units, note): (Vec<(i64, i64)>, String) = node
         .read(|c| -> Result<_, StoreError> {
-            let units = c.prepare("SELECT first_seq, last_seq FROM branch_tx ORDER BY first_seq")?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-            let note = c.query_row("SELECT note FROM branch_checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| r.get(0))?;
+            let units = c.sqlite().unwrap().prepare("SELECT first_seq, last_seq FROM branch_tx ORDER BY first_seq")?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            let note = c.sqlite().unwrap().query_row("SELECT note FROM branch_checkpoint ORDER BY tree_size DESC LIMIT 1", [], |r| r.get(0))?;
             Ok((units, note))
         })
         .unwrap();
@@ -361,7 +361,7 @@ fn a_node_branch_is_recorded_per_transaction_signed_with_the_node_key_and_cut_ba
     let a = node.read(|c| vaidya_store::read::current(c, "Patient", "a")).unwrap().unwrap();
     assert_eq!((a.version, a.deleted), (1, false));
     assert!(node.read(|c| vaidya_store::read::current(c, "Patient", "d")).unwrap().is_none());
-    let left: i64 = node.read(|c| c.query_row("SELECT (SELECT count(*) FROM branch) + (SELECT count(*) FROM branch_tx) + (SELECT count(*) FROM branch_checkpoint)", [], |r| r.get(0)).map_err(StoreError::from)).unwrap();
+    let left: i64 = node.read(|c| c.sqlite().unwrap().query_row("SELECT (SELECT count(*) FROM branch) + (SELECT count(*) FROM branch_tx) + (SELECT count(*) FROM branch_checkpoint)", [], |r| r.get(0)).map_err(StoreError::from)).unwrap();
     assert_eq!(left, 0);
     // The chain continues from the fork (as the core's next entries will).
     let fork = node.write_blocking(|tx| tx.begin_branch()).unwrap();

@@ -43,7 +43,7 @@ pub fn check_new(name: &str, role: &str, department: Option<&str>, patient: Opti
 /// Create the account with a fresh one-time password (returned, to be shown once): `Ok(None)`
 /// if the name is taken.
 pub fn insert(
-    conn: &vaidya_store::Connection,
+    conn: &impl vaidya_store::Db,
     name: &str,
     role: &str,
     department: Option<&str>,

@@ -201,7 +201,7 @@ fn caller(app: &AppState, headers: &HeaderMap) -> Result<Bearer, AuthError> {
 
 async fn write<T: Send + 'static>(
     app: &AppState,
-    f: impl FnOnce(&vaidya_store::Connection) -> Result<T, vaidya_store::StoreError> + Send + 'static,
+    f: impl FnOnce(&vaidya_store::Conn) -> Result<T, vaidya_store::StoreError> + Send + 'static,
 ) -> Result<T, AuthError> {
     Ok(app.store.write(move |tx| f(tx.conn())).await?)
 }

@@ -90,7 +90,7 @@ pub fn run(args: NodeArgs) -> Result<ExitCode, String> {
     let db = datadir::db_path(&args.data);
     let store = Arc::new(vaidya_store::Store::open_node(&db, node_key).map_err(|e| e.to_string())?);
     store
-        .write_blocking(|tx| tx.conn().execute_batch(&crate::node::sendback::TABLES.join(";\n")).map_err(vaidya_store::StoreError::from))
+        .write_blocking(|tx| vaidya_store::Db::execute_batch(tx.conn(), &crate::node::sendback::TABLES.join(";\n")))
         .map_err(|e| e.to_string())?;
     let audit = vaidya_audit::Audit::open_in_data_dir(&args.data, audit_key).map_err(|e| format!("the node's audit ledger: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -85,7 +85,7 @@ fn stricter(a: &'static str, b: &'static str) -> &'static str {
 
 /// Who has the patient in their care: the departments of their appointments and encounters,
 /// and whether `practitioner` takes part in one of them.
-fn care_of(conn: &vaidya_store::Connection, patient: &str, practitioner: Option<&str>) -> Result<(Vec<String>, bool), ApiError> {
+fn care_of(conn: &impl vaidya_store::Db, patient: &str, practitioner: Option<&str>) -> Result<(Vec<String>, bool), ApiError> {
     let mut departments = vec![];
     let mut in_care = false;
     let me = practitioner.map(|p| format!("Practitioner/{p}"));
@@ -120,7 +120,7 @@ fn care_of(conn: &vaidya_store::Connection, patient: &str, practitioner: Option<
 /// `record_is_patient`: the record is the Patient itself, whose labels are `record_labels`
 /// already (no need to read it again).
 fn patient_facts(
-    conn: &vaidya_store::Connection,
+    conn: &impl vaidya_store::Db,
     actor: &Actor,
     patient: &str,
     record_labels: (&'static str, bool),
@@ -278,7 +278,7 @@ mod brief {
 }
 
 /// Complete a description with the patient's facts from the store.
-pub fn complete(conn: &vaidya_store::Connection, actor: &Actor, d: &Described) -> Result<Target, ApiError> {
+pub fn complete(conn: &impl vaidya_store::Db, actor: &Actor, d: &Described) -> Result<Target, ApiError> {
     let patient = match &d.patient {
         Some(p) => Some(patient_facts(conn, actor, p, d.labels, d.kind == "Patient")?),
         None => None,
@@ -297,7 +297,7 @@ impl FactsCache {
 
 /// [`complete`] with each patient's facts looked up once per [`FactsCache`]. The record's own
 /// labels are still applied to it alone.
-pub fn complete_cached(conn: &vaidya_store::Connection, actor: &Actor, d: &Described, cache: &mut FactsCache) -> Result<Target, ApiError> {
+pub fn complete_cached(conn: &impl vaidya_store::Db, actor: &Actor, d: &Described, cache: &mut FactsCache) -> Result<Target, ApiError> {
     let patient = match &d.patient {
         Some(p) => {
             let base = match cache.0.get(p) {
@@ -328,13 +328,13 @@ fn confidentiality_level(s: &str) -> &'static str {
 }
 
 /// The target of an action on one resource (stored or submitted).
-pub fn target_of(conn: &vaidya_store::Connection, actor: &Actor, rtype: &str, resource: &Value) -> Result<Target, ApiError> {
+pub fn target_of(conn: &impl vaidya_store::Db, actor: &Actor, rtype: &str, resource: &Value) -> Result<Target, ApiError> {
     complete(conn, actor, &describe(rtype, resource))
 }
 
 /// Check an action on a stored resource (its current content); on success, the id of the
 /// patient it belongs to (for the audit record).
-pub fn check_stored(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, action: Action, rtype: &str, id: &str, content: &[u8]) -> Result<Option<String>, ApiError> {
+pub fn check_stored(conn: &impl vaidya_store::Db, policies: &Policies, actor: &Actor, action: Action, rtype: &str, id: &str, content: &[u8]) -> Result<Option<String>, ApiError> {
     let described = match unlabelled_patient(rtype, id, content) {
         Some(d) => d,
         None => describe_stored(rtype, content)?,
@@ -356,7 +356,7 @@ pub fn needs_search(actor: &Actor) -> bool {
 }
 
 /// The target of a search: the type, and the patient if the query names one.
-pub fn target_of_search(conn: &vaidya_store::Connection, actor: &Actor, rtype: &str, pairs: &[(String, String)]) -> Result<Target, ApiError> {
+pub fn target_of_search(conn: &impl vaidya_store::Db, actor: &Actor, rtype: &str, pairs: &[(String, String)]) -> Result<Target, ApiError> {
     let named = pairs.iter().find_map(|(k, v)| match (rtype, k.as_str()) {
         ("Patient", "_id") => Some(v.clone()).filter(|id| !id.contains(',')),
         (_, "patient" | "subject") => v.strip_prefix("Patient/").map(str::to_string).filter(|id| !id.contains(',')),
@@ -389,7 +389,7 @@ pub fn check(policies: &Policies, actor: &Actor, action: Action, target: &Target
 /// and whose it is. `facts`: one per request, so that the matches of a search, which mostly
 /// share a patient, look that patient up once (a clinician's departments of care are two
 /// searches).
-pub fn may_read(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, rtype: &str, content: &[u8], facts: &mut FactsCache) -> Result<(bool, Option<String>), ApiError> {
+pub fn may_read(conn: &impl vaidya_store::Db, policies: &Policies, actor: &Actor, rtype: &str, content: &[u8], facts: &mut FactsCache) -> Result<(bool, Option<String>), ApiError> {
     let target = complete_cached(conn, actor, &describe_stored(rtype, content)?, facts)?;
     let allowed = policies.decide(actor, Action::Read, &target, Facts::default()).map_err(|e| ApiError::internal(e.to_string()))?.allowed;
     Ok((allowed, target.patient.map(|p| p.id)))

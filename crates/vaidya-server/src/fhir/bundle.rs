@@ -37,7 +37,7 @@ pub struct Caller {
 
 impl Caller {
     /// May this write go ahead? `content`: the entry's resource as resolved (POST/PUT).
-    fn check_write(&self, conn: &vaidya_store::Connection, method: Method, rtype: &str, id: &str, content: Option<&[u8]>) -> Result<Option<String>, ApiError> {
+    fn check_write(&self, conn: &impl vaidya_store::Db, method: Method, rtype: &str, id: &str, content: Option<&[u8]>) -> Result<Option<String>, ApiError> {
         let Some((actor, policies)) = &self.checks else { return Ok(None) };
         let what = format!("{rtype}/{id}");
         let current = vaidya_store::read::current(conn, rtype, id)?.filter(|s| !s.deleted);
@@ -344,7 +344,7 @@ fn run_transaction(
 
 /// A GET entry, checked as the same read or search on its own would be; with the patients
 /// whose records it returns.
-fn read_entry(conn: &vaidya_store::Connection, e: &Entry, caller: &Caller) -> Result<(EntryResult, Vec<String>), ApiError> {
+fn read_entry(conn: &impl vaidya_store::Db, e: &Entry, caller: &Caller) -> Result<(EntryResult, Vec<String>), ApiError> {
     let viewer = &caller.viewer;
     match (&e.id, &e.query) {
         (Some(id), _) => match vaidya_store::read::current(conn, &e.rtype, id)? {

@@ -19,7 +19,7 @@ use vaidya_domain::schedule::{IST_OFFSET_MINUTES, LocalDate, LocalTime, to_utc_m
 pub const MAX_VERSIONS_PER_DAY: usize = 500_000;
 
 /// The report of `date` (hospital time).
-pub fn day_report(conn: &vaidya_store::Connection, date: LocalDate) -> Result<DayReport, ApiError> {
+pub fn day_report(conn: &impl vaidya_store::Db, date: LocalDate) -> Result<DayReport, ApiError> {
     let midnight = LocalTime::new(0, 0).expect("valid");
     let from = to_utc_ms(date, midnight, IST_OFFSET_MINUTES);
     let next = date.add_days(1).map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -76,12 +76,12 @@ pub fn check_tariff(def: &Value) -> Result<(), ApiError> {
 }
 
 /// The active tariff entry pricing `system|code`, if any.
-pub fn tariff_for(conn: &vaidya_store::Connection, system: &str, code: &str) -> Result<Option<TariffEntry>, ApiError> {
+pub fn tariff_for(conn: &impl vaidya_store::Db, system: &str, code: &str) -> Result<Option<TariffEntry>, ApiError> {
     let found = find(conn, "ChargeItemDefinition", &[("context", format!("{system}|{code}")), ("status", "active".into()), ("_count", "1".into())])?;
     found.first().map(|(_, def)| tariff_entry(def)).transpose()
 }
 
-fn tariff_by_url(conn: &vaidya_store::Connection, url: &str) -> Result<Option<TariffEntry>, ApiError> {
+fn tariff_by_url(conn: &impl vaidya_store::Db, url: &str) -> Result<Option<TariffEntry>, ApiError> {
     let found = find(conn, "ChargeItemDefinition", &[("url", url.to_string()), ("_count", "1".into())])?;
     found.first().map(|(_, def)| tariff_entry(def)).transpose()
 }

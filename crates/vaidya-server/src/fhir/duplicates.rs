@@ -81,7 +81,7 @@ fn abhas(patient: &Value) -> Result<Vec<AbhaNumber>, ApiError> {
 }
 
 /// Search with a few (name, value) pairs; returns the found Patients' JSON.
-fn find(conn: &vaidya_store::Connection, pairs: &[(&str, String)]) -> Result<Vec<Value>, ApiError> {
+fn find(conn: &impl vaidya_store::Db, pairs: &[(&str, String)]) -> Result<Vec<Value>, ApiError> {
     let mut pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     pairs.push(("_count".into(), MAX_CANDIDATES.to_string()));
     let q = parse_query("Patient", &pairs, Handling::Strict)?;
@@ -93,7 +93,7 @@ fn find(conn: &vaidya_store::Connection, pairs: &[(&str, String)]) -> Result<Vec
 }
 
 /// The likely existing records for `patient`, each with the reason it was picked.
-pub fn likely_duplicates(conn: &vaidya_store::Connection, patient: &Value) -> Result<Vec<(Value, &'static str)>, ApiError> {
+pub fn likely_duplicates(conn: &impl vaidya_store::Db, patient: &Value) -> Result<Vec<(Value, &'static str)>, ApiError> {
     if patient["resourceType"] != "Patient" {
         return Err(bad("$duplicates takes a Patient"));
     }

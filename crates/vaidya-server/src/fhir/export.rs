@@ -579,7 +579,7 @@ fn start(app: &AppState, jobs: &Arc<Jobs>, job: &Job) {
             j.state = State_::Running;
         }
         let dir = jobs.dir(&id);
-        let (store_path, policies, who, dir2, progress2) = (app.store.path().to_path_buf(), app.policies.clone(), owner.clone(), dir.clone(), progress.clone());
+        let (store_path, policies, who, dir2, progress2) = (app.store.location().clone(), app.policies.clone(), owner.clone(), dir.clone(), progress.clone());
         let began = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || run(&store_path, &dir2, &spec, &who, &policies, &progress2))
             .await
@@ -667,7 +667,7 @@ struct Writer {
 /// Export `spec` for `who` into `dir`: one snapshot, one file per type (split every
 /// `max_per_file` records). Returns the manifest and the patients whose records were written.
 pub fn run(
-    store_path: &FsPath,
+    store: &vaidya_store::Location,
     dir: &FsPath,
     spec: &Spec,
     who: &Principal,
@@ -675,7 +675,7 @@ pub fn run(
     progress: &Progress,
 ) -> Result<(Manifest, BTreeSet<String>), ApiError> {
     std::fs::create_dir_all(dir).map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
-    let conn = vaidya_store::open_read_only(store_path)?;
+    let conn = store.open_reader()?;
     let actor = authorize::actor(who);
     let viewer = Viewer::of(who);
     let mut cache = FactsCache::default();

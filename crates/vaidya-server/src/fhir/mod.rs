@@ -103,7 +103,7 @@ pub fn prepare_trusted(resource: Value) -> Prepared {
 
 /// The live (not deleted) current version of a resource inside a write job, parsed, with its
 /// stored form; 422 if there is none, since operations name resources that must exist.
-pub fn load_live(conn: &vaidya_store::Connection, rtype: &str, id: &str) -> Result<(Value, vaidya_store::Stored), ApiError> {
+pub fn load_live(conn: &impl vaidya_store::Db, rtype: &str, id: &str) -> Result<(Value, vaidya_store::Stored), ApiError> {
     let stored = vaidya_store::read::current(conn, rtype, id)?
         .filter(|s| !s.deleted)
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::NotFound, format!("{rtype}/{id} is not known")))?;
@@ -113,7 +113,7 @@ pub fn load_live(conn: &vaidya_store::Connection, rtype: &str, id: &str) -> Resu
 
 /// Resources of `rtype` matching search parameters, as (id, parsed resource); for rules that
 /// look things up inside a write job.
-pub fn find(conn: &vaidya_store::Connection, rtype: &str, pairs: &[(&str, String)]) -> Result<Vec<(String, Value)>, ApiError> {
+pub fn find(conn: &impl vaidya_store::Db, rtype: &str, pairs: &[(&str, String)]) -> Result<Vec<(String, Value)>, ApiError> {
     // The matches are all that is wanted: no count of them (`_total=none`).
     let pairs: Vec<(String, String)> =
         pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).chain(std::iter::once(("_total".to_string(), "none".to_string()))).collect();

@@ -64,7 +64,7 @@ fn too_many() -> ApiError {
 }
 
 /// The conditions to add to `q` so that it finds only what `actor` may read.
-pub fn exclusions(conn: &vaidya_store::Connection, policies: &Policies, actor: &Actor, q: &Query) -> Result<Vec<Pred>, ApiError> {
+pub fn exclusions(conn: &impl vaidya_store::Db, policies: &Policies, actor: &Actor, q: &Query) -> Result<Vec<Pred>, ApiError> {
     let rtype = q.resource_type.as_str();
     let mut out = vec![];
 

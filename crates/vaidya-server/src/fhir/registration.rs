@@ -137,7 +137,7 @@ fn own_serials(index: &[(&'static vaidya_fhir::search_params::SearchParam, vaidy
 
 /// The Patient id of the patient with `uhid` (any written form): an error naming the problem if
 /// it is not a UHID, nobody has it, or (after a bad import) several do.
-pub fn patient_for_uhid(conn: &vaidya_store::Connection, uhid: &str) -> Result<String, String> {
+pub fn patient_for_uhid(conn: &impl vaidya_store::Db, uhid: &str) -> Result<String, String> {
     let normal = uhid.parse::<vaidya_domain::Uhid>().map_err(|e| format!("'{uhid}' is not a valid UHID: {e}"))?.to_string();
     let pairs = vec![("identifier".to_string(), format!("{UHID_SYSTEM}|{normal}"))];
     let q = vaidya_store::search::parse_query("Patient", &pairs, vaidya_store::search::Handling::Strict).map_err(|e| e.to_string())?;

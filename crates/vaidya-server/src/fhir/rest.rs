@@ -248,7 +248,7 @@ async fn read_checked(app: &AppState, who: &Principal, rtype: &str, id: &str, ve
     let viewer = Viewer::of(who);
     let policies = app.policies.clone();
     let (rtype, id) = (rtype.to_string(), id.to_string());
-    let job = move |conn: &vaidya_store::Connection| -> Result<(Option<vaidya_store::Stored>, Option<String>), ApiError> {
+    let job = move |conn: &vaidya_store::Conn| -> Result<(Option<vaidya_store::Stored>, Option<String>), ApiError> {
         let stored = match version {
             None => vaidya_store::read::current(conn, &rtype, &id)?,
             Some(v) => vaidya_store::read::version(conn, &rtype, &id, v)?,

@@ -62,7 +62,7 @@ pub async fn feed(State(app): State<AppState>, Extension(who): Extension<Princip
             continue; // a new checkpoint: read it
         }
         let node_tables = node_tables.clone();
-        let path = app.store.path().to_path_buf();
+        let path = app.store.location().clone();
         let feed = app
             .read(move |conn| {
                 let range = vaidya_backup::source::read_data_range(conn, after, false).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -80,19 +80,19 @@ pub async fn feed(State(app): State<AppState>, Extension(who): Extension<Princip
 }
 
 /// Each state table as last read: its change count, bytes and SHA-256 (hex), per database.
-type TableCache = std::collections::HashMap<(std::path::PathBuf, &'static str), (i64, std::sync::Arc<Vec<u8>>, String)>;
+type TableCache = std::collections::HashMap<(vaidya_store::Location, &'static str), (i64, std::sync::Arc<Vec<u8>>, String)>;
 static STATE_TABLES: std::sync::Mutex<Option<TableCache>> = std::sync::Mutex::new(None);
 
 /// The state tables that differ from what the node has (`node`: its hashes in table order),
 /// as a partial state snapshot; `None` when none differ. A table is read again only when its
 /// change count moved since it was last read.
-fn state_for(conn: &vaidya_store::Connection, db: &std::path::Path, node: Option<&[String]>) -> Result<Option<Vec<u8>>, ApiError> {
+fn state_for(conn: &impl vaidya_store::Db, db: &vaidya_store::Location, node: Option<&[String]>) -> Result<Option<Vec<u8>>, ApiError> {
     // The counts first, then the tables: a table read is never older than the count kept with it.
     let versions: std::collections::HashMap<String, i64> = vaidya_store::state::versions(conn)?.into_iter().collect();
     let mut changed: Vec<(&'static str, std::sync::Arc<Vec<u8>>)> = Vec::new();
     for (i, table) in vaidya_store::state::table_names().enumerate() {
         let version = versions.get(table).copied().unwrap_or(-1);
-        let key = (db.to_path_buf(), table);
+        let key = (db.clone(), table);
         let cached = STATE_TABLES.lock().expect("not poisoned").as_ref().and_then(|c| c.get(&key).cloned()).filter(|(v, _, _)| *v == version);
         let (bytes, hash) = match cached {
             Some((_, bytes, hash)) => (bytes, hash),
@@ -117,12 +117,10 @@ fn state_for(conn: &vaidya_store::Connection, db: &std::path::Path, node: Option
 /// Claim UHID issuer `code` for node account `user`, or find it already theirs.
 async fn claim_issuer(app: &AppState, user: &str, code: u8) -> Result<(), ApiError> {
     let conflict = |m: String| ApiError::new(StatusCode::CONFLICT, vaidya_fhir::outcome::IssueType::Conflict, m);
-    let lookup = move |conn: &vaidya_store::Connection, user: &str| -> Result<(Option<String>, Option<i64>), ApiError> {
-        let e = |e: vaidya_store::StoreError| ApiError::internal(e.to_string());
-        let mut by_code = conn.prepare_cached("SELECT user_name FROM node_issuer WHERE issuer = ?1").map_err(|x| e(x.into()))?;
-        let holder = by_code.query_map([code], |r| r.get::<_, String>(0)).map_err(|x| e(x.into()))?.next().transpose().map_err(|x| e(x.into()))?;
-        let mut by_user = conn.prepare_cached("SELECT issuer FROM node_issuer WHERE user_name = ?1").map_err(|x| e(x.into()))?;
-        let held = by_user.query_map([user], |r| r.get::<_, i64>(0)).map_err(|x| e(x.into()))?.next().transpose().map_err(|x| e(x.into()))?;
+    let lookup = move |conn: &vaidya_store::Conn, user: &str| -> Result<(Option<String>, Option<i64>), ApiError> {
+        use vaidya_store::{Db, sql_params};
+        let holder = conn.query_value("SELECT user_name FROM node_issuer WHERE issuer = ?1", &sql_params![u32::from(code)])?;
+        let held = conn.query_value("SELECT issuer FROM node_issuer WHERE user_name = ?1", &sql_params![user])?;
         Ok((holder, held))
     };
     let judge = |holder: Option<String>, held: Option<i64>| -> Result<bool, ApiError> {
@@ -144,9 +142,11 @@ async fn claim_issuer(app: &AppState, user: &str, code: u8) -> Result<(), ApiErr
         .write(move |tx| -> Result<(Option<String>, Option<i64>), ApiError> {
             let found = lookup(tx.conn(), &u)?;
             if found == (None, None) {
-                tx.conn()
-                    .execute("INSERT INTO node_issuer (issuer, user_name, claimed_ms) VALUES (?1, ?2, ?3)", (code, u.as_str(), vaidya_store::now_ms()))
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                vaidya_store::Db::execute(
+                    tx.conn(),
+                    "INSERT INTO node_issuer (issuer, user_name, claimed_ms) VALUES (?1, ?2, ?3)",
+                    &vaidya_store::sql_params![u32::from(code), u.as_str(), vaidya_store::now_ms()],
+                )?;
                 return Ok((Some(u), Some(i64::from(code))));
             }
             Ok(found)
@@ -156,9 +156,8 @@ async fn claim_issuer(app: &AppState, user: &str, code: u8) -> Result<(), ApiErr
 }
 
 /// The ledger key node account `user` registered, if any.
-pub fn registered_key(conn: &vaidya_store::Connection, user: &str) -> Result<Option<String>, ApiError> {
-    use rusqlite::OptionalExtension;
-    conn.query_row("SELECT verifier FROM node_key WHERE user_name = ?1", [user], |r| r.get(0)).optional().map_err(|e| ApiError::internal(e.to_string()))
+pub fn registered_key(conn: &impl vaidya_store::Db, user: &str) -> Result<Option<String>, ApiError> {
+    Ok(conn.query_value("SELECT verifier FROM node_key WHERE user_name = ?1", &vaidya_store::sql_params![user])?)
 }
 
 /// Register `key` (a ledger verifier key, `name+id+base64`) as the one that signs node
@@ -174,9 +173,11 @@ async fn register_key(app: &AppState, user: &str, key: String) -> Result<(), Api
                     if let Some(h) = registered_key(tx.conn(), &u)? {
                         return Ok(h);
                     }
-                    tx.conn()
-                        .execute("INSERT INTO node_key (user_name, verifier, registered_ms) VALUES (?1, ?2, ?3)", (u.as_str(), k.as_str(), vaidya_store::now_ms()))
-                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                    vaidya_store::Db::execute(
+                        tx.conn(),
+                        "INSERT INTO node_key (user_name, verifier, registered_ms) VALUES (?1, ?2, ?3)",
+                        &vaidya_store::sql_params![u.as_str(), k.as_str(), vaidya_store::now_ms()],
+                    )?;
                     tracing::info!(node = %u, key = %k, "a department node's key registered");
                     Ok(k)
                 })

@@ -175,10 +175,8 @@ fn check_entry(e: &vaidya_ledger::Entry) -> Result<(), ApiError> {
 }
 
 /// The node's UHID issuer code and registered key.
-fn registration(conn: &vaidya_store::Connection, node: &str) -> Result<(u8, String), ApiError> {
-    let e = |e: rusqlite::Error| ApiError::internal(e.to_string());
-    use rusqlite::OptionalExtension;
-    let issuer: Option<i64> = conn.query_row("SELECT issuer FROM node_issuer WHERE user_name = ?1", [node], |r| r.get(0)).optional().map_err(e)?;
+fn registration(conn: &impl vaidya_store::Db, node: &str) -> Result<(u8, String), ApiError> {
+    let issuer: Option<i64> = conn.query_value("SELECT issuer FROM node_issuer WHERE user_name = ?1", &vaidya_store::sql_params![node])?;
     match (issuer, super::feed::registered_key(conn, node)?) {
         (Some(i), Some(k)) => Ok((i as u8, k)),
         _ => Err(conflict(format!("the node account '{node}' has no issuer code and key registered here (a node registers both when it first follows the ledger)"))),
@@ -220,12 +218,12 @@ fn edge_at_fork(tx: &WriteTx<'_>, fork: u64) -> Result<ChainEdge, ApiError> {
     Ok(ChainEdge { size: fork, head, frontier: vaidya_store::frontier_at(tx.conn(), fork)? })
 }
 
-fn progress(conn: &vaidya_store::Connection, node: &str, fork: u64) -> Result<Option<ChainEdge>, ApiError> {
-    use rusqlite::OptionalExtension;
-    let row: Option<(i64, Option<Vec<u8>>, Vec<u8>)> = conn
-        .query_row("SELECT size, head, frontier FROM handback WHERE node = ?1 AND fork = ?2", rusqlite::params![node, fork as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+fn progress(conn: &impl vaidya_store::Db, node: &str, fork: u64) -> Result<Option<ChainEdge>, ApiError> {
+    let row: Option<(i64, Option<Vec<u8>>, Vec<u8>)> = conn.query_opt(
+        "SELECT size, head, frontier FROM handback WHERE node = ?1 AND fork = ?2",
+        &vaidya_store::sql_params![node, fork as i64],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let Some((size, head, frontier)) = row else { return Ok(None) };
     let head = head.map(|h| <[u8; 32]>::try_from(h.as_slice()).map(vaidya_ledger::EntryHash)).transpose().map_err(|_| ApiError::internal("a stored hand-back head is not a hash"))?;
     let frontier = vaidya_ledger::Frontier::decode(&frontier).ok_or_else(|| ApiError::internal("a stored hand-back frontier is unreadable"))?;
@@ -233,13 +231,13 @@ fn progress(conn: &vaidya_store::Connection, node: &str, fork: u64) -> Result<Op
 }
 
 fn save_progress(tx: &WriteTx<'_>, node: &str, fork: u64, edge: &ChainEdge) -> Result<(), ApiError> {
-    tx.conn()
-        .execute(
-            "INSERT INTO handback (node, fork, size, head, frontier, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (node, fork) DO UPDATE SET size = ?3, head = ?4, frontier = ?5, updated_ms = ?6",
-            rusqlite::params![node, fork as i64, edge.size as i64, edge.head.map(|h| h.0.to_vec()), edge.frontier.encode(), vaidya_store::now_ms()],
-        )
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (head, frontier) = (edge.head.map(|h| h.0.to_vec()), edge.frontier.encode());
+    vaidya_store::Db::execute(
+        tx.conn(),
+        "INSERT INTO handback (node, fork, size, head, frontier, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (node, fork) DO UPDATE SET size = ?3, head = ?4, frontier = ?5, updated_ms = ?6",
+        &vaidya_store::sql_params![node, fork as i64, edge.size as i64, head.as_ref(), &frontier, vaidya_store::now_ms()],
+    )?;
     Ok(())
 }
 

@@ -161,14 +161,12 @@ pub fn act_as(app: &AppState, node: &Principal, user: &str) -> Result<Principal,
     }
     let name = user.to_string();
     let row = app.read_now(move |conn| {
-        use rusqlite::OptionalExtension;
-        conn.query_row(
+        use vaidya_store::Db;
+        Ok(conn.query_opt(
             "SELECT role, department, patient, practitioner, disabled_ms FROM api_user WHERE name = ?1",
-            [&name],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, Option<i64>>(4)?)),
-        )
-        .optional()
-        .map_err(|e| ApiError::internal(e.to_string()))
+            &vaidya_store::sql_params![&name],
+            |r| Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?, r.get::<Option<String>>(2)?, r.get::<Option<String>>(3)?, r.get::<Option<i64>>(4)?)),
+        )?)
     })?;
     let Some((role, department, patient, practitioner, disabled)) = row else { return Err(forbidden(format!("no account '{user}' here"))) };
     if disabled.is_some() {

@@ -19,7 +19,8 @@ pub async fn report(State(app): State<AppState>, Extension(who): Extension<Princ
     Ok(axum::Json(json!({"waiting_to_hand_back": waiting, "outages": outages})).into_response())
 }
 
-fn read(conn: &vaidya_store::Connection) -> Result<Vec<Value>, ApiError> {
+fn read(conn: &vaidya_store::Conn) -> Result<Vec<Value>, ApiError> {
+    let conn = conn.require_sqlite("the outage report")?;
     let e = |e: rusqlite::Error| ApiError::internal(e.to_string());
     let mut outages: Vec<Value> = conn
         .prepare("SELECT fork, started_ms, ended_ms, entries, units, applied, queued FROM node_outage ORDER BY started_ms DESC LIMIT 100")

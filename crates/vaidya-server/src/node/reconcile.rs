@@ -132,7 +132,7 @@ pub async fn list(State(app): State<AppState>, Extension(who): Extension<Princip
 }
 
 /// The queue's items (open ones, or all), oldest first, as JSON summaries.
-pub fn items(conn: &vaidya_store::Connection, open_only: bool) -> Result<Vec<Value>, ApiError> {
+pub fn items(conn: &impl vaidya_store::Db, open_only: bool) -> Result<Vec<Value>, ApiError> {
     let mut pairs = vec![("code", format!("{CODE_SYSTEM}|")), ("_sort", "authored-on".to_string()), ("_count", "1000".to_string())];
     if open_only {
         pairs.push(("status", "requested".to_string()));

@@ -13,7 +13,7 @@ use super::wire::{HANDBACK_CONTENT_TYPE, HandBack, HandBackMeta};
 use rusqlite::OptionalExtension;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use vaidya_store::{Connection, Store, StoreError};
+use vaidya_store::{Conn, Store, StoreError};
 
 /// Entries in one hand-back request at most by default (it ends at the last branch checkpoint
 /// within).
@@ -37,9 +37,10 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// The branch as it stands: fork, start time, last entry.
-pub fn branch(conn: &Connection) -> Result<Option<(u64, i64, u64)>, StoreError> {
-    let row: Option<(i64, i64)> = conn.query_row("SELECT fork, started_ms FROM branch WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+pub fn branch(conn: &Conn) -> Result<Option<(u64, i64, u64)>, StoreError> {
     let size = vaidya_store::read::ledger_size(conn)?;
+    let conn = conn.require_sqlite("a downtime branch")?;
+    let row: Option<(i64, i64)> = conn.query_row("SELECT fork, started_ms FROM branch WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
     Ok(row.map(|(f, t)| (f as u64, t, size)))
 }
 
@@ -127,7 +128,8 @@ impl Sender<'_> {
     /// The next batch after `taken`: whole units, ending at a signed branch checkpoint.
     fn batch(&self, fork: u64, taken: u64, end: u64) -> Result<(HandBack, u64), Failed> {
         let (issuer, most) = (self.issuer, self.batch);
-        let read = |conn: &Connection| -> Result<Option<(HandBack, u64)>, StoreError> {
+        let read = |conn: &Conn| -> Result<Option<(HandBack, u64)>, StoreError> {
+            let conn = conn.require_sqlite("a downtime branch")?;
             let signed: Vec<(i64, String)> = conn
                 .prepare("SELECT tree_size, note FROM branch_checkpoint WHERE tree_size > ?1 ORDER BY tree_size")?
                 .query_map([taken as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -162,8 +164,9 @@ impl Sender<'_> {
         self.store
             .write_blocking(move |tx| -> Result<(), StoreError> {
                 let now = vaidya_store::now_ms();
+                let conn = tx.conn().require_sqlite("a downtime branch")?;
                 for u in &units {
-                    tx.conn().execute(
+                    conn.execute(
                         "INSERT OR REPLACE INTO node_handback_unit (fork, first, last, outcome, core_first, core_last, task, reason, handed_ms)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                         rusqlite::params![fork as i64, u.first as i64, u.last as i64, u.outcome, u.core.map(|c| c.0 as i64), u.core.map(|c| c.1 as i64), u.task, u.reason, now],
@@ -178,7 +181,7 @@ impl Sender<'_> {
     fn record_lost(&self, fork: u64, from: u64, to: u64) -> Result<(), Failed> {
         self.store
             .write_blocking(move |tx| -> Result<(), StoreError> {
-                tx.conn().execute(
+                tx.conn().require_sqlite("a downtime branch")?.execute(
                     "INSERT OR IGNORE INTO node_handback_unit (fork, first, last, outcome, handed_ms, reason)
                      SELECT ?1, first_seq, last_seq, 'taken', ?4, 'the core took it; its answer was lost to a cut connection (see its reconciliation queue)'
                      FROM branch_tx WHERE first_seq > ?2 AND last_seq <= ?3",
@@ -196,7 +199,7 @@ pub fn wait_signed(store: &Store, end: u64) -> Result<(), Failed> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let signed: Option<i64> = store
-            .read(|c| c.query_row("SELECT max(tree_size) FROM branch_checkpoint", [], |r| r.get(0)).map_err(StoreError::from))
+            .read(|c| c.require_sqlite("a downtime branch")?.query_row("SELECT max(tree_size) FROM branch_checkpoint", [], |r| r.get(0)).map_err(StoreError::from))
             .map_err(|e| Failed::Refused(e.to_string()))?;
         if signed.is_some_and(|s| s as u64 >= end) {
             return Ok(());
@@ -211,12 +214,12 @@ pub fn wait_signed(store: &Store, end: u64) -> Result<(), Failed> {
 /// Cut the branch (all of it is at the core) and keep the outage's summary.
 pub fn finish(store: &Store, fork: u64, started_ms: i64, entries: u64) -> Result<u64, StoreError> {
     store.write_blocking(move |tx| -> Result<u64, StoreError> {
-        let (units, applied, queued): (i64, i64, i64) = tx.conn().query_row(
+        let (units, applied, queued): (i64, i64, i64) = tx.conn().require_sqlite("a downtime branch")?.query_row(
             "SELECT count(*), coalesce(sum(outcome = 'applied'), 0), coalesce(sum(outcome = 'queued'), 0) FROM node_handback_unit WHERE fork = ?1",
             [fork as i64],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        tx.conn().execute(
+        tx.conn().require_sqlite("a downtime branch")?.execute(
             "INSERT OR REPLACE INTO node_outage (fork, started_ms, ended_ms, entries, units, applied, queued) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             rusqlite::params![fork as i64, started_ms, vaidya_store::now_ms(), entries as i64, units, applied, queued],
         )?;

@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use vaidya_domain::schedule::LocalDate;
-use vaidya_store::{Connection, Store};
+use vaidya_store::{Conn, Store};
 
 /// How many blank forms of each kind a set carries.
 pub const BLANK_FORMS: usize = 20;
@@ -82,13 +82,13 @@ fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-fn find(conn: &Connection, rtype: &str, pairs: &[(&str, String)]) -> Result<Vec<(String, Value)>, String> {
+fn find(conn: &Conn, rtype: &str, pairs: &[(&str, String)]) -> Result<Vec<(String, Value)>, String> {
     let mut pairs = pairs.to_vec();
     pairs.push(("_count", MAX_ROWS.to_string()));
     crate::fhir::find(conn, rtype, &pairs).map_err(|e| format!("{rtype}: {}", e.message()))
 }
 
-fn read(conn: &Connection, reference: &str) -> Option<Value> {
+fn read(conn: &Conn, reference: &str) -> Option<Value> {
     let (rtype, id) = reference.split_once('/')?;
     let stored = vaidya_store::read::current(conn, rtype, id).ok()??;
     if stored.deleted {
@@ -98,7 +98,7 @@ fn read(conn: &Connection, reference: &str) -> Option<Value> {
 }
 
 /// Name and UHID of a patient reference.
-fn who(conn: &Connection, reference: Option<&str>) -> (String, String) {
+fn who(conn: &Conn, reference: Option<&str>) -> (String, String) {
     let Some(p) = reference.and_then(|r| read(conn, r)) else { return (reference.unwrap_or("").to_string(), String::new()) };
     let name = p["name"].as_array().and_then(|n| n.first()).and_then(format::human_name).unwrap_or_default();
     let uhid = p["identifier"]
@@ -122,7 +122,7 @@ fn time_text(cx: &Context<'_>, value: Option<&str>) -> String {
 }
 
 /// Today's appointments, one section per doctor (the actor of the slot's schedule).
-fn opd(conn: &Connection, cx: &Context<'_>, today: LocalDate) -> Result<Sheet, String> {
+fn opd(conn: &Conn, cx: &Context<'_>, today: LocalDate) -> Result<Sheet, String> {
     let mut by_doctor: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
     for (_, appt) in find(conn, "Appointment", &day_range(cx, "date", today))? {
         let status = appt["status"].as_str().unwrap_or("").to_string();
@@ -154,7 +154,7 @@ fn opd(conn: &Connection, cx: &Context<'_>, today: LocalDate) -> Result<Sheet, S
 }
 
 /// Inpatients (encounters in progress, class inpatient), each with active orders and medicines.
-fn ward(conn: &Connection, cx: &Context<'_>) -> Result<Sheet, String> {
+fn ward(conn: &Conn, cx: &Context<'_>) -> Result<Sheet, String> {
     let mut sections = Vec::new();
     let mut census = Vec::new();
     for (_, enc) in find(conn, "Encounter", &[("status", "in-progress".to_string()), ("class", "IMP".to_string())])? {
@@ -180,7 +180,7 @@ fn ward(conn: &Connection, cx: &Context<'_>) -> Result<Sheet, String> {
 }
 
 /// Lab orders not yet completed.
-fn lab(conn: &Connection, cx: &Context<'_>) -> Result<Sheet, String> {
+fn lab(conn: &Conn, cx: &Context<'_>) -> Result<Sheet, String> {
     let mut rows = Vec::new();
     for (_, sr) in find(conn, "ServiceRequest", &[("status", "active".to_string()), ("_sort", "authored".to_string())])? {
         let (name, uhid) = who(conn, sr["subject"]["reference"].as_str());

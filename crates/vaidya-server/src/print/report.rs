@@ -47,7 +47,7 @@ pub struct Loaded {
 
 /// Load a released report and everything it shows: 404 if unknown, 410 if deleted, 409 if
 /// it is not released.
-pub fn load(conn: &vaidya_store::Connection, id: &str, viewer: &crate::fhir::visibility::Viewer) -> Result<Sources, ApiError> {
+pub fn load(conn: &impl vaidya_store::Db, id: &str, viewer: &crate::fhir::visibility::Viewer) -> Result<Sources, ApiError> {
     let stored = match vaidya_store::read::current(conn, "DiagnosticReport", id)? {
         None => return Err(ApiError::not_found(format!("DiagnosticReport/{id} is not known"))),
         Some(s) if s.deleted => {
@@ -164,7 +164,7 @@ fn refs<'a>(resource: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> +
 /// The resource a Reference points to, with its type: a contained one (`#id`), the live
 /// current version of `Type/id`, or the version named by `Type/id/_history/n`. Absolute URLs
 /// are not followed: they name another server's resources, which are not ours to print.
-fn resolve(conn: &vaidya_store::Connection, context: &Value, reference: &Value) -> Result<Option<(String, Value)>, ApiError> {
+fn resolve(conn: &impl vaidya_store::Db, context: &Value, reference: &Value) -> Result<Option<(String, Value)>, ApiError> {
     let Some(r) = reference["reference"].as_str() else { return Ok(None) };
     if let Some(local) = r.strip_prefix('#') {
         let found = context["contained"].as_array().into_iter().flatten().find(|c| c["id"] == local);
@@ -196,7 +196,7 @@ fn resolve(conn: &vaidya_store::Connection, context: &Value, reference: &Value) 
 
 /// Record the display name of a referenced person or organisation: the Reference's own
 /// `display`, else the name of what it points to (a PractitionerRole's practitioner).
-fn name_of(conn: &vaidya_store::Connection, context: &Value, reference: &Value, names: &mut HashMap<String, String>) -> Result<(), ApiError> {
+fn name_of(conn: &impl vaidya_store::Db, context: &Value, reference: &Value, names: &mut HashMap<String, String>) -> Result<(), ApiError> {
     let Some(key) = reference["reference"].as_str().or_else(|| str_of(reference, "display")) else { return Ok(()) };
     if names.contains_key(key) {
         return Ok(());

@@ -5,8 +5,8 @@ use super::parse::{Include, Pred, Prefix, Query, SortKey, Table, Value};
 use super::MAX_INCLUDED_RESOURCES;
 use crate::StoreError;
 use crate::index_rows::{param_id, unit_vector};
-use rusqlite::Connection;
-use rusqlite::types::Value as Sql;
+use crate::sql::{Db, Dialect, OwnedValue as Sql};
+use crate::sql_params;
 use std::collections::HashSet;
 use vaidya_fhir::search_params::{ParamType, search_params};
 
@@ -32,19 +32,34 @@ pub struct SearchOutcome {
 struct SqlBuilder {
     text: String,
     args: Vec<Sql>,
+    dialect: Dialect,
 }
 
 impl SqlBuilder {
+    fn new(text: impl Into<String>, dialect: Dialect) -> SqlBuilder {
+        SqlBuilder { text: text.into(), args: vec![], dialect }
+    }
     fn push(&mut self, s: &str) {
         self.text.push_str(s);
     }
+    /// A bound parameter, numbered (`?N`) so that the text runs on both engines.
     fn arg(&mut self, v: impl Into<Sql>) {
-        self.text.push('?');
         self.args.push(v.into());
+        self.text.push_str(&format!("?{}", self.args.len()));
+    }
+    fn params(&self) -> Vec<crate::sql::Value<'_>> {
+        self.args.iter().map(Sql::value).collect()
+    }
+    /// `instr(haystack, needle)` (1-based position, 0 when absent) in this dialect.
+    fn position_of(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "instr",
+            Dialect::Postgres => "strpos",
+        }
     }
 }
 
-pub fn run(conn: &Connection, q: &Query) -> Result<SearchOutcome, StoreError> {
+pub fn run(conn: &impl Db, q: &Query) -> Result<SearchOutcome, StoreError> {
     let driver = driving_pred(&q.preds);
     let filter = filter_sql(conn, q, Plan::of(driver))?;
 
@@ -62,8 +77,13 @@ pub fn run(conn: &Connection, q: &Query) -> Result<SearchOutcome, StoreError> {
     // (e.g. 77,000 Patients whose name starts with "sin").
     let scan = q.sort.is_empty() && driver.is_some_and(|d| dense(conn, q, d, total, q.offset + q.count + 1).unwrap_or(false));
     let page_filter = if scan { filter_sql(conn, q, Plan::Scan)? } else { filter };
-    let from = if scan { "resource r NOT INDEXED" } else { "resource r" };
-    let mut sql = SqlBuilder { text: format!("SELECT r.rid, r.seq, r.rowid FROM {from} WHERE {}", page_filter.text), args: page_filter.args };
+    // SQLite's planner is told to walk the table; PostgreSQL's plans by its statistics.
+    let from = if scan && conn.dialect() == Dialect::Sqlite { "resource r NOT INDEXED" } else { "resource r" };
+    let mut sql = SqlBuilder {
+        text: format!("SELECT r.rid, r.seq, r.rowid FROM {from} WHERE {}", page_filter.text),
+        args: page_filter.args,
+        dialect: page_filter.dialect,
+    };
     sql.push(" ORDER BY ");
     for (key, desc) in &q.sort {
         sort_sql(conn, &mut sql, key, *desc)?;
@@ -74,11 +94,7 @@ pub fn run(conn: &Connection, q: &Query) -> Result<SearchOutcome, StoreError> {
     sql.push(" OFFSET ");
     sql.arg(q.offset as i64);
 
-    let mut rows: Vec<(String, i64, i64)> = {
-        let mut stmt = conn.prepare_cached(&sql.text)?;
-        let it = stmt.query_map(rusqlite::params_from_iter(sql.args.iter()), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        it.collect::<Result<_, _>>()?
-    };
+    let mut rows: Vec<(String, i64, i64)> = conn.query_map(&sql.text, &sql.params(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     if rows.len() > q.count {
         rows.truncate(q.count);
         out.has_more = true;
@@ -117,15 +133,16 @@ impl Plan {
 }
 
 /// The WHERE clause of a search on `resource r`.
-fn filter_sql(conn: &Connection, q: &Query, plan: Plan) -> Result<SqlBuilder, StoreError> {
-    let mut filter = SqlBuilder { text: String::new(), args: vec![] };
+fn filter_sql(conn: &impl Db, q: &Query, plan: Plan) -> Result<SqlBuilder, StoreError> {
+    let mut filter = SqlBuilder::new("", conn.dialect());
     // Query plan: one predicate drives (its index rows give the candidate resources, found by
     // rowid) and every other one is a correlated EXISTS on its table's primary key (res, param,
     // ...), a few b-tree steps per candidate. Without this, SQLite (which has no statistics
     // here) walked every resource of the type and built each predicate's full list of matches,
     // e.g. all booked Appointments to count one Slot's bookings: O(resources) per search.
     // `+r.rtype` keeps the planner from driving from the type index when a predicate can.
-    filter.push(if matches!(plan, Plan::Driven(_)) { "+r.rtype = " } else { "r.rtype = " });
+    let driven_sqlite = matches!(plan, Plan::Driven(_)) && conn.dialect() == Dialect::Sqlite;
+    filter.push(if driven_sqlite { "+r.rtype = " } else { "r.rtype = " });
     filter.arg(q.resource_type.clone());
     filter.push(" AND r.deleted = 0");
     for (i, pred) in q.preds.iter().enumerate() {
@@ -143,13 +160,13 @@ fn filter_sql(conn: &Connection, q: &Query, plan: Plan) -> Result<SqlBuilder, St
 
 /// The number of matches. A single index predicate on a type with no deleted resources is
 /// counted from its index alone (distinct resources), without visiting each resource's row.
-fn count(conn: &Connection, q: &Query, driver: Option<usize>, filter: &SqlBuilder) -> Result<u64, StoreError> {
+fn count(conn: &impl Db, q: &Query, driver: Option<usize>, filter: &SqlBuilder) -> Result<u64, StoreError> {
     if let (Some(0), [Pred::Index { rtype, code, table, values, negate: false }]) = (driver, q.preds.as_slice())
         && *rtype == q.resource_type
         && !any_deleted(conn, rtype)?
     {
         let Some(p) = pid(conn, rtype, code)? else { return Ok(0) };
-        let mut sql = SqlBuilder { text: format!("SELECT res FROM {} WHERE param = ", table.name()), args: vec![] };
+        let mut sql = SqlBuilder::new(format!("SELECT res FROM {} WHERE param = ", table.name()), conn.dialect());
         sql.arg(p);
         sql.push(" AND (");
         for (i, v) in values.iter().enumerate() {
@@ -162,15 +179,13 @@ fn count(conn: &Connection, q: &Query, driver: Option<usize>, filter: &SqlBuilde
         // A resource may match with several values (a Devanagari given name and the full name
         // that starts with it): distinct resources are counted in a bitmap of rowids, several
         // times faster than SQLite's count(DISTINCT), which inserts each row into a b-tree.
-        let max: i64 = conn.prepare_cached("SELECT coalesce(max(rowid), 0) FROM resource")?.query_row([], |r| r.get(0))?;
+        let max = max_rowid(conn)?;
         if (0..=MAX_BITMAP_ROWID).contains(&max) {
             let mut seen = vec![0u64; max as usize / 64 + 1];
             let mut n = 0u64;
-            let mut stmt = conn.prepare_cached(&sql.text)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(sql.args.iter()))?;
-            while let Some(row) = rows.next()? {
+            conn.for_each_row(&sql.text, &sql.params(), &mut |row| {
                 let res: i64 = row.get(0)?;
-                let Ok(res) = usize::try_from(res) else { continue };
+                let Ok(res) = usize::try_from(res) else { return Ok(()) };
                 let (word, bit) = (res / 64, 1u64 << (res % 64));
                 if word >= seen.len() {
                     seen.resize(word + 1, 0);
@@ -179,15 +194,16 @@ fn count(conn: &Connection, q: &Query, driver: Option<usize>, filter: &SqlBuilde
                     seen[word] |= bit;
                     n += 1;
                 }
-            }
+                Ok(())
+            })?;
             return Ok(n);
         }
-        let text = format!("SELECT count(DISTINCT res) FROM ({})", sql.text);
-        let n: i64 = conn.prepare_cached(&text)?.query_row(rusqlite::params_from_iter(sql.args.iter()), |r| r.get(0))?;
+        let text = format!("SELECT count(DISTINCT res) FROM ({}) AS m", sql.text);
+        let n: i64 = conn.query_value(&text, &sql.params())?.unwrap_or(0);
         return Ok(n as u64);
     }
     let sql = format!("SELECT count(*) FROM resource r WHERE {}", filter.text);
-    let n: i64 = conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(filter.args.iter()), |r| r.get(0))?;
+    let n: i64 = conn.query_value(&sql, &filter.params())?.unwrap_or(0);
     Ok(n as u64)
 }
 
@@ -195,16 +211,21 @@ fn count(conn: &Connection, q: &Query, driver: Option<usize>, filter: &SqlBuilde
 const MAX_BITMAP_ROWID: i64 = 1 << 26;
 
 /// Whether any resource of `rtype` is deleted (the partial index `resource_deleted`).
-fn any_deleted(conn: &Connection, rtype: &str) -> Result<bool, StoreError> {
-    Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM resource WHERE rtype = ?1 AND deleted = 1)")?.query_row([rtype], |r| r.get(0))?)
+fn any_deleted(conn: &impl Db, rtype: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_value("SELECT EXISTS (SELECT 1 FROM resource WHERE rtype = ?1 AND deleted = 1)", &sql_params![rtype])?.unwrap_or(false))
+}
+
+/// The largest rowid of the resource table (0 when empty).
+fn max_rowid(conn: &impl Db) -> Result<i64, StoreError> {
+    Ok(conn.query_value("SELECT coalesce(max(rowid), 0) FROM resource", &[])?.unwrap_or(0))
 }
 
 /// Whether the first `need` matches are found sooner by walking the table in rowid order than
 /// by collecting all matches of the driving predicate: walking costs about `need * rows /
 /// matches` cheap probes, collecting costs `matches` inserts into a temporary index (a few
 /// times dearer each). Without a total, the driver's index rows are counted up to the break-even.
-fn dense(conn: &Connection, q: &Query, driver: usize, total: Option<u64>, need: usize) -> Result<bool, StoreError> {
-    let rows: i64 = conn.prepare_cached("SELECT coalesce(max(rowid), 0) FROM resource")?.query_row([], |r| r.get(0))?;
+fn dense(conn: &impl Db, q: &Query, driver: usize, total: Option<u64>, need: usize) -> Result<bool, StoreError> {
+    let rows = max_rowid(conn)?;
     // matches^2 > 4 * need * rows
     let break_even = ((4.0 * need as f64 * rows.max(0) as f64).sqrt().ceil() as u64).max(1);
     if let Some(t) = total {
@@ -212,7 +233,7 @@ fn dense(conn: &Connection, q: &Query, driver: usize, total: Option<u64>, need: 
     }
     let Pred::Index { rtype, code, table, values, negate: false } = &q.preds[driver] else { return Ok(false) };
     let Some(p) = pid(conn, rtype, code)? else { return Ok(false) };
-    let mut sql = SqlBuilder { text: format!("SELECT count(*) FROM (SELECT 1 FROM {} WHERE param = ", table.name()), args: vec![] };
+    let mut sql = SqlBuilder::new(format!("SELECT count(*) FROM (SELECT 1 FROM {} WHERE param = ", table.name()), conn.dialect());
     sql.arg(p);
     sql.push(" AND (");
     for (i, v) in values.iter().enumerate() {
@@ -223,8 +244,8 @@ fn dense(conn: &Connection, q: &Query, driver: usize, total: Option<u64>, need: 
     }
     sql.push(") LIMIT ");
     sql.arg(break_even as i64);
-    sql.push(")");
-    let n: i64 = conn.prepare_cached(&sql.text)?.query_row(rusqlite::params_from_iter(sql.args.iter()), |r| r.get(0))?;
+    sql.push(") AS m");
+    let n: i64 = conn.query_value(&sql.text, &sql.params())?.unwrap_or(0);
     Ok(n as u64 >= break_even)
 }
 
@@ -261,7 +282,7 @@ fn driving_pred(preds: &[Pred]) -> Option<usize> {
 
 /// `EXISTS (SELECT 1 FROM {table} WHERE res = {alias}.rowid AND param = ? AND (values...))`.
 fn exists_sql(
-    conn: &Connection,
+    conn: &impl Db,
     sql: &mut SqlBuilder,
     rtype: &str,
     code: &str,
@@ -270,7 +291,7 @@ fn exists_sql(
     alias: &str,
 ) -> Result<(), StoreError> {
     let Some(p) = pid(conn, rtype, code)? else {
-        sql.push("0");
+        sql.push("FALSE");
         return Ok(());
     };
     sql.push(&format!("EXISTS (SELECT 1 FROM {} WHERE res = {alias}.rowid AND param = ", table.name()));
@@ -287,14 +308,14 @@ fn exists_sql(
 }
 
 /// Resolve a parameter id, or `None` if no resource has ever been indexed under it.
-fn pid(conn: &Connection, rtype: &str, code: &str) -> Result<Option<i64>, StoreError> {
+fn pid(conn: &impl Db, rtype: &str, code: &str) -> Result<Option<i64>, StoreError> {
     param_id(conn, rtype, code)
 }
 
-fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -> Result<(), StoreError> {
+fn pred_sql(conn: &impl Db, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -> Result<(), StoreError> {
     match pred {
-        Pred::Constant(all) => sql.push(if *all { "1" } else { "0" }),
-        Pred::NotIds(ids) if ids.is_empty() => sql.push("1"),
+        Pred::Constant(all) => sql.push(if *all { "TRUE" } else { "FALSE" }),
+        Pred::NotIds(ids) if ids.is_empty() => sql.push("TRUE"),
         Pred::NotIds(ids) => id_list_sql(sql, alias, "NOT IN", ids),
         Pred::Id(ids) => id_list_sql(sql, alias, "IN", ids),
         Pred::LastUpdated(ranges) => {
@@ -311,7 +332,7 @@ fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -
         Pred::Missing { rtype, code, table, missing } => {
             let Some(p) = pid(conn, rtype, code)? else {
                 // Nobody has a value: every resource is "missing" it.
-                sql.push(if *missing { "1" } else { "0" });
+                sql.push(if *missing { "TRUE" } else { "FALSE" });
                 return Ok(());
             };
             sql.push(&format!("{alias}.rowid {} (SELECT res FROM {} WHERE param = ", if *missing { "NOT IN" } else { "IN" }, table.name()));
@@ -320,7 +341,7 @@ fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -
         }
         Pred::Index { rtype, code, table, values, negate } => {
             let Some(p) = pid(conn, rtype, code)? else {
-                sql.push(if *negate { "1" } else { "0" });
+                sql.push(if *negate { "TRUE" } else { "FALSE" });
                 return Ok(());
             };
             sql.push(&format!("{alias}.rowid {} (SELECT res FROM {} WHERE param = ", if *negate { "NOT IN" } else { "IN" }, table.name()));
@@ -336,7 +357,7 @@ fn pred_sql(conn: &Connection, sql: &mut SqlBuilder, pred: &Pred, alias: &str) -
         }
         Pred::Chain { rtype, code, target_types: _, inner } => {
             let Some(p) = pid(conn, rtype, code)? else {
-                sql.push("0");
+                sql.push("FALSE");
                 return Ok(());
             };
             sql.push(&format!("{alias}.rowid IN (SELECT res FROM ix_ref WHERE param = "));
@@ -510,7 +531,7 @@ const COMPOSITE_SECOND_COLUMNS: Columns = Columns {
 const EARTH_RADIUS_KM: f64 = 6_371.008_8;
 
 fn token_sql(sql: &mut SqlBuilder, cols: &Columns, system: &Option<String>, code: &Option<String>) {
-    sql.push("(1");
+    sql.push("(TRUE");
     if let Some(c) = code {
         sql.push(&format!(" AND {} = ", cols.code));
         sql.arg(c.clone());
@@ -533,7 +554,7 @@ fn value_sql(sql: &mut SqlBuilder, v: &Value, cols: &Columns) {
             sql.push(")");
         }
         Value::StrContains(s) => {
-            sql.push(&format!("instr({}, ", cols.string));
+            sql.push(&format!("{}({}, ", sql.position_of(), cols.string));
             sql.arg(s.clone());
             sql.push(") > 0");
         }
@@ -543,7 +564,7 @@ fn value_sql(sql: &mut SqlBuilder, v: &Value, cols: &Columns) {
         }
         Value::Token { system, code } => token_sql(sql, cols, system, code),
         Value::TokenText(s) => {
-            sql.push(&format!("instr(lower({}), ", cols.text));
+            sql.push(&format!("{}(lower({}), ", sql.position_of(), cols.text));
             sql.arg(s.clone());
             sql.push(") > 0");
         }
@@ -616,7 +637,7 @@ fn value_sql(sql: &mut SqlBuilder, v: &Value, cols: &Columns) {
 fn near_sql(sql: &mut SqlBuilder, lat: f64, lon: f64, distance_km: f64) {
     let angle = distance_km / EARTH_RADIUS_KM;
     if angle >= std::f64::consts::PI {
-        sql.push("1"); // the whole sphere
+        sql.push("TRUE"); // the whole sphere
         return;
     }
     // A hair of slack so that rounding cannot drop a point on the boundary.
@@ -676,7 +697,7 @@ fn near_sql(sql: &mut SqlBuilder, lat: f64, lon: f64, distance_km: f64) {
     sql.push(")");
 }
 
-fn sort_sql(conn: &Connection, sql: &mut SqlBuilder, key: &SortKey, desc: bool) -> Result<(), StoreError> {
+fn sort_sql(conn: &impl Db, sql: &mut SqlBuilder, key: &SortKey, desc: bool) -> Result<(), StoreError> {
     let dir = if desc { "DESC" } else { "ASC" };
     match key {
         SortKey::Id => sql.push(&format!("r.rid {dir}")),
@@ -716,7 +737,7 @@ fn reference_codes(rtype: &str, code: &Option<String>) -> Vec<String> {
     }
 }
 
-fn load_current(conn: &Connection, target: &str) -> Result<Option<Found>, StoreError> {
+fn load_current(conn: &impl Db, target: &str) -> Result<Option<Found>, StoreError> {
     let Some((t, id)) = target.split_once('/') else { return Ok(None) };
     Ok(crate::read::current(conn, t, id)?.filter(|s| !s.deleted).map(|s| Found {
         resource_type: t.to_string(),
@@ -726,7 +747,7 @@ fn load_current(conn: &Connection, target: &str) -> Result<Option<Found>, StoreE
 }
 
 fn include(
-    conn: &Connection,
+    conn: &impl Db,
     q: &Query,
     inc: &Include,
     rowids: &[i64],
@@ -738,9 +759,8 @@ fn include(
     }
     for code in reference_codes(&inc.source_type, &inc.code) {
         let Some(p) = pid(conn, &inc.source_type, &code)? else { continue };
-        let mut stmt = conn.prepare_cached("SELECT target FROM ix_ref WHERE res = ?1 AND param = ?2")?;
         for &res in rowids {
-            let targets: Vec<String> = stmt.query_map([res, p], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            let targets: Vec<String> = conn.query_map("SELECT target FROM ix_ref WHERE res = ?1 AND param = ?2", &sql_params![res, p], |r| r.get(0))?;
             for target in targets {
                 if out.len() >= MAX_INCLUDED_RESOURCES {
                     return Ok(());
@@ -763,7 +783,7 @@ fn include(
 }
 
 fn revinclude(
-    conn: &Connection,
+    conn: &impl Db,
     _q: &Query,
     inc: &Include,
     matches: &[Found],
@@ -772,18 +792,17 @@ fn revinclude(
 ) -> Result<(), StoreError> {
     for code in reference_codes(&inc.source_type, &inc.code) {
         let Some(p) = pid(conn, &inc.source_type, &code)? else { continue };
-        let mut stmt = conn.prepare_cached(
-            "SELECT r.rid, r.seq FROM ix_ref x JOIN resource r ON r.rowid = x.res
-             WHERE x.param = ?1 AND x.target = ?2 AND r.deleted = 0 AND r.rtype = ?3",
-        )?;
         for m in matches {
             if inc.target_type.as_deref().is_some_and(|want| want != m.resource_type) {
                 continue;
             }
             let target = format!("{}/{}", m.resource_type, m.id);
-            let rows: Vec<(String, i64)> = stmt
-                .query_map(rusqlite::params![p, target, inc.source_type], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
+            let rows: Vec<(String, i64)> = conn.query_map(
+                "SELECT r.rid, r.seq FROM ix_ref x JOIN resource r ON r.rowid = x.res
+                 WHERE x.param = ?1 AND x.target = ?2 AND r.deleted = 0 AND r.rtype = ?3",
+                &sql_params![p, &target, &inc.source_type],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             for (rid, seq) in rows {
                 if out.len() >= MAX_INCLUDED_RESOURCES {
                     return Ok(());
@@ -801,14 +820,10 @@ fn revinclude(
 
 /// The greatest token code in `[lo, hi]` that resources of `rtype` have under parameter
 /// `code` with `system` (e.g. the last UHID issued). Uses the search index's order.
-pub fn max_token_code(conn: &Connection, rtype: &str, code: &str, system: &str, lo: &str, hi: &str) -> Result<Option<String>, StoreError> {
+pub fn max_token_code(conn: &impl Db, rtype: &str, code: &str, system: &str, lo: &str, hi: &str) -> Result<Option<String>, StoreError> {
     let Some(p) = pid(conn, rtype, code)? else { return Ok(None) };
-    let mut stmt = conn.prepare_cached(
+    conn.query_value(
         "SELECT code FROM ix_token WHERE param = ?1 AND code >= ?2 AND code <= ?3 AND system = ?4 ORDER BY code DESC LIMIT 1",
-    )?;
-    let mut rows = stmt.query(rusqlite::params![p, lo, hi, system])?;
-    Ok(match rows.next()? {
-        Some(row) => Some(row.get(0)?),
-        None => None,
-    })
+        &sql_params![p, lo, hi, system],
+    )
 }
