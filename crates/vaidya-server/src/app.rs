@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(healthz))
+        .route("/healthz/writer", get(healthz_writer))
         .route("/metrics", get(metrics))
         .route("/ledger/root", get(crate::backup::ledger_root))
         .nest("/node", if state.node.is_some() { crate::node::node_side_router(state.clone()) } else { crate::node::router(state.clone()) })
@@ -227,6 +228,16 @@ async fn healthz(State(app): State<AppState>) -> Response {
     match app.read(|conn| Ok(vaidya_store::read::ledger_size(conn)?)).await {
         Ok(n) => (StatusCode::OK, format!("ok ledger_entries={n}\n")).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response(),
+    }
+}
+
+/// `GET /healthz/writer`: 200 on the server that writes now, 503 on one that serves reads
+/// only (PostgreSQL with several servers): a load balancer sends writes where this says 200.
+async fn healthz_writer(State(app): State<AppState>) -> Response {
+    if app.node.is_none() && app.store.is_writer() {
+        (StatusCode::OK, "writer\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not the writer: reads only\n").into_response()
     }
 }
 

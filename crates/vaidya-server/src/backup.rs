@@ -150,11 +150,17 @@ pub fn start(config: &Config, store: &vaidya_store::Store, key: &vaidya_ledger::
     let recipients = vaidya_backup::seal::Recipients::parse(&b.recipients).map_err(|e| format!("[backup] recipients: {e}"))?;
     let targets = targets(b)?;
     let key = Arc::new(vaidya_ledger::LedgerKey::from_private(key.private_text()).map_err(|e| e.to_string())?);
-    let db = crate::datadir::db_path(&config.data);
+    let location = config.location()?;
+    // Snapshots are copies of the SQLite file; a PostgreSQL database is shipped as segments
+    // only (a restore replays them all).
+    let snapshots = match &location {
+        vaidya_store::Location::File(db) => snapshot_policy(b, db),
+        vaidya_store::Location::Postgres(_) => None,
+    };
     let audit = vaidya_audit::audit_dir(&config.data);
     let sources: vaidya_backup::ship::SourceFactory = Box::new(move |ledger| -> Box<dyn Source> {
         match ledger {
-            Ledger::Data => Box::new(DataSource::new(&db)),
+            Ledger::Data => Box::new(DataSource::at(location.clone())),
             Ledger::Audit => Box::new(AuditSource::new(&audit)),
         }
     });
@@ -163,7 +169,7 @@ pub fn start(config: &Config, store: &vaidya_store::Store, key: &vaidya_ledger::
         state_dir: backup_dir(&config.data),
         scan_every: Duration::from_secs(b.scan_seconds.max(1)),
         key,
-        snapshots: snapshot_policy(b, &crate::datadir::db_path(&config.data)),
+        snapshots,
     };
     let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
     let shipper = Arc::new(Shipper::start(ship, targets, sources, store.checkpoints()).map_err(|e| e.to_string())?);
@@ -187,8 +193,8 @@ fn snapshot_policy(b: &crate::config::Backup, db: &Path) -> Option<SnapshotPolic
 }
 
 /// The sizes of the data and audit ledgers at their last signed checkpoints (0 if unreadable).
-pub fn signed_sizes(data: &Path) -> (u64, u64) {
-    let mut d = DataSource::new(&crate::datadir::db_path(data));
+pub fn signed_sizes(data: &Path, location: &vaidya_store::Location) -> (u64, u64) {
+    let mut d = DataSource::at(location.clone());
     let mut a = AuditSource::new(&vaidya_audit::audit_dir(data));
     (d.checkpointed().unwrap_or(0), a.checkpointed().unwrap_or(0))
 }

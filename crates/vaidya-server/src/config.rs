@@ -5,6 +5,10 @@
 //! # vaidya.toml
 //! listen = "127.0.0.1:8080"      # address for HTTP (web UI, FHIR API, metrics)
 //! data = "./vaidya-data"         # data directory: database, keys
+//! # The database: absent, a SQLite file in the data directory (one machine). Or PostgreSQL
+//! # 15+ (several servers, failover with Patroni; docs/OPERATIONS.md, "PostgreSQL"):
+//! # database = "postgres://vaidya@db1:5432,db2:5432,db3:5432/vaidya?target_session_attrs=read-write"
+//! # database_password_file = "/etc/vaidya/db-password"   # never the password itself
 //! hospital_name = "Demo Hospital"
 //! timezone = "Asia/Kolkata"      # shown on screens; storage is always UTC
 //!
@@ -92,6 +96,10 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub listen: SocketAddr,
     pub data: PathBuf,
+    /// A PostgreSQL URL; `None`: the SQLite file in the data directory.
+    pub database: Option<String>,
+    /// The PostgreSQL password, in a file of its own.
+    pub database_password_file: Option<PathBuf>,
     pub hospital_name: String,
     pub timezone: String,
     pub limits: Limits,
@@ -376,6 +384,8 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid literal"),
             data: PathBuf::from("./vaidya-data"),
+            database: None,
+            database_password_file: None,
             hospital_name: "Demo Hospital".into(),
             timezone: "Asia/Kolkata".into(),
             limits: Limits::default(),
@@ -413,6 +423,32 @@ impl Config {
                 toml::from_str(&text).map_err(|e| ConfigError::Parse(p.to_path_buf(), e))
             }
         }
+    }
+
+    /// Where the store's database is: PostgreSQL when `database` is set, else the SQLite
+    /// file in the data directory. A password written into the URL is refused: it belongs in
+    /// `database_password_file` (the URL appears in logs, process lists and this file).
+    pub fn location(&self) -> Result<vaidya_store::Location, String> {
+        let Some(url) = &self.database else {
+            return Ok(vaidya_store::Location::File(crate::datadir::db_path(&self.data)));
+        };
+        let shown = vaidya_store::sql::redact_password(url);
+        if shown != *url {
+            return Err(format!("the database URL holds a password ({shown}): put it in database_password_file instead"));
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('=')) {
+            return Err(format!("database = {url:?} is not a PostgreSQL URL (postgres://user@host:5432/dbname)"));
+        }
+        let password = match &self.database_password_file {
+            None => None,
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("cannot read database_password_file {}: {e}", f.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+        };
+        Ok(vaidya_store::Location::Postgres(vaidya_store::sql::PgTarget::new(url).with_password(password)))
     }
 
     pub fn ledger_key_file(&self) -> PathBuf {

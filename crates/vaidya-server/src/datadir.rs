@@ -28,6 +28,8 @@ pub enum DataDirError {
     RestoreIncomplete(PathBuf),
     #[error(transparent)]
     Store(#[from] vaidya_store::StoreError),
+    #[error("{0}")]
+    Config(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
@@ -87,7 +89,7 @@ pub fn init(config: &Config) -> Result<(LedgerKey, Option<Created>), DataDirErro
         }
         fs::write(&pub_file, format!("{}\n", key.verifier_text())).map_err(io(&pub_file))?;
     }
-    let conn = vaidya_store::open_admin(&db_path(data))?;
+    let conn = vaidya_store::open_admin_at(&config.location().map_err(DataDirError::Config)?)?;
     let created = if vaidya_store::tokens::user_role(&conn, "admin")?.is_none() {
         let password = vaidya_access::password::generate_one_time();
         let hash = vaidya_access::password::hash(&password);
@@ -97,6 +99,26 @@ pub fn init(config: &Config) -> Result<(LedgerKey, Option<Created>), DataDirErro
         None
     };
     Ok((key, created))
+}
+
+/// A connection for account administration (users, tokens) to an initialised data
+/// directory's database, wherever it is.
+pub fn admin_conn(config: &Config) -> Result<vaidya_store::Conn, String> {
+    let location = config.location()?;
+    if let vaidya_store::Location::File(db) = &location
+        && !db.exists()
+    {
+        return Err(DataDirError::NotInitialised(config.data.clone()).to_string());
+    }
+    vaidya_store::open_admin_at(&location).map_err(|e| format!("the database {}: {e}", location.describe()))
+}
+
+/// A read-only connection (offline tools: verify, reports) to the database, wherever it is.
+pub fn read_conn(config: &Config) -> Result<vaidya_store::Conn, String> {
+    match config.location()? {
+        vaidya_store::Location::File(db) => Ok(vaidya_store::Conn::Sqlite(vaidya_store::open_read_only(&db).map_err(|e| e.to_string())?)),
+        pg => pg.open_reader().map_err(|e| format!("the database {}: {e}", pg.describe())),
+    }
 }
 
 /// A restore in progress (or one that failed) leaves this file in the data directory;
@@ -120,7 +142,7 @@ pub fn install_key(config: &Config, key: &LedgerKey) -> Result<(), DataDirError>
 /// The ledger's signing key of an initialised data directory (for a command that appends to
 /// the audit ledger when no server runs); never creates one.
 pub fn ledger_key(config: &Config) -> Result<LedgerKey, DataDirError> {
-    if !db_path(&config.data).exists() {
+    if !db_path(&config.data).exists() && !config.ledger_key_file().exists() {
         return Err(DataDirError::NotInitialised(config.data.clone()));
     }
     let mut key_file = config.ledger_key_file();
@@ -135,7 +157,8 @@ pub fn ledger_key(config: &Config) -> Result<LedgerKey, DataDirError> {
 /// The ledger's public verifier key, as written at first start.
 pub fn verifier_key(data: &Path) -> Result<String, DataDirError> {
     let path = data.join(VERIFIER_FILE);
-    if !db_path(data).exists() {
+    // A server on PostgreSQL has no database file here, but its keys.
+    if !db_path(data).exists() && !path.exists() {
         return Err(DataDirError::NotInitialised(data.to_path_buf()));
     }
     fs::read_to_string(&path).map_err(io(&path))

@@ -59,11 +59,21 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        tracing::error!("store error: {e}");
+        // A server that does not hold the writer's lock refusing a write is routine.
+        if matches!(e, StoreError::NotWriter) {
+            tracing::debug!("{e}");
+        } else {
+            tracing::error!("store error: {e}");
+        }
         match e {
-            StoreError::WriterGone | StoreError::CommitFailed(_) | StoreError::NotShipped(_) => {
+            StoreError::WriterGone | StoreError::CommitFailed(_) | StoreError::NotShipped(_) | StoreError::NotWriter => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, e.to_string())
             }
+            StoreError::Postgres(pg) if pg.is_closed() || pg.code().is_none() => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                IssueType::Transient,
+                "the database cannot be reached just now (a failover?); try again in a few seconds",
+            ),
             _ => ApiError::internal("internal storage error; the event was logged"),
         }
     }

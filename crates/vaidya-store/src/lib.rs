@@ -45,6 +45,11 @@ pub enum StoreError {
     #[error("the writer has stopped")]
     WriterGone,
     #[error(
+        "this server does not write now: another Vaidya server holds the database's writer lock \
+         (this one serves reads, and takes over if that one stops)"
+    )]
+    NotWriter,
+    #[error(
         "the change is saved on this server (ledger entry {0}) but the backup target has not confirmed it \
          in time (synchronous backups); it will be shipped when the target answers"
     )]
@@ -85,8 +90,8 @@ pub struct StoreOptions {
 pub enum Location {
     /// A SQLite file (one machine).
     File(PathBuf),
-    /// A PostgreSQL database, by connection URL or key-value string.
-    Postgres(String),
+    /// A PostgreSQL database.
+    Postgres(sql::PgTarget),
 }
 
 impl Location {
@@ -94,7 +99,7 @@ impl Location {
     pub fn open_reader(&self) -> Result<Conn, StoreError> {
         Ok(match self {
             Location::File(path) => Conn::Sqlite(db::open_reader(path)?),
-            Location::Postgres(url) => Conn::Postgres(sql::PgConn::connect(url)?),
+            Location::Postgres(target) => Conn::Postgres(target.connect()?),
         })
     }
 
@@ -102,13 +107,20 @@ impl Location {
     pub fn describe(&self) -> String {
         match self {
             Location::File(path) => path.display().to_string(),
-            Location::Postgres(url) => sql::redact_password(url),
+            Location::Postgres(target) => target.describe(),
         }
+    }
+
+    /// A PostgreSQL database by URL, without a password (or with one in the URL: tests).
+    pub fn postgres(url: &str) -> Location {
+        Location::Postgres(sql::PgTarget::new(url))
     }
 }
 
 pub struct Store {
     location: Location,
+    /// Whether this process holds the writer's lock (see [`Store::is_writer`]).
+    writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     checkpointed: tokio::sync::watch::Receiver<u64>,
     /// When set, [`Store::write`] answers only once the ledger has been shipped this far
     /// (synchronous backups); see [`Store::gate_writes_on`].
@@ -155,8 +167,8 @@ impl Store {
 
     /// Open (creating the tables if new) a store in a PostgreSQL database. The caller holds
     /// the writer's lock (see `vaidya serve`): a second writer would fork the hash chain.
-    pub fn open_postgres(url: &str, key: LedgerKey, options: StoreOptions) -> Result<Store, StoreError> {
-        Store::open_at(Location::Postgres(url.to_string()), Some(key), options, None)
+    pub fn open_location(location: Location, key: LedgerKey, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_at(location, Some(key), options, None)
     }
 
     fn open_inner_with_branch(path: &Path, key: Option<LedgerKey>, options: StoreOptions, branch_key: Option<LedgerKey>) -> Result<Store, StoreError> {
@@ -174,8 +186,8 @@ impl Store {
                 init_schema(&conn)?;
                 Conn::Sqlite(conn)
             }
-            Location::Postgres(url) => {
-                let conn = sql::PgConn::connect(url)?;
+            Location::Postgres(target) => {
+                let conn = target.connect()?;
                 schema::postgres::init(&conn)?;
                 Conn::Postgres(conn)
             }
@@ -183,7 +195,8 @@ impl Store {
         create_secondary_indexes(&conn)?;
         let (checkpointed_tx, checkpointed) = tokio::sync::watch::channel(0);
         let key = key.filter(|_| !options.replica);
-        let writer = Writer::new(conn, key, branch_key, options.checkpoint_every_commit, checkpointed_tx)?;
+        let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = Writer::new(conn, location.clone(), writing.clone(), key, branch_key, options.checkpoint_every_commit, checkpointed_tx)?;
         let (writer_tx, rx) = crossbeam_channel::bounded(writer::QUEUE_DEPTH);
         let handle = std::thread::Builder::new()
             .name("vaidya-writer".into())
@@ -194,6 +207,7 @@ impl Store {
         }
         Ok(Store {
             location,
+            writing,
             checkpointed,
             gate: std::sync::OnceLock::new(),
             writer_tx,
@@ -206,6 +220,14 @@ impl Store {
     /// Where the database is.
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// Whether this process may write now: always on SQLite (the data directory's lock is the
+    /// writer's lock); on PostgreSQL, while it holds the writer's advisory lock. Several
+    /// `vaidya serve` share one PostgreSQL database: one writes, the others serve reads and
+    /// take the lock over when the writer's session ends.
+    pub fn is_writer(&self) -> bool {
+        self.writing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The size of the latest signed checkpoint, updated as checkpoints are signed.
@@ -304,6 +326,9 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        if !self.is_writer() {
+            return Err(StoreError::NotWriter);
+        }
         let run: writer::JobFn = Box::new(move |tx| {
             let result = f(tx);
             let ok = result.is_ok();
@@ -326,8 +351,20 @@ impl Store {
 
     /// Run `f` with a reader connection (blocking; call from a blocking context).
     pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&Conn) -> Result<T, E>) -> Result<T, E> {
+        // The PostgreSQL client blocks on a runtime of its own, which tokio forbids on an async
+        // worker thread unless the worker is first handed over (short point reads are made
+        // right on the workers; on SQLite they cost microseconds and need no hand-over).
+        if matches!(self.location, Location::Postgres(_))
+            && tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            return tokio::task::block_in_place(|| self.read_here(f));
+        }
+        self.read_here(f)
+    }
+
+    fn read_here<T, E: From<StoreError>>(&self, f: impl FnOnce(&Conn) -> Result<T, E>) -> Result<T, E> {
         let conn = self.readers_rx.recv().map_err(|_| E::from(StoreError::WriterGone))?;
-        let guard = ReturnOnDrop { conn: Some(conn), pool: &self.readers_tx };
+        let guard = ReturnOnDrop { conn: Some(conn), pool: &self.readers_tx, location: &self.location };
         f(guard.conn.as_ref().expect("present until drop"))
     }
 
@@ -400,11 +437,20 @@ impl Drop for Store {
 struct ReturnOnDrop<'p> {
     conn: Option<Conn>,
     pool: &'p crossbeam_channel::Sender<Conn>,
+    location: &'p Location,
 }
 
 impl Drop for ReturnOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        if let Some(mut conn) = self.conn.take() {
+            // A PostgreSQL connection lost (a failover) is replaced; if the database cannot be
+            // reached yet, the lost one goes back and the next read tries again.
+            if let Conn::Postgres(pg) = &conn
+                && pg.is_closed()
+                && let Ok(fresh) = self.location.open_reader()
+            {
+                conn = fresh;
+            }
             let _ = self.pool.send(conn);
         }
     }
@@ -477,6 +523,18 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
         )));
     }
     Ok(db::open_reader(path)?)
+}
+
+/// [`open_admin`] wherever the database is (creating PostgreSQL's tables if new).
+pub fn open_admin_at(location: &Location) -> Result<Conn, StoreError> {
+    match location {
+        Location::File(path) => Ok(Conn::Sqlite(open_admin(path)?)),
+        Location::Postgres(target) => {
+            let conn = target.connect()?;
+            schema::postgres::init(&conn)?;
+            Ok(Conn::Postgres(conn))
+        }
+    }
 }
 
 /// Open a write connection for account administration (users, tokens) beside a running

@@ -351,6 +351,10 @@ impl Db for rusqlite::Connection {
     }
 }
 
+/// The advisory lock key of the store's single writer ("VAIDYA" in ASCII): one `vaidya
+/// serve` at a time appends to the ledger, the others serve reads and wait to take over.
+pub const WRITER_LOCK: i64 = 0x5641_4944_5941;
+
 /// Prepared statements kept per PostgreSQL connection (as `rusqlite`'s cache is set in `db.rs`).
 const STATEMENT_CACHE: usize = 256;
 
@@ -360,13 +364,68 @@ pub struct PgConn {
     statements: RefCell<HashMap<String, postgres::Statement>>,
 }
 
-impl PgConn {
-    /// Connect with a PostgreSQL URL or key-value string (`postgres://user@host:port/db`,
-    /// `host=/run/postgresql dbname=vaidya`). No TLS here: the deployment's network is local
-    /// or its TLS is set up in front of PostgreSQL (see docs/OPERATIONS.md).
-    pub fn connect(url: &str) -> Result<PgConn, StoreError> {
-        let client = postgres::Client::connect(url, postgres::NoTls)?;
+/// A PostgreSQL database to connect to: a URL or key-value string, and the password kept
+/// apart from it (read from a file; never shown in a message).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PgTarget {
+    url: String,
+    password: Option<String>,
+}
+
+impl PgTarget {
+    /// `postgres://user@host1:5432,host2:5432/db?target_session_attrs=read-write` or
+    /// `host=/run/postgresql dbname=vaidya`; several hosts are tried in order, and with
+    /// `target_session_attrs=read-write` only the primary is taken (a Patroni cluster).
+    pub fn new(url: &str) -> PgTarget {
+        PgTarget { url: url.to_string(), password: None }
+    }
+
+    pub fn with_password(self, password: Option<String>) -> PgTarget {
+        PgTarget { password, ..self }
+    }
+
+    /// The URL for messages: any password in it replaced.
+    pub fn describe(&self) -> String {
+        redact_password(&self.url)
+    }
+
+    pub fn connect(&self) -> Result<PgConn, StoreError> {
+        let mut config: postgres::Config = self.url.parse()?;
+        if let Some(p) = &self.password {
+            config.password(p);
+        }
+        // A dead primary must not hang a connection attempt: the next host is tried.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        let client = config.connect(postgres::NoTls)?;
         Ok(PgConn { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) })
+    }
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTarget({})", self.describe())
+    }
+}
+
+impl PgConn {
+    /// Connect with a PostgreSQL URL or key-value string (see [`PgTarget::new`]). No TLS
+    /// here: the deployment's network is local or its TLS is set up in front of PostgreSQL
+    /// (see docs/OPERATIONS.md).
+    pub fn connect(url: &str) -> Result<PgConn, StoreError> {
+        PgTarget::new(url).connect()
+    }
+
+    /// Whether the connection is gone (the server stopped, a failover): it must be replaced.
+    pub fn is_closed(&self) -> bool {
+        self.client.borrow().is_closed()
+    }
+
+    /// Take the store's writer lock (a session-level advisory lock) if no other session holds
+    /// it; held until this connection ends.
+    pub fn try_writer_lock(&self) -> Result<bool, StoreError> {
+        Ok(self.query_value::<bool>("SELECT pg_try_advisory_lock(?1)", &[Value::Int(WRITER_LOCK)])?.unwrap_or(false))
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement, StoreError> {

@@ -470,9 +470,17 @@ impl WriteTx<'_> {
     }
 }
 
+/// How often a server that does not hold the writer's lock tries to take it (PostgreSQL).
+pub const TAKE_OVER_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The writer thread's state.
 pub(crate) struct Writer {
     conn: Conn,
+    /// Where the database is, to connect again after a failover (PostgreSQL).
+    location: crate::Location,
+    /// Whether this process holds the writer's lock and may append (always, on SQLite: the
+    /// data directory's lock file is the writer's lock there).
+    writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     tip: Tip,
     params: ParamIds,
     key: Option<LedgerKey>,
@@ -492,11 +500,21 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(
         conn: Conn,
+        location: crate::Location,
+        writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
         key: Option<LedgerKey>,
         branch_key: Option<LedgerKey>,
         checkpoint_every_commit: bool,
         checkpointed: tokio::sync::watch::Sender<u64>,
     ) -> Result<Writer, StoreError> {
+        let holds_lock = match &conn {
+            Conn::Sqlite(_) => true,
+            Conn::Postgres(pg) => pg.try_writer_lock()?,
+        };
+        writing.store(holds_lock, std::sync::atomic::Ordering::Release);
+        if !holds_lock {
+            tracing::info!("another Vaidya server holds the writer's lock on {}: serving reads, ready to take over", location.describe());
+        }
         let tip = load_tip(&conn)?;
         checkpointed.send_replace(tip.checkpoint_size);
         // Bounded: if freeing falls behind, the writer waits rather than memory growing.
@@ -506,6 +524,8 @@ impl Writer {
         })?;
         Ok(Writer {
             conn,
+            location,
+            writing,
             tip,
             params: ParamIds::default(),
             key,
@@ -523,6 +543,9 @@ impl Writer {
     pub(crate) fn run(mut self, rx: crossbeam_channel::Receiver<Message>) {
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
         loop {
+            if !self.writing.load(std::sync::atomic::Ordering::Acquire) && !self.take_over(&rx) {
+                return;
+            }
             let received = if self.tip.unsigned(self.key.is_some(), self.branch_key.is_some()) {
                 // Unsigned entries: sign them once the writer has been idle for an interval.
                 match rx.recv_timeout(std::time::Duration::from_millis(CHECKPOINT_INTERVAL_MS as u64)) {
@@ -569,6 +592,60 @@ impl Writer {
         }
     }
 
+    /// Wait until this process holds the writer's lock (PostgreSQL), connecting again if the
+    /// connection was lost (a failover); then continue the ledger from the database as it now
+    /// is. `false` when asked to stop meanwhile.
+    fn take_over(&mut self, rx: &crossbeam_channel::Receiver<Message>) -> bool {
+        loop {
+            match rx.recv_timeout(TAKE_OVER_POLL) {
+                Ok(Message::Shutdown(done)) => {
+                    let _ = done.send(());
+                    return false;
+                }
+                // Submitted as the lock was lost: dropped, so its caller hears that nothing
+                // was written.
+                Ok(Message::Job(_)) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return false,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            let attempt = (|| -> Result<bool, StoreError> {
+                if self.conn_lost() {
+                    self.conn = self.location.open_reader()?;
+                }
+                let Conn::Postgres(pg) = &self.conn else { return Ok(true) };
+                if !pg.try_writer_lock()? {
+                    return Ok(false);
+                }
+                self.tip = load_tip(&self.conn)?;
+                self.params.clear();
+                Ok(true)
+            })();
+            match attempt {
+                Ok(true) => {
+                    tracing::warn!(entries = self.tip.size, "this server now holds the writer's lock on {} and writes", self.location.describe());
+                    self.checkpointed.send_replace(self.tip.checkpoint_size);
+                    self.writing.store(true, std::sync::atomic::Ordering::Release);
+                    return true;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!("cannot take the writer's lock yet: {e}"),
+            }
+        }
+    }
+
+    /// Whether the write connection is gone (PostgreSQL stopped or failed over).
+    fn conn_lost(&self) -> bool {
+        matches!(&self.conn, Conn::Postgres(pg) if pg.is_closed())
+    }
+
+    /// The connection was lost, and with it the writer's lock: stop writing until the lock is
+    /// taken again (by this process or another).
+    fn give_up_writing(&mut self) {
+        if self.writing.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            tracing::error!("the connection to {} was lost: not writing until the writer's lock is taken again", self.location.describe());
+        }
+    }
+
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
         let started = Instant::now();
         let jobs = batch.len();
@@ -579,6 +656,9 @@ impl Writer {
             // hears that its write did not happen.
             tracing::error!("cannot begin a write transaction for {jobs} jobs: {e}");
             batch.clear();
+            if self.conn_lost() {
+                self.give_up_writing();
+            }
             return;
         }
         let mut tip_before_batch = tip_before_batch;
@@ -622,6 +702,11 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.tip = tip_before_batch;
             self.params.clear();
+            if self.conn_lost() {
+                // Whether the commit reached the database is unknown: the callers hear that it
+                // failed, and the ledger is read afresh when the lock is taken again.
+                self.give_up_writing();
+            }
         }
         if committed.is_ok() && self.tip.checkpoint_size != signed_before {
             self.checkpointed.send_replace(self.tip.checkpoint_size);
@@ -719,6 +804,9 @@ impl Writer {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 // Do not spin on a failing checkpoint: the next commit tries again.
                 self.tip.checkpoint_size = self.tip.size;
+                if self.conn_lost() {
+                    self.give_up_writing();
+                }
             }
         }
     }

@@ -122,7 +122,7 @@ fn the_store_contract_holds_on_sqlite() {
 fn the_store_contract_holds_on_postgres() {
     let pg = TestPg::start();
     let (key, vkey) = new_key();
-    let store = Store::open_postgres(&pg.fresh_database(), key, StoreOptions::default()).unwrap();
+    let store = Store::open_location(vaidya_store::Location::postgres(&pg.fresh_database()), key, StoreOptions::default()).unwrap();
     contract(&store, &vkey);
 }
 
@@ -160,7 +160,7 @@ fn a_ledger_replayed_across_engines_keeps_its_root_and_verifies_with_the_same_ke
     sqlite.shutdown(); // signs the last checkpoint
     let sqlite = Store::open_replica(&dir.path().join("db")).unwrap();
 
-    let postgres = Store::open_replica_at(vaidya_store::Location::Postgres(pg.fresh_database())).unwrap();
+    let postgres = Store::open_replica_at(vaidya_store::Location::postgres(&pg.fresh_database())).unwrap();
     replay_all(&sqlite, &postgres);
     let size = sqlite.read(|c| vaidya_store::read::ledger_size(c)).unwrap();
     let roots = [&sqlite, &postgres].map(|s| s.read(|c| vaidya_store::merkle_root(c, size)).unwrap());

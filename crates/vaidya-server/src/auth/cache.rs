@@ -18,8 +18,9 @@ use vaidya_store::tokens::TokenRow;
 pub const MAX_CACHED_TOKENS: usize = 20_000;
 
 pub struct TokenCache {
-    /// Used only to ask for `data_version`.
-    version: Mutex<Connection>,
+    /// Used only to ask for `data_version`; `None`: no cache (PostgreSQL, where another
+    /// server's commits are not announced: every token is looked up).
+    version: Option<Mutex<Connection>>,
     entries: Mutex<Entries>,
 }
 
@@ -33,7 +34,15 @@ impl TokenCache {
     /// A cache for the database at `db` (opened read-only here).
     pub fn open(db: &Path) -> Result<TokenCache, vaidya_store::StoreError> {
         let conn = vaidya_store::open_read_only(db)?;
-        Ok(TokenCache { version: Mutex::new(conn), entries: Mutex::new(Entries::default()) })
+        Ok(TokenCache { version: Some(Mutex::new(conn)), entries: Mutex::new(Entries::default()) })
+    }
+
+    /// The cache for a store wherever it is: none on PostgreSQL (see `version`).
+    pub fn for_location(location: &vaidya_store::Location) -> Result<TokenCache, vaidya_store::StoreError> {
+        match location {
+            vaidya_store::Location::File(path) => TokenCache::open(path),
+            vaidya_store::Location::Postgres(_) => Ok(TokenCache { version: None, entries: Mutex::new(Entries::default()) }),
+        }
     }
 
     /// The row of token `id`: from the cache if nothing was committed since it was read,
@@ -43,7 +52,7 @@ impl TokenCache {
         id: &str,
         look_up: impl FnOnce() -> Result<Option<TokenRow>, E>,
     ) -> Result<Option<TokenRow>, E> {
-        let version = self.data_version()?;
+        let Some(version) = self.data_version()? else { return look_up() };
         {
             let mut e = self.entries.lock().expect("not poisoned");
             if e.version != version {
@@ -69,9 +78,10 @@ impl TokenCache {
         Ok(row)
     }
 
-    fn data_version(&self) -> Result<i64, vaidya_store::StoreError> {
-        let conn = self.version.lock().expect("not poisoned");
+    fn data_version(&self) -> Result<Option<i64>, vaidya_store::StoreError> {
+        let Some(version) = &self.version else { return Ok(None) };
+        let conn = version.lock().expect("not poisoned");
         let v = conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
-        Ok(v)
+        Ok(Some(v))
     }
 }

@@ -135,7 +135,7 @@ fn verify(data: DataArgs) -> Result<ExitCode, String> {
 
 /// The Patient id of a UHID, from the data database (read-only).
 fn patient_for_uhid(config: &crate::config::Config, uhid: &str) -> Result<String, String> {
-    let conn = vaidya_store::open_read_only(&datadir::db_path(&config.data)).map_err(|e| e.to_string())?;
+    let conn = datadir::read_conn(config)?;
     crate::fhir::registration::patient_for_uhid(&conn, uhid).map_err(|e| format!("{e}; or use --patient-id"))
 }
 

@@ -64,6 +64,11 @@ pub struct DataArgs {
     /// Configuration file (TOML); see docs/OPERATIONS.md for every setting.
     #[arg(long, value_name = "FILE", env = "VAIDYA_CONFIG")]
     pub config: Option<PathBuf>,
+    /// PostgreSQL database instead of the SQLite file in the data directory
+    /// (postgres://user@host:5432/dbname; the password goes in database_password_file).
+    /// Overrides `database` in the config file.
+    #[arg(long, value_name = "URL", env = "VAIDYA_DATABASE")]
+    pub database: Option<String>,
 }
 
 impl DataArgs {
@@ -71,6 +76,9 @@ impl DataArgs {
         let mut config = crate::config::Config::load(self.config.as_deref()).map_err(|e| e.to_string())?;
         if let Some(d) = &self.data {
             config.data = d.clone();
+        }
+        if let Some(url) = &self.database {
+            config.database = Some(url.clone());
         }
         Ok(config)
     }

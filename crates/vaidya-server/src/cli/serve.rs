@@ -51,8 +51,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let sync_backups = config.backup.as_ref().is_some_and(|b| b.mode == crate::config::BackupMode::Sync);
     let options = vaidya_store::StoreOptions { checkpoint_every_commit: sync_backups, ..Default::default() };
     let key_for_backup = vaidya_ledger::LedgerKey::from_private(key.private_text()).map_err(|e| e.to_string())?;
-    let store = vaidya_store::Store::open_with(&datadir::db_path(&config.data), key, options).map_err(|e| e.to_string())?;
+    let location = config.location()?;
+    let verifier = key.verifier_text().to_string();
+    let store = vaidya_store::Store::open_location(location.clone(), key, options).map_err(|e| format!("the database {}: {e}", location.describe()))?;
     let store = Arc::new(store);
+    if let vaidya_store::Location::Postgres(_) = &location {
+        check_ledger_key(&store, &verifier)?;
+        tracing::info!(writer = store.is_writer(), "the database is PostgreSQL: {}", location.describe());
+    }
     let backup = crate::backup::start(&config, &store, &key_for_backup)?;
     let policies = config.policies()?;
     if let Some(dir) = config.access.policy_dir.clone() {
@@ -66,7 +72,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         let _inside = runtime.enter();
         crate::alerts::Alerts::start(&config.alerts, &config.hospital_name, metrics.clone())?
     };
-    let tokens = crate::auth::TokenCache::open(&crate::datadir::db_path(&config.data)).map_err(|e| e.to_string())?;
+    let tokens = crate::auth::TokenCache::for_location(&location).map_err(|e| e.to_string())?;
     if let (Some(shipper), Some(b)) = (&backup, &config.backup) {
         crate::backup::watch(shipper.clone(), config.data.clone(), std::time::Duration::from_secs(b.lag_alert_seconds), alerts.clone());
     }
@@ -85,10 +91,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let demo = args.demo;
     let demo_store = store.clone();
     let demo_data = config.data.clone();
+    let demo_location = location.clone();
     let data_dir = config.data.clone();
     let result = runtime.block_on(async move {
         if demo {
-            load_demo(&demo_store, &demo_data).await?;
+            load_demo(&demo_store, &demo_data, &demo_location).await?;
         }
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -108,7 +115,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     audit.shutdown();
     if let Some(shipper) = backup {
         // Ship the final checkpoints too, so that a clean stop leaves nothing behind.
-        let (data_end, audit_end) = crate::backup::signed_sizes(&data_dir);
+        let (data_end, audit_end) = crate::backup::signed_sizes(&data_dir, &location);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
             let done = shipper.status().iter().all(|t| t.data.shipped >= data_end && t.audit.shipped >= audit_end);
@@ -130,7 +137,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
 }
 
 /// Load the demo hospital into an empty ledger (a second start with --demo changes nothing).
-async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path) -> Result<(), String> {
+async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path, location: &vaidya_store::Location) -> Result<(), String> {
     let entries = {
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.read(vaidya_store::read::ledger_size))
@@ -152,7 +159,7 @@ async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path) -> 
     println!(
         "Demo hospital loaded: {n} resources (departments, doctors, OPD slots for the coming week, tariff, test catalogue, patients, bills)"
     );
-    let conn = vaidya_store::open_admin(&crate::datadir::db_path(data)).map_err(|e| e.to_string())?;
+    let conn = vaidya_store::open_admin_at(location).map_err(|e| e.to_string())?;
     println!("Demo staff accounts (one-time passwords, shown only now; API tokens: vaidya token --data {} --user NAME):", data.display());
     for (name, role, dept) in crate::demo::STAFF {
         let password = vaidya_access::password::generate_one_time();
@@ -162,6 +169,22 @@ async fn load_demo(store: &Arc<vaidya_store::Store>, data: &std::path::Path) -> 
     }
     println!("Demo lab report, printable with a bearer token: /print/DiagnosticReport/report-1");
     Ok(())
+}
+
+/// Several servers share one PostgreSQL database, each with the same ledger key (copied from
+/// the first): a server with another key would sign checkpoints nobody can verify. Refused.
+fn check_ledger_key(store: &vaidya_store::Store, verifier: &str) -> Result<(), String> {
+    use vaidya_store::Db;
+    let note: Option<String> = store
+        .read(|c| c.query_value("SELECT note FROM checkpoint ORDER BY tree_size DESC LIMIT 1", &[]))
+        .map_err(|e| e.to_string())?;
+    match note {
+        Some(n) if vaidya_ledger::verify_checkpoint(&n, verifier).is_err() => Err(format!(
+            "the ledger in this database is signed by another key than {verifier}: every server of one database \
+             uses the same ledger key (copy keys/ledger.key from the first server, or set keys.ledger_key_file)"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reload the policy directory when it changes; a change that does not validate is refused

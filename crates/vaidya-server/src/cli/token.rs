@@ -34,11 +34,7 @@ pub struct TokenArgs {
 
 pub fn run(args: TokenArgs) -> Result<ExitCode, String> {
     let config = args.data.load()?;
-    let db = datadir::db_path(&config.data);
-    if !db.exists() {
-        return Err(datadir::DataDirError::NotInitialised(config.data.clone()).to_string());
-    }
-    let conn = vaidya_store::open_admin(&db).map_err(|e| e.to_string())?;
+    let conn = datadir::admin_conn(&config)?;
     let fmt = |ms: Option<i64>| ms.map_or("-".to_string(), vaidya_fhir::datetime::format_instant);
     if let Some(user) = args.user {
         let audit = super::operator::OperatorAudit::open(&config)?;

@@ -74,13 +74,9 @@ Example:
 }
 
 /// Open the data directory's database for account administration.
-fn admin_conn(data: &DataArgs) -> Result<(crate::config::Config, vaidya_store::Connection), String> {
+fn admin_conn(data: &DataArgs) -> Result<(crate::config::Config, vaidya_store::Conn), String> {
     let config = data.load()?;
-    let db = datadir::db_path(&config.data);
-    if !db.exists() {
-        return Err(datadir::DataDirError::NotInitialised(config.data.clone()).to_string());
-    }
-    let conn = vaidya_store::open_admin(&db).map_err(|e| e.to_string())?;
+    let conn = datadir::admin_conn(&config)?;
     Ok((config, conn))
 }
 
@@ -91,7 +87,7 @@ fn audited<T>(
     action: &str,
     name: &str,
     detail: Option<String>,
-    f: impl FnOnce(&crate::config::Config, &vaidya_store::Connection) -> Result<T, String>,
+    f: impl FnOnce(&crate::config::Config, &vaidya_store::Conn) -> Result<T, String>,
 ) -> Result<T, String> {
     let (config, conn) = admin_conn(data)?;
     let audit = OperatorAudit::open(&config)?;

@@ -14,7 +14,7 @@ pub struct VerifyArgs {
 pub fn run(args: VerifyArgs) -> Result<ExitCode, String> {
     let config = args.data.load()?;
     let vkey = datadir::verifier_key(&config.data).map_err(|e| e.to_string())?;
-    let conn = vaidya_store::open_read_only(&datadir::db_path(&config.data)).map_err(|e| e.to_string())?;
+    let conn = datadir::read_conn(&config)?;
     let started = std::time::Instant::now();
     let report = vaidya_store::verify::verify(&conn, &vkey).map_err(|e| format!("verification could not run: {e}"))?;
     println!("entries:     {}", report.entries);

@@ -42,6 +42,9 @@ pub struct Server {
     pub serve_args: Vec<String>,
     /// Where the server's log goes (level info), if not to the test's stderr (level warn).
     pub log: Option<PathBuf>,
+    /// Environment of the server and of every `vaidya` command run for it (e.g.
+    /// `VAIDYA_DATABASE`).
+    pub env: Vec<(String, String)>,
     agent: ureq::Agent,
 }
 
@@ -95,7 +98,16 @@ impl Server {
         Server::launch(dir, serve_args, Some(log))
     }
 
+    /// [`Server::start_with`] with environment variables for the server and its commands.
+    pub fn start_with_env(dir: tempfile::TempDir, serve_args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch_with_env(dir, serve_args, None, env)
+    }
+
     fn launch(dir: tempfile::TempDir, serve_args: &[&str], log: Option<PathBuf>) -> Server {
+        Server::launch_with_env(dir, serve_args, log, &[])
+    }
+
+    fn launch_with_env(dir: tempfile::TempDir, serve_args: &[&str], log: Option<PathBuf>, env: &[(&str, &str)]) -> Server {
         let mut s = Server {
             dir,
             child: None,
@@ -104,6 +116,7 @@ impl Server {
             admin_password: None,
             serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
             log,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             agent: agent(),
         };
         s.spawn();
@@ -139,6 +152,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.serve_args)
             .env("VAIDYA_LOG", if self.log.is_some() { "info" } else { "warn" })
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(match &self.log {
                 Some(p) => Stdio::from(std::fs::File::options().create(true).append(true).open(p).expect("log file")),
@@ -190,7 +204,12 @@ impl Server {
     }
 
     pub fn vaidya(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN).args(args).env("VAIDYA_LOG", "warn").output().expect("vaidya runs")
+        Command::new(BIN)
+            .args(args)
+            .env("VAIDYA_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("vaidya runs")
     }
 
     pub fn make_token(&self, user: &str) -> String {
