@@ -9,6 +9,7 @@ pub mod grants;
 mod db;
 mod index_rows;
 mod merkle;
+pub mod migrate;
 pub mod read;
 pub mod scan;
 pub mod schema;

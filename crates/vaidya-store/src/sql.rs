@@ -115,6 +115,19 @@ impl OwnedValue {
     }
 }
 
+impl OwnedValue {
+    /// A result cell as a parameter (copying rows between engines).
+    pub fn from_cell(cell: &Cell) -> OwnedValue {
+        match cell {
+            Cell::Null => OwnedValue::Null,
+            Cell::Int(i) => OwnedValue::Int(*i),
+            Cell::Real(f) => OwnedValue::Real(*f),
+            Cell::Text(s) => OwnedValue::Text(s.clone()),
+            Cell::Blob(b) => OwnedValue::Blob(b.clone()),
+        }
+    }
+}
+
 impl From<i64> for OwnedValue {
     fn from(v: i64) -> Self {
         OwnedValue::Int(v)

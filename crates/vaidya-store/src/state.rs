@@ -152,6 +152,11 @@ pub fn restore(conn: &impl Db, bytes: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every column of `table`, in order.
+pub fn columns(conn: &impl Db, table: &str) -> Result<Vec<String>, StoreError> {
+    carried_columns(conn, table, &[])
+}
+
 fn carried_columns(conn: &impl Db, table: &str, left_out: &[&str]) -> Result<Vec<String>, StoreError> {
     let names: Vec<String> = match conn.dialect() {
         Dialect::Sqlite => conn.query_map(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"), &[], |r| r.get(0))?,

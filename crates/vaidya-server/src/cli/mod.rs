@@ -2,6 +2,7 @@
 
 mod audit;
 mod backup;
+mod migrate;
 mod operator;
 mod node;
 mod restore;
@@ -50,6 +51,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Restore the latest backup into a scratch directory and compare it with the live server.
     Drill(restore::DrillArgs),
+    /// Move the database from SQLite to PostgreSQL or back, ledger and signatures unchanged.
+    Migrate(migrate::MigrateArgs),
     /// Run a department node: serve a department from a verified replica of the core, keep working in downtime, hand back.
     Node(node::NodeArgs),
 }
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Restore(a) => restore::run(a),
         Command::Drill(a) => restore::drill(a),
         Command::Node(a) => node::run(a),
+        Command::Migrate(a) => migrate::run(a),
     };
     match result {
         Ok(code) => code,
