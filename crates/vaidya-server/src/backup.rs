@@ -142,7 +142,7 @@ pub fn target_from_spec(spec: &str, config: &Config) -> Result<Arc<dyn Target>, 
 }
 
 /// Start shipping if `[backup]` is configured; in sync mode, gate the store's writes.
-pub fn start(config: &Config, store: &vaidya_store::Store, key: &vaidya_ledger::LedgerKey) -> Result<Option<Arc<Shipper>>, String> {
+pub fn start(config: &Config, store: &Arc<vaidya_store::Store>, key: &vaidya_ledger::LedgerKey) -> Result<Option<Arc<Shipper>>, String> {
     let Some(b) = &config.backup else {
         tracing::warn!("no [backup] configured: the ledger is NOT shipped anywhere (docs/OPERATIONS.md, Backups)");
         return Ok(None);
@@ -158,9 +158,10 @@ pub fn start(config: &Config, store: &vaidya_store::Store, key: &vaidya_ledger::
         vaidya_store::Location::Postgres(_) => None,
     };
     let audit = vaidya_audit::audit_dir(&config.data);
+    let writer = store.clone();
     let sources: vaidya_backup::ship::SourceFactory = Box::new(move |ledger| -> Box<dyn Source> {
         match ledger {
-            Ledger::Data => Box::new(DataSource::at(location.clone())),
+            Ledger::Data => Box::new(WriterOnly { inner: DataSource::at(location.clone()), store: writer.clone() }),
             Ledger::Audit => Box::new(AuditSource::new(&audit)),
         }
     });
@@ -178,6 +179,31 @@ pub fn start(config: &Config, store: &vaidya_store::Store, key: &vaidya_ledger::
     }
     tracing::info!("backups: shipping both ledgers to {} ({:?} mode)", names.join(", "), b.mode);
     Ok(Some(shipper))
+}
+
+/// The data ledger as shipped by the server that writes it: with several servers on one
+/// PostgreSQL database, the others ship nothing of it until one of them takes over (and then
+/// ships from where its own record says; ranges shipped twice are harmless).
+struct WriterOnly {
+    inner: DataSource,
+    store: Arc<vaidya_store::Store>,
+}
+
+impl Source for WriterOnly {
+    fn ledger(&self) -> Ledger {
+        self.inner.ledger()
+    }
+
+    fn next(&mut self, after: u64, with_state: bool) -> Result<Option<vaidya_backup::source::Range>, vaidya_backup::source::SourceError> {
+        if !self.store.is_writer() {
+            return Ok(None);
+        }
+        self.inner.next(after, with_state)
+    }
+
+    fn checkpointed(&mut self) -> Result<u64, vaidya_backup::source::SourceError> {
+        self.inner.checkpointed()
+    }
 }
 
 /// When to put a database snapshot into the targets; `None` when both counts are 0.

@@ -5,6 +5,8 @@
 //! bucket is in `backup_attack.rs`.)
 
 mod common;
+#[path = "../../vaidya-store/tests/common/pg.rs"]
+mod pg;
 
 use common::{BIN, Server};
 use serde_json::{Value, json};
@@ -440,4 +442,48 @@ fn a_drill_restores_the_latest_backup_and_compares_it_with_the_live_server() {
         let r = common::raw_request(&agent, "GET", &format!("{live}/ledger/root?{q}"), None, &[]);
         assert!(r.status == 400 || r.status == 404, "{q}: {} {}", r.status, r.body);
     }
+}
+
+/// Restore `target` into an empty PostgreSQL database (and a new directory for the keys and
+/// the audit ledger); the restored ledger's verify lines.
+fn restore_into_postgres(target: &Path, identity: &Path, url: &str) -> (tempfile::TempDir, Vec<String>) {
+    let holder = tempfile::tempdir().unwrap();
+    let data = holder.path().join("restored");
+    let out = vaidya(&["restore", "--from", target.to_str().unwrap(), "--identity", identity.to_str().unwrap(), "--data", data.to_str().unwrap(), "--database", url]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines = common::verified(&data, Some(url));
+    (holder, lines)
+}
+
+#[test]
+fn a_postgres_hospital_is_backed_up_and_restored_and_a_sqlite_backup_restores_into_postgres() {
+    let db = pg::TestPg::start();
+    let work = tempfile::tempdir().unwrap();
+    let (identity, recipient) = keygen(work.path(), "backup.key");
+
+    // A hospital on PostgreSQL ships its ledger; a restore from the target alone, into another
+    // PostgreSQL database, has the same entries, root and checkpoint.
+    let live = db.fresh_database();
+    let target = work.path().join("target-pg");
+    let cfg = config(work.path(), &recipient, &target, "");
+    let mut s = Server::start_with_env(tempfile::tempdir().unwrap(), &["--config", cfg.to_str().unwrap()], &[("VAIDYA_DATABASE", live.as_str())]);
+    for i in 0..12 {
+        assert_eq!(s.post("/Patient", &patient(&format!("Pg{i}"))).status, 201);
+    }
+    s.stop(); // ships the last checkpoint
+    let (_restored, lines) = restore_into_postgres(&target, &identity, &db.fresh_database());
+    assert_eq!(lines, common::verified(s.data(), Some(&live)));
+    assert!(lines[0].ends_with(" 12"), "{lines:?}");
+
+    // A hospital on SQLite: its backup restores into PostgreSQL.
+    let target = work.path().join("target-sqlite");
+    let cfg = config(work.path(), &recipient, &target, "");
+    let mut s = Server::start_with(tempfile::tempdir().unwrap(), &["--config", cfg.to_str().unwrap()]);
+    for i in 0..7 {
+        assert_eq!(s.post("/Patient", &patient(&format!("Lite{i}"))).status, 201);
+    }
+    s.stop();
+    let (restored, lines) = restore_into_postgres(&target, &identity, &db.fresh_database());
+    assert_eq!(lines, common::verified(s.data(), None));
+    assert!(restored.path().join("restored/keys/ledger.key").exists(), "the keys are in the new directory");
 }

@@ -106,17 +106,6 @@ fn a_password_in_the_database_url_is_refused() {
     assert!(err.contains("database_password_file") && !err.contains("s3cret"), "{err}");
 }
 
-/// `vaidya verify`'s lines that name the ledger: entries, root, last signed checkpoint.
-fn verified(s: &Server, data: &std::path::Path, database: Option<&str>) -> Vec<String> {
-    let mut args = vec!["verify", "--data", data.to_str().unwrap()];
-    if let Some(url) = database {
-        args.extend(["--database", url]);
-    }
-    let out = s.vaidya(&args);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    text.lines().filter(|l| l.starts_with("entries:") || l.starts_with("root:") || l.starts_with("last signed checkpoint")).map(str::to_string).collect()
-}
 
 #[test]
 fn a_hospital_moves_to_postgres_and_back_with_the_same_ledger() {
@@ -131,13 +120,13 @@ fn a_hospital_moves_to_postgres_and_back_with_the_same_ledger() {
     }
     assert_eq!(s.delete(&format!("/Patient/{}", ids[2])).status, 204);
     s.stop();
-    let on_sqlite = verified(&s, s.data(), None);
+    let on_sqlite = common::verified(s.data(), None);
     assert_eq!(on_sqlite.len(), 3, "{on_sqlite:?}");
 
     let data = s.data().to_str().unwrap().to_string();
     let out = s.vaidya(&["migrate", "--data", &data, "--to-postgres", &url]);
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(verified(&s, s.data(), Some(&url)), on_sqlite, "the same entries, root and checkpoint on PostgreSQL");
+    assert_eq!(common::verified(s.data(), Some(&url)), on_sqlite, "the same entries, root and checkpoint on PostgreSQL");
     // A second migration into the same database is refused: it is not empty.
     let again = s.vaidya(&["migrate", "--data", &data, "--to-postgres", &url]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("empty"));
@@ -151,12 +140,12 @@ fn a_hospital_moves_to_postgres_and_back_with_the_same_ledger() {
     assert_eq!(s.get("/Patient?family=iyer").json()["total"], 1);
     assert_eq!(s.post("/Patient", &patient("Das")).status, 201);
     s.stop();
-    let on_postgres = verified(&s, s.data(), Some(&url));
+    let on_postgres = common::verified(s.data(), Some(&url));
 
     // And back to SQLite, in a new data directory with the same key.
     let back = dir_with_keys_of(&s);
     let out = s.vaidya(&["migrate", "--data", back.path().to_str().unwrap(), "--from-postgres", &url]);
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     s.env.clear();
-    assert_eq!(verified(&s, back.path(), None), on_postgres, "the same ledger back on SQLite");
+    assert_eq!(common::verified(back.path(), None), on_postgres, "the same ledger back on SQLite");
 }

@@ -95,21 +95,14 @@ pub fn version_triggers(dialect: Dialect) -> Vec<String> {
 fn table_value(conn: &impl Db, table: &str, left_out: &[&str]) -> Result<Value, StoreError> {
     let columns = carried_columns(conn, table, left_out)?;
     let list = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
-    // Text is ordered by its bytes on both engines (PostgreSQL would otherwise use the
-    // database's collation): the same state gives the same bytes wherever it is kept.
-    let order = columns.iter().map(|c| format!("\"{c}\"{}", byte_order(conn.dialect()))).collect::<Vec<_>>().join(", ");
-    let rows = conn.query_map(&format!("SELECT {list} FROM {table} ORDER BY {order}"), &[], |r| {
+    // Text is ordered by its bytes on both engines (PostgreSQL's text columns are `COLLATE
+    // "C"`, see schema::for_dialect): the same state gives the same bytes wherever it is kept.
+    let rows = conn.query_map(&format!("SELECT {list} FROM {table} ORDER BY {list}"), &[], |r| {
         Ok(Value::Array(r.cells().iter().map(to_json).collect()))
     })?;
     Ok(json!({"columns": columns, "rows": rows}))
 }
 
-fn byte_order(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => "",
-        Dialect::Postgres => " COLLATE \"C\"",
-    }
-}
 
 /// Replace the carried tables' rows with a snapshot's. Columns the snapshot has that this
 /// schema lacks are refused (a backup from a newer Vaidya); columns it lacks take defaults.
@@ -161,7 +154,7 @@ fn carried_columns(conn: &impl Db, table: &str, left_out: &[&str]) -> Result<Vec
     let names: Vec<String> = match conn.dialect() {
         Dialect::Sqlite => conn.query_map(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"), &[], |r| r.get(0))?,
         Dialect::Postgres => conn.query_map(
-            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ?1 ORDER BY ordinal_position",
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name::text = ?1 ORDER BY ordinal_position",
             &crate::sql_params![table],
             |r| r.get(0),
         )?,

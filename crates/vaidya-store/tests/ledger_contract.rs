@@ -97,6 +97,11 @@ fn contract(store: &Store, vkey: &str) {
     assert_eq!(search(store, "Location", &[("near", "28.5672|77.2100|2|km"), ("_sort", "name")]).0, ["l1", "l2"]);
     assert_eq!(search(store, "Patient", &[("_count", "1"), ("_sort", "family")]).0, ["p3"]);
 
+    // The state beside the ledger, as backups carry it: the same bytes on either engine.
+    let state: Value = serde_json::from_slice(&store.read(|c| vaidya_store::state::snapshot(c)).unwrap()).unwrap();
+    assert_eq!(state["sequence"], json!({"columns": ["name", "value"], "rows": [["uhid-central", 4]]}));
+    assert_eq!(state["api_user"]["rows"], json!([]));
+
     // The ledger, its tree, checkpoints and every projection verify.
     store.write_blocking(|tx| tx.sequence("uhid-central").map(|_| ())).unwrap();
     let report = store.read(|c| vaidya_store::verify::verify(c, vkey)).unwrap();

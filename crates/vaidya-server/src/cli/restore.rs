@@ -50,6 +50,11 @@ pub struct RestoreArgs {
     /// trusts nothing but the segments).
     #[arg(long)]
     no_snapshot: bool,
+    /// Restore into this (empty) PostgreSQL database instead of a SQLite file in NEWDIR (which
+    /// then holds the keys and the audit ledger). Snapshots are SQLite files: every entry is
+    /// replayed. The password comes from `database_password_file` in the config file.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
 }
 
 pub fn run(args: RestoreArgs) -> Result<ExitCode, String> {
@@ -66,19 +71,28 @@ pub fn run(args: RestoreArgs) -> Result<ExitCode, String> {
     };
     let started = Instant::now();
     let target = crate::backup::target_from_spec(&args.from, &config)?;
-    let report = restore_into(target, &args.identity, &args.data, args.verifier.as_deref(), until, !args.no_snapshot, true)?;
+    let database = match &args.database {
+        None => None,
+        Some(url) => Some(crate::config::Config { database: Some(url.clone()), ..config.clone() }.location()?),
+    };
+    let snapshots = !args.no_snapshot && database.is_none();
+    let report = restore_into(target, &args.identity, &args.data, database.as_ref(), args.verifier.as_deref(), until, snapshots, true)?;
     print_report(&report, started);
     println!("Restored into {}. Everyone signs in again: tokens and sessions are not in backups.", args.data.display());
-    println!("Check it with `vaidya verify --data {0}` and start it with `vaidya serve --data {0}`.", args.data.display());
+    let db = args.database.as_ref().map(|u| format!(" --database {u}")).unwrap_or_default();
+    println!("Check it with `vaidya verify --data {0}{db}` and start it with `vaidya serve --data {0}{db}`.", args.data.display());
     Ok(ExitCode::SUCCESS)
 }
 
 /// Restore from `target` into a new directory `data` (from the newest usable database snapshot
-/// when `snapshots`); prints progress when `verbose`.
+/// when `snapshots`), the database a SQLite file there or the empty PostgreSQL `database`;
+/// prints progress when `verbose`.
+#[allow(clippy::too_many_arguments)]
 pub fn restore_into(
     target: Arc<dyn vaidya_backup::target::Target>,
     identity_file: &Path,
     data: &Path,
+    database: Option<&vaidya_store::Location>,
     verifier: Option<&str>,
     until: Until,
     snapshots: bool,
@@ -145,7 +159,15 @@ pub fn restore_into(
         }
     }
     let options = vaidya_store::StoreOptions { restoring: true, ..Default::default() };
-    let store = vaidya_store::Store::open_with(&datadir::db_path(data), key, options).map_err(|e| e.to_string())?;
+    let location = database.cloned().unwrap_or_else(|| vaidya_store::Location::File(datadir::db_path(data)));
+    let store = vaidya_store::Store::open_location(location.clone(), key, options).map_err(|e| format!("{}: {e}", location.describe()))?;
+    if !store.is_writer() {
+        return Err(format!("a Vaidya server is running on {}: restore into an empty database no server uses", location.describe()));
+    }
+    let existing = store.read(vaidya_store::read::ledger_size).map_err(|e| e.to_string())?;
+    if existing > 0 && from.is_none() {
+        return Err(format!("{} already holds {existing} ledger entries: restore into an empty database", location.describe()));
+    }
     let last_print = std::sync::Mutex::new(Instant::now());
     let progress = |ledger: Ledger, n: u64| {
         let mut last = last_print.lock().expect("not poisoned");
@@ -157,12 +179,13 @@ pub fn restore_into(
     let result = plan.run(&store, &vaidya_audit::audit_dir(data), until, from.as_ref(), &progress);
     store.shutdown();
     drop(store);
-    // The restore wrote without fsync: flush the database before calling it done.
-    let db = datadir::db_path(data);
-    let flushing = Instant::now();
-    std::fs::File::open(&db).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", db.display()))?;
-    if verbose {
-        println!("flushed the database to disk in {:.1} s", flushing.elapsed().as_secs_f64());
+    // The restore wrote without fsync (SQLite): flush the database before calling it done.
+    if let vaidya_store::Location::File(db) = &location {
+        let flushing = Instant::now();
+        std::fs::File::open(db).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", db.display()))?;
+        if verbose {
+            println!("flushed the database to disk in {:.1} s", flushing.elapsed().as_secs_f64());
+        }
     }
     let report = result.map_err(|e| format!("restore FAILED: {e}\n{} is incomplete: delete it before trying again", data.display()))?;
     drop(lock);
@@ -270,7 +293,7 @@ fn drill_once(args: &DrillArgs, config: &crate::config::Config) -> Result<String
     };
     let target = crate::backup::target_from_spec(&args.from, config)?;
     let result = (|| {
-        let report = restore_into(target, &args.identity, &scratch, None, Until::Latest, true, false)?;
+        let report = restore_into(target, &args.identity, &scratch, None, None, Until::Latest, true, false)?;
         let mut checked = Vec::new();
         for (ledger, l) in [("data", &report.data), ("audit", &report.audit)] {
             if l.checkpoint_size == 0 {

@@ -284,6 +284,19 @@ impl Server {
     }
 }
 
+/// `vaidya verify`'s lines that name a ledger (entries, root, last signed checkpoint), of the
+/// data directory `data` or of PostgreSQL `database` with `data`'s keys; it must verify.
+pub fn verified(data: &Path, database: Option<&str>) -> Vec<String> {
+    let mut args = vec!["verify", "--data", data.to_str().unwrap()];
+    if let Some(url) = database {
+        args.extend(["--database", url]);
+    }
+    let out = Command::new(BIN).args(&args).env("VAIDYA_LOG", "warn").output().expect("vaidya runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text.lines().filter(|l| l.starts_with("entries:") || l.starts_with("root:") || l.starts_with("last signed checkpoint")).map(str::to_string).collect()
+}
+
 /// Sign in at `root` (a core's or a node's address): the session token.
 pub fn login(agent: &ureq::Agent, root: &str, user: &str, password: &str) -> String {
     let body = serde_json::json!({"user": user, "password": password}).to_string();
