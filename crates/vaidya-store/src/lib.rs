@@ -100,7 +100,7 @@ impl Location {
     pub fn open_reader(&self) -> Result<Conn, StoreError> {
         Ok(match self {
             Location::File(path) => Conn::Sqlite(db::open_reader(path)?),
-            Location::Postgres(target) => Conn::Postgres(target.connect()?),
+            Location::Postgres(target) => Conn::Postgres(Box::new(target.connect()?)),
         })
     }
 
@@ -190,7 +190,7 @@ impl Store {
             Location::Postgres(target) => {
                 let conn = target.connect()?;
                 schema::postgres::init(&conn)?;
-                Conn::Postgres(conn)
+                Conn::Postgres(Box::new(conn))
             }
         };
         create_secondary_indexes(&conn)?;
@@ -533,7 +533,7 @@ pub fn open_admin_at(location: &Location) -> Result<Conn, StoreError> {
         Location::Postgres(target) => {
             let conn = target.connect()?;
             schema::postgres::init(&conn)?;
-            Ok(Conn::Postgres(conn))
+            Ok(Conn::Postgres(Box::new(conn)))
         }
     }
 }

@@ -559,7 +559,7 @@ impl postgres::types::ToSql for Value<'_> {
 /// store serves a SQLite file or a PostgreSQL database with the same code.
 pub enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres(PgConn),
+    Postgres(Box<PgConn>),
 }
 
 impl Conn {

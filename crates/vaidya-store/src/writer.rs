@@ -695,7 +695,7 @@ impl Writer {
         let committed = {
             let force = self.checkpoint_every_commit;
             let mut tx = WriteTx { conn: &self.conn, tip: &mut self.tip, params: &mut self.params, key: self.key.as_ref(), branch_key: self.branch_key.as_ref(), garbage: &mut self.garbage };
-            tx.checkpoint_if_due(force).and_then(|()| Ok(self.conn.execute_batch("COMMIT")?))
+            tx.checkpoint_if_due(force).and_then(|()| self.conn.execute_batch("COMMIT"))
         };
         if let Err(e) = &committed {
             tracing::error!("commit of {jobs} jobs failed: {e}");

@@ -82,7 +82,7 @@ fn contract(store: &Store, vkey: &str) {
     assert!(store.read(|c| vaidya_store::read::current(c, "Patient", "p9")).unwrap().is_none(), "the failed job left nothing");
     let (items, total) = store.read(|c| vaidya_store::read::history(c, HistoryScope::Type("Patient"), None, 10, 0)).unwrap();
     assert_eq!((items.len(), total), (6, 6));
-    assert_eq!(store.read(|c| vaidya_store::read::ledger_size(c)).unwrap(), 11);
+    assert_eq!(store.read(vaidya_store::read::ledger_size).unwrap(), 11);
 
     // Searches: strings, tokens, sorting, quantities, dates, distances, deleted ones absent.
     assert_eq!(search(store, "Patient", &[("family", "shar"), ("_sort", "family")]), (vec!["p2".into(), "p1".into()], 2));
@@ -98,7 +98,7 @@ fn contract(store: &Store, vkey: &str) {
     assert_eq!(search(store, "Patient", &[("_count", "1"), ("_sort", "family")]).0, ["p3"]);
 
     // The state beside the ledger, as backups carry it: the same bytes on either engine.
-    let state: Value = serde_json::from_slice(&store.read(|c| vaidya_store::state::snapshot(c)).unwrap()).unwrap();
+    let state: Value = serde_json::from_slice(&store.read(vaidya_store::state::snapshot).unwrap()).unwrap();
     assert_eq!(state["sequence"], json!({"columns": ["name", "value"], "rows": [["uhid-central", 4]]}));
     assert_eq!(state["api_user"]["rows"], json!([]));
 
@@ -167,7 +167,7 @@ fn a_ledger_replayed_across_engines_keeps_its_root_and_verifies_with_the_same_ke
 
     let postgres = Store::open_replica_at(vaidya_store::Location::postgres(&pg.fresh_database())).unwrap();
     replay_all(&sqlite, &postgres);
-    let size = sqlite.read(|c| vaidya_store::read::ledger_size(c)).unwrap();
+    let size = sqlite.read(vaidya_store::read::ledger_size).unwrap();
     let roots = [&sqlite, &postgres].map(|s| s.read(|c| vaidya_store::merkle_root(c, size)).unwrap());
     assert_eq!(roots[0], roots[1], "the same Merkle root on both engines");
     let report = postgres.read(|c| vaidya_store::verify::verify(c, &vkey)).unwrap();
