@@ -99,13 +99,22 @@ pub fn run(args: ImportArgs) -> Result<ExitCode, String> {
         println!("Created a new data directory at {}; admin one-time password: {}", config.data.display(), c.admin_password);
     }
     let files = collect_files(&args.paths)?;
-    let db = datadir::db_path(&config.data);
+    let location = config.location()?;
     let rebuild = match args.index_mode {
         IndexMode::Rebuild => true,
         IndexMode::Live => false,
-        IndexMode::Auto => input_bytes(&files) > db_bytes(&db),
+        IndexMode::Auto => match &location {
+            vaidya_store::Location::File(db) => input_bytes(&files) > db_bytes(db),
+            vaidya_store::Location::Postgres(_) => {
+                let size = store_size(&location)?;
+                size == 0
+            }
+        },
     };
-    let store = Arc::new(Store::open(&db, key).map_err(|e| e.to_string())?);
+    let store = Arc::new(Store::open_location(location.clone(), key, Default::default()).map_err(|e| format!("{}: {e}", location.describe()))?);
+    if !store.is_writer() {
+        return Err(format!("a Vaidya server is writing to {}: import through it, or stop it first", location.describe()));
+    }
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
     let started = Instant::now();
     if rebuild {
@@ -138,6 +147,17 @@ pub fn run(args: ImportArgs) -> Result<ExitCode, String> {
 
 fn input_bytes(files: &[PathBuf]) -> u64 {
     files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+}
+
+/// Ledger entries already in a PostgreSQL database (an empty one gets its indexes rebuilt
+/// once at the end, as a large import into SQLite does).
+fn store_size(location: &vaidya_store::Location) -> Result<u64, String> {
+    let conn = location.open_reader().map_err(|e| format!("{}: {e}", location.describe()))?;
+    match vaidya_store::read::ledger_size(&conn) {
+        Ok(n) => Ok(n),
+        // A new database has no tables yet.
+        Err(_) => Ok(0),
+    }
 }
 
 fn db_bytes(db: &Path) -> u64 {

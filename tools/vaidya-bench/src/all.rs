@@ -48,6 +48,44 @@ pub struct AllArgs {
     /// A line to add to the report's header (repeatable), e.g. the commit.
     #[arg(long, value_name = "TEXT")]
     pub note: Vec<String>,
+    /// Run Vaidya on PostgreSQL: a key-value connection string to an administrative database
+    /// (e.g. `host=/tmp/pg port=5432 user=vaidya dbname=postgres`); each data directory gets a
+    /// fresh database of its own name there (scripts/bench-pg starts such a server).
+    #[arg(long, value_name = "CONN")]
+    pub postgres_admin: Option<String>,
+}
+
+/// The PostgreSQL database of each data directory, when the suite runs on PostgreSQL: every
+/// `vaidya` command on that directory gets it as `VAIDYA_DATABASE`.
+static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// A fresh database for `data` on the server `admin` names (dropped first if it exists).
+pub(crate) fn fresh_database(admin: &str, data: &Path) -> Result<(), String> {
+    let name: String = data
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("data")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    let name = format!("bench_{name}");
+    let mut client = postgres::Client::connect(admin, postgres::NoTls).map_err(|e| format!("PostgreSQL {admin}: {e}"))?;
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
+        .map_err(|e| format!("creating database {name}: {e}"))?;
+    let mut dbs = DATABASES.lock().expect("not poisoned");
+    dbs.retain(|(d, _)| d != data);
+    dbs.push((data.to_path_buf(), format!("{admin} dbname={name}")));
+    Ok(())
+}
+
+/// `vaidya` with the environment for data directory `data`.
+pub(crate) fn vaidya_on(vaidya: &Path, data: &Path) -> Command {
+    let mut command = Command::new(vaidya);
+    if let Some((_, url)) = DATABASES.lock().expect("not poisoned").iter().find(|(d, _)| d == data) {
+        command.env("VAIDYA_DATABASE", url);
+    }
+    command
 }
 
 pub(crate) const MARKER: &str = ".vaidya-bench-work";
@@ -110,6 +148,10 @@ pub fn run(args: &AllArgs) -> Result<bool, String> {
         println!("- {n}");
     }
     println!("- Server: {} ({version})", args.vaidya.display());
+    match &args.postgres_admin {
+        Some(admin) => println!("- Database: PostgreSQL ({admin}), a fresh database per data directory"),
+        None => println!("- Database: SQLite, a file in each data directory"),
+    }
     println!(
         "- Settings: Synthea {}x from {}, seed {}; tx and read with {} clients for {} s each\n",
         args.copies,
@@ -168,6 +210,9 @@ pub fn run(args: &AllArgs) -> Result<bool, String> {
     let data_nx = args.work.join(format!("data-x{}", args.copies));
     for (label, input, data) in [("1x", &args.synthea, &data_1x), (&*format!("{}x", args.copies), &generated, &data_nx)] {
         fresh_dir(&args.work, data)?;
+        if let Some(admin) = &args.postgres_admin {
+            fresh_database(admin, data)?;
+        }
         eprintln!("[bench] vaidya import of the {label} set into {}", data.display());
         let log = logs.join(format!("import-{label}.log"));
         let (row, ok, mut n) = import(&args.vaidya, data, input, &log, label)?;
@@ -354,7 +399,7 @@ pub(crate) fn import_named(
 ) -> Result<(Row, bool, Vec<String>), String> {
     let log_file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let started = Instant::now();
-    let mut command = Command::new(vaidya);
+    let mut command = vaidya_on(vaidya, data);
     command
         .env("VAIDYA_LOG", CHILD_LOG)
         .env("NO_COLOR", "1")
@@ -480,7 +525,7 @@ pub(crate) fn describe_exit(u: &sys::Usage) -> String {
 /// A token of the load generator's integration account (role `machine`), made on first use:
 /// the administrator may not read or write patients' records.
 pub(crate) fn token(vaidya: &Path, data: &Path) -> Result<String, String> {
-    let add = Command::new(vaidya)
+    let add = vaidya_on(vaidya, data)
         .args(["user", "add", "--name", "bench", "--role", "machine", "--data"])
         .arg(data)
         .stdin(Stdio::null())
@@ -490,7 +535,7 @@ pub(crate) fn token(vaidya: &Path, data: &Path) -> Result<String, String> {
     if !add.status.success() && !err.contains("already exists") {
         return Err(format!("vaidya user add failed: {}", err.trim()));
     }
-    let out = Command::new(vaidya)
+    let out = vaidya_on(vaidya, data)
         .args(["token", "--user", "bench", "--data"])
         .arg(data)
         .stdin(Stdio::null())
@@ -517,7 +562,7 @@ pub(crate) struct Server {
 impl Server {
     pub fn start(vaidya: &Path, data: &Path, log: &Path) -> Result<Server, String> {
         let log_file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut command = Command::new(vaidya);
+        let mut command = vaidya_on(vaidya, data);
         command
             .env("VAIDYA_LOG", CHILD_LOG)
             .env("NO_COLOR", "1")
