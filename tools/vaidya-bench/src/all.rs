@@ -70,9 +70,10 @@ pub(crate) fn fresh_database(admin: &str, data: &Path) -> Result<(), String> {
         .collect();
     let name = format!("bench_{name}");
     let mut client = postgres::Client::connect(admin, postgres::NoTls).map_err(|e| format!("PostgreSQL {admin}: {e}"))?;
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
-        .map_err(|e| format!("creating database {name}: {e}"))?;
+    // Two statements: CREATE DATABASE cannot run inside the implicit transaction of a batch.
+    for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name}")] {
+        client.batch_execute(&sql).map_err(|e| format!("{sql}: {}", e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())))?;
+    }
     let mut dbs = DATABASES.lock().expect("not poisoned");
     dbs.retain(|(d, _)| d != data);
     dbs.push((data.to_path_buf(), format!("{admin} dbname={name}")));
