@@ -44,7 +44,7 @@ static CLEAR_SQL: std::sync::LazyLock<Vec<String>> =
 
 pub(crate) fn clear(conn: &impl Db, res: i64) -> Result<(), StoreError> {
     for sql in CLEAR_SQL.iter() {
-        conn.execute(sql, &sql_params![res])?;
+        conn.execute_later(sql, &sql_params![res])?;
     }
     Ok(())
 }
@@ -67,38 +67,38 @@ fn insert_one(conn: &impl Db, res: i64, p: i64, value: &IndexValue) -> Result<()
     // DO NOTHING: two values that differ only in fields outside the key (a token's display text)
     // are one index row.
     match value {
-        IndexValue::String { normalized, exact } => conn.execute(
+        IndexValue::String { normalized, exact } => conn.execute_later(
             "INSERT INTO ix_string (res, param, value, exact) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
             &sql_params![res, p, normalized, exact],
         )?,
-        IndexValue::Token { system, code, text } => conn.execute(
+        IndexValue::Token { system, code, text } => conn.execute_later(
             "INSERT INTO ix_token (res, param, system, code, text) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             &sql_params![res, p, s(system), s(code), text.as_deref()],
         )?,
-        IndexValue::Reference { reference, .. } => conn.execute(
+        IndexValue::Reference { reference, .. } => conn.execute_later(
             "INSERT INTO ix_ref (res, param, target) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             &sql_params![res, p, reference],
         )?,
-        IndexValue::Date { start_ms, end_ms } => conn.execute(
+        IndexValue::Date { start_ms, end_ms } => conn.execute_later(
             "INSERT INTO ix_date (res, param, lo, hi) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
             &sql_params![res, p, start_ms, end_ms],
         )?,
-        IndexValue::Number { value } => conn.execute(
+        IndexValue::Number { value } => conn.execute_later(
             "INSERT INTO ix_number (res, param, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             &sql_params![res, p, real(*value)],
         )?,
-        IndexValue::Quantity { value, system, code, unit } => conn.execute(
+        IndexValue::Quantity { value, system, code, unit } => conn.execute_later(
             "INSERT INTO ix_quantity (res, param, value, system, code, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
             &sql_params![res, p, real(*value), s(system), s(code), s(unit)],
         )?,
-        IndexValue::Uri(value) => conn.execute(
+        IndexValue::Uri(value) => conn.execute_later(
             "INSERT INTO ix_uri (res, param, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             &sql_params![res, p, value],
         )?,
         IndexValue::Composite { parts } => {
             // Shapes the store has no columns for are not indexed, and `value_key` agrees.
             let Some(row) = CompositeRow::of(parts) else { return Ok(()) };
-            conn.execute(
+            conn.execute_later(
                 "INSERT INTO ix_composite (res, param, system, code, v_system, v_code, v_text, v_num, v_lo, v_hi, v_target)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
                 &sql_params![res, p, row.system, row.code, row.v_system, row.v_code, row.v_text, row.v_num, row.v_lo, row.v_hi, row.v_target],
@@ -107,7 +107,7 @@ fn insert_one(conn: &impl Db, res: i64, p: i64, value: &IndexValue) -> Result<()
         IndexValue::Position { latitude, longitude } => {
             let (lat, lon) = (real(*latitude), real(*longitude));
             let (x, y, z) = unit_vector(lat, lon);
-            conn.execute(
+            conn.execute_later(
                 "INSERT INTO ix_geo (res, param, lat, lon, x, y, z) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
                 &sql_params![res, p, lat, lon, x, y, z],
             )?

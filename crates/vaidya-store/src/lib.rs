@@ -7,6 +7,7 @@
 pub mod content;
 pub mod grants;
 mod db;
+mod held;
 mod index_rows;
 mod merkle;
 pub mod migrate;

@@ -270,6 +270,13 @@ pub trait Db {
     /// Run several statements separated by `;` (schemas), without parameters.
     fn execute_batch(&self, sql: &str) -> Result<(), StoreError>;
 
+    /// Run a statement whose outcome the caller does not read (an insert, an update): a
+    /// PostgreSQL connection holds it back and sends it with the others in one round trip,
+    /// before its next query or statement (see `held.rs`); an error then surfaces there.
+    fn execute_later(&self, sql: &str, params: &[Value<'_>]) -> Result<(), StoreError> {
+        self.execute(sql, params).map(|_| ())
+    }
+
     /// Begin a write transaction. SQLite takes its write lock at once (`IMMEDIATE`), so that
     /// a transaction never fails halfway for want of it; PostgreSQL locks rows as it goes.
     fn begin_write(&self) -> Result<(), StoreError> {
@@ -375,6 +382,8 @@ const STATEMENT_CACHE: usize = 256;
 pub struct PgConn {
     client: RefCell<postgres::Client>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
+    /// Statements held back by `execute_later`.
+    held: RefCell<crate::held::Pending>,
 }
 
 /// A PostgreSQL database to connect to: a URL or key-value string, and the password kept
@@ -411,8 +420,10 @@ impl PgTarget {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(5));
         }
-        let client = config.connect(postgres::NoTls)?;
-        Ok(PgConn { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) })
+        let mut client = config.connect(postgres::NoTls)?;
+        // Held statements carry their values as literals (held.rs): backslashes are plain.
+        client.batch_execute("SET standard_conforming_strings = on")?;
+        Ok(PgConn { client: RefCell::new(client), statements: RefCell::new(HashMap::new()), held: RefCell::default() })
     }
 }
 
@@ -441,6 +452,18 @@ impl PgConn {
         Ok(self.query_value::<bool>("SELECT pg_try_advisory_lock(?1)", &[Value::Int(WRITER_LOCK)])?.unwrap_or(false))
     }
 
+    /// Send the held statements (one round trip), then `and_then` if given, in the same batch.
+    fn send_held(&self, and_then: Option<&str>) -> Result<(), StoreError> {
+        let mut batch = self.held.borrow_mut().take_batch();
+        if let Some(sql) = and_then {
+            batch.push_str(sql);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        Ok(self.client.borrow_mut().batch_execute(&batch)?)
+    }
+
     fn statement(&self, sql: &str) -> Result<postgres::Statement, StoreError> {
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
@@ -462,13 +485,19 @@ impl Db for PgConn {
     }
 
     fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        self.send_held(None)?;
         let stmt = self.statement(sql)?;
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         Ok(self.client.borrow_mut().execute(&stmt, &refs)?)
     }
 
+    fn execute_later(&self, sql: &str, params: &[Value<'_>]) -> Result<(), StoreError> {
+        self.held.borrow_mut().push(sql, params)
+    }
+
     fn for_each_row(&self, sql: &str, params: &[Value<'_>], each: &mut dyn FnMut(Cells) -> Result<(), StoreError>) -> Result<(), StoreError> {
         use postgres::types::Type;
+        self.send_held(None)?;
         let stmt = self.statement(sql)?;
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let rows = self.client.borrow_mut().query(&stmt, &refs)?;
@@ -498,8 +527,14 @@ impl Db for PgConn {
         Ok(())
     }
 
+    /// Held statements go first, in the same round trip (a `COMMIT` or `RELEASE` sends the
+    /// transaction's last writes with it); a `ROLLBACK` forgets them instead.
     fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
-        Ok(self.client.borrow_mut().batch_execute(sql)?)
+        if sql.trim_start().starts_with("ROLLBACK") {
+            self.held.borrow_mut().discard();
+            return Ok(self.client.borrow_mut().batch_execute(sql)?);
+        }
+        self.send_held(Some(sql))
     }
 }
 
@@ -606,6 +641,25 @@ impl Db for Conn {
     fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {
             Conn::Sqlite(c) => Db::execute_batch(c, sql),
+            Conn::Postgres(c) => c.execute_batch(sql),
+        }
+    }
+
+    fn execute_later(&self, sql: &str, params: &[Value<'_>]) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlite(c) => Db::execute(c, sql, params).map(|_| ()),
+            Conn::Postgres(c) => c.execute_later(sql, params),
+        }
+    }
+}
+
+impl Conn {
+    /// A transaction-control statement without parameters (`SAVEPOINT`, `RELEASE`): SQLite's
+    /// from the statement cache (parsing them for every job showed in profiles); PostgreSQL's
+    /// sent with the held writes.
+    pub(crate) fn control(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlite(c) => Db::execute(c, sql, &[]).map(|_| ()),
             Conn::Postgres(c) => c.execute_batch(sql),
         }
     }

@@ -64,6 +64,10 @@ struct Tip {
     branch: Option<u64>,
     /// Entries of the branch covered by a checkpoint signed with the node's key.
     branch_signed: u64,
+    /// The `rowid` the next new resource gets on PostgreSQL, where the writer numbers them
+    /// itself so that the insert can be held back with the rest (held.rs); SQLite numbers
+    /// its own.
+    next_rowid: i64,
 }
 
 impl Tip {
@@ -139,7 +143,7 @@ impl WriteTx<'_> {
         let seq = self.append(author, Op::Put, rtype, rid, version, content.clone(), time_ms)?;
         let rowid = match current {
             Some(c) => {
-                self.conn.execute(
+                self.conn.execute_later(
                     "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = 0 WHERE rowid = ?1",
                     &sql_params![c.rowid, version as i64, seq as i64, time_ms],
                 )?;
@@ -147,7 +151,7 @@ impl WriteTx<'_> {
                 c.rowid
             }
             None => {
-                insert_resource(self.conn, rtype, rid, version, seq, time_ms, false)?
+                self.insert_resource(rtype, rid, version, seq, time_ms, false)?
             }
         };
         index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
@@ -168,7 +172,7 @@ impl WriteTx<'_> {
         let time_ms = self.next_time();
         let content = body.assemble(rtype, rid, 1, &vaidya_fhir::datetime::format_instant(time_ms));
         let seq = self.append(author, Op::Put, rtype, rid, 1, content.clone(), time_ms)?;
-        let rowid = insert_resource(self.conn, rtype, rid, 1, seq, time_ms, false)?;
+        let rowid = self.insert_resource(rtype, rid, 1, seq, time_ms, false)?;
         index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
         Ok(Written { resource_type: rtype.to_string(), id: rid.to_string(), version: 1, seq, time_ms, content })
     }
@@ -182,12 +186,32 @@ impl WriteTx<'_> {
         let version = c.version + 1;
         let time_ms = self.next_time();
         let seq = self.append(author, Op::Delete, rtype, rid, version, Vec::new(), time_ms)?;
-        self.conn.execute(
+        self.conn.execute_later(
             "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = 1 WHERE rowid = ?1",
             &sql_params![c.rowid, version as i64, seq as i64, time_ms],
         )?;
         index_rows::clear(self.conn, c.rowid)?;
         Ok(Some(Written { resource_type: rtype.to_string(), id: rid.to_string(), version, seq, time_ms, content: Vec::new() }))
+    }
+
+    /// Insert a resource's row; its `rowid` (the key of its index rows).
+    #[allow(clippy::too_many_arguments)]
+    fn insert_resource(&mut self, rtype: &str, rid: &str, version: u64, seq: u64, time_ms: i64, deleted: bool) -> Result<i64, StoreError> {
+        if let Conn::Postgres(pg) = self.conn {
+            let rowid = self.tip.next_rowid;
+            self.tip.next_rowid += 1;
+            pg.execute_later(
+                "INSERT INTO resource (rowid, rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &sql_params![rowid, rtype, rid, version as i64, seq as i64, time_ms, deleted],
+            )?;
+            return Ok(rowid);
+        }
+        self.conn
+            .query_value(
+                "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING rowid",
+                &sql_params![rtype, rid, version as i64, seq as i64, time_ms, deleted],
+            )?
+            .ok_or_else(|| StoreError::Corrupt("an insert returned no rowid".into()))
     }
 
     /// Hand over something to be freed off the writer thread. Freeing a large JSON tree or
@@ -204,7 +228,7 @@ impl WriteTx<'_> {
 
     /// Set a named counter, in this transaction.
     pub fn set_sequence(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.conn.execute_later(
             "INSERT INTO sequence (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
             &sql_params![name, value as i64],
         )?;
@@ -255,7 +279,7 @@ impl WriteTx<'_> {
     fn append_encoded(&mut self, bytes: &[u8], rtype: &str, rid: &str, version: u64) -> Result<(), StoreError> {
         let seq = self.tip.size + 1;
         let leaf = hash_encoded(bytes);
-        self.conn.execute("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)", &sql_params![seq as i64, bytes])?;
+        self.conn.execute_later("INSERT INTO ledger (seq, entry) VALUES (?1, ?2)", &sql_params![seq as i64, bytes])?;
         // Record n of the tree (0-based) is entry seq n+1.
         let n = seq - 1;
         let reader = FrontierHashReader { conn: self.conn, frontier: &self.tip.frontier };
@@ -266,13 +290,13 @@ impl WriteTx<'_> {
         // completes, at levels 1, 2, ... in that order.
         for (level, h) in hashes.iter().enumerate() {
             let idx = first + level as u64;
-            self.conn.execute("INSERT INTO tree_hash (idx, hash) VALUES (?1, ?2)", &sql_params![idx as i64, &h.0[..]])?;
+            self.conn.execute_later("INSERT INTO tree_hash (idx, hash) VALUES (?1, ?2)", &sql_params![idx as i64, &h.0[..]])?;
             if self.tip.frontier.len() <= level {
                 self.tip.frontier.resize(level + 1, None);
             }
             self.tip.frontier[level] = Some((idx, *h));
         }
-        self.conn.execute(
+        self.conn.execute_later(
             "INSERT INTO history (rtype, rid, version, seq) VALUES (?1, ?2, ?3, ?4)",
             &sql_params![rtype, rid, version as i64, seq as i64],
         )?;
@@ -302,7 +326,7 @@ impl WriteTx<'_> {
         let deleted = entry.op == Op::Delete;
         match self.current(rtype, rid)? {
             Some(c) => {
-                self.conn.execute(
+                self.conn.execute_later(
                     "UPDATE resource SET version = ?2, seq = ?3, updated_ms = ?4, deleted = ?5 WHERE rowid = ?1",
                     &sql_params![c.rowid, entry.version as i64, seq as i64, time_ms, deleted],
                 )?;
@@ -312,7 +336,7 @@ impl WriteTx<'_> {
                 }
             }
             None => {
-                let rowid = insert_resource(self.conn, rtype, rid, entry.version, seq, time_ms, deleted)?;
+                let rowid = self.insert_resource(rtype, rid, entry.version, seq, time_ms, deleted)?;
                 if !deleted {
                     index_rows::insert(self.conn, self.params, rtype, rowid, index)?;
                 }
@@ -332,7 +356,7 @@ impl WriteTx<'_> {
         if ours != root {
             return Err(StoreError::Corrupt(format!("the Merkle root at {tree_size} entries differs from the checkpoint's")));
         }
-        self.conn.execute(
+        self.conn.execute_later(
             "INSERT INTO checkpoint (tree_size, time_ms, note) VALUES (?1, ?2, ?3)",
             &sql_params![tree_size as i64, time_ms, note],
         )?;
@@ -365,7 +389,7 @@ impl WriteTx<'_> {
             .map_err(|e| StoreError::Corrupt(format!("cannot compute the Merkle root: {e}")))?;
         let time_ms = now.max(self.tip.last_time_ms);
         let note = vaidya_ledger::sign_checkpoint(key, self.tip.size, root, time_ms);
-        self.conn.execute(insert, &sql_params![self.tip.size as i64, time_ms, &note])?;
+        self.conn.execute_later(insert, &sql_params![self.tip.size as i64, time_ms, &note])?;
         if on_branch {
             self.tip.branch_signed = self.tip.size;
         } else {
@@ -758,14 +782,25 @@ impl Writer {
 
     fn run_job(&mut self, job: JobFn) -> (bool, Completion) {
         // Cached statements: parsing SAVEPOINT/RELEASE for every job showed up in profiles.
-        self.conn.execute("SAVEPOINT job", &[]).expect("savepoint inside an open transaction");
+        if let Err(e) = self.conn.control("SAVEPOINT job") {
+            // The connection failed (PostgreSQL gone): the job is not run, and its caller
+            // hears that nothing was written.
+            tracing::error!("cannot make a savepoint: {e}");
+            return (false, Box::new(move |_| drop(job)));
+        }
         let tip_before = self.tip.clone();
         let outcome = self.run_caught(job);
         match outcome {
-            Ok((true, complete)) => {
-                self.conn.execute("RELEASE job", &[]).expect("release of an open savepoint");
-                (true, complete)
-            }
+            Ok((true, complete)) => match self.conn.control("RELEASE job") {
+                Ok(()) => (true, complete),
+                Err(e) => {
+                    // On PostgreSQL the job's writes were sent with the RELEASE and one was
+                    // refused (a uniqueness constraint): the job fails alone.
+                    let message = e.to_string();
+                    self.rollback_job(tip_before);
+                    (false, Box::new(move |_| complete(Err(StoreError::CommitFailed(message)))))
+                }
+            },
             Ok((false, complete)) => {
                 self.rollback_job(tip_before);
                 (false, complete)
@@ -780,7 +815,10 @@ impl Writer {
     }
 
     fn rollback_job(&mut self, tip_before: Tip) {
-        self.conn.execute_batch("ROLLBACK TO job; RELEASE job").expect("rollback of an open savepoint");
+        if let Err(e) = self.conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+            // Only a lost connection does this; the commit then fails for the whole group.
+            tracing::error!("cannot roll back a job's savepoint: {e}");
+        }
         self.tip = tip_before;
         // Parameter ids interned by the failed job are gone with it.
         self.params.clear();
@@ -847,15 +885,6 @@ fn thread_cpu_ms() -> Option<i64> {
     Some(ticks * 10) // USER_HZ is 100 on Linux
 }
 
-/// Insert a resource's row; its `rowid` (the key of its index rows).
-fn insert_resource(conn: &Conn, rtype: &str, rid: &str, version: u64, seq: u64, time_ms: i64, deleted: bool) -> Result<i64, StoreError> {
-    conn.query_value(
-        "INSERT INTO resource (rtype, rid, version, seq, updated_ms, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING rowid",
-        &sql_params![rtype, rid, version as i64, seq as i64, time_ms, deleted],
-    )?
-    .ok_or_else(|| StoreError::Corrupt("an insert returned no rowid".into()))
-}
-
 fn load_tip(conn: &impl Db) -> Result<Tip, StoreError> {
     let last = conn.query_opt("SELECT seq, entry FROM ledger ORDER BY seq DESC LIMIT 1", &[], |r| Ok((r.get::<u64>(0)?, r.get::<Vec<u8>>(1)?)))?;
     let (size, prev_hash, last_time_ms) = match last {
@@ -870,6 +899,7 @@ fn load_tip(conn: &impl Db) -> Result<Tip, StoreError> {
         .unwrap_or((0, 0));
     let branch: Option<u64> = conn.query_value("SELECT fork FROM branch WHERE id = 1", &[])?;
     let branch_signed: Option<u64> = conn.query_value::<Option<u64>>("SELECT max(tree_size) FROM branch_checkpoint", &[])?.flatten();
+    let next_rowid = conn.query_value::<i64>("SELECT coalesce(max(rowid), 0) + 1 FROM resource", &[])?.unwrap_or(1);
     Ok(Tip {
         size,
         prev_hash,
@@ -879,5 +909,6 @@ fn load_tip(conn: &impl Db) -> Result<Tip, StoreError> {
         frontier: Vec::new(),
         branch,
         branch_signed: branch_signed.or(branch).unwrap_or(0),
+        next_rowid,
     })
 }

@@ -69,6 +69,23 @@ fn contract(store: &Store, vkey: &str) {
         Err(StoreError::Corrupt("refused".into()))
     });
     assert!(failed.is_err());
+    // A create of an id that exists is refused by the uniqueness constraint (on PostgreSQL when
+    // the job's held writes are sent), and only that job fails: the other in its group commits.
+    let create = |id: &'static str, family: &'static str| {
+        move |tx: &mut WriteTx<'_>| -> Result<u64, StoreError> {
+            let r = patient(family, "Dup", "UH-0008");
+            Ok(tx.create("test", "Patient", id, &vaidya_store::Body::from_resource(&r), &vaidya_fhir::index::extract_all(&r))?.seq)
+        }
+    };
+    let (r1, rx1) = tokio::sync::oneshot::channel();
+    let (r2, rx2) = tokio::sync::oneshot::channel();
+    let (r3, rx3) = tokio::sync::oneshot::channel();
+    store.submit(create("p5", "Bose"), r1).unwrap();
+    store.submit(create("p1", "Impostor"), r2).unwrap();
+    store.submit(|tx| tx.delete("test", "Patient", "p5").map(|_| 0u64), r3).unwrap();
+    assert!(rx1.blocking_recv().unwrap().is_ok());
+    assert!(rx2.blocking_recv().unwrap().is_err(), "Patient/p1 exists");
+    assert!(rx3.blocking_recv().unwrap().is_ok());
     assert_eq!(store.write_blocking(|tx| tx.sequence("uhid-central")).unwrap(), Some(4));
 
     // Reads and history.
@@ -81,8 +98,10 @@ fn contract(store: &Store, vkey: &str) {
     assert!(store.read(|c| vaidya_store::read::current(c, "Patient", "p4")).unwrap().unwrap().deleted);
     assert!(store.read(|c| vaidya_store::read::current(c, "Patient", "p9")).unwrap().is_none(), "the failed job left nothing");
     let (items, total) = store.read(|c| vaidya_store::read::history(c, HistoryScope::Type("Patient"), None, 10, 0)).unwrap();
-    assert_eq!((items.len(), total), (6, 6));
-    assert_eq!(store.read(vaidya_store::read::ledger_size).unwrap(), 11);
+    assert_eq!((items.len(), total), (8, 8));
+    assert_eq!(store.read(vaidya_store::read::ledger_size).unwrap(), 13);
+    let p1 = store.read(|c| vaidya_store::read::current(c, "Patient", "p1")).unwrap().unwrap();
+    assert_eq!((p1.version, serde_json::from_slice::<Value>(&p1.content).unwrap()["name"][0]["family"].clone()), (1, json!("Sharma")));
 
     // Searches: strings, tokens, sorting, quantities, dates, distances, deleted ones absent.
     assert_eq!(search(store, "Patient", &[("family", "shar"), ("_sort", "family")]), (vec!["p2".into(), "p1".into()], 2));
@@ -106,7 +125,7 @@ fn contract(store: &Store, vkey: &str) {
     store.write_blocking(|tx| tx.sequence("uhid-central").map(|_| ())).unwrap();
     let report = store.read(|c| vaidya_store::verify::verify(c, vkey)).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(report.entries, 11);
+    assert_eq!(report.entries, 13);
 }
 
 fn new_key() -> (LedgerKey, String) {
