@@ -49,6 +49,18 @@ impl Pending {
         self.held.clear();
     }
 
+    /// Forget the held statement `marker` (a `SAVEPOINT`) and everything held after it; `false`
+    /// when it is not held (it was sent).
+    pub(crate) fn discard_from(&mut self, marker: &str) -> bool {
+        match self.held.iter().rposition(|h| matches!(h, Held::Other(t) if t == marker)) {
+            Some(i) => {
+                self.held.truncate(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Everything held, as one batch of statements (empty when nothing is held).
     pub(crate) fn take_batch(&mut self) -> String {
         let mut out = String::new();
@@ -211,5 +223,12 @@ mod tests {
              INSERT INTO seq (n, v) VALUES ('k', 3) ON CONFLICT (n) DO UPDATE SET v = 3;\n"
         );
         assert!(p.take_batch().is_empty(), "taken: nothing is held any more");
+        // A savepoint never sent is forgotten with what followed it; what came before stays.
+        p.push(led, &sql_params![3i64, "c"]).unwrap();
+        p.push("SAVEPOINT job", &[]).unwrap();
+        p.push(led, &sql_params![4i64, "d"]).unwrap();
+        assert!(p.discard_from("SAVEPOINT job"));
+        assert!(!p.discard_from("SAVEPOINT job"));
+        assert_eq!(p.take_batch(), "INSERT INTO ledger (seq, entry) VALUES (3, 'c');\n");
     }
 }

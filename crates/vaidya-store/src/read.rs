@@ -46,8 +46,16 @@ fn stored_from(entry: Entry) -> Stored {
 
 /// The current version (which may be a deletion), or `None` if the resource never existed.
 pub fn current(conn: &impl Db, rtype: &str, rid: &str) -> Result<Option<Stored>, StoreError> {
-    let seq: Option<i64> = conn.query_value("SELECT seq FROM resource WHERE rtype = ?1 AND rid = ?2", &sql_params![rtype, rid])?;
-    seq.map(|s| entry(conn, s as u64).map(stored_from)).transpose()
+    // One statement: on PostgreSQL each is a round trip.
+    let found: Option<(i64, Option<Vec<u8>>)> = conn.query_opt(
+        "SELECT r.seq, l.entry FROM resource r LEFT JOIN ledger l ON l.seq = r.seq WHERE r.rtype = ?1 AND r.rid = ?2",
+        &sql_params![rtype, rid],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some((seq, bytes)) = found else { return Ok(None) };
+    let bytes = bytes.ok_or_else(|| StoreError::Corrupt(format!("ledger entry {seq} is missing")))?;
+    let entry = Entry::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("ledger entry {seq}: {e}")))?;
+    Ok(Some(stored_from(entry)))
 }
 
 pub fn version(conn: &impl Db, rtype: &str, rid: &str, version: u64) -> Result<Option<Stored>, StoreError> {

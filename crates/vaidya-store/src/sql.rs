@@ -530,6 +530,14 @@ impl Db for PgConn {
     /// Held statements go first, in the same round trip (a `COMMIT` or `RELEASE` sends the
     /// transaction's last writes with it); a `ROLLBACK` forgets them instead.
     fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        if let Some(rest) = sql.trim_start().strip_prefix("ROLLBACK TO ") {
+            // A savepoint still held was never made: forgetting it and what followed undoes
+            // the job (its `RELEASE`, in the same statement, is moot too).
+            let name = rest.split([';', ' ']).next().unwrap_or_default();
+            if self.held.borrow_mut().discard_from(&format!("SAVEPOINT {name}")) {
+                return Ok(());
+            }
+        }
         if sql.trim_start().starts_with("ROLLBACK") {
             self.held.borrow_mut().discard();
             return Ok(self.client.borrow_mut().batch_execute(sql)?);
@@ -660,6 +668,8 @@ impl Conn {
     pub(crate) fn control(&self, sql: &str) -> Result<(), StoreError> {
         match self {
             Conn::Sqlite(c) => Db::execute(c, sql, &[]).map(|_| ()),
+            // A savepoint is held with the writes (one round trip fewer per job).
+            Conn::Postgres(c) if sql.starts_with("SAVEPOINT ") => c.execute_later(sql, &[]),
             Conn::Postgres(c) => c.execute_batch(sql),
         }
     }

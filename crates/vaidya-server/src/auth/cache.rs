@@ -18,8 +18,9 @@ use vaidya_store::tokens::TokenRow;
 pub const MAX_CACHED_TOKENS: usize = 20_000;
 
 pub struct TokenCache {
-    /// Used only to ask for `data_version`; `None`: no cache (PostgreSQL, where another
-    /// server's commits are not announced: every token is looked up).
+    /// Used only to ask for `data_version`; `None` on PostgreSQL, where another server's
+    /// commits are not announced: there what is kept lives at most the current second, so a
+    /// revocation or a suspension takes effect within a second on every server.
     version: Option<Mutex<Connection>>,
     entries: Mutex<Entries>,
 }
@@ -45,6 +46,18 @@ impl TokenCache {
         }
     }
 
+    /// The number the kept rows are valid under: SQLite's `data_version`, or on PostgreSQL
+    /// the current second.
+    fn data_version(&self) -> Result<i64, vaidya_store::StoreError> {
+        match &self.version {
+            Some(conn) => {
+                let conn = conn.lock().expect("not poisoned");
+                Ok(conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
+            }
+            None => Ok(vaidya_store::now_ms() / 1000),
+        }
+    }
+
     /// The row of token `id`: from the cache if nothing was committed since it was read,
     /// otherwise from `look_up` (and kept).
     pub fn find<E: From<vaidya_store::StoreError>>(
@@ -52,7 +65,7 @@ impl TokenCache {
         id: &str,
         look_up: impl FnOnce() -> Result<Option<TokenRow>, E>,
     ) -> Result<Option<TokenRow>, E> {
-        let Some(version) = self.data_version()? else { return look_up() };
+        let version = self.data_version()?;
         {
             let mut e = self.entries.lock().expect("not poisoned");
             if e.version != version {
@@ -78,10 +91,4 @@ impl TokenCache {
         Ok(row)
     }
 
-    fn data_version(&self) -> Result<Option<i64>, vaidya_store::StoreError> {
-        let Some(version) = &self.version else { return Ok(None) };
-        let conn = version.lock().expect("not poisoned");
-        let v = conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
-        Ok(Some(v))
-    }
 }

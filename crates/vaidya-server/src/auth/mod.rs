@@ -103,7 +103,13 @@ pub fn bearer(app: &AppState, token: &str) -> Result<Option<Bearer>, ApiError> {
         let (id, store) = (row.id.clone(), app.store.clone());
         // Fire and forget: the writer commits it with whatever else it is writing. Submitted
         // from the blocking pool, as a full writer queue would block the submitting thread.
+        // On PostgreSQL a reader's connection writes it (it is not ledgered), so that a
+        // session used only on a server that does not write stays alive.
         tokio::task::spawn_blocking(move || {
+            if let vaidya_store::Location::Postgres(_) = store.location() {
+                let _ = store.read(|c| tokens::touch_token(c, &id, now));
+                return;
+            }
             let (reply, _) = tokio::sync::oneshot::channel::<Result<(), vaidya_store::StoreError>>();
             let _ = store.submit(move |tx| tokens::touch_token(tx.conn(), &id, now), reply);
         });
