@@ -68,6 +68,9 @@ struct Tip {
     /// itself so that the insert can be held back with the rest (held.rs); SQLite numbers
     /// its own.
     next_rowid: i64,
+    /// Named counters as this writer last read or set them (PostgreSQL only, where a read is
+    /// a round trip; only the writer changes them while it holds the lock).
+    sequences: std::cell::RefCell<std::collections::HashMap<String, Option<u64>>>,
 }
 
 impl Tip {
@@ -223,11 +226,21 @@ impl WriteTx<'_> {
 
     /// A named counter's value (`None` if it was never set).
     pub fn sequence(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        self.conn.query_value("SELECT value FROM sequence WHERE name = ?1", &sql_params![name])
+        if let Some(v) = self.tip.sequences.borrow().get(name) {
+            return Ok(*v);
+        }
+        let value = self.conn.query_value("SELECT value FROM sequence WHERE name = ?1", &sql_params![name])?;
+        if matches!(self.conn, Conn::Postgres(_)) {
+            self.tip.sequences.borrow_mut().insert(name.to_string(), value);
+        }
+        Ok(value)
     }
 
     /// Set a named counter, in this transaction.
     pub fn set_sequence(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
+        if matches!(self.conn, Conn::Postgres(_)) {
+            self.tip.sequences.borrow_mut().insert(name.to_string(), Some(value));
+        }
         self.conn.execute_later(
             "INSERT INTO sequence (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
             &sql_params![name, value as i64],
@@ -910,5 +923,6 @@ fn load_tip(conn: &impl Db) -> Result<Tip, StoreError> {
         branch,
         branch_signed: branch_signed.or(branch).unwrap_or(0),
         next_rowid,
+        sequences: Default::default(),
     })
 }
