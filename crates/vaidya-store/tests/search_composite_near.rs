@@ -1,17 +1,13 @@
 //! Composite parameters and Location `near` through the store: indexing, matching within one
 //! node only, great-circle distances, and verification of the new index rows.
 
+mod common;
+use common::engines::{Engine, open};
+use vaidya_store::Db;
+
 use serde_json::{Value, json};
-use std::sync::Arc;
-use vaidya_ledger::LedgerKey;
 use vaidya_store::search::{Handling, SearchError, parse_query, run};
 use vaidya_store::Store;
-
-fn open(dir: &tempfile::TempDir) -> (Arc<Store>, String) {
-    let key = LedgerKey::generate("vaidya.test/ledger");
-    let vkey = key.verifier_text().to_string();
-    (Arc::new(Store::open(&dir.path().join("db"), key).unwrap()), vkey)
-}
 
 fn put(store: &Store, resource: Value) {
     store
@@ -52,10 +48,8 @@ fn blood_pressure(id: &str, systolic: f64, diastolic: f64) -> Value {
            "component": [component("8480-6", systolic), component("8462-4", diastolic)]})
 }
 
-#[test]
-fn composites_match_within_one_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, vkey) = open(&dir);
+fn composites_match_within_one_node(engine: Engine) {
+    let (store, vkey) = open(engine);
     put(&store, blood_pressure("bp1", 120.0, 80.0));
     put(&store, blood_pressure("bp2", 150.0, 95.0));
     put(&store, json!({"resourceType": "Observation", "id": "hb", "status": "final",
@@ -135,8 +129,8 @@ fn composites_match_within_one_node() {
 
     // A tampered composite row is caught.
     store.shutdown();
-    let conn = rusqlite::Connection::open(dir.path().join("db")).unwrap();
-    let n = conn.execute("UPDATE ix_composite SET v_num = 170 WHERE v_num = 100", []).unwrap();
+    let conn = store.intruder();
+    let n = conn.execute("UPDATE ix_composite SET v_num = 170 WHERE v_num = 100", &[]).unwrap();
     assert_eq!(n, 2, "the component- and combo- rows of bp1's systolic component");
     let report = vaidya_store::verify::verify(&conn, &vkey).unwrap();
     assert!(report.problems.iter().any(|p| p.what.contains("search index rows of Observation/bp1")), "{:?}", report.problems);
@@ -153,10 +147,8 @@ fn haversine_km(a: (f64, f64), b: (f64, f64)) -> f64 {
     2.0 * 6_371.008_8 * h.sqrt().asin()
 }
 
-#[test]
-fn near_finds_locations_by_great_circle_distance() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, vkey) = open(&dir);
+fn near_finds_locations_by_great_circle_distance(engine: Engine) {
+    let (store, vkey) = open(engine);
     let places = [
         ("aiims", 28.5672, 77.2100),     // AIIMS, New Delhi
         ("safdarjung", 28.5685, 77.2066), // ~0.36 km away
@@ -215,17 +207,15 @@ fn near_finds_locations_by_great_circle_distance() {
 
     // Moving a stored position's unit vector (what the distance test reads) is caught.
     store.shutdown();
-    let conn = rusqlite::Connection::open(dir.path().join("db")).unwrap();
-    assert_eq!(conn.execute("UPDATE ix_geo SET x = x + 0.001 WHERE lat = 19.076", []).unwrap(), 1);
+    let conn = store.intruder();
+    assert_eq!(conn.execute("UPDATE ix_geo SET x = x + 0.001 WHERE lat = 19.076", &[]).unwrap(), 1);
     let report = vaidya_store::verify::verify(&conn, &vkey).unwrap();
     assert!(report.problems.iter().any(|p| p.what.contains("search index rows of Location/mumbai")), "{:?}", report.problems);
 }
 
 /// SQLite stores a REAL -0.0 as the integer 0 and gives back 0.0: the rows must still verify.
-#[test]
-fn zero_and_negative_zero_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, vkey) = open(&dir);
+fn zero_and_negative_zero_verify(engine: Engine) {
+    let (store, vkey) = open(engine);
     put(&store, json!({"resourceType": "Location", "id": "null-island", "position": {"latitude": -0.0, "longitude": 0.0}}));
     put(&store, json!({"resourceType": "Observation", "id": "z", "status": "final",
         "code": {"coding": [{"system": LOINC, "code": "x"}]}, "valueQuantity": {"value": -0.0}}));
@@ -234,3 +224,5 @@ fn zero_and_negative_zero_verify() {
     let report = store.read(|c| vaidya_store::verify::verify(c, &vkey)).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+on_both_engines!(composites_match_within_one_node, near_finds_locations_by_great_circle_distance, zero_and_negative_zero_verify);

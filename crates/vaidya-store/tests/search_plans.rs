@@ -3,15 +3,12 @@
 //! index alone (or not at all with `_total=none`). Results are checked against a brute-force
 //! answer computed here.
 
+mod common;
+use common::engines::{Engine, open};
+
 use serde_json::{Value, json};
-use std::sync::Arc;
-use vaidya_ledger::LedgerKey;
 use vaidya_store::search::{Handling, SearchOutcome, parse_query};
 use vaidya_store::{Body, Store};
-
-fn open(dir: &tempfile::TempDir) -> Arc<Store> {
-    Arc::new(Store::open(&dir.path().join("db"), LedgerKey::generate("vaidya.test/ledger")).unwrap())
-}
 
 fn search(store: &Store, rtype: &str, query: &[(&str, &str)]) -> SearchOutcome {
     let pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -48,10 +45,8 @@ fn put(store: &Store, rtype: &'static str, id: String, r: Value) {
         .unwrap();
 }
 
-#[test]
-fn every_plan_finds_the_same_patients() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn every_plan_finds_the_same_patients(engine: Engine) {
+    let (store, _) = open(engine);
     let n = 1200;
     for i in 0..n {
         put(&store, "Patient", format!("p{i:04}"), patient(i));
@@ -99,10 +94,8 @@ fn every_plan_finds_the_same_patients() {
     assert_eq!(ids(&o), all[1..21]);
 }
 
-#[test]
-fn slot_holders_are_counted_by_slot_and_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn slot_holders_are_counted_by_slot_and_status(engine: Engine) {
+    let (store, _) = open(engine);
     let statuses = ["booked", "arrived", "cancelled", "booked", "noshow"];
     for i in 0..300 {
         let a = json!({"resourceType": "Appointment", "status": statuses[i % statuses.len()],
@@ -120,3 +113,5 @@ fn slot_holders_are_counted_by_slot_and_status() {
         assert_eq!(o.total, expected, "{slot}");
     }
 }
+
+on_both_engines!(every_plan_finds_the_same_patients, slot_holders_are_counted_by_slot_and_status);

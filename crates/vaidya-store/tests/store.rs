@@ -1,5 +1,8 @@
 //! The store's contract: group commit, per-job rollback, verification of every projection.
-//! (The same suite will run against PostgreSQL when that engine arrives.)
+//! Tests listed in `on_both_engines!` run on SQLite and on PostgreSQL.
+
+mod common;
+use common::engines::{Engine, open as open_on};
 
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -22,10 +25,8 @@ fn verify(store: &Store, vkey: &str) -> vaidya_store::verify::VerifyReport {
     store.read(|c| vaidya_store::verify::verify(c, vkey)).unwrap()
 }
 
-#[test]
-fn concurrent_writers_are_all_committed_in_one_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, vkey) = open(&dir);
+fn concurrent_writers_are_all_committed_in_one_chain(engine: Engine) {
+    let (store, vkey) = open_on(engine);
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let store = store.clone();
@@ -46,10 +47,8 @@ fn concurrent_writers_are_all_committed_in_one_chain() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
-#[test]
-fn a_failing_or_panicking_job_rolls_back_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, vkey) = open(&dir);
+fn a_failing_or_panicking_job_rolls_back_alone(engine: Engine) {
+    let (store, vkey) = open_on(engine);
     // Submit without waiting so that the jobs land in one group commit.
     let (r1, rx1) = tokio::sync::oneshot::channel();
     let (r2, rx2) = tokio::sync::oneshot::channel();
@@ -110,10 +109,8 @@ fn verify_catches_a_tampered_projection_and_names_the_entry() {
     assert!(report.problems.iter().any(|p| p.what.contains("checkpoint")), "{:?}", report.problems);
 }
 
-#[test]
-fn history_and_versions_follow_the_ledger() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(&dir);
+fn history_and_versions_follow_the_ledger(engine: Engine) {
+    let (store, _) = open_on(engine);
     store.write_blocking(|tx| put(tx, "x", "First")).unwrap();
     store.write_blocking(|tx| put(tx, "x", "Second")).unwrap();
     store.write_blocking(|tx| Ok::<_, StoreError>(tx.delete("test", "Patient", "x")?.is_some())).unwrap();
@@ -166,10 +163,8 @@ fn an_interrupted_bulk_load_gets_its_indexes_back_at_the_next_open() {
     assert_eq!(report.entries, 2);
 }
 
-#[test]
-fn a_failing_unguarded_job_rolls_back_its_whole_group_and_everyone_hears_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, vkey) = open(&dir);
+fn a_failing_unguarded_job_rolls_back_its_whole_group_and_everyone_hears_it(engine: Engine) {
+    let (store, vkey) = open_on(engine);
     store.write_blocking(|tx| put(tx, "before", "Zero")).unwrap();
     // A job that waits for a signal holds the writer, so that the jobs submitted meanwhile
     // are taken as one group when it lets go (no timing involved).
@@ -222,10 +217,8 @@ fn a_failing_unguarded_job_rolls_back_its_whole_group_and_everyone_hears_it() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
-#[test]
-fn history_since_counts_and_pages_only_later_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(&dir);
+fn history_since_counts_and_pages_only_later_entries(engine: Engine) {
+    let (store, _) = open_on(engine);
     for i in 0..3 {
         let id = format!("early{i}");
         store.write_blocking(move |tx| put(tx, &id, "Early")).unwrap();
@@ -377,3 +370,5 @@ fn only_a_node_store_may_branch() {
     let err = store.write_blocking(|tx| tx.begin_branch()).unwrap_err();
     assert!(err.to_string().contains("no key to sign a branch"), "{err}");
 }
+
+on_both_engines!(concurrent_writers_are_all_committed_in_one_chain, a_failing_or_panicking_job_rolls_back_alone, history_and_versions_follow_the_ledger, a_failing_unguarded_job_rolls_back_its_whole_group_and_everyone_hears_it, history_since_counts_and_pages_only_later_entries);
